@@ -1,0 +1,113 @@
+//! The one place that makes things durable on a real filesystem.
+//!
+//! Every crate in the workspace calls these helpers instead of calling
+//! `sync_all` or `rename` inline, so that the ordering rules live in one spot:
+//!
+//! * [`fsync_file`] makes a file's data and metadata durable.
+//! * [`fsync_dir`] makes a directory's entries durable: a create, rename or
+//!   unlink inside it survives a power cut only after this returns.
+//! * [`rewrite_atomic`] replaces a file's whole content so that a crash leaves
+//!   either the old or the new content, never a mix or nothing.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Makes `file`'s data and metadata durable (`fsync(2)`).
+pub fn fsync_file(file: &File) -> io::Result<()> {
+    file.sync_all()
+}
+
+/// Makes only `file`'s data and size durable (`fdatasync(2)`).
+pub fn fdatasync_file(file: &File) -> io::Result<()> {
+    file.sync_data()
+}
+
+/// Makes the entries of directory `dir` durable (`fsync(2)` on the directory).
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    let d = File::open(dir)?;
+    d.sync_all()
+}
+
+/// Atomically replaces `path` with `contents`, durably.
+///
+/// Order: write `path.tmp`, fsync it, rename over `path`, fsync the parent
+/// directory. After a crash at any instant, `path` holds the old or the new
+/// content in full.
+pub fn rewrite_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let parent = parent_dir(path)?;
+    let mut tmp_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?
+        .to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = parent.join(tmp_name);
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        f.write_all(contents)?;
+        fsync_file(&f)?;
+    }
+    std::fs::rename(&tmp, path)?;
+    fsync_dir(parent)
+}
+
+/// Renames `from` to `to` and makes the new name durable by fsyncing the
+/// destination directory (and the source directory when it differs).
+pub fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::rename(from, to)?;
+    let to_parent = parent_dir(to)?;
+    fsync_dir(to_parent)?;
+    let from_parent = parent_dir(from)?;
+    if from_parent != to_parent {
+        fsync_dir(from_parent)?;
+    }
+    Ok(())
+}
+
+fn parent_dir(path: &Path) -> io::Result<&Path> {
+    match path.parent() {
+        Some(p) if p.as_os_str().is_empty() => Ok(Path::new(".")),
+        Some(p) => Ok(p),
+        None => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "path has no parent directory",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrite_atomic_replaces_content_and_leaves_no_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("meta");
+        rewrite_atomic(&p, b"one").unwrap();
+        rewrite_atomic(&p, b"two!").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two!");
+        assert!(!dir.path().join("meta.tmp").exists());
+    }
+
+    #[test]
+    fn rename_durable_moves_across_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        std::fs::create_dir(dir.path().join("b")).unwrap();
+        std::fs::write(dir.path().join("a/x"), b"x").unwrap();
+        rename_durable(&dir.path().join("a/x"), &dir.path().join("b/y")).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("b/y")).unwrap(), b"x");
+        assert!(!dir.path().join("a/x").exists());
+    }
+
+    #[test]
+    fn fsync_dir_reports_missing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = fsync_dir(&dir.path().join("missing")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+}

@@ -1,0 +1,11 @@
+//! durafs: a filesystem for crash-testing storage software.
+//!
+//! The heart is [`model`], a pure state machine that tracks, for every file,
+//! the exact byte ranges not yet made durable and, for every directory, the
+//! entries not yet made durable, and that computes what a power cut leaves.
+
+pub mod backing;
+pub mod fs;
+pub mod fsio;
+pub mod fuse;
+pub mod model;

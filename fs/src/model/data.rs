@@ -1,0 +1,306 @@
+//! File data, attributes and fsync: the read/write path. Every call here
+//! takes only the inode's own lock, except fsync under the journal model,
+//! which also commits the namespace.
+
+use super::op::{Effect, Op};
+use super::overlay::{Fill, Segment};
+use super::types::*;
+use super::{DurableMeta, Model, Node};
+use bytes::Bytes;
+use std::sync::atomic::Ordering;
+
+impl Model {
+    /// Writes `data` at `offset` (read-your-writes; nothing durable).
+    pub fn write(&self, ino: Ino, offset: u64, data: Bytes, now: Timestamp) -> FsResult<u32> {
+        let node = self.node(ino)?;
+        let mut n = node.lock();
+        self.check_cut()?;
+        self.write_locked(ino, &mut n, offset, data, now)
+    }
+
+    /// Appends `data` at the live size, atomically (O_APPEND). Returns the
+    /// offset written at.
+    pub fn append(&self, ino: Ino, data: Bytes, now: Timestamp) -> FsResult<u64> {
+        let node = self.node(ino)?;
+        let mut n = node.lock();
+        self.check_cut()?;
+        let at = n.size;
+        self.write_locked(ino, &mut n, at, data, now)?;
+        Ok(at)
+    }
+
+    fn write_locked(
+        &self,
+        ino: Ino,
+        n: &mut Node,
+        offset: u64,
+        data: Bytes,
+        now: Timestamp,
+    ) -> FsResult<u32> {
+        check_file(n)?;
+        let len = data.len() as u64;
+        let end = offset.checked_add(len).ok_or(FsError::TooBig)?;
+        if end > self.cfg.max_file_size {
+            return Err(FsError::TooBig);
+        }
+        n.attrs.mtime = now;
+        n.attrs.ctime = now;
+        if len == 0 {
+            return Ok(0);
+        }
+        n.overlay.write(offset, data.clone());
+        n.size = n.size.max(end);
+        n.pending
+            .insert(self.next_seq(), Op::Write { ino, offset, data });
+        self.dirty_bytes.fetch_add(len, Ordering::Relaxed);
+        u32::try_from(len).map_err(|_| FsError::Invalid)
+    }
+
+    /// Plans a read of up to `len` bytes at `offset`: the caller fills
+    /// [`Segment::Base`] pieces from the durable store.
+    pub fn read(&self, ino: Ino, offset: u64, len: u64) -> FsResult<Vec<Segment>> {
+        let node = self.node(ino)?;
+        let n = node.lock();
+        check_file(&n)?;
+        if offset >= n.size {
+            return Ok(Vec::new());
+        }
+        let end = offset.saturating_add(len).min(n.size);
+        Ok(n.overlay.plan(offset, end, n.base_end))
+    }
+
+    /// Changes attributes and, with `size`, truncates or extends the file.
+    pub fn setattr(&self, ino: Ino, set: SetAttrs, now: Timestamp) -> FsResult<Stat> {
+        let node = self.node(ino)?;
+        let mut n = node.lock();
+        self.check_cut()?;
+        if let Some(size) = set.size {
+            if n.kind == Kind::Dir {
+                return Err(FsError::IsDir);
+            }
+            check_file(&n)?;
+            if size > self.cfg.max_file_size {
+                return Err(FsError::TooBig);
+            }
+            truncate_live(&mut n, size);
+            n.attrs.mtime = now;
+            n.attrs.ctime = now;
+            n.pending
+                .insert(self.next_seq(), Op::Truncate { ino, size });
+        }
+        let before = n.attrs;
+        if let Some(m) = set.mode {
+            n.attrs.mode = m & 0o7777;
+        }
+        if let Some(u) = set.uid {
+            n.attrs.uid = u;
+        }
+        if let Some(g) = set.gid {
+            n.attrs.gid = g;
+        }
+        if let Some(t) = set.atime {
+            n.attrs.atime = t;
+        }
+        if let Some(t) = set.mtime {
+            n.attrs.mtime = t;
+        }
+        if n.attrs != before || set.mode.is_some() || set.uid.is_some() || set.gid.is_some() {
+            n.attrs.ctime = now;
+            let attrs = n.attrs;
+            n.pending
+                .insert(self.next_seq(), Op::SetAttrs { ino, attrs });
+        }
+        Ok(n.stat(ino))
+    }
+
+    /// `fallocate(2)` on a regular file.
+    pub fn fallocate(
+        &self,
+        ino: Ino,
+        offset: u64,
+        len: u64,
+        mode: Fallocate,
+        now: Timestamp,
+    ) -> FsResult<()> {
+        let node = self.node(ino)?;
+        let mut n = node.lock();
+        self.check_cut()?;
+        check_file(&n)?;
+        if len == 0 {
+            return Err(FsError::Invalid);
+        }
+        let end = offset.checked_add(len).ok_or(FsError::TooBig)?;
+        match mode {
+            Fallocate::KeepSize => {}
+            Fallocate::Default => {
+                if end > self.cfg.max_file_size {
+                    return Err(FsError::TooBig);
+                }
+                if end > n.size {
+                    n.size = end;
+                    n.attrs.ctime = now;
+                    n.pending
+                        .insert(self.next_seq(), Op::Allocate { ino, offset, len });
+                }
+            }
+            Fallocate::PunchHole => {
+                let end = end.min(n.size);
+                if offset < end {
+                    n.overlay.zero(offset, end - offset);
+                    n.attrs.mtime = now;
+                    n.attrs.ctime = now;
+                    n.pending.insert(
+                        self.next_seq(),
+                        Op::Punch {
+                            ino,
+                            offset,
+                            len: end - offset,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// fsync (`datasync: false`) or fdatasync (`true`) of `ino`: returns the
+    /// effects the store must apply before the call may return.
+    ///
+    /// fsync makes the inode's data, size and attributes durable; fdatasync
+    /// its data and size. Neither makes its *name* durable, except under
+    /// [`Persistence::Journal`], where both also commit every earlier
+    /// namespace operation.
+    pub fn fsync(&self, ino: Ino, datasync: bool) -> FsResult<Vec<Effect>> {
+        let mut out = Vec::new();
+        if self.cfg.persistence == Persistence::Journal {
+            let mut ns = self.ns.lock();
+            self.check_cut()?;
+            self.commit_names(&mut ns, |_| true, &mut out)?;
+            let node = self.node(ino)?;
+            let mut n = node.lock();
+            self.flush_node(ino, &mut n, !datasync, &mut out);
+        } else {
+            let node = self.node(ino)?;
+            let mut n = node.lock();
+            self.check_cut()?;
+            self.flush_node(ino, &mut n, !datasync, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// Makes the unsynced data (and with `with_attrs`, attributes) of one
+    /// inode durable, appending the effects to `out`.
+    pub(crate) fn flush_node(
+        &self,
+        ino: Ino,
+        n: &mut Node,
+        with_attrs: bool,
+        out: &mut Vec<Effect>,
+    ) {
+        let had_data = n.pending.values().any(|op| op.is_data());
+        let needs_attrs = with_attrs && n.durable.is_some_and(|d| d.attrs != n.attrs);
+        let dur = match n.durable {
+            Some(d) => d,
+            None => {
+                out.push(Effect::Alloc {
+                    ino,
+                    init: n.init(),
+                });
+                let d = DurableMeta {
+                    attrs: n.attrs,
+                    size: if n.kind == Kind::File { 0 } else { n.size },
+                };
+                n.durable = Some(d);
+                d
+            }
+        };
+        if n.kind == Kind::File && (had_data || n.size != dur.size) {
+            if n.base_end < dur.size {
+                out.push(Effect::Truncate {
+                    ino,
+                    size: n.base_end,
+                });
+            }
+            for (off, len, fill) in n.overlay.extents() {
+                out.push(match fill {
+                    Fill::Data(b) => Effect::Write {
+                        ino,
+                        offset: off,
+                        data: b.clone(),
+                    },
+                    Fill::Zero => Effect::Zero {
+                        ino,
+                        offset: off,
+                        len,
+                    },
+                });
+            }
+            out.push(Effect::Truncate { ino, size: n.size });
+            n.overlay.clear();
+            n.base_end = n.size;
+        }
+        let mut freed = 0;
+        n.pending.retain(|_, op| {
+            let goes = op.is_data() || with_attrs;
+            if goes {
+                freed += op.data_len();
+            }
+            !goes
+        });
+        self.dirty_bytes.fetch_sub(freed, Ordering::Relaxed);
+        let attrs = if with_attrs { n.attrs } else { dur.attrs };
+        if needs_attrs {
+            out.push(Effect::SetAttrs { ino, attrs });
+        }
+        n.durable = Some(DurableMeta {
+            attrs,
+            size: n.size,
+        });
+    }
+
+    /// Writes back the data of the inode dirtied longest ago (as a kernel
+    /// under memory pressure does), making it durable like fdatasync.
+    /// Returns the inode and the effects, or `None` when nothing is dirty.
+    pub fn writeback_oldest(&self) -> FsResult<Option<(Ino, Vec<Effect>)>> {
+        self.check_cut()?;
+        let mut oldest: Option<(u64, Ino)> = None;
+        for e in self.nodes.iter() {
+            let n = e.value().lock();
+            let first = n
+                .pending
+                .iter()
+                .find(|(_, op)| op.is_data())
+                .map(|(s, _)| *s);
+            if let Some(s) = first {
+                if oldest.is_none_or(|(o, _)| s < o) {
+                    oldest = Some((s, *e.key()));
+                }
+            }
+        }
+        let Some((_, ino)) = oldest else {
+            return Ok(None);
+        };
+        let node = self.node(ino)?;
+        let mut n = node.lock();
+        let mut out = Vec::new();
+        self.flush_node(ino, &mut n, false, &mut out);
+        Ok(Some((ino, out)))
+    }
+}
+
+fn check_file(n: &Node) -> FsResult<()> {
+    match n.kind {
+        Kind::File => Ok(()),
+        Kind::Dir => Err(FsError::IsDir),
+        _ => Err(FsError::Invalid),
+    }
+}
+
+/// Sets the live size; bytes past a shrink never come back from the base.
+fn truncate_live(n: &mut Node, size: u64) {
+    if size < n.size {
+        n.overlay.truncate(size);
+        n.base_end = n.base_end.min(size);
+    }
+    n.size = size;
+}

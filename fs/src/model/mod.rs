@@ -1,0 +1,381 @@
+//! The durability model: a pure state machine, with no FUSE and no I/O.
+//!
+//! It holds two views of a filesystem:
+//!
+//! * the **live view**, what a reader sees now (read-your-writes);
+//! * the **durable view**, what survives a power cut that keeps nothing
+//!   unsynced. The model keeps the durable *metadata* of each inode (size,
+//!   attributes, whether it exists at all); durable *bytes* live in a store
+//!   (the backing directory, or [`MemStore`]) and reach it only through the
+//!   [`Effect`]s that fsync, fsyncdir and sync-all return.
+//!
+//! Between them sits the ordered list of pending operations ([`PendingOp`]):
+//! every unsynced change, in the order the filesystem saw it. Crash policies
+//! choose subsets of that list ([`crash`]). For fast reads each file also
+//! keeps a merged [`overlay::Overlay`] of its unsynced bytes, so a read never
+//! replays history.
+//!
+//! Concurrency: per-inode state sits in a `DashMap` of per-inode mutexes; the
+//! read/write/fsync path of a file takes only that file's lock. Namespace
+//! operations take the namespace lock, then inode locks in ascending order.
+//! A global sequence number (an atomic) orders all operations.
+//!
+//! The rules are documented in `docs/durability.md`.
+
+pub mod crash;
+mod data;
+pub mod enumerate;
+mod names;
+pub mod op;
+pub mod overlay;
+mod report;
+pub mod rng;
+pub mod store;
+pub mod types;
+
+#[cfg(test)]
+mod reference;
+#[cfg(test)]
+mod scenarios;
+#[cfg(test)]
+mod tests;
+
+pub use op::{Effect, EntryChange, NewInode, NsKind, Op, PendingOp, Survival};
+pub use overlay::Segment;
+pub use report::{FileReport, NameReport, Report};
+pub use store::{Image, ImageInode, MemStore, Tree, TreeNode};
+pub use types::*;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Settings of a model.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    pub persistence: Persistence,
+    /// Largest file size; writes past it fail with [`FsError::TooBig`].
+    pub max_file_size: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            persistence: Persistence::Posix,
+            max_file_size: 1 << 44,
+        }
+    }
+}
+
+/// What is durable of an inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DurableMeta {
+    pub attrs: Attrs,
+    pub size: u64,
+}
+
+/// Per-inode state.
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub kind: Kind,
+    pub attrs: Attrs,
+    pub nlink: u32,
+    pub size: u64,
+    pub target: Option<Bytes>,
+    /// `None`: nothing of this inode is durable yet.
+    pub durable: Option<DurableMeta>,
+    /// Durable bytes below this offset are still live; above it the live
+    /// view reads the overlay or zeros. Invariant: `base_end <= size` and
+    /// `base_end <= durable size`.
+    pub base_end: u64,
+    pub overlay: overlay::Overlay,
+    /// Unsynced data and attribute operations on this inode, by sequence.
+    pub pending: BTreeMap<u64, Op>,
+}
+
+impl Node {
+    fn stat(&self, ino: Ino) -> Stat {
+        Stat {
+            ino,
+            kind: self.kind,
+            size: self.size,
+            nlink: self.nlink,
+            attrs: self.attrs,
+        }
+    }
+
+    fn init(&self) -> NewInode {
+        NewInode {
+            kind: self.kind,
+            attrs: self.attrs,
+            target: self.target.clone(),
+        }
+    }
+}
+
+/// The live namespace and the unsynced namespace operations.
+#[derive(Debug, Default)]
+pub(crate) struct Namespace {
+    /// Entries of every live directory.
+    pub dirs: HashMap<Ino, BTreeMap<Name, (Ino, Kind)>>,
+    /// Live parent and name of every directory but the root.
+    pub parent: HashMap<Ino, (Ino, Name)>,
+    /// Unsynced namespace operations, by sequence.
+    pub pending: BTreeMap<u64, Op>,
+}
+
+/// The durability model. All methods take `&self` and are safe to call from
+/// many threads.
+#[derive(Debug)]
+pub struct Model {
+    cfg: Config,
+    seq: AtomicU64,
+    next_ino: AtomicU64,
+    nodes: DashMap<Ino, Arc<Mutex<Node>>>,
+    ns: Mutex<Namespace>,
+    cut: AtomicBool,
+    dirty_bytes: AtomicU64,
+}
+
+impl Model {
+    /// An empty filesystem whose root directory is durable.
+    pub fn new(cfg: Config, root_attrs: Attrs) -> Model {
+        let mut image = Image::default();
+        image.inodes.insert(
+            ROOT,
+            ImageInode {
+                kind: Kind::Dir,
+                attrs: root_attrs,
+                size: 0,
+                target: None,
+            },
+        );
+        image.entries.insert(ROOT, BTreeMap::new());
+        match Model::from_image(cfg, &image) {
+            Ok(m) => m,
+            Err(_) => unreachable!("a lone root directory is a valid image"),
+        }
+    }
+
+    /// A model whose durable and live views are both `image`.
+    pub fn from_image(cfg: Config, image: &Image) -> Result<Model, String> {
+        image.validate()?;
+        let nodes = DashMap::new();
+        let mut nlinks: HashMap<Ino, u32> = HashMap::new();
+        let mut ns = Namespace::default();
+        for (dir, entries) in &image.entries {
+            let mut live = BTreeMap::new();
+            for (name, ino) in entries {
+                let kind = image.inodes.get(ino).map(|i| i.kind).ok_or("dangling")?;
+                live.insert(name.clone(), (*ino, kind));
+                if kind == Kind::Dir {
+                    ns.parent.insert(*ino, (*dir, name.clone()));
+                    *nlinks.entry(*dir).or_insert(0) += 1;
+                } else {
+                    *nlinks.entry(*ino).or_insert(0) += 1;
+                }
+            }
+            ns.dirs.insert(*dir, live);
+        }
+        for (ino, i) in &image.inodes {
+            let nlink = if i.kind == Kind::Dir {
+                2 + nlinks.get(ino).copied().unwrap_or(0)
+            } else {
+                nlinks.get(ino).copied().unwrap_or(0)
+            };
+            let size = match i.kind {
+                Kind::File => i.size,
+                Kind::Symlink => i.target.as_ref().map_or(0, |t| t.len() as u64),
+                _ => 0,
+            };
+            let node = Node {
+                kind: i.kind,
+                attrs: i.attrs,
+                nlink,
+                size,
+                target: i.target.clone(),
+                durable: Some(DurableMeta {
+                    attrs: i.attrs,
+                    size,
+                }),
+                base_end: size,
+                overlay: overlay::Overlay::default(),
+                pending: BTreeMap::new(),
+            };
+            nodes.insert(*ino, Arc::new(Mutex::new(node)));
+        }
+        let max_ino = image.inodes.keys().max().copied().unwrap_or(ROOT);
+        Ok(Model {
+            cfg,
+            seq: AtomicU64::new(1),
+            next_ino: AtomicU64::new(max_ino + 1),
+            nodes,
+            ns: Mutex::new(ns),
+            cut: AtomicBool::new(false),
+            dirty_bytes: AtomicU64::new(0),
+        })
+    }
+
+    /// The model's settings.
+    pub fn config(&self) -> Config {
+        self.cfg
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::SeqCst)
+    }
+
+    fn alloc_ino(&self) -> Ino {
+        self.next_ino.fetch_add(1, Ordering::SeqCst)
+    }
+
+    pub(crate) fn node(&self, ino: Ino) -> FsResult<Arc<Mutex<Node>>> {
+        self.check_cut()?;
+        self.nodes
+            .get(&ino)
+            .map(|n| Arc::clone(n.value()))
+            .ok_or(FsError::NotFound)
+    }
+
+    fn check_cut(&self) -> FsResult<()> {
+        if self.cut.load(Ordering::SeqCst) {
+            Err(FsError::Cut)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Stops the model: every later call fails with [`FsError::Cut`], and
+    /// returns the pending operations at that instant. A call that held an
+    /// inode lock when this began completes before that inode is collected.
+    pub fn cut(&self) -> Vec<PendingOp> {
+        self.cut.store(true, Ordering::SeqCst);
+        self.collect_pending()
+    }
+
+    /// True once [`Model::cut`] was called.
+    pub fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::SeqCst)
+    }
+
+    /// Every pending operation, in global order.
+    pub fn pending_ops(&self) -> Vec<PendingOp> {
+        self.collect_pending()
+    }
+
+    fn collect_pending(&self) -> Vec<PendingOp> {
+        let ns = self.ns.lock();
+        let mut out: Vec<PendingOp> = ns
+            .pending
+            .iter()
+            .map(|(s, op)| PendingOp {
+                seq: *s,
+                op: op.clone(),
+            })
+            .collect();
+        for ino in self.sorted_inos() {
+            if let Some(node) = self.nodes.get(&ino).map(|n| Arc::clone(n.value())) {
+                let node = node.lock();
+                out.extend(node.pending.iter().map(|(s, op)| PendingOp {
+                    seq: *s,
+                    op: op.clone(),
+                }));
+            }
+        }
+        drop(ns);
+        out.sort_by_key(|p| p.seq);
+        out
+    }
+
+    fn sorted_inos(&self) -> Vec<Ino> {
+        let mut inos: Vec<Ino> = self.nodes.iter().map(|e| *e.key()).collect();
+        inos.sort_unstable();
+        inos
+    }
+
+    /// Bytes written and not yet durable (counting overwritten bytes again).
+    pub fn dirty_bytes(&self) -> u64 {
+        self.dirty_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Looks `name` up in directory `parent`.
+    pub fn lookup(&self, parent: Ino, name: &[u8]) -> FsResult<Stat> {
+        self.check_cut()?;
+        let ino = {
+            let ns = self.ns.lock();
+            let dir = ns
+                .dirs
+                .get(&parent)
+                .ok_or_else(|| self.not_dir_or_gone(parent))?;
+            dir.get(name).map(|e| e.0).ok_or(FsError::NotFound)?
+        };
+        self.getattr(ino)
+    }
+
+    fn not_dir_or_gone(&self, ino: Ino) -> FsError {
+        match self.nodes.get(&ino) {
+            Some(n) if n.value().lock().kind != Kind::Dir => FsError::NotDir,
+            _ => FsError::NotFound,
+        }
+    }
+
+    /// The attributes of `ino`.
+    pub fn getattr(&self, ino: Ino) -> FsResult<Stat> {
+        let node = self.node(ino)?;
+        let n = node.lock();
+        Ok(n.stat(ino))
+    }
+
+    /// The entries of directory `dir`, in name order.
+    pub fn readdir(&self, dir: Ino) -> FsResult<Vec<(Name, Ino, Kind)>> {
+        self.check_cut()?;
+        let ns = self.ns.lock();
+        let entries = ns.dirs.get(&dir).ok_or_else(|| self.not_dir_or_gone(dir))?;
+        Ok(entries
+            .iter()
+            .map(|(name, (ino, kind))| (name.clone(), *ino, *kind))
+            .collect())
+    }
+
+    /// The live parent of directory `dir` (the root is its own parent).
+    pub fn parent_of(&self, dir: Ino) -> FsResult<Ino> {
+        self.check_cut()?;
+        if dir == ROOT {
+            return Ok(ROOT);
+        }
+        let ns = self.ns.lock();
+        ns.parent.get(&dir).map(|p| p.0).ok_or(FsError::NotFound)
+    }
+
+    /// The target of symlink `ino`.
+    pub fn readlink(&self, ino: Ino) -> FsResult<Bytes> {
+        let node = self.node(ino)?;
+        let n = node.lock();
+        n.target.clone().ok_or(FsError::Invalid)
+    }
+
+    /// Drops an inode the caller no longer references, if it has no name
+    /// and nothing unsynced. Returns true when it was dropped.
+    pub fn forget(&self, ino: Ino) -> bool {
+        if ino == ROOT {
+            return false;
+        }
+        self.nodes
+            .remove_if(&ino, |_, n| {
+                let n = n.lock();
+                n.nlink == 0 && n.pending.is_empty()
+            })
+            .is_some()
+    }
+
+    /// A path of `ino` in the live namespace, for reports (`None` if it has
+    /// no name). Directories resolve through parent links; other inodes by
+    /// searching their parent directories.
+    pub fn path_of(&self, ino: Ino) -> Option<String> {
+        let ns = self.ns.lock();
+        report::path_in(&ns, ino)
+    }
+}

@@ -1,0 +1,485 @@
+//! The namespace: create, link, unlink, rmdir, rename, and the durability
+//! points that commit names (fsyncdir, sync-all, the journal).
+//!
+//! Lock order: the namespace lock, then inode locks in ascending number.
+
+use super::op::{Effect, EntryChange, NewInode, NsKind, Op, Survival};
+use super::types::*;
+use super::{DurableMeta, Model, Namespace, Node};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+impl Model {
+    /// Creates a regular file, directory, symlink (`target`), fifo, socket
+    /// or device in `parent`.
+    pub fn create(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        kind: Kind,
+        attrs: Attrs,
+        target: Option<Bytes>,
+    ) -> FsResult<Stat> {
+        check_name(name)?;
+        if (kind == Kind::Symlink) != target.is_some() {
+            return Err(FsError::Invalid);
+        }
+        let mut ns = self.ns.lock();
+        self.check_cut()?;
+        let dir = ns
+            .dirs
+            .get(&parent)
+            .ok_or_else(|| self.not_dir_or_gone(parent))?;
+        if dir.contains_key(name) {
+            return Err(FsError::Exists);
+        }
+        let ino = self.alloc_ino();
+        let size = target.as_ref().map_or(0, |t| t.len() as u64);
+        let node = Node {
+            kind,
+            attrs: Attrs {
+                mode: attrs.mode & 0o7777,
+                ..attrs
+            },
+            nlink: if kind == Kind::Dir { 2 } else { 1 },
+            size,
+            target: target.clone(),
+            durable: None,
+            base_end: 0,
+            overlay: Default::default(),
+            pending: BTreeMap::new(),
+        };
+        let init = node.init();
+        let stat = node.stat(ino);
+        self.nodes.insert(ino, Arc::new(Mutex::new(node)));
+        if kind == Kind::Dir {
+            ns.dirs.insert(ino, BTreeMap::new());
+            ns.parent.insert(ino, (parent, name.to_vec()));
+            self.adjust_nlink(parent, 1);
+        }
+        if let Some(d) = ns.dirs.get_mut(&parent) {
+            d.insert(name.to_vec(), (ino, kind));
+        }
+        let what = match kind {
+            Kind::File => NsKind::Create,
+            Kind::Dir => NsKind::Mkdir,
+            Kind::Symlink => NsKind::Symlink,
+            _ => NsKind::Mknod,
+        };
+        ns.pending.insert(
+            self.next_seq(),
+            Op::Names {
+                dir: parent,
+                what,
+                changes: vec![EntryChange {
+                    name: name.to_vec(),
+                    target: Some((ino, init)),
+                }],
+                peer: None,
+            },
+        );
+        Ok(stat)
+    }
+
+    /// Adds the hard link `newparent/newname` to `ino`.
+    pub fn link(&self, ino: Ino, newparent: Ino, newname: &[u8], now: Timestamp) -> FsResult<Stat> {
+        check_name(newname)?;
+        let mut ns = self.ns.lock();
+        self.check_cut()?;
+        let node = self.node(ino)?;
+        let mut n = node.lock();
+        if n.kind == Kind::Dir {
+            return Err(FsError::NotPermitted);
+        }
+        if n.nlink == 0 {
+            return Err(FsError::NotFound);
+        }
+        if n.nlink >= u32::from(u16::MAX) {
+            return Err(FsError::TooManyLinks);
+        }
+        let dir = ns.dirs.get_mut(&newparent).ok_or(FsError::NotFound)?;
+        if dir.contains_key(newname) {
+            return Err(FsError::Exists);
+        }
+        dir.insert(newname.to_vec(), (ino, n.kind));
+        n.nlink += 1;
+        n.attrs.ctime = now;
+        let init = n.init();
+        let stat = n.stat(ino);
+        ns.pending.insert(
+            self.next_seq(),
+            Op::Names {
+                dir: newparent,
+                what: NsKind::Link,
+                changes: vec![EntryChange {
+                    name: newname.to_vec(),
+                    target: Some((ino, init)),
+                }],
+                peer: None,
+            },
+        );
+        Ok(stat)
+    }
+
+    /// Removes a non-directory entry (`unlink(2)`).
+    pub fn unlink(&self, parent: Ino, name: &[u8], now: Timestamp) -> FsResult<()> {
+        self.remove(parent, name, false, now)
+    }
+
+    /// Removes an empty directory (`rmdir(2)`).
+    pub fn rmdir(&self, parent: Ino, name: &[u8], now: Timestamp) -> FsResult<()> {
+        self.remove(parent, name, true, now)
+    }
+
+    fn remove(&self, parent: Ino, name: &[u8], want_dir: bool, now: Timestamp) -> FsResult<()> {
+        let mut ns = self.ns.lock();
+        self.check_cut()?;
+        let dir = ns
+            .dirs
+            .get(&parent)
+            .ok_or_else(|| self.not_dir_or_gone(parent))?;
+        let (ino, kind) = *dir.get(name).ok_or(FsError::NotFound)?;
+        match (want_dir, kind == Kind::Dir) {
+            (false, true) => return Err(FsError::IsDir),
+            (true, false) => return Err(FsError::NotDir),
+            (true, true) if ns.dirs.get(&ino).is_some_and(|d| !d.is_empty()) => {
+                return Err(FsError::NotEmpty);
+            }
+            _ => {}
+        }
+        self.drop_entry(&mut ns, parent, name, ino, kind, now);
+        let what = if want_dir {
+            NsKind::Rmdir
+        } else {
+            NsKind::Unlink
+        };
+        ns.pending.insert(
+            self.next_seq(),
+            Op::Names {
+                dir: parent,
+                what,
+                changes: vec![EntryChange {
+                    name: name.to_vec(),
+                    target: None,
+                }],
+                peer: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes `parent/name -> ino` from the live namespace and fixes link
+    /// counts. The caller records the operation.
+    fn drop_entry(
+        &self,
+        ns: &mut Namespace,
+        parent: Ino,
+        name: &[u8],
+        ino: Ino,
+        kind: Kind,
+        now: Timestamp,
+    ) {
+        if let Some(d) = ns.dirs.get_mut(&parent) {
+            d.remove(name);
+        }
+        if kind == Kind::Dir {
+            ns.dirs.remove(&ino);
+            ns.parent.remove(&ino);
+            self.adjust_nlink(parent, -1);
+            self.set_nlink(ino, |_| 0, now);
+        } else {
+            self.set_nlink(ino, |l| l.saturating_sub(1), now);
+        }
+    }
+
+    fn adjust_nlink(&self, dir: Ino, delta: i32) {
+        if let Some(node) = self.nodes.get(&dir).map(|n| Arc::clone(n.value())) {
+            let mut n = node.lock();
+            n.nlink = n.nlink.saturating_add_signed(delta);
+        }
+    }
+
+    fn set_nlink(&self, ino: Ino, f: impl Fn(u32) -> u32, now: Timestamp) {
+        if let Some(node) = self.nodes.get(&ino).map(|n| Arc::clone(n.value())) {
+            let mut n = node.lock();
+            n.nlink = f(n.nlink);
+            n.attrs.ctime = now;
+        }
+    }
+
+    fn init_of(&self, ino: Ino) -> FsResult<NewInode> {
+        let node = self.node(ino)?;
+        let n = node.lock();
+        Ok(n.init())
+    }
+
+    /// `renameat2(2)` with `RENAME_NOREPLACE` / `RENAME_EXCHANGE`.
+    pub fn rename(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        newparent: Ino,
+        newname: &[u8],
+        flags: RenameFlags,
+        now: Timestamp,
+    ) -> FsResult<()> {
+        check_name(newname)?;
+        if flags.noreplace && flags.exchange {
+            return Err(FsError::Invalid);
+        }
+        let mut ns = self.ns.lock();
+        self.check_cut()?;
+        let src_dir = ns
+            .dirs
+            .get(&parent)
+            .ok_or_else(|| self.not_dir_or_gone(parent))?;
+        let (src, src_kind) = *src_dir.get(name).ok_or(FsError::NotFound)?;
+        let dst_dir = ns
+            .dirs
+            .get(&newparent)
+            .ok_or_else(|| self.not_dir_or_gone(newparent))?;
+        let dst = dst_dir.get(newname).copied();
+        if flags.noreplace && dst.is_some() {
+            return Err(FsError::Exists);
+        }
+        if flags.exchange && dst.is_none() {
+            return Err(FsError::NotFound);
+        }
+        if src_kind == Kind::Dir && is_within(&ns, newparent, src) {
+            return Err(FsError::Invalid);
+        }
+        if let (true, Some((d, Kind::Dir))) = (flags.exchange, dst) {
+            if is_within(&ns, parent, d) {
+                return Err(FsError::Invalid);
+            }
+        }
+        if dst.is_some_and(|(d, _)| d == src) {
+            return Ok(());
+        }
+        if !flags.exchange {
+            if let Some((d, dkind)) = dst {
+                match (src_kind == Kind::Dir, dkind == Kind::Dir) {
+                    (true, false) => return Err(FsError::NotDir),
+                    (false, true) => return Err(FsError::IsDir),
+                    (true, true) if ns.dirs.get(&d).is_some_and(|e| !e.is_empty()) => {
+                        return Err(FsError::NotEmpty);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let src_init = self.init_of(src)?;
+        // Live namespace.
+        if let Some(dm) = ns.dirs.get_mut(&parent) {
+            dm.remove(name);
+        }
+        let mut src_change = EntryChange {
+            name: name.to_vec(),
+            target: None,
+        };
+        match (flags.exchange, dst) {
+            (true, Some((d, dkind))) => {
+                if let Some(dm) = ns.dirs.get_mut(&parent) {
+                    dm.insert(name.to_vec(), (d, dkind));
+                }
+                if dkind == Kind::Dir {
+                    ns.parent.insert(d, (parent, name.to_vec()));
+                    if parent != newparent {
+                        self.adjust_nlink(parent, 1);
+                        self.adjust_nlink(newparent, -1);
+                    }
+                }
+                src_change.target = Some((d, self.init_of(d)?));
+            }
+            (false, Some((d, dkind))) => {
+                self.drop_entry(&mut ns, newparent, newname, d, dkind, now);
+            }
+            _ => {}
+        }
+        if let Some(dm) = ns.dirs.get_mut(&newparent) {
+            dm.insert(newname.to_vec(), (src, src_kind));
+        }
+        if src_kind == Kind::Dir {
+            ns.parent.insert(src, (newparent, newname.to_vec()));
+            if parent != newparent {
+                self.adjust_nlink(parent, -1);
+                self.adjust_nlink(newparent, 1);
+            }
+        }
+        self.set_nlink(src, |l| l, now);
+        // Pending operations: one per directory touched.
+        let dst_change = EntryChange {
+            name: newname.to_vec(),
+            target: Some((src, src_init)),
+        };
+        if parent == newparent {
+            let what = if flags.exchange {
+                NsKind::Exchange
+            } else {
+                NsKind::Rename
+            };
+            ns.pending.insert(
+                self.next_seq(),
+                Op::Names {
+                    dir: parent,
+                    what,
+                    changes: vec![src_change, dst_change],
+                    peer: Some((newparent, newname.to_vec())),
+                },
+            );
+        } else {
+            // The new name is recorded first: a prefix that keeps only one
+            // half shows the file under both names, never under neither.
+            let (to_what, from_what) = if flags.exchange {
+                (NsKind::Exchange, NsKind::Exchange)
+            } else {
+                (NsKind::RenameTo, NsKind::RenameFrom)
+            };
+            ns.pending.insert(
+                self.next_seq(),
+                Op::Names {
+                    dir: newparent,
+                    what: to_what,
+                    changes: vec![dst_change],
+                    peer: Some((parent, name.to_vec())),
+                },
+            );
+            ns.pending.insert(
+                self.next_seq(),
+                Op::Names {
+                    dir: parent,
+                    what: from_what,
+                    changes: vec![src_change],
+                    peer: Some((newparent, newname.to_vec())),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// fsync of directory `dir`: makes its entries durable (under the journal
+    /// model, every namespace operation). Returns the effects to apply.
+    pub fn fsyncdir(&self, dir: Ino) -> FsResult<Vec<Effect>> {
+        let mut ns = self.ns.lock();
+        self.check_cut()?;
+        let mut out = Vec::new();
+        match self.cfg.persistence {
+            Persistence::Posix => {
+                self.commit_names(&mut ns, |op| op.dir() == Some(dir), &mut out)?
+            }
+            Persistence::Journal => self.commit_names(&mut ns, |_| true, &mut out)?,
+        }
+        Ok(out)
+    }
+
+    /// Makes everything durable (`sync(2)`): every namespace operation, then
+    /// every inode's data and attributes.
+    pub fn sync_all(&self) -> FsResult<Vec<Effect>> {
+        let mut ns = self.ns.lock();
+        self.check_cut()?;
+        let mut out = Vec::new();
+        self.commit_names(&mut ns, |_| true, &mut out)?;
+        for ino in self.sorted_inos() {
+            let Some(node) = self.nodes.get(&ino).map(|n| Arc::clone(n.value())) else {
+                continue;
+            };
+            let mut n = node.lock();
+            let dirty = !n.pending.is_empty()
+                || n.durable
+                    .is_none_or(|d| d.size != n.size || d.attrs != n.attrs);
+            if dirty && (n.nlink > 0 || n.durable.is_some()) {
+                self.flush_node(ino, &mut n, true, &mut out);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Commits the pending namespace operations that `pick` selects, in
+    /// order, marking the inodes they link as durable.
+    pub(crate) fn commit_names(
+        &self,
+        ns: &mut Namespace,
+        pick: impl Fn(&Op) -> bool,
+        out: &mut Vec<Effect>,
+    ) -> FsResult<()> {
+        let seqs: Vec<u64> = ns
+            .pending
+            .iter()
+            .filter(|(_, op)| pick(op))
+            .map(|(s, _)| *s)
+            .collect();
+        for s in seqs {
+            let Some(op) = ns.pending.remove(&s) else {
+                continue;
+            };
+            if let Op::Names { dir, .. } = &op {
+                // Committing a directory's entries makes the directory inode
+                // itself durable, reachable or not.
+                self.alloc_durable(*dir, out);
+            }
+            if let Op::Names { changes, .. } = &op {
+                for c in changes {
+                    if let Some((ino, init)) = &c.target {
+                        self.mark_durable(*ino, init);
+                    }
+                }
+            }
+            op.effects(&Survival::Full, out);
+        }
+        Ok(())
+    }
+
+    /// Makes inode `ino` exist durably (an orphan until an entry links it).
+    fn alloc_durable(&self, ino: Ino, out: &mut Vec<Effect>) {
+        let node = self.nodes.get(&ino).map(|n| Arc::clone(n.value()));
+        if let Some(node) = node {
+            let mut n = node.lock();
+            if n.durable.is_none() {
+                out.push(Effect::Alloc {
+                    ino,
+                    init: n.init(),
+                });
+                n.durable = Some(DurableMeta {
+                    attrs: n.attrs,
+                    size: if n.kind == Kind::File { 0 } else { n.size },
+                });
+                n.base_end = 0;
+            }
+        }
+    }
+
+    /// Records that a durable entry now reaches `ino`: if nothing of it was
+    /// durable, it now exists durably as `init` (empty).
+    fn mark_durable(&self, ino: Ino, init: &NewInode) {
+        if let Some(node) = self.nodes.get(&ino).map(|n| Arc::clone(n.value())) {
+            let mut n = node.lock();
+            if n.durable.is_none() {
+                let size = if n.kind == Kind::File {
+                    0
+                } else {
+                    init.target.as_ref().map_or(0, |t| t.len() as u64)
+                };
+                n.durable = Some(DurableMeta {
+                    attrs: init.attrs,
+                    size,
+                });
+                n.base_end = 0;
+            }
+        }
+    }
+}
+
+/// True when `dir` is `ancestor` or lies beneath it in the live tree.
+fn is_within(ns: &Namespace, mut dir: Ino, ancestor: Ino) -> bool {
+    loop {
+        if dir == ancestor {
+            return true;
+        }
+        match ns.parent.get(&dir) {
+            Some((p, _)) => dir = *p,
+            None => return false,
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! Unsynced operations and the effects that make state durable.
+//!
+//! An [`Op`] is one unsynced change, self-contained: it names inodes by
+//! number and carries its data, so a crash state can apply any subset of the
+//! pending operations, in their original order, on top of the durable state.
+//!
+//! An [`Effect`] is one change to the durable store. fsync, fsyncdir and
+//! sync-all return the effects that their durability point requires; crash
+//! policies return the effects of the operations that survive. Every store
+//! (the in-memory [`crate::model::MemStore`], the backing directory) applies
+//! effects with the same contract:
+//!
+//! * `Link` sets `dir[name] = ino`, replacing any entry; when `ino` does not
+//!   exist yet it is created from `init` (empty). Skipped when `dir` does not
+//!   exist.
+//! * `Unlink` removes `dir[name]` if present.
+//! * `Write`, `Truncate`, `Extend`, `Zero` and `SetAttrs` are skipped when
+//!   `ino` does not exist.
+//! * Inodes that no entry reaches survive until the store is materialised after
+//!   a crash, when they are discarded (what fsck does with orphans).
+
+use super::types::{Attrs, Ino, Kind, Name};
+use bytes::Bytes;
+
+/// What a new inode starts as, carried by every entry that may create it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewInode {
+    pub kind: Kind,
+    pub attrs: Attrs,
+    /// Symlink target.
+    pub target: Option<Bytes>,
+}
+
+/// One change to one directory entry. `target: None` removes the entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryChange {
+    pub name: Name,
+    pub target: Option<(Ino, NewInode)>,
+}
+
+/// Which user-visible call a namespace operation came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NsKind {
+    Create,
+    Mkdir,
+    Symlink,
+    Mknod,
+    Link,
+    Unlink,
+    Rmdir,
+    /// Same-directory rename (one atomic operation).
+    Rename,
+    /// The source half of a rename across directories.
+    RenameFrom,
+    /// The destination half of a rename across directories.
+    RenameTo,
+    Exchange,
+}
+
+/// One unsynced operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Changes to the entries of one directory, applied atomically.
+    /// `peer` is the other directory and name of a rename, for reports.
+    Names {
+        dir: Ino,
+        what: NsKind,
+        changes: Vec<EntryChange>,
+        peer: Option<(Ino, Name)>,
+    },
+    /// Bytes written at an offset (extends the size when past the end).
+    Write { ino: Ino, offset: u64, data: Bytes },
+    /// The size set exactly (shrink or extend).
+    Truncate { ino: Ino, size: u64 },
+    /// `fallocate` default mode: the size grows to at least `offset + len`.
+    Allocate { ino: Ino, offset: u64, len: u64 },
+    /// A punched hole: the range reads as zeros, size unchanged.
+    Punch { ino: Ino, offset: u64, len: u64 },
+    /// Attributes replaced (chmod, chown, utimes).
+    SetAttrs { ino: Ino, attrs: Attrs },
+}
+
+impl Op {
+    /// The inode whose data or attributes this changes (`None` for names).
+    pub fn inode(&self) -> Option<Ino> {
+        match self {
+            Op::Names { .. } => None,
+            Op::Write { ino, .. }
+            | Op::Truncate { ino, .. }
+            | Op::Allocate { ino, .. }
+            | Op::Punch { ino, .. }
+            | Op::SetAttrs { ino, .. } => Some(*ino),
+        }
+    }
+
+    /// The directory whose entries this changes (`None` for data).
+    pub fn dir(&self) -> Option<Ino> {
+        match self {
+            Op::Names { dir, .. } => Some(*dir),
+            _ => None,
+        }
+    }
+
+    /// Bytes of data this carries.
+    pub fn data_len(&self) -> u64 {
+        match self {
+            Op::Write { data, .. } => data.len() as u64,
+            _ => 0,
+        }
+    }
+
+    /// True for operations that fdatasync makes durable (data and size).
+    pub fn is_data(&self) -> bool {
+        matches!(
+            self,
+            Op::Write { .. } | Op::Truncate { .. } | Op::Allocate { .. } | Op::Punch { .. }
+        )
+    }
+
+    /// The effects of this operation surviving a crash in the given way.
+    pub fn effects(&self, how: &Survival, out: &mut Vec<Effect>) {
+        match (self, how) {
+            (Op::Names { dir, changes, .. }, _) => {
+                for c in changes {
+                    out.push(match &c.target {
+                        Some((ino, init)) => Effect::Link {
+                            dir: *dir,
+                            name: c.name.clone(),
+                            ino: *ino,
+                            init: init.clone(),
+                        },
+                        None => Effect::Unlink {
+                            dir: *dir,
+                            name: c.name.clone(),
+                        },
+                    });
+                }
+            }
+            (Op::Write { ino, offset, data }, Survival::Full) => out.push(Effect::Write {
+                ino: *ino,
+                offset: *offset,
+                data: data.clone(),
+            }),
+            (Op::Write { ino, offset, data }, Survival::MetaOnly) => out.push(Effect::Extend {
+                ino: *ino,
+                size: offset + data.len() as u64,
+            }),
+            (Op::Write { ino, offset, data }, Survival::Torn { persisted, garbage }) => {
+                out.push(Effect::Extend {
+                    ino: *ino,
+                    size: offset + data.len() as u64,
+                });
+                let end = offset + data.len() as u64;
+                let mut pos = *offset;
+                for &(s, e) in persisted {
+                    let (s, e) = (s.max(*offset), e.min(end));
+                    if s >= e {
+                        continue;
+                    }
+                    if let (Some(seed), true) = (garbage, s > pos) {
+                        out.push(garbage_write(*ino, pos, s - pos, *seed));
+                    }
+                    out.push(Effect::Write {
+                        ino: *ino,
+                        offset: s,
+                        data: data.slice((s - offset) as usize..(e - offset) as usize),
+                    });
+                    pos = e;
+                }
+                if let (Some(seed), true) = (garbage, end > pos) {
+                    out.push(garbage_write(*ino, pos, end - pos, *seed));
+                }
+            }
+            (Op::Truncate { ino, size }, _) => out.push(Effect::Truncate {
+                ino: *ino,
+                size: *size,
+            }),
+            (Op::Allocate { ino, offset, len }, _) => out.push(Effect::Extend {
+                ino: *ino,
+                size: offset + len,
+            }),
+            (Op::Punch { ino, offset, len }, Survival::Full) => out.push(Effect::Zero {
+                ino: *ino,
+                offset: *offset,
+                len: *len,
+            }),
+            (Op::Punch { .. }, _) => {}
+            (Op::SetAttrs { ino, attrs }, _) => out.push(Effect::SetAttrs {
+                ino: *ino,
+                attrs: *attrs,
+            }),
+        }
+    }
+}
+
+fn garbage_write(ino: Ino, offset: u64, len: u64, seed: u64) -> Effect {
+    let mut rng = super::rng::SplitMix64::new(seed ^ offset.rotate_left(17));
+    let data: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+    Effect::Write {
+        ino,
+        offset,
+        data: Bytes::from(data),
+    }
+}
+
+/// An operation with its place in the global order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingOp {
+    /// Position in the global order of all operations (increasing).
+    pub seq: u64,
+    pub op: Op,
+}
+
+/// How an operation survives a crash.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Survival {
+    /// Entirely.
+    Full,
+    /// Its namespace and size changes survive, its data does not (the
+    /// extended region reads as zeros; overwritten bytes keep their old value).
+    MetaOnly,
+    /// A write of which only the sectors in `persisted` (absolute byte ranges,
+    /// sorted) reached the disk; the size change survives. Other sectors keep
+    /// their old bytes, or get seeded garbage when `garbage` is set.
+    Torn {
+        persisted: Vec<(u64, u64)>,
+        garbage: Option<u64>,
+    },
+}
+
+/// One change to a durable store; see the module documentation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// The inode exists (as an orphan until an entry links it).
+    Alloc {
+        ino: Ino,
+        init: NewInode,
+    },
+    Link {
+        dir: Ino,
+        name: Name,
+        ino: Ino,
+        init: NewInode,
+    },
+    Unlink {
+        dir: Ino,
+        name: Name,
+    },
+    Write {
+        ino: Ino,
+        offset: u64,
+        data: Bytes,
+    },
+    /// The size set exactly.
+    Truncate {
+        ino: Ino,
+        size: u64,
+    },
+    /// The size grown to at least `size`.
+    Extend {
+        ino: Ino,
+        size: u64,
+    },
+    /// The range reads as zeros; size unchanged.
+    Zero {
+        ino: Ino,
+        offset: u64,
+        len: u64,
+    },
+    SetAttrs {
+        ino: Ino,
+        attrs: Attrs,
+    },
+}
+
+impl Op {
+    /// A short description naming inodes by number, e.g.
+    /// `write #5 [0, 4096)`.
+    pub fn summary(&self) -> String {
+        match self {
+            Op::Names {
+                dir, what, changes, ..
+            } => {
+                let names: Vec<String> = changes
+                    .iter()
+                    .map(|c| String::from_utf8_lossy(&c.name).into_owned())
+                    .collect();
+                format!("{what:?} in dir #{dir}: {}", names.join(", ")).to_lowercase()
+            }
+            Op::Write { ino, offset, data } => {
+                format!("write #{ino} [{offset}, {})", offset + data.len() as u64)
+            }
+            Op::Truncate { ino, size } => format!("truncate #{ino} to {size}"),
+            Op::Allocate { ino, offset, len } => {
+                format!("fallocate #{ino} [{offset}, {})", offset + len)
+            }
+            Op::Punch { ino, offset, len } => {
+                format!("punch hole #{ino} [{offset}, {})", offset + len)
+            }
+            Op::SetAttrs { ino, .. } => format!("setattr #{ino}"),
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! A deliberately naive reference filesystem for the property tests: whole
+//! byte vectors, a pending list of its own, and the durability rules applied
+//! literally ("fsync applies that inode's pending operations in order").
+
+use super::op::Survival;
+use super::store::TreeNode;
+use super::types::*;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RInode {
+    pub kind: Kind,
+    pub data: Vec<u8>,
+    pub target: Vec<u8>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RTree {
+    pub inodes: BTreeMap<Ino, RInode>,
+    pub dirs: BTreeMap<Ino, BTreeMap<Name, Ino>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ROp {
+    Names {
+        dir: Ino,
+        changes: Vec<(Name, Option<(Ino, RInode)>)>,
+    },
+    Write {
+        ino: Ino,
+        off: u64,
+        data: Vec<u8>,
+    },
+    Truncate {
+        ino: Ino,
+        size: u64,
+    },
+    Allocate {
+        ino: Ino,
+        end: u64,
+    },
+    Punch {
+        ino: Ino,
+        off: u64,
+        len: u64,
+    },
+    Attr {
+        ino: Ino,
+    },
+}
+
+impl ROp {
+    fn ino(&self) -> Option<Ino> {
+        match self {
+            ROp::Names { .. } => None,
+            ROp::Write { ino, .. }
+            | ROp::Truncate { ino, .. }
+            | ROp::Allocate { ino, .. }
+            | ROp::Punch { ino, .. }
+            | ROp::Attr { ino } => Some(*ino),
+        }
+    }
+}
+
+impl RTree {
+    pub fn with_root() -> RTree {
+        let mut t = RTree::default();
+        t.inodes.insert(
+            ROOT,
+            RInode {
+                kind: Kind::Dir,
+                data: vec![],
+                target: vec![],
+            },
+        );
+        t.dirs.insert(ROOT, BTreeMap::new());
+        t
+    }
+
+    /// Applies `op` with the effect contract: links allocate, data on a
+    /// missing inode is skipped.
+    pub fn apply(&mut self, op: &ROp, how: &Survival) {
+        match op {
+            ROp::Names { dir, changes } => {
+                if !self.dirs.contains_key(dir) {
+                    return;
+                }
+                for (name, t) in changes {
+                    match t {
+                        Some((ino, init)) => {
+                            if !self.inodes.contains_key(ino) {
+                                let fresh = RInode {
+                                    data: vec![],
+                                    ..init.clone()
+                                };
+                                if fresh.kind == Kind::Dir {
+                                    self.dirs.insert(*ino, BTreeMap::new());
+                                }
+                                self.inodes.insert(*ino, fresh);
+                            }
+                            if let Some(d) = self.dirs.get_mut(dir) {
+                                d.insert(name.clone(), *ino);
+                            }
+                        }
+                        None => {
+                            if let Some(d) = self.dirs.get_mut(dir) {
+                                d.remove(name);
+                            }
+                        }
+                    }
+                }
+            }
+            other => {
+                let Some(i) = other.ino().and_then(|ino| self.inodes.get_mut(&ino)) else {
+                    return;
+                };
+                if i.kind != Kind::File {
+                    return;
+                }
+                let d = &mut i.data;
+                match (other, how) {
+                    (ROp::Write { off, data, .. }, Survival::Full) => write(d, *off, data),
+                    (ROp::Write { off, data, .. }, Survival::MetaOnly) => {
+                        extend(d, off + data.len() as u64)
+                    }
+                    (ROp::Write { off, data, .. }, Survival::Torn { persisted, .. }) => {
+                        extend(d, off + data.len() as u64);
+                        for (s, e) in persisted {
+                            let from = (s - off) as usize;
+                            let to = (e - off) as usize;
+                            write(d, *s, &data[from..to]);
+                        }
+                    }
+                    (ROp::Truncate { size, .. }, _) => d.resize(*size as usize, 0),
+                    (ROp::Allocate { end, .. }, _) => extend(d, *end),
+                    (ROp::Punch { off, len, .. }, Survival::Full) => {
+                        let end = ((off + len) as usize).min(d.len());
+                        if (*off as usize) < end {
+                            d[*off as usize..end].fill(0);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Paths reachable from the root, as in `MemStore::tree` (first path in
+    /// name order wins for a directory reached twice).
+    pub fn shapes(&self) -> BTreeMap<Vec<u8>, TreeNode> {
+        let mut out = BTreeMap::new();
+        let mut seen = std::collections::BTreeSet::from([ROOT]);
+        let mut queue = std::collections::VecDeque::from([(ROOT, Vec::new())]);
+        while let Some((dir, prefix)) = queue.pop_front() {
+            for (name, ino) in self.dirs.get(&dir).into_iter().flatten() {
+                let Some(i) = self.inodes.get(ino) else {
+                    continue;
+                };
+                let mut p = prefix.clone();
+                if !p.is_empty() {
+                    p.push(b'/');
+                }
+                p.extend_from_slice(name);
+                let node = match i.kind {
+                    Kind::File => TreeNode::File(i.data.clone()),
+                    Kind::Dir => {
+                        if !seen.insert(*ino) {
+                            continue;
+                        }
+                        queue.push_back((*ino, p.clone()));
+                        TreeNode::Dir
+                    }
+                    Kind::Symlink => TreeNode::Symlink(i.target.clone()),
+                    k => TreeNode::Special(k),
+                };
+                out.insert(p, node);
+            }
+        }
+        out
+    }
+}
+
+fn write(d: &mut Vec<u8>, off: u64, data: &[u8]) {
+    let end = off as usize + data.len();
+    if d.len() < end {
+        d.resize(end, 0);
+    }
+    d[off as usize..end].copy_from_slice(data);
+}
+
+fn extend(d: &mut Vec<u8>, end: u64) {
+    if (d.len() as u64) < end {
+        d.resize(end as usize, 0);
+    }
+}
+
+/// Live tree, durable tree and pending list, with literal rules.
+#[derive(Clone, Debug)]
+pub struct RefFs {
+    pub live: RTree,
+    pub durable: RTree,
+    pub pending: Vec<ROp>,
+    pub persistence: Persistence,
+}
+
+impl RefFs {
+    pub fn new(persistence: Persistence) -> RefFs {
+        RefFs {
+            live: RTree::with_root(),
+            durable: RTree::with_root(),
+            pending: Vec::new(),
+            persistence,
+        }
+    }
+
+    /// Records `op` and applies it to the live tree.
+    pub fn record(&mut self, op: ROp) {
+        self.live.apply(&op, &Survival::Full);
+        self.pending.push(op);
+    }
+
+    fn commit(&mut self, pick: impl Fn(&ROp) -> bool) {
+        let mut rest = Vec::new();
+        for op in std::mem::take(&mut self.pending) {
+            if pick(&op) {
+                match &op {
+                    ROp::Names { dir, .. } => self.ensure_durable(*dir),
+                    other => {
+                        if let Some(ino) = other.ino() {
+                            self.ensure_durable(ino);
+                        }
+                    }
+                }
+                self.durable.apply(&op, &Survival::Full);
+            } else {
+                rest.push(op);
+            }
+        }
+        self.pending = rest;
+    }
+
+    fn ensure_durable(&mut self, ino: Ino) {
+        if !self.durable.inodes.contains_key(&ino) {
+            if let Some(i) = self.live.inodes.get(&ino) {
+                let fresh = RInode {
+                    data: vec![],
+                    ..i.clone()
+                };
+                if fresh.kind == Kind::Dir {
+                    self.durable.dirs.insert(ino, BTreeMap::new());
+                }
+                self.durable.inodes.insert(ino, fresh);
+            }
+        }
+    }
+
+    pub fn fsync(&mut self, ino: Ino, datasync: bool) {
+        if self.persistence == Persistence::Journal {
+            self.commit(|op| matches!(op, ROp::Names { .. }));
+        }
+        self.ensure_durable(ino);
+        self.commit(|op| op.ino() == Some(ino) && (!datasync || !matches!(op, ROp::Attr { .. })));
+    }
+
+    pub fn fsyncdir(&mut self, dir: Ino) {
+        match self.persistence {
+            Persistence::Posix => {
+                self.commit(|op| matches!(op, ROp::Names { dir: d, .. } if *d == dir))
+            }
+            Persistence::Journal => self.commit(|op| matches!(op, ROp::Names { .. })),
+        }
+    }
+
+    pub fn sync_all(&mut self) {
+        self.commit(|_| true);
+    }
+
+    /// The durable tree with the pending operations `kept` applied.
+    pub fn crash(&self, kept: &[(usize, Survival)]) -> BTreeMap<Vec<u8>, TreeNode> {
+        let mut t = self.durable.clone();
+        for (i, how) in kept {
+            t.apply(&self.pending[*i], how);
+        }
+        t.shapes()
+    }
+}

@@ -1,0 +1,206 @@
+//! The exact unsynced report: per inode, the merged byte ranges whose live
+//! bytes are not durable, pending size and attribute changes; every pending
+//! namespace operation with the fsync that would make it durable.
+
+use super::op::{NsKind, Op};
+use super::types::*;
+use super::{Model, Namespace};
+
+/// Unsynced state of one inode.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FileReport {
+    pub ino: Ino,
+    /// A live path, or `<unlinked #ino>`.
+    pub path: String,
+    /// Merged, sorted `[start, end)` ranges of live bytes not yet durable.
+    pub ranges: Vec<(u64, u64)>,
+    /// Total of `ranges`.
+    pub unsynced_bytes: u64,
+    /// `(durable, live)` size when they differ.
+    pub size_change: Option<(u64, u64)>,
+    /// Attributes (mode, owner, times) differ from the durable ones.
+    pub attrs_pending: bool,
+    /// Nothing of this inode is durable yet.
+    pub new_inode: bool,
+}
+
+/// One pending namespace operation.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NameReport {
+    pub seq: u64,
+    /// What happened, e.g. `create a/b`.
+    pub op: String,
+    /// What makes it durable, e.g. `fsync directory a`.
+    pub fix: String,
+}
+
+/// The whole unsynced state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Report {
+    pub model: String,
+    pub files: Vec<FileReport>,
+    pub names: Vec<NameReport>,
+    pub unsynced_bytes: u64,
+    pub pending_ops: usize,
+}
+
+impl Model {
+    /// The exact unsynced report.
+    pub fn report(&self) -> Report {
+        let ns = self.ns.lock();
+        let mut rep = Report {
+            model: self.cfg.persistence.to_string(),
+            ..Report::default()
+        };
+        for (seq, op) in &ns.pending {
+            if let Op::Names {
+                dir,
+                what,
+                changes,
+                peer,
+            } = op
+            {
+                let dpath = dir_path(&ns, *dir);
+                let first = changes
+                    .first()
+                    .map(|c| join(&dpath, &c.name))
+                    .unwrap_or_default();
+                let other = peer
+                    .as_ref()
+                    .map(|(d, n)| join(&dir_path(&ns, *d), n))
+                    .unwrap_or_default();
+                let text = match what {
+                    NsKind::Create => format!("create {first}"),
+                    NsKind::Mkdir => format!("mkdir {first}"),
+                    NsKind::Symlink => format!("symlink {first}"),
+                    NsKind::Mknod => format!("mknod {first}"),
+                    NsKind::Link => format!("link {first}"),
+                    NsKind::Unlink => format!("unlink {first}"),
+                    NsKind::Rmdir => format!("rmdir {first}"),
+                    NsKind::Rename | NsKind::RenameFrom => format!("rename {first} -> {other}"),
+                    NsKind::RenameTo => format!("rename {other} -> {first}"),
+                    NsKind::Exchange => format!("exchange {first} <-> {other}"),
+                };
+                let fix = match self.cfg.persistence {
+                    Persistence::Posix => format!(
+                        "fsync directory {}",
+                        if dpath.is_empty() { "/" } else { &dpath }
+                    ),
+                    Persistence::Journal => "fsync any file or directory".to_string(),
+                };
+                rep.names.push(NameReport {
+                    seq: *seq,
+                    op: text,
+                    fix,
+                });
+            }
+        }
+        rep.pending_ops = ns.pending.len();
+        let mut inos: Vec<Ino> = self.nodes.iter().map(|e| *e.key()).collect();
+        inos.sort_unstable();
+        for ino in inos {
+            let node = self
+                .nodes
+                .get(&ino)
+                .map(|n| std::sync::Arc::clone(n.value()));
+            let Some(node) = node else { continue };
+            let n = node.lock();
+            rep.pending_ops += n.pending.len();
+            let dsize = n.durable.map_or(0, |d| d.size);
+            let mut ranges = n.overlay.ranges();
+            // Durable bytes cut by a shrink and not rewritten read as zeros
+            // now: they changed. Past the durable size, unwritten bytes are a
+            // hole reported as the size change.
+            let cut_end = dsize.min(n.size);
+            if n.kind == Kind::File && n.base_end < cut_end {
+                ranges.push((n.base_end, cut_end));
+            }
+            let ranges = merge(ranges);
+            let size_change = match n.durable {
+                Some(d) if d.size != n.size => Some((d.size, n.size)),
+                None if n.kind == Kind::File && n.size > 0 => Some((0, n.size)),
+                _ => None,
+            };
+            let attrs_pending = n.durable.is_some_and(|d| d.attrs != n.attrs);
+            if ranges.is_empty() && size_change.is_none() && !attrs_pending && n.pending.is_empty()
+            {
+                continue;
+            }
+            let unsynced_bytes = ranges.iter().map(|(s, e)| e - s).sum();
+            rep.unsynced_bytes += unsynced_bytes;
+            rep.files.push(FileReport {
+                ino,
+                path: path_in(&ns, ino).unwrap_or_else(|| format!("<unlinked #{ino}>")),
+                ranges,
+                unsynced_bytes,
+                size_change,
+                attrs_pending,
+                new_inode: n.durable.is_none(),
+            });
+        }
+        rep
+    }
+}
+
+fn merge(mut r: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    r.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (s, e) in r {
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+fn join(dir: &str, name: &[u8]) -> String {
+    let name = String::from_utf8_lossy(name);
+    if dir.is_empty() {
+        name.into_owned()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// The live path of directory `dir` relative to the root ("" for the root).
+fn dir_path(ns: &Namespace, dir: Ino) -> String {
+    if dir == ROOT {
+        return String::new();
+    }
+    path_in(ns, dir).unwrap_or_else(|| format!("<removed dir #{dir}>"))
+}
+
+/// A live path of `ino` relative to the root.
+pub(crate) fn path_in(ns: &Namespace, ino: Ino) -> Option<String> {
+    if ino == ROOT {
+        return Some(String::new());
+    }
+    if let Some((p, name)) = ns.parent.get(&ino) {
+        let mut parts = vec![name.clone()];
+        let mut cur = *p;
+        let mut guard = 0;
+        while cur != ROOT {
+            let (pp, n) = ns.parent.get(&cur)?;
+            parts.push(n.clone());
+            cur = *pp;
+            guard += 1;
+            if guard > 4096 {
+                return None;
+            }
+        }
+        parts.reverse();
+        let strs: Vec<String> = parts
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        return Some(strs.join("/"));
+    }
+    let mut dirs: Vec<Ino> = ns.dirs.keys().copied().collect();
+    dirs.sort_unstable();
+    dirs.into_iter().find_map(|d| {
+        let entries = ns.dirs.get(&d)?;
+        let (name, _) = entries.iter().find(|(_, (i, _))| *i == ino)?;
+        Some(join(&dir_path(ns, d), name))
+    })
+}

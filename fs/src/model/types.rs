@@ -1,0 +1,231 @@
+//! Plain types shared by the model, its operations and its crash states.
+
+use std::fmt;
+
+/// An inode number. [`ROOT`] is the root directory. Numbers are never reused
+/// within one model.
+pub type Ino = u64;
+
+/// The root directory's inode number (FUSE's `FUSE_ROOT_ID`).
+pub const ROOT: Ino = 1;
+
+/// A directory entry name: raw bytes, never empty, never containing `/` or NUL.
+pub type Name = Vec<u8>;
+
+/// Longest name accepted (as Linux's `NAME_MAX`).
+pub const NAME_MAX: usize = 255;
+
+/// What an inode is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Socket,
+    CharDev,
+    BlockDev,
+}
+
+impl Kind {
+    /// True for kinds whose content is a byte array (only regular files).
+    pub fn has_data(self) -> bool {
+        self == Kind::File
+    }
+}
+
+/// A point in time, as seconds and nanoseconds since the Unix epoch. The model
+/// reads no clock: callers pass the time in.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct Timestamp {
+    pub secs: i64,
+    pub nanos: u32,
+}
+
+/// The attributes `fsync` makes durable and `fdatasync` may leave behind.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct Attrs {
+    /// Permission bits (`0o7777`), without the file-type bits.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Device number for character and block devices.
+    pub rdev: u32,
+    pub atime: Timestamp,
+    pub mtime: Timestamp,
+    pub ctime: Timestamp,
+}
+
+/// A changes-only attribute update (`setattr`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetAttrs {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<Timestamp>,
+    pub mtime: Option<Timestamp>,
+}
+
+/// What a caller sees of an inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    pub ino: Ino,
+    pub kind: Kind,
+    pub size: u64,
+    pub nlink: u32,
+    pub attrs: Attrs,
+}
+
+/// `renameat2` flags the model honours.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RenameFlags {
+    /// Fail with [`FsError::Exists`] if the target exists.
+    pub noreplace: bool,
+    /// Swap source and target atomically; both must exist.
+    pub exchange: bool,
+}
+
+/// `fallocate` modes the model honours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallocate {
+    /// Allocate and extend the size to cover the range.
+    Default,
+    /// Allocate without changing the size (`FALLOC_FL_KEEP_SIZE`).
+    KeepSize,
+    /// Deallocate: the range reads as zeros; size unchanged
+    /// (`FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`).
+    PunchHole,
+}
+
+/// How fsync relates to the namespace.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Persistence {
+    /// Strictest: a name is durable only once its directory is fsynced.
+    #[default]
+    Posix,
+    /// One journal (ext4 `data=ordered`, xfs): fsync or fdatasync of any file
+    /// or directory also commits every earlier namespace operation.
+    Journal,
+}
+
+impl fmt::Display for Persistence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Persistence::Posix => "posix",
+            Persistence::Journal => "journal",
+        })
+    }
+}
+
+impl std::str::FromStr for Persistence {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "posix" => Ok(Persistence::Posix),
+            "journal" => Ok(Persistence::Journal),
+            other => Err(format!(
+                "unknown model {other:?} (expected posix or journal)"
+            )),
+        }
+    }
+}
+
+/// Errors the model returns; each maps to one errno ([`FsError::errno`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FsError {
+    /// No such file or directory (`ENOENT`).
+    NotFound,
+    /// The name already exists (`EEXIST`).
+    Exists,
+    /// A path component is not a directory (`ENOTDIR`).
+    NotDir,
+    /// The operation needs a non-directory (`EISDIR`).
+    IsDir,
+    /// The directory is not empty (`ENOTEMPTY`).
+    NotEmpty,
+    /// The request makes no sense, e.g. moving a directory into itself (`EINVAL`).
+    Invalid,
+    /// A name is longer than [`NAME_MAX`] (`ENAMETOOLONG`).
+    NameTooLong,
+    /// Past the maximum file size (`EFBIG`).
+    TooBig,
+    /// Too many links (`EMLINK`).
+    TooManyLinks,
+    /// The operation is not permitted on this object (`EPERM`).
+    NotPermitted,
+    /// The filesystem was cut and serves nothing more (`EIO`).
+    Cut,
+}
+
+impl FsError {
+    /// The errno a real filesystem returns for this error.
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::NotFound => libc::ENOENT,
+            FsError::Exists => libc::EEXIST,
+            FsError::NotDir => libc::ENOTDIR,
+            FsError::IsDir => libc::EISDIR,
+            FsError::NotEmpty => libc::ENOTEMPTY,
+            FsError::Invalid => libc::EINVAL,
+            FsError::NameTooLong => libc::ENAMETOOLONG,
+            FsError::TooBig => libc::EFBIG,
+            FsError::TooManyLinks => libc::EMLINK,
+            FsError::NotPermitted => libc::EPERM,
+            FsError::Cut => libc::EIO,
+        }
+    }
+}
+
+impl fmt::Display for FsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FsError::NotFound => "no such file or directory",
+            FsError::Exists => "file exists",
+            FsError::NotDir => "not a directory",
+            FsError::IsDir => "is a directory",
+            FsError::NotEmpty => "directory not empty",
+            FsError::Invalid => "invalid argument",
+            FsError::NameTooLong => "file name too long",
+            FsError::TooBig => "file too large",
+            FsError::TooManyLinks => "too many links",
+            FsError::NotPermitted => "operation not permitted",
+            FsError::Cut => "the power was cut: this mount serves nothing more",
+        })
+    }
+}
+
+impl std::error::Error for FsError {}
+
+/// Result alias for model calls.
+pub type FsResult<T> = Result<T, FsError>;
+
+/// Checks a directory entry name.
+pub fn check_name(name: &[u8]) -> FsResult<()> {
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
+    {
+        return Err(FsError::Invalid);
+    }
+    if name.len() > NAME_MAX {
+        return Err(FsError::NameTooLong);
+    }
+    Ok(())
+}
