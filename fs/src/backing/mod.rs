@@ -1,0 +1,768 @@
+//! The backing store: the durable state of a durafs volume, kept as a plain
+//! directory tree `BACKING` that any tool can read after an unmount.
+//!
+//! # Layout
+//!
+//! * Every durable name is the same name under `BACKING`; hard links are hard
+//!   links, symlinks are symlinks, fifos and devices are special files.
+//! * durafs's own bookkeeping lives in ONE hidden directory,
+//!   `BACKING/.durafs/`, invisible through the mount:
+//!   * `.durafs/orphans/<ino>`: durable inodes that no durable entry reaches
+//!     ([`Effect::Alloc`], the last entry of an inode unlinked or replaced
+//!     while a later effect may still link it again). They are deleted on
+//!     [`Backing::open`] and by [`Backing::delete_orphans`]: after a crash
+//!     they are unreachable, and fsck discards them.
+//!   * `.durafs/tmp/<ino>`: a hard link made just before it is renamed over
+//!     an existing name (an atomic replace). Deleted on open.
+//!
+//! Inode numbers are not stored: [`Backing::open`] numbers the tree afresh
+//! (the root is [`ROOT`]) and returns the [`Image`] a model starts from.
+//!
+//! # Names
+//!
+//! The store keeps the *logical* durable namespace exactly as
+//! [`crate::model::MemStore`] does (`dir -> name -> ino`) and the *physical*
+//! one (what is on disk), and reconciles them per effect. They differ only
+//! for directories: a directory can have one name on disk, yet effects can
+//! give it two durable entries (the two halves of a cross-directory rename
+//! committed by different fsyncdirs). Rule: a directory lives at its
+//! **oldest** surviving logical entry; the other entries are "ghosts" that
+//! exist only logically until the physical one is removed, when the
+//! directory moves to the next one (or to the orphans). `MemStore` instead
+//! keeps the entry first met in a breadth-first walk; see the report.
+//!
+//! Per inode we store `(parent ino, name)` pairs, never full paths, so a
+//! directory rename needs no update beneath it: paths resolve recursively.
+//!
+//! # Kill -9 safety (the ordering argument)
+//!
+//! Claim: a kill -9 of durafs at any instant of [`Backing::apply`] leaves
+//! every name that was durable before the batch pointing at its old inode or
+//! at the inode the batch gives it, and never loses the content of an inode
+//! that stays reachable. Case by case:
+//!
+//! * **Alloc / Link of a new inode**: the inode is created complete (content
+//!   empty, attributes set) under `.durafs/orphans/` and only then renamed to
+//!   its name: a kill before the rename leaves a garbage orphan, never a
+//!   half-made visible file.
+//! * **Link of a non-directory onto a name**: if the name held another inode
+//!   `y` with no other name, `y` is first hard-linked into the orphans (so it
+//!   survives if a later effect of the batch links it again); then the new
+//!   inode is hard-linked under `.durafs/tmp/` and `rename(2)`d over the name,
+//!   which is atomic: the name always reaches `y` or the new inode.
+//! * **Rename of a directory** (an Unlink of its only entry followed by a
+//!   Link elsewhere, or a Link of a ghost entry followed by the Unlink of the
+//!   physical one): the Unlink of the last entry is *deferred* to the end of
+//!   the batch, so the move is a single `rename(2)`: atomic.
+//! * **Exchange** (two Links swapping two entries): one
+//!   `renameat2(RENAME_EXCHANGE)`: atomic.
+//! * **Unlink**: a name whose inode has another name is unlinked; a last
+//!   name is renamed into the orphans at the end of the batch. Removing a
+//!   name is what the fsync asked for; the inode itself was never lost.
+//! * **Write / Zero**: in place, `pwrite` / punch hole. They touch only
+//!   bytes the application overwrote after they were last durable, i.e.
+//!   bytes this fsync is making durable; a kill mid-batch leaves a mix of
+//!   old and new sectors, which is exactly what a real disk leaves when the
+//!   power fails during an fsync that has not returned.
+//! * **Truncate / Extend**: `set_len` to the size the fsync makes durable;
+//!   a shrink below the durable size happens only because the application
+//!   shrank the file (the truncate is one of the operations being synced).
+//! * **SetAttrs**: `chown`, `chmod`, `utimensat` in place; each is atomic.
+//!
+//! **Not safe yet** (the window is two renames wide, and only reachable
+//! through unusual effect orders): replacing a directory that is not empty
+//! on disk, or replacing a directory by a non-directory or the reverse. The
+//! old inode is moved aside first, then the new one moved in; a kill between
+//! the two leaves the name absent. A write-ahead intent in `.durafs/` would
+//! close it. Also, ctime cannot be set on disk: it is the host's.
+//!
+//! With `real_fsync` the store also fsyncs (through [`crate::fsio`]) every
+//! file it changed and every directory whose entries it changed, at the end
+//! of each batch, so that a batch survives a power cut of the host once
+//! [`Backing::apply`] returns. Within a batch the order is not power-cut
+//! safe (only kill -9 safe).
+
+mod ns;
+#[cfg(test)]
+mod tests;
+
+use crate::fsio;
+use crate::model::{Attrs, Effect, Image, ImageInode, Ino, Kind, Name, NewInode, ROOT, Timestamp};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::{CString, OsStr};
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Name of the bookkeeping directory at the top of `BACKING`.
+pub const META_DIR: &str = ".durafs";
+
+/// Settings of a backing store.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BackingOptions {
+    /// fsync what each batch touched (see the module documentation).
+    pub real_fsync: bool,
+}
+
+/// Why a backing directory could not be opened.
+#[derive(Debug)]
+pub enum BackingError {
+    Io {
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// Something in the tree durafs cannot represent.
+    Unsupported {
+        path: PathBuf,
+        what: String,
+    },
+}
+
+impl fmt::Display for BackingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackingError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            BackingError::Unsupported { path, what } => write!(f, "{}: {what}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for BackingError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BackingError::Io { source, .. } => Some(source),
+            BackingError::Unsupported { .. } => None,
+        }
+    }
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BackingError + '_ {
+    move |source| BackingError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One inode of the store.
+#[derive(Debug)]
+struct NodeInfo {
+    kind: Kind,
+    /// Physical names (oldest first). Directories: at most one.
+    phys: Vec<(Ino, Name)>,
+    /// It also has the name `.durafs/orphans/<ino>`.
+    /// Invariant: every inode but the root has a physical name or this.
+    orphan: bool,
+}
+
+/// A directory whose entries a batch changed (for `real_fsync`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Touched {
+    Dir(Ino),
+    Orphans,
+    Tmp,
+}
+
+/// Everything behind the store's lock.
+#[derive(Debug)]
+struct State {
+    root: PathBuf,
+    nodes: HashMap<Ino, NodeInfo>,
+    /// Durable entries of every durable directory (the `MemStore` view).
+    logical: HashMap<Ino, BTreeMap<Name, Ino>>,
+    /// The logical entries reaching each inode, oldest first.
+    links: HashMap<Ino, Vec<(Ino, Name)>>,
+    /// Entries on disk of every directory.
+    phys_dirs: HashMap<Ino, BTreeMap<Name, Ino>>,
+    /// Logical unlinks whose physical name is removed at the end of the batch.
+    stale: Vec<(Ino, Name, Ino)>,
+    /// Open regular files (an fd stays valid across renames and links).
+    files: HashMap<Ino, Arc<File>>,
+    touched_dirs: BTreeSet<Touched>,
+    touched_files: BTreeSet<Ino>,
+}
+
+/// The backing store over a directory. All methods take `&self`; one lock
+/// serialises them (a batch is applied as a whole).
+#[derive(Debug)]
+pub struct Backing {
+    root: PathBuf,
+    opts: BackingOptions,
+    state: Mutex<State>,
+}
+
+const MAX_OPEN_FILES: usize = 512;
+
+impl Backing {
+    /// Opens (creating if missing) the backing directory `path`: deletes the
+    /// orphans a previous run left, scans the tree and returns the store and
+    /// the durable image (every existing file counts as durable).
+    pub fn open(path: &Path, opts: BackingOptions) -> Result<(Backing, Image), BackingError> {
+        fs::create_dir_all(path).map_err(io_at(path))?;
+        let root = fs::canonicalize(path).map_err(io_at(path))?;
+        let meta = root.join(META_DIR);
+        for sub in ["orphans", "tmp"] {
+            let p = meta.join(sub);
+            match fs::remove_dir_all(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_at(&p)(e)),
+            }
+            fs::create_dir_all(&p).map_err(io_at(&p))?;
+        }
+        let mut st = State {
+            root: root.clone(),
+            nodes: HashMap::new(),
+            logical: HashMap::new(),
+            links: HashMap::new(),
+            phys_dirs: HashMap::new(),
+            stale: Vec::new(),
+            files: HashMap::new(),
+            touched_dirs: BTreeSet::new(),
+            touched_files: BTreeSet::new(),
+        };
+        let image = scan(&root, &mut st)?;
+        if opts.real_fsync {
+            fsio::fsync_dir(&meta).map_err(io_at(&meta))?;
+        }
+        let b = Backing {
+            root,
+            opts,
+            state: Mutex::new(st),
+        };
+        Ok((b, image))
+    }
+
+    /// The backing directory (canonical path).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Applies a batch of effects (see the contract in [`crate::model::op`]),
+    /// ordered as the module documentation argues.
+    pub fn apply(&self, effects: &[Effect]) -> io::Result<()> {
+        let mut st = self.state.lock();
+        let res = st.apply_batch(effects);
+        let synced = if self.opts.real_fsync {
+            st.sync_touched()
+        } else {
+            Ok(())
+        };
+        st.touched_dirs.clear();
+        st.touched_files.clear();
+        res.and(synced)
+    }
+
+    /// Deletes every orphan: what a crash followed by fsck does to inodes
+    /// no durable entry reaches. Call only when no later effect can link
+    /// them again (after a cut).
+    pub fn delete_orphans(&self) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.delete_orphans()
+    }
+
+    /// Reads `len` durable bytes of `ino` at `offset` into `out` (zeros past
+    /// the end of the file, or when `ino` is unknown).
+    pub fn read(&self, ino: Ino, offset: u64, len: u64, out: &mut Vec<u8>) -> io::Result<()> {
+        let file = {
+            let mut st = self.state.lock();
+            match st.nodes.get(&ino).map(|n| n.kind) {
+                Some(Kind::File) => Some(st.file(ino)?),
+                _ => None,
+            }
+        };
+        let start = out.len();
+        let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        out.resize(start + len, 0);
+        if let Some(f) = file {
+            let mut done = 0;
+            while done < len {
+                match f.read_at(&mut out[start + done..], offset + done as u64) {
+                    Ok(0) => break,
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        out.truncate(start);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Scans `root` into `st` and an image, numbering inodes from [`ROOT`].
+fn scan(root: &Path, st: &mut State) -> Result<Image, BackingError> {
+    let mut image = Image::default();
+    let md = fs::symlink_metadata(root).map_err(io_at(root))?;
+    image.inodes.insert(ROOT, image_inode(Kind::Dir, &md, None));
+    st.nodes.insert(
+        ROOT,
+        NodeInfo {
+            kind: Kind::Dir,
+            phys: Vec::new(),
+            orphan: false,
+        },
+    );
+    let mut next = ROOT + 1;
+    let mut seen: HashMap<(u64, u64), Ino> = HashMap::new();
+    let mut stack = vec![(ROOT, root.to_path_buf())];
+    while let Some((dir, path)) = stack.pop() {
+        let mut entries = BTreeMap::new();
+        for ent in fs::read_dir(&path).map_err(io_at(&path))? {
+            let ent = ent.map_err(io_at(&path))?;
+            let name = ent.file_name().as_bytes().to_vec();
+            if dir == ROOT && name == META_DIR.as_bytes() {
+                continue;
+            }
+            let p = ent.path();
+            let md = fs::symlink_metadata(&p).map_err(io_at(&p))?;
+            let kind = kind_of(&md.file_type()).ok_or_else(|| BackingError::Unsupported {
+                path: p.clone(),
+                what: "unknown file type".into(),
+            })?;
+            let key = (md.dev(), md.ino());
+            let ino = match (kind != Kind::Dir).then(|| seen.get(&key)).flatten() {
+                Some(ino) => *ino,
+                None => {
+                    let ino = next;
+                    next += 1;
+                    seen.insert(key, ino);
+                    let target = match kind {
+                        Kind::Symlink => Some(bytes::Bytes::from(
+                            fs::read_link(&p)
+                                .map_err(io_at(&p))?
+                                .as_os_str()
+                                .as_bytes()
+                                .to_vec(),
+                        )),
+                        _ => None,
+                    };
+                    image.inodes.insert(ino, image_inode(kind, &md, target));
+                    st.nodes.insert(
+                        ino,
+                        NodeInfo {
+                            kind,
+                            phys: Vec::new(),
+                            orphan: false,
+                        },
+                    );
+                    if kind == Kind::Dir {
+                        stack.push((ino, p.clone()));
+                    }
+                    ino
+                }
+            };
+            if let Some(n) = st.nodes.get_mut(&ino) {
+                n.phys.push((dir, name.clone()));
+            }
+            st.links.entry(ino).or_default().push((dir, name.clone()));
+            entries.insert(name, ino);
+        }
+        st.logical.insert(dir, entries.clone());
+        st.phys_dirs.insert(dir, entries.clone());
+        image.entries.insert(dir, entries);
+    }
+    Ok(image)
+}
+
+fn image_inode(kind: Kind, md: &fs::Metadata, target: Option<bytes::Bytes>) -> ImageInode {
+    ImageInode {
+        kind,
+        attrs: attrs_of(md),
+        size: if kind == Kind::File { md.len() } else { 0 },
+        target,
+    }
+}
+
+/// The durafs attributes of a host file.
+pub fn attrs_of(md: &fs::Metadata) -> Attrs {
+    let ts = |secs: i64, nanos: i64| Timestamp {
+        secs,
+        nanos: u32::try_from(nanos).unwrap_or(0),
+    };
+    Attrs {
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        rdev: u32::try_from(md.rdev()).unwrap_or(0),
+        atime: ts(md.atime(), md.atime_nsec()),
+        mtime: ts(md.mtime(), md.mtime_nsec()),
+        ctime: ts(md.ctime(), md.ctime_nsec()),
+    }
+}
+
+fn kind_of(ft: &fs::FileType) -> Option<Kind> {
+    Some(if ft.is_file() {
+        Kind::File
+    } else if ft.is_dir() {
+        Kind::Dir
+    } else if ft.is_symlink() {
+        Kind::Symlink
+    } else if ft.is_fifo() {
+        Kind::Fifo
+    } else if ft.is_socket() {
+        Kind::Socket
+    } else if ft.is_char_device() {
+        Kind::CharDev
+    } else if ft.is_block_device() {
+        Kind::BlockDev
+    } else {
+        return None;
+    })
+}
+
+fn cpath(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+fn cvt(r: libc::c_int) -> io::Result<()> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Creates `path` as a fresh inode described by `init` (empty content).
+fn create_node(path: &Path, init: &NewInode) -> io::Result<()> {
+    let mode = init.attrs.mode & 0o7777;
+    match init.kind {
+        Kind::File => {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(path)?;
+        }
+        Kind::Dir => fs::create_dir(path)?,
+        Kind::Symlink => {
+            let t = init.target.as_deref().unwrap_or_default();
+            std::os::unix::fs::symlink(OsStr::from_bytes(t), path)?;
+        }
+        k => {
+            let fmt = match k {
+                Kind::Fifo => libc::S_IFIFO,
+                Kind::Socket => libc::S_IFSOCK,
+                Kind::CharDev => libc::S_IFCHR,
+                _ => libc::S_IFBLK,
+            };
+            let c = cpath(path)?;
+            // SAFETY: `c` is a valid NUL-terminated path.
+            cvt(unsafe {
+                libc::mknod(c.as_ptr(), fmt | mode, libc::dev_t::from(init.attrs.rdev))
+            })?;
+        }
+    }
+    set_attrs(path, init.kind, &init.attrs)
+}
+
+/// Sets owner, mode, atime and mtime of `path` (never following a symlink).
+/// ctime cannot be set: it is the host's.
+fn set_attrs(path: &Path, kind: Kind, a: &Attrs) -> io::Result<()> {
+    let md = fs::symlink_metadata(path)?;
+    if md.uid() != a.uid || md.gid() != a.gid {
+        std::os::unix::fs::lchown(path, Some(a.uid), Some(a.gid))?;
+    }
+    if kind != Kind::Symlink {
+        fs::set_permissions(path, fs::Permissions::from_mode(a.mode & 0o7777))?;
+    }
+    let c = cpath(path)?;
+    let t = |t: Timestamp| libc::timespec {
+        tv_sec: t.secs as libc::time_t,
+        tv_nsec: libc::c_long::from(t.nanos.min(999_999_999) as i32),
+    };
+    let times = [t(a.atime), t(a.mtime)];
+    // SAFETY: valid path and a two-element timespec array.
+    cvt(unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+}
+
+/// Punches a hole (reads as zeros, size unchanged), or writes zeros where
+/// the host filesystem cannot punch.
+fn zero_range(f: &File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let size = f.metadata()?.len();
+    let end = offset.saturating_add(len).min(size);
+    if offset >= end {
+        return Ok(());
+    }
+    let (o, l) = (offset as libc::off_t, (end - offset) as libc::off_t);
+    // SAFETY: a valid open fd.
+    let r = unsafe {
+        libc::fallocate(
+            f.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            o,
+            l,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::EOPNOTSUPP) {
+        return Err(err);
+    }
+    let zeros = vec![0u8; 1 << 16];
+    let mut pos = offset;
+    while pos < end {
+        let n = (end - pos).min(zeros.len() as u64) as usize;
+        f.write_all_at(&zeros[..n], pos)?;
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+impl State {
+    fn meta(&self) -> PathBuf {
+        self.root.join(META_DIR)
+    }
+
+    fn orphan_path(&self, ino: Ino) -> PathBuf {
+        self.meta().join("orphans").join(ino.to_string())
+    }
+
+    fn tmp_path(&self, ino: Ino) -> PathBuf {
+        self.meta().join("tmp").join(ino.to_string())
+    }
+
+    /// The path of an inode: its oldest physical name, or its orphan name.
+    fn ino_path(&self, ino: Ino) -> io::Result<PathBuf> {
+        let mut parts: Vec<&[u8]> = Vec::new();
+        let mut cur = ino;
+        let base = loop {
+            if cur == ROOT {
+                break self.root.clone();
+            }
+            let n = self.nodes.get(&cur).ok_or_else(|| not_found(cur))?;
+            match n.phys.first() {
+                Some((p, name)) => {
+                    parts.push(name);
+                    cur = *p;
+                }
+                None if n.orphan => break self.orphan_path(cur),
+                None => return Err(not_found(cur)),
+            }
+            if parts.len() > 4096 {
+                return Err(io::Error::other(format!(
+                    "durafs backing: path of #{ino} loops"
+                )));
+            }
+        };
+        let mut p = base;
+        for part in parts.iter().rev() {
+            p.push(OsStr::from_bytes(part));
+        }
+        Ok(p)
+    }
+
+    fn name_path(&self, dir: Ino, name: &[u8]) -> io::Result<PathBuf> {
+        Ok(self.ino_path(dir)?.join(OsStr::from_bytes(name)))
+    }
+
+    /// An open handle on regular file `ino` (cached).
+    fn file(&mut self, ino: Ino) -> io::Result<Arc<File>> {
+        if let Some(f) = self.files.get(&ino) {
+            return Ok(Arc::clone(f));
+        }
+        let p = self.ino_path(ino)?;
+        let f = Arc::new(OpenOptions::new().read(true).write(true).open(&p)?);
+        if self.files.len() >= MAX_OPEN_FILES {
+            self.files.clear();
+        }
+        self.files.insert(ino, Arc::clone(&f));
+        Ok(f)
+    }
+
+    fn apply_batch(&mut self, effects: &[Effect]) -> io::Result<()> {
+        let mut i = 0;
+        while i < effects.len() {
+            if let (
+                Effect::Link {
+                    dir: d1,
+                    name: n1,
+                    ino: y,
+                    ..
+                },
+                Some(Effect::Link {
+                    dir: d2,
+                    name: n2,
+                    ino: x,
+                    ..
+                }),
+            ) = (&effects[i], effects.get(i + 1))
+            {
+                if self.try_exchange(*d1, n1, *y, *d2, n2, *x)? {
+                    i += 2;
+                    continue;
+                }
+            }
+            self.apply_one(&effects[i])?;
+            i += 1;
+        }
+        self.finish_batch()
+    }
+
+    fn apply_one(&mut self, e: &Effect) -> io::Result<()> {
+        match e {
+            Effect::Alloc { ino, init } => self.ensure_exists(*ino, init),
+            Effect::Link {
+                dir,
+                name,
+                ino,
+                init,
+            } => self.link(*dir, name, *ino, init),
+            Effect::Unlink { dir, name } => self.unlink(*dir, name),
+            Effect::Write { ino, offset, data } => {
+                self.with_file(*ino, |f| f.write_all_at(data, *offset))
+            }
+            Effect::Truncate { ino, size } => self.with_file(*ino, |f| f.set_len(*size)),
+            Effect::Extend { ino, size } => self.with_file(*ino, |f| {
+                if f.metadata()?.len() < *size {
+                    f.set_len(*size)?;
+                }
+                Ok(())
+            }),
+            Effect::Zero { ino, offset, len } => {
+                self.with_file(*ino, |f| zero_range(f, *offset, *len))
+            }
+            Effect::SetAttrs { ino, attrs } => {
+                let Some(kind) = self.nodes.get(ino).map(|n| n.kind) else {
+                    return Ok(());
+                };
+                let p = self.ino_path(*ino)?;
+                set_attrs(&p, kind, attrs)?;
+                self.touched_files.insert(*ino);
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs `f` on regular file `ino`; skipped when it does not exist.
+    fn with_file(&mut self, ino: Ino, f: impl FnOnce(&File) -> io::Result<()>) -> io::Result<()> {
+        if self.nodes.get(&ino).map(|n| n.kind) != Some(Kind::File) {
+            return Ok(());
+        }
+        let file = self.file(ino)?;
+        self.touched_files.insert(ino);
+        f(&file)
+    }
+
+    /// Creates `ino` as an orphan from `init` unless it exists.
+    fn ensure_exists(&mut self, ino: Ino, init: &NewInode) -> io::Result<()> {
+        if self.nodes.contains_key(&ino) {
+            return Ok(());
+        }
+        let p = self.orphan_path(ino);
+        match fs::symlink_metadata(&p) {
+            Ok(md) if md.is_dir() => fs::remove_dir_all(&p)?,
+            Ok(_) => fs::remove_file(&p)?,
+            Err(_) => {}
+        }
+        create_node(&p, init)?;
+        self.nodes.insert(
+            ino,
+            NodeInfo {
+                kind: init.kind,
+                phys: Vec::new(),
+                orphan: true,
+            },
+        );
+        if init.kind == Kind::Dir {
+            self.logical.insert(ino, BTreeMap::new());
+            self.phys_dirs.insert(ino, BTreeMap::new());
+        }
+        self.touched_dirs.insert(Touched::Orphans);
+        self.touched_files.insert(ino);
+        Ok(())
+    }
+
+    /// fsyncs what the batch touched: files first, then directories.
+    fn sync_touched(&mut self) -> io::Result<()> {
+        let files: Vec<Ino> = self.touched_files.iter().copied().collect();
+        for ino in files {
+            match self.nodes.get(&ino).map(|n| n.kind) {
+                Some(Kind::File) => {
+                    let f = self.file(ino)?;
+                    fsio::fsync_file(&f)?;
+                }
+                Some(Kind::Dir) => {
+                    if let Ok(p) = self.ino_path(ino) {
+                        fsio::fsync_dir(&p)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let dirs: Vec<Touched> = self.touched_dirs.iter().copied().collect();
+        for d in dirs {
+            let p = match d {
+                Touched::Dir(ino) => match self.ino_path(ino) {
+                    Ok(p) => p,
+                    Err(_) => continue,
+                },
+                Touched::Orphans => self.meta().join("orphans"),
+                Touched::Tmp => self.meta().join("tmp"),
+            };
+            fsio::fsync_dir(&p)?;
+        }
+        Ok(())
+    }
+
+    fn delete_orphans(&mut self) -> io::Result<()> {
+        let orphans: Vec<Ino> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.orphan)
+            .map(|(i, _)| *i)
+            .collect();
+        for ino in orphans {
+            let p = self.orphan_path(ino);
+            let Some((is_dir, named)) = self
+                .nodes
+                .get(&ino)
+                .map(|n| (n.kind == Kind::Dir, !n.phys.is_empty()))
+            else {
+                continue;
+            };
+            let r = if is_dir {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+            match r {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            if named {
+                // A hard link kept it alive; it keeps its other names.
+                if let Some(n) = self.nodes.get_mut(&ino) {
+                    n.orphan = false;
+                }
+            } else {
+                self.forget_subtree(ino);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn not_found(ino: Ino) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("durafs backing: inode #{ino} has no path"),
+    )
+}

@@ -1,0 +1,386 @@
+//! Namespace effects on disk: reconciling the logical durable entries with
+//! the physical ones, in the order the parent module's documentation argues
+//! is kill -9 safe.
+//!
+//! Invariants (between effects):
+//! * a non-directory has a physical name for each of its logical entries
+//!   (plus, maybe, its orphan name);
+//! * a directory has at most one physical name, which is one of its logical
+//!   entries, or a stale entry queued in `stale`, or none (an orphan);
+//! * `phys_dirs[d][n] == x` iff `(d, n)` is in `nodes[x].phys`.
+
+use super::{State, Touched, cpath, cvt};
+use crate::model::{Ino, Kind, Name, NewInode};
+use std::fs;
+use std::io;
+
+impl State {
+    fn kind(&self, ino: Ino) -> Option<Kind> {
+        self.nodes.get(&ino).map(|n| n.kind)
+    }
+
+    fn phys_at(&self, dir: Ino, name: &[u8]) -> Option<Ino> {
+        self.phys_dirs.get(&dir).and_then(|d| d.get(name)).copied()
+    }
+
+    fn phys_add(&mut self, dir: Ino, name: &[u8], ino: Ino) {
+        if let Some(d) = self.phys_dirs.get_mut(&dir) {
+            d.insert(name.to_vec(), ino);
+        }
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.phys.push((dir, name.to_vec()));
+        }
+        self.touched_dirs.insert(Touched::Dir(dir));
+    }
+
+    fn phys_remove(&mut self, dir: Ino, name: &[u8]) -> Option<Ino> {
+        let ino = self.phys_dirs.get_mut(&dir).and_then(|d| d.remove(name))?;
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.phys.retain(|(d, nm)| !(*d == dir && nm == name));
+        }
+        self.touched_dirs.insert(Touched::Dir(dir));
+        Some(ino)
+    }
+
+    /// True when directory `dir` is `ancestor` or lies beneath it on disk.
+    fn within_phys(&self, mut dir: Ino, ancestor: Ino) -> bool {
+        for _ in 0..4096 {
+            if dir == ancestor {
+                return true;
+            }
+            match self.nodes.get(&dir).and_then(|n| n.phys.first()) {
+                Some((p, _)) => dir = *p,
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// `Effect::Link`.
+    pub(super) fn link(
+        &mut self,
+        dir: Ino,
+        name: &[u8],
+        ino: Ino,
+        init: &NewInode,
+    ) -> io::Result<()> {
+        if !self.logical.contains_key(&dir) {
+            return Ok(());
+        }
+        self.ensure_exists(ino, init)?;
+        let old = self.logical.get(&dir).and_then(|d| d.get(name)).copied();
+        if old == Some(ino) {
+            return Ok(());
+        }
+        if let Some(y) = old {
+            self.drop_logical(dir, name, y)?;
+        }
+        if let Some(d) = self.logical.get_mut(&dir) {
+            d.insert(name.to_vec(), ino);
+        }
+        self.links
+            .entry(ino)
+            .or_default()
+            .push((dir, name.to_vec()));
+        if self.kind(ino) != Some(Kind::Dir) {
+            return self.place(dir, name, ino);
+        }
+        // A directory stays at its physical name while that is still one of
+        // its logical entries (oldest entry wins); otherwise it moves here.
+        let placed = self.nodes.get(&ino).and_then(|n| n.phys.first().cloned());
+        match placed {
+            Some((pd, pn)) if self.logical.get(&pd).and_then(|d| d.get(&pn)) == Some(&ino) => {
+                Ok(())
+            }
+            _ => self.place(dir, name, ino),
+        }
+    }
+
+    /// `Effect::Unlink`.
+    pub(super) fn unlink(&mut self, dir: Ino, name: &[u8]) -> io::Result<()> {
+        match self.logical.get(&dir).and_then(|d| d.get(name)).copied() {
+            Some(y) => self.drop_logical(dir, name, y),
+            None => Ok(()),
+        }
+    }
+
+    /// Removes the logical entry `dir/name -> y` and handles its physical
+    /// name: removed now when `y` keeps another entry, else at batch end.
+    fn drop_logical(&mut self, dir: Ino, name: &[u8], y: Ino) -> io::Result<()> {
+        if let Some(d) = self.logical.get_mut(&dir) {
+            d.remove(name);
+        }
+        if let Some(l) = self.links.get_mut(&y) {
+            l.retain(|(d, n)| !(*d == dir && n == name));
+        }
+        if self.phys_at(dir, name) != Some(y) {
+            return Ok(());
+        }
+        let has_other = self.links.get(&y).is_some_and(|l| !l.is_empty());
+        match (self.kind(y), has_other) {
+            (Some(Kind::Dir), true) => self.relocate(y),
+            (Some(_), true) => {
+                let p = self.name_path(dir, name)?;
+                fs::remove_file(&p)?;
+                self.phys_remove(dir, name);
+                Ok(())
+            }
+            _ => {
+                self.stale.push((dir, name.to_vec(), y));
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes the physical names whose logical entries the batch dropped.
+    pub(super) fn finish_batch(&mut self) -> io::Result<()> {
+        for (dir, name, y) in std::mem::take(&mut self.stale) {
+            if self.phys_at(dir, &name) != Some(y)
+                || self.logical.get(&dir).and_then(|d| d.get(&name)) == Some(&y)
+            {
+                continue;
+            }
+            let n = self.nodes.get(&y).map(|n| (n.kind, n.phys.len(), n.orphan));
+            match n {
+                Some((Kind::Dir, _, _)) => self.relocate(y)?,
+                Some((_, phys, orphan)) if phys > 1 || orphan => {
+                    let p = self.name_path(dir, &name)?;
+                    fs::remove_file(&p)?;
+                    self.phys_remove(dir, &name);
+                }
+                Some(_) => self.move_to_orphans(y)?,
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves directory `y` to its oldest logical entry that is not beneath
+    /// it, or to the orphans.
+    fn relocate(&mut self, y: Ino) -> io::Result<()> {
+        let cands = self.links.get(&y).cloned().unwrap_or_default();
+        for (d, n) in cands {
+            if !self.within_phys(d, y) {
+                return self.place(d, &n, y);
+            }
+        }
+        if self.nodes.get(&y).is_some_and(|n| !n.phys.is_empty()) {
+            self.move_to_orphans(y)?;
+        }
+        Ok(())
+    }
+
+    /// Renames the only physical name of `y` to `.durafs/orphans/<y>`.
+    fn move_to_orphans(&mut self, y: Ino) -> io::Result<()> {
+        let Some((d, n)) = self.nodes.get(&y).and_then(|n| n.phys.first().cloned()) else {
+            return Ok(());
+        };
+        let from = self.name_path(d, &n)?;
+        fs::rename(&from, self.orphan_path(y))?;
+        self.phys_remove(d, &n);
+        if let Some(node) = self.nodes.get_mut(&y) {
+            node.orphan = true;
+        }
+        self.touched_dirs.insert(Touched::Orphans);
+        Ok(())
+    }
+
+    /// Makes the physical name `dir/name` reach `x`, atomically whenever the
+    /// name keeps or gets a non-directory (see the module documentation).
+    fn place(&mut self, dir: Ino, name: &[u8], x: Ino) -> io::Result<()> {
+        let Some(kind) = self.kind(x) else {
+            return Ok(());
+        };
+        if self.phys_at(dir, name) == Some(x) {
+            return Ok(());
+        }
+        if !self.phys_dirs.contains_key(&dir) {
+            return Ok(());
+        }
+        if kind == Kind::Dir && self.within_phys(dir, x) {
+            log::warn!(
+                "durafs backing: not moving directory #{x} beneath itself (#{dir}); it stays where it is"
+            );
+            return Ok(());
+        }
+        let target = self.name_path(dir, name)?;
+        if let Some(y) = self.phys_at(dir, name) {
+            self.evict(dir, name, y, kind)?;
+        }
+        let orphan_only = self.nodes.get(&x).is_some_and(|n| n.phys.is_empty());
+        if kind == Kind::Dir || orphan_only {
+            let from = self.ino_path(x)?;
+            let old = self.nodes.get(&x).and_then(|n| n.phys.first().cloned());
+            fs::rename(&from, &target)?;
+            match old {
+                Some((d, n)) => {
+                    self.phys_remove(d, &n);
+                }
+                None => {
+                    self.touched_dirs.insert(Touched::Orphans);
+                    if let Some(node) = self.nodes.get_mut(&x) {
+                        node.orphan = false;
+                    }
+                }
+            }
+        } else {
+            let from = self.ino_path(x)?;
+            let tmp = self.tmp_path(x);
+            let _ = fs::remove_file(&tmp);
+            fs::hard_link(&from, &tmp)?;
+            fs::rename(&tmp, &target)?;
+            self.touched_dirs.insert(Touched::Tmp);
+        }
+        if self.phys_at(dir, name).is_some() {
+            // The rename replaced it (y keeps a name elsewhere, see evict).
+            self.phys_remove(dir, name);
+        }
+        self.phys_add(dir, name, x);
+        Ok(())
+    }
+
+    /// Prepares the physical name `dir/name`, now holding `y`, to be taken
+    /// by an inode of kind `incoming`: `y` keeps a name elsewhere, and the
+    /// name is left for an atomic rename over it when the kinds allow it.
+    fn evict(&mut self, dir: Ino, name: &[u8], y: Ino, incoming: Kind) -> io::Result<()> {
+        let Some((ykind, phys, orphan)) =
+            self.nodes.get(&y).map(|n| (n.kind, n.phys.len(), n.orphan))
+        else {
+            return Ok(());
+        };
+        let p = self.name_path(dir, name)?;
+        if ykind != Kind::Dir {
+            if phys == 1 && !orphan {
+                fs::hard_link(&p, self.orphan_path(y))?;
+                if let Some(n) = self.nodes.get_mut(&y) {
+                    n.orphan = true;
+                }
+                self.touched_dirs.insert(Touched::Orphans);
+            }
+            if incoming == Kind::Dir {
+                // Not atomic: a directory cannot be renamed over a file.
+                fs::remove_file(&p)?;
+                self.phys_remove(dir, name);
+            }
+            return Ok(());
+        }
+        let dead = self.links.get(&y).is_none_or(|l| l.is_empty())
+            && self.logical.get(&y).is_none_or(|d| d.is_empty())
+            && self.phys_dirs.get(&y).is_none_or(|d| d.is_empty());
+        if dead && incoming == Kind::Dir {
+            // An empty directory no entry reaches: the rename replaces it
+            // atomically. If a later effect links it again it is recreated
+            // empty from its `init` (its later attributes are lost).
+            self.phys_remove(dir, name);
+            self.forget_subtree(y);
+            return Ok(());
+        }
+        // Not atomic (see "Not safe yet"): move y aside first.
+        let cands: Vec<(Ino, Name)> = self.links.get(&y).cloned().unwrap_or_default();
+        for (d, n) in cands {
+            if (d, n.as_slice()) != (dir, name)
+                && !self.within_phys(d, y)
+                && self.phys_at(d, &n).is_none()
+            {
+                return self.place(d, &n, y);
+            }
+        }
+        self.move_to_orphans(y)
+    }
+
+    /// Swaps two physical names in one `renameat2(RENAME_EXCHANGE)` when the
+    /// effects `Link(d1/n1 -> y)`, `Link(d2/n2 -> x)` swap them. Returns
+    /// false (doing nothing) when they are not such a pair.
+    pub(super) fn try_exchange(
+        &mut self,
+        d1: Ino,
+        n1: &[u8],
+        y: Ino,
+        d2: Ino,
+        n2: &[u8],
+        x: Ino,
+    ) -> io::Result<bool> {
+        if x == y
+            || (d1, n1) == (d2, n2)
+            || self.phys_at(d1, n1) != Some(x)
+            || self.phys_at(d2, n2) != Some(y)
+            || self.logical.get(&d1).and_then(|d| d.get(n1)) != Some(&x)
+            || self.logical.get(&d2).and_then(|d| d.get(n2)) != Some(&y)
+        {
+            return Ok(false);
+        }
+        let (kx, ky) = (self.kind(x), self.kind(y));
+        if (kx == Some(Kind::Dir) && self.within_phys(d2, x))
+            || (ky == Some(Kind::Dir) && self.within_phys(d1, y))
+        {
+            return Ok(false);
+        }
+        let (p1, p2) = (self.name_path(d1, n1)?, self.name_path(d2, n2)?);
+        let (c1, c2) = (cpath(&p1)?, cpath(&p2)?);
+        // SAFETY: two valid NUL-terminated paths.
+        cvt(unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                c1.as_ptr(),
+                libc::AT_FDCWD,
+                c2.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        })?;
+        self.phys_remove(d1, n1);
+        self.phys_remove(d2, n2);
+        self.phys_add(d1, n1, y);
+        self.phys_add(d2, n2, x);
+        for (dir, name, new, old) in [(d1, n1, y, x), (d2, n2, x, y)] {
+            if let Some(d) = self.logical.get_mut(&dir) {
+                d.insert(name.to_vec(), new);
+            }
+            if let Some(l) = self.links.get_mut(&old) {
+                l.retain(|(d, n)| !(*d == dir && n == name));
+            }
+            self.links
+                .entry(new)
+                .or_default()
+                .push((dir, name.to_vec()));
+        }
+        Ok(true)
+    }
+
+    /// Forgets inode `ino` (its names are gone from disk) and, for a
+    /// directory, every inode that had a name only beneath it.
+    pub(super) fn forget_subtree(&mut self, ino: Ino) {
+        let mut todo = vec![ino];
+        while let Some(i) = todo.pop() {
+            let Some(node) = self.nodes.remove(&i) else {
+                continue;
+            };
+            self.files.remove(&i);
+            for (d, n) in self.links.remove(&i).unwrap_or_default() {
+                if let Some(m) = self.logical.get_mut(&d) {
+                    m.remove(&n);
+                }
+            }
+            for (d, n) in &node.phys {
+                if let Some(m) = self.phys_dirs.get_mut(d) {
+                    m.remove(n);
+                }
+            }
+            if node.kind != Kind::Dir {
+                continue;
+            }
+            for (name, child) in self.logical.remove(&i).unwrap_or_default() {
+                if let Some(l) = self.links.get_mut(&child) {
+                    l.retain(|(d, n)| !(*d == i && *n == name));
+                }
+            }
+            for (name, child) in self.phys_dirs.remove(&i).unwrap_or_default() {
+                if let Some(c) = self.nodes.get_mut(&child) {
+                    c.phys.retain(|(d, n)| !(*d == i && *n == name));
+                    if c.phys.is_empty() && !c.orphan {
+                        todo.push(child);
+                    }
+                }
+            }
+        }
+    }
+}

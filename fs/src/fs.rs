@@ -1,0 +1,477 @@
+//! The filesystem core, independent of FUSE: a [`Model`] for what readers
+//! see and what is unsynced, and a [`Backing`] directory for what is durable.
+//!
+//! Invariants:
+//! * Effects returned by a durability point (fsync, fsyncdir, sync-all) are
+//!   applied to the backing store **before** the call returns, so a caller
+//!   that saw fsync succeed has its data in `BACKING`.
+//! * `sync` (a `RwLock`) orders the store against reads: a read plans its
+//!   [`Segment::Base`] pieces and fills them under the read lock; durability
+//!   points and cuts take the write lock around "model call + apply", so a
+//!   read never sees a base the model counts as durable before the store
+//!   holds it.
+//! * After [`DuraFs::cut`] every call fails with `EIO` ([`FsError::Cut`]).
+//! * The root entry named [`crate::backing::META_DIR`] is reserved for the
+//!   store's bookkeeping: creating it fails with `EPERM`.
+
+use crate::backing::{Backing, BackingError, BackingOptions, META_DIR};
+use crate::model::crash::{CrashOptions, Policy, crash_state};
+use crate::model::{
+    Attrs, Config, Effect, Fallocate, FsError, Ino, Kind, Model, Name, Persistence, ROOT,
+    RenameFlags, Report, Segment, SetAttrs, Stat, Timestamp,
+};
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A failed call: a model error, or the backing store failing.
+#[derive(Debug)]
+pub enum Error {
+    Fs(FsError),
+    /// The backing directory failed; reported as `EIO`.
+    Backing(io::Error),
+}
+
+impl Error {
+    /// The errno for the kernel (model errors: [`FsError::errno`]).
+    pub fn errno(&self) -> i32 {
+        match self {
+            Error::Fs(e) => e.errno(),
+            Error::Backing(_) => libc::EIO,
+        }
+    }
+}
+
+impl From<FsError> for Error {
+    fn from(e: FsError) -> Self {
+        Error::Fs(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Fs(e) => write!(f, "{e}"),
+            Error::Backing(e) => write!(f, "backing store: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Result alias for [`DuraFs`] calls.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Settings of a volume.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FsOptions {
+    pub persistence: Persistence,
+    /// fsync the backing directory after each durability point.
+    pub real_fsync: bool,
+}
+
+/// What a cut did.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CutSummary {
+    pub policy: String,
+    pub seed: u64,
+    /// The crash state, in a line.
+    pub description: String,
+    pub ops_pending: usize,
+    /// Operations dropped entirely.
+    pub ops_lost: usize,
+    /// Bytes carried by the dropped writes (partial losses of torn writes
+    /// are not counted).
+    pub bytes_lost: u64,
+}
+
+/// Converts a host time to a model timestamp (times before 1970 included).
+pub fn to_timestamp(t: SystemTime) -> Timestamp {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => Timestamp {
+            secs: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            nanos: d.subsec_nanos(),
+        },
+        Err(e) => {
+            let d = e.duration();
+            let secs = -i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            match d.subsec_nanos() {
+                0 => Timestamp { secs, nanos: 0 },
+                n => Timestamp {
+                    secs: secs - 1,
+                    nanos: 1_000_000_000 - n,
+                },
+            }
+        }
+    }
+}
+
+/// Converts a model timestamp to a host time.
+pub fn to_system_time(t: Timestamp) -> SystemTime {
+    let nanos = Duration::from_nanos(u64::from(t.nanos.min(999_999_999)));
+    if t.secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(t.secs.unsigned_abs()) + nanos
+    } else {
+        UNIX_EPOCH - Duration::from_secs(t.secs.unsigned_abs()) + nanos
+    }
+}
+
+/// The current time as a model timestamp.
+pub fn now() -> Timestamp {
+    to_timestamp(SystemTime::now())
+}
+
+/// Filesystem statistics of the backing directory.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StatFs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+    pub frsize: u32,
+}
+
+/// One durafs volume.
+#[derive(Debug)]
+pub struct DuraFs {
+    model: Model,
+    backing: Backing,
+    sync: RwLock<()>,
+    cut: Mutex<Option<CutSummary>>,
+}
+
+fn backing_err(what: &str, e: io::Error) -> Error {
+    log::error!("durafs: {what}: backing store failed: {e}");
+    Error::Backing(e)
+}
+
+impl DuraFs {
+    /// Opens the backing directory `path` (creating it) and starts a model
+    /// whose durable and live views are its content.
+    pub fn open(path: &Path, opts: FsOptions) -> std::result::Result<DuraFs, BackingError> {
+        let (backing, image) = Backing::open(
+            path,
+            BackingOptions {
+                real_fsync: opts.real_fsync,
+            },
+        )?;
+        let cfg = Config {
+            persistence: opts.persistence,
+            ..Config::default()
+        };
+        let model = Model::from_image(cfg, &image).map_err(|what| BackingError::Unsupported {
+            path: path.to_path_buf(),
+            what,
+        })?;
+        Ok(DuraFs {
+            model,
+            backing,
+            sync: RwLock::new(()),
+            cut: Mutex::new(None),
+        })
+    }
+
+    /// The model (for reports and tests).
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The backing directory.
+    pub fn backing_root(&self) -> &Path {
+        self.backing.root()
+    }
+
+    fn check_name(parent: Ino, name: &[u8]) -> Result<()> {
+        if parent == ROOT && name == META_DIR.as_bytes() {
+            return Err(FsError::NotPermitted.into());
+        }
+        Ok(())
+    }
+
+    /// Applies durability effects (the caller holds the write lock).
+    fn apply(&self, what: &str, effects: &[Effect]) -> Result<()> {
+        self.backing
+            .apply(effects)
+            .map_err(|e| backing_err(what, e))
+    }
+
+    pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Stat> {
+        Ok(self.model.lookup(parent, name)?)
+    }
+
+    pub fn getattr(&self, ino: Ino) -> Result<Stat> {
+        Ok(self.model.getattr(ino)?)
+    }
+
+    pub fn setattr(&self, ino: Ino, set: SetAttrs) -> Result<Stat> {
+        Ok(self.model.setattr(ino, set, now())?)
+    }
+
+    /// Creates a file, directory, symlink or special file.
+    pub fn create(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        kind: Kind,
+        attrs: Attrs,
+        target: Option<Bytes>,
+    ) -> Result<Stat> {
+        Self::check_name(parent, name)?;
+        let t = now();
+        let attrs = Attrs {
+            atime: t,
+            mtime: t,
+            ctime: t,
+            ..attrs
+        };
+        Ok(self.model.create(parent, name, kind, attrs, target)?)
+    }
+
+    pub fn link(&self, ino: Ino, newparent: Ino, newname: &[u8]) -> Result<Stat> {
+        Self::check_name(newparent, newname)?;
+        Ok(self.model.link(ino, newparent, newname, now())?)
+    }
+
+    pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        Ok(self.model.unlink(parent, name, now())?)
+    }
+
+    pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        Ok(self.model.rmdir(parent, name, now())?)
+    }
+
+    pub fn rename(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        newparent: Ino,
+        newname: &[u8],
+        flags: RenameFlags,
+    ) -> Result<()> {
+        Self::check_name(newparent, newname)?;
+        Ok(self
+            .model
+            .rename(parent, name, newparent, newname, flags, now())?)
+    }
+
+    pub fn readlink(&self, ino: Ino) -> Result<Bytes> {
+        Ok(self.model.readlink(ino)?)
+    }
+
+    /// Entries of `dir`, with `.` and `..` first.
+    pub fn readdir(&self, dir: Ino) -> Result<Vec<(Name, Ino, Kind)>> {
+        let entries = self.model.readdir(dir)?;
+        let parent = self.model.parent_of(dir)?;
+        let mut out = Vec::with_capacity(entries.len() + 2);
+        out.push((b".".to_vec(), dir, Kind::Dir));
+        out.push((b"..".to_vec(), parent, Kind::Dir));
+        out.extend(entries);
+        Ok(out)
+    }
+
+    /// Reads up to `len` bytes at `offset` (short at the end of the file).
+    pub fn read(&self, ino: Ino, offset: u64, len: u32) -> Result<Vec<u8>> {
+        let _g = self.sync.read();
+        let segs = self.model.read(ino, offset, u64::from(len))?;
+        let mut out = Vec::with_capacity(segs.iter().map(|s| s.len() as usize).sum());
+        for seg in segs {
+            match seg {
+                Segment::Data(b) => out.extend_from_slice(&b),
+                Segment::Zero(n) => out.resize(out.len() + n as usize, 0),
+                Segment::Base { offset, len } => self
+                    .backing
+                    .read(ino, offset, len, &mut out)
+                    .map_err(|e| backing_err("read", e))?,
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<u32> {
+        Ok(self
+            .model
+            .write(ino, offset, Bytes::copy_from_slice(data), now())?)
+    }
+
+    pub fn fallocate(&self, ino: Ino, offset: u64, len: u64, mode: Fallocate) -> Result<()> {
+        Ok(self.model.fallocate(ino, offset, len, mode, now())?)
+    }
+
+    /// fsync / fdatasync: returns once the effects are in the backing store.
+    pub fn fsync(&self, ino: Ino, datasync: bool) -> Result<()> {
+        let _g = self.sync.write();
+        let effects = self.model.fsync(ino, datasync)?;
+        self.apply("fsync", &effects)
+    }
+
+    /// fsync of a directory.
+    pub fn fsyncdir(&self, dir: Ino) -> Result<()> {
+        let _g = self.sync.write();
+        let effects = self.model.fsyncdir(dir)?;
+        self.apply("fsyncdir", &effects)
+    }
+
+    /// Makes everything durable (`sync(2)`).
+    pub fn sync(&self) -> Result<()> {
+        let _g = self.sync.write();
+        let effects = self.model.sync_all()?;
+        self.apply("sync", &effects)
+    }
+
+    /// The kernel dropped its references to `ino`.
+    pub fn forget(&self, ino: Ino) {
+        self.model.forget(ino);
+    }
+
+    /// The exact unsynced report.
+    pub fn status(&self) -> Report {
+        self.model.report()
+    }
+
+    /// Simulates a power cut: stops the model, applies the effects of the
+    /// pending operations that survive under `opts` to the backing store,
+    /// and deletes the orphans. Every later call fails with `EIO`; the
+    /// backing directory is then what a remount after the crash finds.
+    pub fn cut(&self, opts: CrashOptions) -> Result<CutSummary> {
+        let _g = self.sync.write();
+        let mut done = self.cut.lock();
+        if let Some(prev) = done.as_ref() {
+            log::warn!("durafs: cut requested twice; the first cut stands");
+            return Ok(prev.clone());
+        }
+        let pending = self.model.cut();
+        let state = crash_state(&pending, &opts);
+        let effects = state.effects(&pending);
+        let dropped = state.dropped();
+        let bytes_lost = dropped
+            .iter()
+            .filter_map(|i| pending.get(*i))
+            .map(|p| p.op.data_len())
+            .sum();
+        self.apply("cut", &effects)?;
+        self.backing
+            .delete_orphans()
+            .map_err(|e| backing_err("cut: deleting orphans", e))?;
+        let summary = CutSummary {
+            policy: opts.policy.to_string(),
+            seed: state.seed,
+            description: state.description.clone(),
+            ops_pending: pending.len(),
+            ops_lost: dropped.len(),
+            bytes_lost,
+        };
+        *done = Some(summary.clone());
+        Ok(summary)
+    }
+
+    /// A drop-all cut with seed 0.
+    pub fn cut_drop_all(&self) -> Result<CutSummary> {
+        self.cut(CrashOptions {
+            policy: Policy::DropAll,
+            ..CrashOptions::default()
+        })
+    }
+
+    /// Statistics of the backing directory's filesystem.
+    pub fn statfs(&self) -> Result<StatFs> {
+        if self.model.is_cut() {
+            return Err(FsError::Cut.into());
+        }
+        let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(
+            self.backing.root().as_os_str(),
+        ))
+        .map_err(|_| Error::Fs(FsError::Invalid))?;
+        // SAFETY: an all-zero statvfs is a valid value to be overwritten.
+        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: valid path and a valid out-pointer.
+        if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+            return Err(backing_err("statfs", io::Error::last_os_error()));
+        }
+        Ok(StatFs {
+            blocks: s.f_blocks,
+            bfree: s.f_bfree,
+            bavail: s.f_bavail,
+            files: s.f_files,
+            ffree: s.f_ffree,
+            bsize: u32::try_from(s.f_bsize).unwrap_or(4096),
+            namelen: u32::try_from(s.f_namemax).unwrap_or(255),
+            frsize: u32::try_from(s.f_frsize).unwrap_or(4096),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs() -> Attrs {
+        Attrs {
+            mode: 0o644,
+            ..Attrs::default()
+        }
+    }
+
+    #[test]
+    fn fsynced_prefix_survives_a_drop_all_cut_and_reads_fill_from_backing() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = DuraFs::open(dir.path(), FsOptions::default()).unwrap();
+        let f = fs
+            .create(ROOT, b"f", Kind::File, attrs(), None)
+            .unwrap()
+            .ino;
+        fs.write(f, 0, b"durable-part").unwrap();
+        fs.fsync(f, false).unwrap();
+        fs.fsyncdir(ROOT).unwrap();
+        fs.write(f, 12, b"-unsynced-tail").unwrap();
+        assert_eq!(fs.read(f, 0, 100).unwrap(), b"durable-part-unsynced-tail");
+        assert_eq!(
+            fs.read(f, 3, 4).unwrap(),
+            b"able",
+            "Base segment read from the backing file"
+        );
+        let rep = fs.status();
+        assert_eq!(rep.files.len(), 1);
+        assert_eq!(rep.files[0].ranges, vec![(12, 26)]);
+        let cut = fs.cut_drop_all().unwrap();
+        assert_eq!((cut.ops_lost, cut.bytes_lost), (1, 14));
+        assert_eq!(fs.read(f, 0, 1).unwrap_err().errno(), libc::EIO);
+        drop(fs);
+        let fs = DuraFs::open(dir.path(), FsOptions::default()).unwrap();
+        let st = fs.lookup(ROOT, b"f").unwrap();
+        assert_eq!(fs.read(st.ino, 0, 100).unwrap(), b"durable-part");
+    }
+
+    #[test]
+    fn meta_dir_name_is_reserved() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = DuraFs::open(dir.path(), FsOptions::default()).unwrap();
+        let err = fs
+            .create(ROOT, META_DIR.as_bytes(), Kind::Dir, attrs(), None)
+            .unwrap_err();
+        assert_eq!(err.errno(), libc::EPERM);
+        assert!(fs.lookup(ROOT, META_DIR.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        for t in [
+            Timestamp { secs: 0, nanos: 0 },
+            Timestamp {
+                secs: 1_700_000_000,
+                nanos: 123,
+            },
+            Timestamp {
+                secs: -5,
+                nanos: 999_999_999,
+            },
+        ] {
+            assert_eq!(to_timestamp(to_system_time(t)), t);
+        }
+    }
+}
