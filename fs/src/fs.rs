@@ -11,20 +11,22 @@
 //!   read never sees a base the model counts as durable before the store
 //!   holds it.
 //! * After [`DuraFs::cut`] every call fails with `EIO` ([`FsError::Cut`]).
-//! * The root entry named [`crate::backing::META_DIR`] is reserved for the
-//!   store's bookkeeping: creating it fails with `EPERM`.
+//! * The root entry named [`crate::backing::META_DIR`] is reserved (the
+//!   store's bookkeeping in `BACKING`, the control file in the mount):
+//!   creating, removing, renaming or linking it fails with `EPERM`.
 
 use crate::backing::{Backing, BackingError, BackingOptions, META_DIR};
-use crate::model::crash::{CrashOptions, Policy, crash_state};
+use crate::model::crash::{CrashOptions, CrashState, Policy, crash_state};
 use crate::model::{
-    Attrs, Config, Effect, Fallocate, FsError, Ino, Kind, Model, Name, Persistence, ROOT,
-    RenameFlags, Report, Segment, SetAttrs, Stat, Timestamp,
+    Attrs, Config, Effect, Fallocate, FsError, Ino, Kind, Model, Name, Op, PendingOp, Persistence,
+    ROOT, RenameFlags, Report, Segment, SetAttrs, Stat, Survival, Timestamp,
 };
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use std::fmt;
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A failed call: a model error, or the backing store failing.
@@ -65,12 +67,47 @@ impl std::error::Error for Error {}
 /// Result alias for [`DuraFs`] calls.
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Default [`FsOptions::dirty_limit`]: 1 GiB.
+pub const DEFAULT_DIRTY_LIMIT: u64 = 1 << 30;
+
 /// Settings of a volume.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct FsOptions {
     pub persistence: Persistence,
     /// fsync the backing directory after each durability point.
     pub real_fsync: bool,
+    /// Unsynced bytes past which the oldest dirty data is written back and
+    /// becomes durable, as a kernel under memory pressure does.
+    pub dirty_limit: u64,
+}
+
+impl Default for FsOptions {
+    fn default() -> Self {
+        FsOptions {
+            persistence: Persistence::default(),
+            real_fsync: false,
+            dirty_limit: DEFAULT_DIRTY_LIMIT,
+        }
+    }
+}
+
+/// Counters of a volume, reported with the status.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct VolumeInfo {
+    /// The process serving the volume.
+    pub pid: u32,
+    pub backing: String,
+    pub model: String,
+    pub real_fsync: bool,
+    pub dirty_limit: u64,
+    /// Unsynced bytes in memory (overwritten bytes counted again).
+    pub dirty_bytes: u64,
+    /// Files written back because the dirty limit was passed.
+    pub writebacks: u64,
+    /// Bytes those writebacks made durable.
+    pub written_back_bytes: u64,
+    /// fsyncs of `BACKING` made (`real_fsync`).
+    pub backing_fsyncs: u64,
 }
 
 /// What a cut did.
@@ -83,9 +120,82 @@ pub struct CutSummary {
     pub ops_pending: usize,
     /// Operations dropped entirely.
     pub ops_lost: usize,
-    /// Bytes carried by the dropped writes (partial losses of torn writes
-    /// are not counted).
+    /// Bytes of data written and lost: whole dropped writes, the data of
+    /// writes whose metadata alone survived, the sectors of torn writes
+    /// that did not persist.
     pub bytes_lost: u64,
+    /// Inodes that lost data or an attribute change.
+    pub files_lost: usize,
+    /// Dropped namespace operations (create, link, unlink, rename).
+    pub names_lost: usize,
+    /// The first [`LOST_LISTED`] operations lost in whole or in part.
+    pub lost: Vec<String>,
+}
+
+/// How many dropped operations a [`CutSummary`] lists.
+pub const LOST_LISTED: usize = 50;
+
+/// What a crash state loses of the pending operations.
+struct Loss {
+    bytes: u64,
+    files: std::collections::BTreeSet<Ino>,
+    names: usize,
+    listed: Vec<String>,
+}
+
+impl Loss {
+    fn of(pending: &[PendingOp], state: &CrashState) -> Loss {
+        let mut loss = Loss {
+            bytes: 0,
+            files: Default::default(),
+            names: 0,
+            listed: Vec::new(),
+        };
+        let mut kept = state.kept.iter().peekable();
+        for (i, p) in pending.iter().enumerate() {
+            let how = match kept.peek() {
+                Some((k, how)) if *k == i => {
+                    kept.next();
+                    Some(how)
+                }
+                _ => None,
+            };
+            let (bytes, whole) = match how {
+                None => (p.op.data_len(), true),
+                Some(Survival::Full) => (0, false),
+                Some(Survival::MetaOnly) => (p.op.data_len(), false),
+                Some(Survival::Torn { persisted, .. }) => (torn_loss(&p.op, persisted), false),
+            };
+            if !whole && bytes == 0 {
+                continue;
+            }
+            loss.bytes += bytes;
+            if let Some(ino) = p.op.inode() {
+                loss.files.insert(ino);
+            }
+            if whole && p.op.dir().is_some() {
+                loss.names += 1;
+            }
+            if loss.listed.len() < LOST_LISTED {
+                let part = if whole { "" } else { " (in part)" };
+                loss.listed.push(format!("{}{part}", p.op.summary()));
+            }
+        }
+        loss
+    }
+}
+
+/// Bytes of a torn write outside the sectors that persisted.
+fn torn_loss(op: &Op, persisted: &[(u64, u64)]) -> u64 {
+    let Op::Write { offset, data, .. } = op else {
+        return 0;
+    };
+    let (start, end) = (*offset, offset.saturating_add(data.len() as u64));
+    let kept: u64 = persisted
+        .iter()
+        .map(|&(a, b)| b.min(end).saturating_sub(a.max(start)))
+        .sum();
+    (end - start).saturating_sub(kept)
 }
 
 /// Converts a host time to a model timestamp (times before 1970 included).
@@ -142,8 +252,11 @@ pub struct StatFs {
 pub struct DuraFs {
     model: Model,
     backing: Backing,
+    opts: FsOptions,
     sync: RwLock<()>,
     cut: Mutex<Option<CutSummary>>,
+    writebacks: AtomicU64,
+    written_back_bytes: AtomicU64,
 }
 
 fn backing_err(what: &str, e: io::Error) -> Error {
@@ -172,8 +285,11 @@ impl DuraFs {
         Ok(DuraFs {
             model,
             backing,
+            opts,
             sync: RwLock::new(()),
             cut: Mutex::new(None),
+            writebacks: AtomicU64::new(0),
+            written_back_bytes: AtomicU64::new(0),
         })
     }
 
@@ -185,6 +301,36 @@ impl DuraFs {
     /// The backing directory.
     pub fn backing_root(&self) -> &Path {
         self.backing.root()
+    }
+
+    /// The settings the volume was opened with.
+    pub fn options(&self) -> FsOptions {
+        self.opts
+    }
+
+    /// Settings and counters, for the status.
+    pub fn info(&self) -> VolumeInfo {
+        VolumeInfo {
+            pid: std::process::id(),
+            backing: self.backing.root().display().to_string(),
+            model: self.opts.persistence.to_string(),
+            real_fsync: self.opts.real_fsync,
+            dirty_limit: self.opts.dirty_limit,
+            dirty_bytes: self.model.dirty_bytes(),
+            writebacks: self.writebacks.load(Ordering::Relaxed),
+            written_back_bytes: self.written_back_bytes.load(Ordering::Relaxed),
+            backing_fsyncs: self.backing.fsyncs(),
+        }
+    }
+
+    /// True once the power was cut.
+    pub fn is_cut(&self) -> bool {
+        self.model.is_cut()
+    }
+
+    /// Every inode the model knows (for invalidating kernel caches).
+    pub fn inodes(&self) -> Vec<Ino> {
+        self.model.inodes()
     }
 
     fn check_name(parent: Ino, name: &[u8]) -> Result<()> {
@@ -239,10 +385,12 @@ impl DuraFs {
     }
 
     pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        Self::check_name(parent, name)?;
         Ok(self.model.unlink(parent, name, now())?)
     }
 
     pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        Self::check_name(parent, name)?;
         Ok(self.model.rmdir(parent, name, now())?)
     }
 
@@ -254,6 +402,7 @@ impl DuraFs {
         newname: &[u8],
         flags: RenameFlags,
     ) -> Result<()> {
+        Self::check_name(parent, name)?;
         Self::check_name(newparent, newname)?;
         Ok(self
             .model
@@ -272,6 +421,21 @@ impl DuraFs {
         out.push((b".".to_vec(), dir, Kind::Dir));
         out.push((b"..".to_vec(), parent, Kind::Dir));
         out.extend(entries);
+        Ok(out)
+    }
+
+    /// Entries of `dir` with their attributes, `.` and `..` first (an entry
+    /// removed while listing is skipped).
+    pub fn readdir_plus(&self, dir: Ino) -> Result<Vec<(Name, Stat)>> {
+        let entries = self.readdir(dir)?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (name, ino, _) in entries {
+            match self.model.getattr(ino) {
+                Ok(st) => out.push((name, st)),
+                Err(FsError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(out)
     }
 
@@ -294,9 +458,34 @@ impl DuraFs {
     }
 
     pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<u32> {
-        Ok(self
+        let n = self
             .model
-            .write(ino, offset, Bytes::copy_from_slice(data), now())?)
+            .write(ino, offset, Bytes::copy_from_slice(data), now())?;
+        if self.model.dirty_bytes() > self.opts.dirty_limit {
+            self.write_back()?;
+        }
+        Ok(n)
+    }
+
+    /// Writes back the oldest dirty files until the unsynced bytes are
+    /// within the dirty limit; each becomes durable as by fdatasync.
+    fn write_back(&self) -> Result<()> {
+        let _g = self.sync.write();
+        while self.model.dirty_bytes() > self.opts.dirty_limit {
+            let before = self.model.dirty_bytes();
+            let Some((ino, effects)) = self.model.writeback_oldest()? else {
+                break;
+            };
+            self.apply("writeback", &effects)?;
+            let bytes = before.saturating_sub(self.model.dirty_bytes());
+            self.writebacks.fetch_add(1, Ordering::Relaxed);
+            self.written_back_bytes.fetch_add(bytes, Ordering::Relaxed);
+            log::info!(
+                "durafs: dirty limit {} passed: wrote back {bytes} bytes of inode {ino}",
+                self.opts.dirty_limit
+            );
+        }
+        Ok(())
     }
 
     pub fn fallocate(&self, ino: Ino, offset: u64, len: u64, mode: Fallocate) -> Result<()> {
@@ -349,22 +538,24 @@ impl DuraFs {
         let state = crash_state(&pending, &opts);
         let effects = state.effects(&pending);
         let dropped = state.dropped();
-        let bytes_lost = dropped
-            .iter()
-            .filter_map(|i| pending.get(*i))
-            .map(|p| p.op.data_len())
-            .sum();
+        let loss = Loss::of(&pending, &state);
         self.apply("cut", &effects)?;
         self.backing
             .delete_orphans()
             .map_err(|e| backing_err("cut: deleting orphans", e))?;
+        // Nothing touches BACKING after the cut: a remount may take it over
+        // while this volume still answers `EIO` to files left open.
+        self.backing.release();
         let summary = CutSummary {
             policy: opts.policy.to_string(),
             seed: state.seed,
             description: state.description.clone(),
             ops_pending: pending.len(),
             ops_lost: dropped.len(),
-            bytes_lost,
+            bytes_lost: loss.bytes,
+            files_lost: loss.files.len(),
+            names_lost: loss.names,
+            lost: loss.listed,
         };
         *done = Some(summary.clone());
         Ok(summary)
@@ -445,6 +636,19 @@ mod tests {
         let fs = DuraFs::open(dir.path(), FsOptions::default()).unwrap();
         let st = fs.lookup(ROOT, b"f").unwrap();
         assert_eq!(fs.read(st.ino, 0, 100).unwrap(), b"durable-part");
+    }
+
+    #[test]
+    fn torn_loss_counts_the_bytes_outside_persisted_sectors() {
+        let op = Op::Write {
+            ino: 2,
+            offset: 100,
+            data: Bytes::from(vec![0u8; 1000]),
+        };
+        assert_eq!(torn_loss(&op, &[]), 1000);
+        assert_eq!(torn_loss(&op, &[(0, 512)]), 1000 - 412);
+        assert_eq!(torn_loss(&op, &[(0, 512), (1024, 1536)]), 1000 - 412 - 76);
+        assert_eq!(torn_loss(&op, &[(0, 2048)]), 0);
     }
 
     #[test]

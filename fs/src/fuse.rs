@@ -1,22 +1,29 @@
 //! The thin fuser adapter: each callback converts its arguments, calls
 //! [`DuraFs`], and maps errors to an errno in one place ([`errno`]).
-//! fuser calls these from several threads; all state is in [`DuraFs`].
+//! fuser calls these from several threads; all state is in [`DuraFs`] and,
+//! for the control file ([`crate::control`]), in per-handle buffers.
 
+use crate::control::{self, CONTROL_NAME};
 use crate::fs::{self as core, DuraFs, Error};
+use crate::model::ROOT;
 use crate::model::{Attrs, Fallocate, FsError, Kind, RenameFlags as ModelRename, SetAttrs, Stat};
+use crate::mount::MountEvent;
 use bytes::Bytes;
+use dashmap::DashMap;
 use fuser::{
-    AccessFlags, BackgroundSession, BsdFileFlags, Config, Errno, FileAttr, FileHandle, FileType,
-    Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner, MountOption, OpenFlags,
-    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
-    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, SessionACL, TimeOrNow,
-    WriteFlags,
+    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
+use parking_lot::Mutex;
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
 use std::time::{Duration, SystemTime};
 
 /// How long the kernel may cache entries and attributes.
@@ -74,12 +81,122 @@ fn time_of(t: TimeOrNow) -> crate::model::Timestamp {
     }
 }
 
+/// Inode number of the control file (never allocated by the model).
+pub const CONTROL_INO: u64 = u64::MAX - 1;
+
+/// One open handle of the control file.
+#[derive(Debug, Default)]
+struct ControlHandle {
+    /// The reply to the last command (or the status, read first).
+    reply: Option<Vec<u8>>,
+    /// Bytes of `reply` already read. The file offset is ignored, so a
+    /// handle that wrote a command reads the reply from its start.
+    cursor: usize,
+    /// This handle cut the power: the mount dies when it is closed.
+    cut: bool,
+}
+
 /// The fuser filesystem over a shared [`DuraFs`].
-struct Adapter {
+pub(crate) struct Adapter {
     fs: Arc<DuraFs>,
+    events: Sender<MountEvent>,
+    owner: (u32, u32),
+    started: SystemTime,
+    control: DashMap<u64, Mutex<ControlHandle>>,
+    next_fh: AtomicU64,
 }
 
 impl Adapter {
+    pub(crate) fn new(fs: Arc<DuraFs>, events: Sender<MountEvent>, uid: u32, gid: u32) -> Self {
+        Adapter {
+            fs,
+            events,
+            owner: (uid, gid),
+            started: SystemTime::now(),
+            control: DashMap::new(),
+            next_fh: AtomicU64::new(1),
+        }
+    }
+
+    fn is_control(parent: INodeNo, name: &OsStr) -> bool {
+        parent.0 == ROOT && name.as_bytes() == CONTROL_NAME.as_bytes()
+    }
+
+    fn control_attr(&self) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(CONTROL_INO),
+            size: 0,
+            blocks: 0,
+            atime: self.started,
+            mtime: self.started,
+            ctime: self.started,
+            crtime: self.started,
+            kind: FileType::RegularFile,
+            perm: 0o600,
+            nlink: 1,
+            uid: self.owner.0,
+            gid: self.owner.1,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    fn control_open(&self, req: &Request, reply: ReplyOpen) {
+        if req.uid() != self.owner.0 && req.uid() != 0 {
+            log::warn!(
+                "durafs: control file: uid {} refused (owner {})",
+                req.uid(),
+                self.owner.0
+            );
+            return reply.error(Errno::EACCES);
+        }
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.control
+            .insert(fh, Mutex::new(ControlHandle::default()));
+        // Direct I/O: reads reach durafs whatever the file's size says.
+        reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
+    }
+
+    fn control_read(&self, fh: FileHandle, size: u32, reply: ReplyData) {
+        let Some(h) = self.control.get(&fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        let mut guard = h.lock();
+        let h = &mut *guard;
+        let data = h
+            .reply
+            .get_or_insert_with(|| control::status_reply(&self.fs));
+        let start = h.cursor.min(data.len());
+        let end = start.saturating_add(size as usize).min(data.len());
+        h.cursor = end;
+        reply.data(&data[start..end]);
+    }
+
+    fn control_write(&self, fh: FileHandle, data: &[u8], reply: ReplyWrite) {
+        let Some(h) = self.control.get(&fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        let mut h = h.lock();
+        let out = control::run(&self.fs, data);
+        h.reply = Some(out.reply);
+        h.cursor = 0;
+        h.cut |= out.cut;
+        match out.errno {
+            None => reply.written(u32::try_from(data.len()).unwrap_or(u32::MAX)),
+            Some(e) => reply.error(Errno::from_i32(e)),
+        }
+    }
+
+    fn control_release(&self, fh: FileHandle) {
+        let Some((_, h)) = self.control.remove(&fh.0) else {
+            return;
+        };
+        if h.into_inner().cut && self.events.send(MountEvent::CutRequested).is_err() {
+            log::warn!("durafs: cut requested but nobody owns the mount");
+        }
+    }
+
     fn new_attrs(req: &Request, mode: u32, umask: u32, rdev: u32) -> Attrs {
         Attrs {
             mode: mode & !umask & 0o7777,
@@ -110,18 +227,41 @@ impl Filesystem for Adapter {
         if let Err(nearest) = config.set_max_write(MAX_WRITE) {
             log::info!("durafs: kernel max_write limited to {nearest}");
         }
+        let plus = fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO;
+        if let Err(missing) = config.add_capabilities(plus) {
+            log::info!("durafs: kernel lacks {missing:?}; plain readdir only");
+        }
         Ok(())
     }
 
+    fn destroy(&mut self) {
+        if !self.fs.is_cut() {
+            // A real unmount writes everything back.
+            if let Err(e) = self.fs.sync() {
+                log::error!("durafs: persisting at unmount: {e}");
+            }
+        }
+        // The owner may be gone already; nothing else to tell.
+        let _ = self.events.send(MountEvent::Unmounted);
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if Self::is_control(parent, name) {
+            return reply.entry(&TTL, &self.control_attr(), Generation(0));
+        }
         self.entry("lookup", self.fs.lookup(parent.0, name.as_bytes()), reply);
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, _nlookup: u64) {
-        self.fs.forget(ino.0);
+        if ino.0 != CONTROL_INO {
+            self.fs.forget(ino.0);
+        }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        if ino.0 == CONTROL_INO {
+            return reply.attr(&TTL, &self.control_attr());
+        }
         match self.fs.getattr(ino.0) {
             Ok(st) => reply.attr(&TTL, &attr(&st)),
             Err(e) => reply.error(errno("getattr", &e)),
@@ -146,6 +286,15 @@ impl Filesystem for Adapter {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        if ino.0 == CONTROL_INO {
+            // Only the truncation of an open with O_TRUNC is accepted.
+            return match (mode, uid, gid, size, atime, mtime) {
+                (None, None, None, Some(0) | None, None, None) => {
+                    reply.attr(&TTL, &self.control_attr())
+                }
+                _ => reply.error(Errno::EPERM),
+            };
+        }
         let set = SetAttrs {
             mode,
             uid,
@@ -275,6 +424,9 @@ impl Filesystem for Adapter {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        if ino.0 == CONTROL_INO {
+            return reply.error(Errno::EPERM);
+        }
         self.entry(
             "link",
             self.fs.link(ino.0, newparent.0, newname.as_bytes()),
@@ -282,7 +434,10 @@ impl Filesystem for Adapter {
         );
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if ino.0 == CONTROL_INO {
+            return self.control_open(req, reply);
+        }
         match self.fs.getattr(ino.0) {
             Ok(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
             Err(e) => reply.error(errno("open", &e)),
@@ -293,13 +448,16 @@ impl Filesystem for Adapter {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        if ino.0 == CONTROL_INO {
+            return self.control_read(fh, size, reply);
+        }
         match self.fs.read(ino.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(errno("read", &e)),
@@ -310,7 +468,7 @@ impl Filesystem for Adapter {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         data: &[u8],
         _write_flags: WriteFlags,
@@ -318,6 +476,9 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        if ino.0 == CONTROL_INO {
+            return self.control_write(fh, data, reply);
+        }
         match self.fs.write(ino.0, offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno("write", &e)),
@@ -332,7 +493,26 @@ impl Filesystem for Adapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        if ino.0 == CONTROL_INO {
+            return reply.ok();
+        }
         Self::empty("flush", self.fs.getattr(ino.0).map(|_| ()), reply);
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        if ino.0 == CONTROL_INO {
+            self.control_release(fh);
+        }
+        reply.ok();
     }
 
     fn fsync(
@@ -343,6 +523,9 @@ impl Filesystem for Adapter {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        if ino.0 == CONTROL_INO {
+            return reply.ok();
+        }
         Self::empty("fsync", self.fs.fsync(ino.0, datasync), reply);
     }
 
@@ -376,6 +559,36 @@ impl Filesystem for Adapter {
                 i as u64 + 1,
                 file_type(*kind),
                 OsStr::from_bytes(name),
+            ) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let entries = match self.fs.readdir_plus(ino.0) {
+            Ok(e) => e,
+            Err(e) => return reply.error(errno("readdirplus", &e)),
+        };
+        // Offsets as in `readdir`. Each entry but `.` and `..` counts as a
+        // lookup for the kernel, as its attributes come with it.
+        let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+        for (i, (name, st)) in entries.iter().enumerate().skip(skip) {
+            if reply.add(
+                INodeNo(st.ino),
+                i as u64 + 1,
+                OsStr::from_bytes(name),
+                &TTL,
+                &attr(st),
+                Generation(0),
             ) {
                 break;
             }
@@ -430,6 +643,9 @@ impl Filesystem for Adapter {
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
         // Permissions are checked by the kernel (default_permissions).
+        if ino.0 == CONTROL_INO {
+            return reply.ok();
+        }
         Self::empty("access", self.fs.getattr(ino.0).map(|_| ()), reply);
     }
 
@@ -503,92 +719,6 @@ impl Filesystem for Adapter {
             libc::SEEK_HOLE if (0..size).contains(&offset) => reply.offset(size),
             libc::SEEK_DATA | libc::SEEK_HOLE => reply.error(Errno::ENXIO),
             _ => reply.error(Errno::EINVAL),
-        }
-    }
-}
-
-/// Mount settings.
-#[derive(Clone, Debug)]
-pub struct MountOptions {
-    /// Threads serving requests.
-    pub threads: usize,
-}
-
-impl Default for MountOptions {
-    fn default() -> Self {
-        MountOptions { threads: 2 }
-    }
-}
-
-/// A mounted volume. Dropping it unmounts (also while unwinding a panic).
-#[derive(Debug)]
-pub struct Mounted {
-    fs: Arc<DuraFs>,
-    mountpoint: PathBuf,
-    session: Option<BackgroundSession>,
-}
-
-/// Mounts `fs` at `mountpoint` (options: `default_permissions`,
-/// `fsname=durafs`; no `allow_other`). Fails with a clear error when
-/// `/dev/fuse` is missing.
-pub fn mount(fs: Arc<DuraFs>, mountpoint: &Path, opts: &MountOptions) -> io::Result<Mounted> {
-    if !Path::new("/dev/fuse").exists() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            "/dev/fuse is missing: load the fuse module or run the container with --device /dev/fuse",
-        ));
-    }
-    let mut cfg = Config::default();
-    cfg.mount_options = vec![
-        MountOption::FSName("durafs".into()),
-        MountOption::Subtype("durafs".into()),
-        MountOption::DefaultPermissions,
-    ];
-    cfg.acl = SessionACL::Owner;
-    cfg.n_threads = Some(opts.threads.max(1));
-    let adapter = Adapter {
-        fs: Arc::clone(&fs),
-    };
-    let session = fuser::spawn_mount(adapter, mountpoint, &cfg)?;
-    Ok(Mounted {
-        fs,
-        mountpoint: mountpoint.to_path_buf(),
-        session: Some(session),
-    })
-}
-
-impl Mounted {
-    /// The volume behind the mount.
-    pub fn fs(&self) -> &Arc<DuraFs> {
-        &self.fs
-    }
-
-    /// Where it is mounted.
-    pub fn mountpoint(&self) -> &Path {
-        &self.mountpoint
-    }
-
-    /// Unmounts and waits for the serving threads.
-    pub fn unmount(mut self) -> io::Result<()> {
-        match self.session.take() {
-            Some(s) => s.umount_and_join(),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let Some(s) = self.session.take() else { return };
-        if let Err(e) = s.umount_and_join() {
-            log::error!(
-                "durafs: unmounting {}: {e}; detaching lazily",
-                self.mountpoint.display()
-            );
-            if let Ok(c) = std::ffi::CString::new(self.mountpoint.as_os_str().as_bytes()) {
-                // SAFETY: a valid NUL-terminated path.
-                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-            }
         }
     }
 }

@@ -5,7 +5,9 @@
 //! entries not yet made durable, and that computes what a power cut leaves.
 
 pub mod backing;
+pub mod control;
 pub mod fs;
 pub mod fsio;
 pub mod fuse;
 pub mod model;
+pub mod mount;

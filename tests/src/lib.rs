@@ -1,1 +1,133 @@
-//! Helpers for the mounted integration tests.
+//! Helpers for the mounted integration tests: a volume over fresh temp
+//! directories that unmounts in `Drop`, also while a test panics.
+//!
+//! Without `/dev/fuse` or root the tests fail with a message saying so.
+
+use durafs::fs::{CutSummary, DuraFs, FsOptions};
+use durafs::model::Persistence;
+use durafs::model::crash::{CrashOptions, Policy};
+use durafs::mount::{MountOptions, Mounted, mount};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A volume mounted in this process: a backing directory and a mount point.
+pub struct Vol {
+    // Declared first: unmounts before the directories are removed.
+    mounted: Option<Mounted>,
+    pub opts: FsOptions,
+    pub backing: PathBuf,
+    pub mnt: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+/// Mounts a volume over `backing` at `mnt`, panicking with the reason.
+pub fn mount_at(backing: &Path, mnt: &Path, opts: FsOptions) -> Mounted {
+    let fs = DuraFs::open(backing, opts)
+        .unwrap_or_else(|e| panic!("opening backing {}: {e}", backing.display()));
+    mount(Arc::new(fs), mnt, &MountOptions::default()).unwrap_or_else(|e| {
+        panic!(
+            "cannot mount durafs at {} ({e}); these tests need /dev/fuse and root",
+            mnt.display()
+        )
+    })
+}
+
+impl Vol {
+    /// A fresh volume under `persistence` with default settings.
+    pub fn new(persistence: Persistence) -> Vol {
+        Vol::with(FsOptions {
+            persistence,
+            ..FsOptions::default()
+        })
+    }
+
+    /// A fresh volume with `opts`.
+    pub fn with(opts: FsOptions) -> Vol {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let backing = tmp.path().join("backing");
+        let mnt = tmp.path().join("mnt");
+        fs::create_dir(&mnt).expect("mkdir mnt");
+        let mounted = mount_at(&backing, &mnt, opts);
+        Vol {
+            mounted: Some(mounted),
+            opts,
+            backing,
+            mnt,
+            _tmp: tmp,
+        }
+    }
+
+    /// A path inside the mount.
+    pub fn p(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    /// The volume behind the mount.
+    pub fn fs(&self) -> &Arc<DuraFs> {
+        self.mounted.as_ref().expect("mounted").fs()
+    }
+
+    /// Cuts the power with `policy` (seed 0); the mount dies.
+    pub fn cut(&mut self, policy: Policy) -> CutSummary {
+        self.cut_with(CrashOptions {
+            policy,
+            ..CrashOptions::default()
+        })
+    }
+
+    /// Cuts the power with `opts`; the mount dies.
+    pub fn cut_with(&mut self, opts: CrashOptions) -> CutSummary {
+        let m = self.mounted.take().expect("mounted");
+        m.cut(opts).expect("cut")
+    }
+
+    /// Mounts a fresh volume over what the backing holds (unmounting the
+    /// current one cleanly first, if any).
+    pub fn remount(&mut self) {
+        if let Some(m) = self.mounted.take() {
+            m.unmount().expect("unmount");
+        }
+        self.mounted = Some(mount_at(&self.backing, &self.mnt, self.opts));
+    }
+}
+
+/// fsyncs the directory `p`.
+pub fn fsync_dir(p: &Path) {
+    File::open(p)
+        .expect("open dir")
+        .sync_all()
+        .expect("fsync dir");
+}
+
+/// fsyncs the file `p`.
+pub fn fsync_file(p: &Path) {
+    File::options()
+        .write(true)
+        .open(p)
+        .expect("open file")
+        .sync_all()
+        .expect("fsync file");
+}
+
+/// Sends SIGKILL to `pid` and waits until it has exited (on a pidfd, not
+/// by sleeping).
+pub fn kill_and_wait(pid: i32) {
+    // SAFETY: plain syscalls on a pid and the descriptor they return.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as libc::c_int;
+        assert!(
+            fd >= 0,
+            "pidfd_open({pid}): {}",
+            std::io::Error::last_os_error()
+        );
+        assert_eq!(libc::kill(pid, libc::SIGKILL), 0, "kill {pid}");
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        assert_eq!(libc::poll(&mut p, 1, 60_000), 1, "{pid} did not exit");
+        libc::close(fd);
+    }
+}

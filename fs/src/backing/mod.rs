@@ -83,11 +83,12 @@
 //! safe (only kill -9 safe).
 
 mod ns;
+mod scan;
 #[cfg(test)]
 mod tests;
 
 use crate::fsio;
-use crate::model::{Attrs, Effect, Image, ImageInode, Ino, Kind, Name, NewInode, ROOT, Timestamp};
+use crate::model::{Attrs, Effect, Image, Ino, Kind, Name, NewInode, ROOT, Timestamp};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{CString, OsStr};
@@ -95,9 +96,13 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use scan::attrs_of;
+use scan::{lock_store, scan};
 
 /// Name of the bookkeeping directory at the top of `BACKING`.
 pub const META_DIR: &str = ".durafs";
@@ -121,6 +126,10 @@ pub enum BackingError {
         path: PathBuf,
         what: String,
     },
+    /// Another durafs process serves this directory (`.durafs/lock`).
+    InUse {
+        path: PathBuf,
+    },
 }
 
 impl fmt::Display for BackingError {
@@ -128,6 +137,11 @@ impl fmt::Display for BackingError {
         match self {
             BackingError::Io { path, source } => write!(f, "{}: {source}", path.display()),
             BackingError::Unsupported { path, what } => write!(f, "{}: {what}", path.display()),
+            BackingError::InUse { path } => write!(
+                f,
+                "{}: another durafs process is serving this backing directory",
+                path.display()
+            ),
         }
     }
 }
@@ -136,7 +150,7 @@ impl std::error::Error for BackingError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             BackingError::Io { source, .. } => Some(source),
-            BackingError::Unsupported { .. } => None,
+            BackingError::Unsupported { .. } | BackingError::InUse { .. } => None,
         }
     }
 }
@@ -193,6 +207,11 @@ pub struct Backing {
     root: PathBuf,
     opts: BackingOptions,
     state: Mutex<State>,
+    /// Holds an exclusive `flock` on `.durafs/lock` until the store is
+    /// dropped or [`Backing::release`]d.
+    lock: Mutex<Option<File>>,
+    /// fsyncs of the backing directory made (`real_fsync`).
+    fsyncs: AtomicU64,
 }
 
 const MAX_OPEN_FILES: usize = 512;
@@ -202,9 +221,30 @@ impl Backing {
     /// orphans a previous run left, scans the tree and returns the store and
     /// the durable image (every existing file counts as durable).
     pub fn open(path: &Path, opts: BackingOptions) -> Result<(Backing, Image), BackingError> {
+        Self::open_inner(path, opts, true)
+    }
+
+    /// Opens without taking the lock, to read a store back while it is
+    /// still open.
+    #[cfg(test)]
+    pub(crate) fn open_unlocked(path: &Path) -> Result<(Backing, Image), BackingError> {
+        Self::open_inner(path, BackingOptions::default(), false)
+    }
+
+    fn open_inner(
+        path: &Path,
+        opts: BackingOptions,
+        lock: bool,
+    ) -> Result<(Backing, Image), BackingError> {
         fs::create_dir_all(path).map_err(io_at(path))?;
         let root = fs::canonicalize(path).map_err(io_at(path))?;
         let meta = root.join(META_DIR);
+        fs::create_dir_all(&meta).map_err(io_at(&meta))?;
+        let lock = if lock {
+            Some(lock_store(&root, &meta)?)
+        } else {
+            None
+        };
         for sub in ["orphans", "tmp"] {
             let p = meta.join(sub);
             match fs::remove_dir_all(&p) {
@@ -233,8 +273,22 @@ impl Backing {
             root,
             opts,
             state: Mutex::new(st),
+            lock: Mutex::new(lock),
+            fsyncs: AtomicU64::new(0),
         };
         Ok((b, image))
+    }
+
+    /// Releases the directory for another store; call only once this one
+    /// will never write again (after a cut).
+    pub fn release(&self) {
+        self.lock.lock().take();
+    }
+
+    /// fsyncs of the backing directory made so far (0 without
+    /// `real_fsync`).
+    pub fn fsyncs(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
     }
 
     /// The backing directory (canonical path).
@@ -248,7 +302,9 @@ impl Backing {
         let mut st = self.state.lock();
         let res = st.apply_batch(effects);
         let synced = if self.opts.real_fsync {
-            st.sync_touched()
+            st.sync_touched().map(|n| {
+                self.fsyncs.fetch_add(n, Ordering::Relaxed);
+            })
         } else {
             Ok(())
         };
@@ -297,126 +353,6 @@ impl Backing {
 }
 
 /// Scans `root` into `st` and an image, numbering inodes from [`ROOT`].
-fn scan(root: &Path, st: &mut State) -> Result<Image, BackingError> {
-    let mut image = Image::default();
-    let md = fs::symlink_metadata(root).map_err(io_at(root))?;
-    image.inodes.insert(ROOT, image_inode(Kind::Dir, &md, None));
-    st.nodes.insert(
-        ROOT,
-        NodeInfo {
-            kind: Kind::Dir,
-            phys: Vec::new(),
-            orphan: false,
-        },
-    );
-    let mut next = ROOT + 1;
-    let mut seen: HashMap<(u64, u64), Ino> = HashMap::new();
-    let mut stack = vec![(ROOT, root.to_path_buf())];
-    while let Some((dir, path)) = stack.pop() {
-        let mut entries = BTreeMap::new();
-        for ent in fs::read_dir(&path).map_err(io_at(&path))? {
-            let ent = ent.map_err(io_at(&path))?;
-            let name = ent.file_name().as_bytes().to_vec();
-            if dir == ROOT && name == META_DIR.as_bytes() {
-                continue;
-            }
-            let p = ent.path();
-            let md = fs::symlink_metadata(&p).map_err(io_at(&p))?;
-            let kind = kind_of(&md.file_type()).ok_or_else(|| BackingError::Unsupported {
-                path: p.clone(),
-                what: "unknown file type".into(),
-            })?;
-            let key = (md.dev(), md.ino());
-            let ino = match (kind != Kind::Dir).then(|| seen.get(&key)).flatten() {
-                Some(ino) => *ino,
-                None => {
-                    let ino = next;
-                    next += 1;
-                    seen.insert(key, ino);
-                    let target = match kind {
-                        Kind::Symlink => Some(bytes::Bytes::from(
-                            fs::read_link(&p)
-                                .map_err(io_at(&p))?
-                                .as_os_str()
-                                .as_bytes()
-                                .to_vec(),
-                        )),
-                        _ => None,
-                    };
-                    image.inodes.insert(ino, image_inode(kind, &md, target));
-                    st.nodes.insert(
-                        ino,
-                        NodeInfo {
-                            kind,
-                            phys: Vec::new(),
-                            orphan: false,
-                        },
-                    );
-                    if kind == Kind::Dir {
-                        stack.push((ino, p.clone()));
-                    }
-                    ino
-                }
-            };
-            if let Some(n) = st.nodes.get_mut(&ino) {
-                n.phys.push((dir, name.clone()));
-            }
-            st.links.entry(ino).or_default().push((dir, name.clone()));
-            entries.insert(name, ino);
-        }
-        st.logical.insert(dir, entries.clone());
-        st.phys_dirs.insert(dir, entries.clone());
-        image.entries.insert(dir, entries);
-    }
-    Ok(image)
-}
-
-fn image_inode(kind: Kind, md: &fs::Metadata, target: Option<bytes::Bytes>) -> ImageInode {
-    ImageInode {
-        kind,
-        attrs: attrs_of(md),
-        size: if kind == Kind::File { md.len() } else { 0 },
-        target,
-    }
-}
-
-/// The durafs attributes of a host file.
-pub fn attrs_of(md: &fs::Metadata) -> Attrs {
-    let ts = |secs: i64, nanos: i64| Timestamp {
-        secs,
-        nanos: u32::try_from(nanos).unwrap_or(0),
-    };
-    Attrs {
-        mode: md.mode() & 0o7777,
-        uid: md.uid(),
-        gid: md.gid(),
-        rdev: u32::try_from(md.rdev()).unwrap_or(0),
-        atime: ts(md.atime(), md.atime_nsec()),
-        mtime: ts(md.mtime(), md.mtime_nsec()),
-        ctime: ts(md.ctime(), md.ctime_nsec()),
-    }
-}
-
-fn kind_of(ft: &fs::FileType) -> Option<Kind> {
-    Some(if ft.is_file() {
-        Kind::File
-    } else if ft.is_dir() {
-        Kind::Dir
-    } else if ft.is_symlink() {
-        Kind::Symlink
-    } else if ft.is_fifo() {
-        Kind::Fifo
-    } else if ft.is_socket() {
-        Kind::Socket
-    } else if ft.is_char_device() {
-        Kind::CharDev
-    } else if ft.is_block_device() {
-        Kind::BlockDev
-    } else {
-        return None;
-    })
-}
-
 fn cpath(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
@@ -690,17 +626,21 @@ impl State {
     }
 
     /// fsyncs what the batch touched: files first, then directories.
-    fn sync_touched(&mut self) -> io::Result<()> {
+    /// fsyncs what the batch touched; returns how many fsyncs it made.
+    fn sync_touched(&mut self) -> io::Result<u64> {
+        let mut n = 0;
         let files: Vec<Ino> = self.touched_files.iter().copied().collect();
         for ino in files {
             match self.nodes.get(&ino).map(|n| n.kind) {
                 Some(Kind::File) => {
                     let f = self.file(ino)?;
                     fsio::fsync_file(&f)?;
+                    n += 1;
                 }
                 Some(Kind::Dir) => {
                     if let Ok(p) = self.ino_path(ino) {
                         fsio::fsync_dir(&p)?;
+                        n += 1;
                     }
                 }
                 _ => {}
@@ -717,8 +657,9 @@ impl State {
                 Touched::Tmp => self.meta().join("tmp"),
             };
             fsio::fsync_dir(&p)?;
+            n += 1;
         }
-        Ok(())
+        Ok(n)
     }
 
     fn delete_orphans(&mut self) -> io::Result<()> {

@@ -15,7 +15,7 @@ const NAMES: [&[u8]; 4] = [b"a", b"b", b"c", b"d"];
 /// Reads a backing directory back as a `MemStore` (through a fresh open),
 /// with its image.
 fn read_back(path: &Path) -> (MemStore, Image) {
-    let (b, image) = Backing::open(path, BackingOptions::default()).expect("reopen backing");
+    let (b, image) = Backing::open_unlocked(path).expect("reopen backing");
     let mut mem = MemStore::new(image.inodes[&ROOT].attrs);
     let mut queue = std::collections::VecDeque::from([ROOT]);
     while let Some(dir) = queue.pop_front() {
@@ -397,4 +397,16 @@ fn rename_over_and_exchange_directories() {
     run.durable(e);
     assert_same(&run.mem, dir.path(), "after exchange and rename");
     assert!(dir.path().join("a/x").exists() && dir.path().join("c/in-a").exists());
+}
+
+#[test]
+fn a_backing_directory_serves_one_store_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = Backing::open(dir.path(), BackingOptions::default()).expect("first open");
+    match Backing::open(dir.path(), BackingOptions::default()) {
+        Err(BackingError::InUse { .. }) => {}
+        other => panic!("second open: {other:?}"),
+    }
+    drop(first);
+    Backing::open(dir.path(), BackingOptions::default()).expect("open after the first closed");
 }

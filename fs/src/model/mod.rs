@@ -290,6 +290,11 @@ impl Model {
         out
     }
 
+    /// Every inode the model holds, ascending.
+    pub fn inodes(&self) -> Vec<Ino> {
+        self.sorted_inos()
+    }
+
     fn sorted_inos(&self) -> Vec<Ino> {
         let mut inos: Vec<Ino> = self.nodes.iter().map(|e| *e.key()).collect();
         inos.sort_unstable();

@@ -1,0 +1,324 @@
+//! The control file: `MOUNTPOINT/.durafs`, through which the `durafs` tool
+//! and scripts in any language drive a mounted volume.
+//!
+//! # Protocol
+//!
+//! * The file is hidden from `readdir`, cannot be created, removed, renamed
+//!   or linked, and only the mounting user (and root) may open it (mode
+//!   `0600`, owned by the mounting user).
+//! * Each open handle carries its own exchanges: write one command (a
+//!   single line of at most [`MAX_COMMAND`] bytes, trailing newline
+//!   optional) in one `write`, then read the reply to end of file. Reads
+//!   ignore the file offset: each returns the next unread bytes of the last
+//!   reply, so `exec 3<>.durafs; echo sync >&3; cat <&3` works. A read
+//!   before any write returns the reply to `status`, so
+//!   `cat MOUNTPOINT/.durafs` prints the status, and
+//!   `echo sync > MOUNTPOINT/.durafs` syncs (the write fails if it did not).
+//! * The reply is one JSON object and a newline: `{"ok":true,...}`, or
+//!   `{"ok":false,"error":"..."}`. The write itself fails with `EINVAL` for
+//!   a malformed command and `EIO` when the command failed; the reply (read
+//!   on the same handle) says why. A malformed command changes nothing.
+//!
+//! # Commands
+//!
+//! ```text
+//! status                       {"ok":true,"status":<report>,"volume":<info>}
+//! sync                         {"ok":true}         everything made durable
+//! cut [--policy P] [--seed N] [--sector BYTES] [--probability F] [--garbage]
+//!                              {"ok":true,"cut":<summary>}
+//! ```
+//!
+//! `cut` simulates the power cut at once: every later request on the volume
+//! fails with `EIO`. When the handle that sent it is closed, the mount is
+//! torn down (kernel caches invalidated, unmounted), as if the machine lost
+//! power. Without `--seed`, a seed is drawn and reported.
+
+use crate::fs::DuraFs;
+use crate::model::crash::{CrashOptions, Policy};
+use std::fmt;
+
+/// Name of the control file in the root of the mount (the same name as the
+/// bookkeeping directory in `BACKING`, which the mount never shows).
+pub const CONTROL_NAME: &str = crate::backing::META_DIR;
+
+/// Longest command accepted.
+pub const MAX_COMMAND: usize = 4096;
+
+/// A parsed control command.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    Status,
+    Sync,
+    /// The options, and whether the seed was given.
+    Cut(CrashOptions, bool),
+}
+
+/// A command that could not be parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError(pub String);
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+fn bad(msg: impl Into<String>) -> ParseError {
+    ParseError(msg.into())
+}
+
+fn value<'a>(flag: &str, it: &mut impl Iterator<Item = &'a str>) -> Result<&'a str, ParseError> {
+    it.next()
+        .ok_or_else(|| bad(format!("{flag} needs a value")))
+}
+
+fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, ParseError> {
+    v.parse()
+        .map_err(|_| bad(format!("{flag}: {v:?} is not a valid number")))
+}
+
+impl Command {
+    /// Parses one command line.
+    pub fn parse(input: &[u8]) -> Result<Command, ParseError> {
+        if input.len() > MAX_COMMAND {
+            return Err(bad(format!("command longer than {MAX_COMMAND} bytes")));
+        }
+        let text = std::str::from_utf8(input).map_err(|_| bad("command is not UTF-8"))?;
+        let text = text.strip_suffix('\n').unwrap_or(text);
+        if text.contains('\n') {
+            return Err(bad("one command per write"));
+        }
+        let mut words = text.split_whitespace();
+        let cmd = match words.next() {
+            None => return Err(bad("empty command (expected status, sync or cut)")),
+            Some("status") => Command::Status,
+            Some("sync") => Command::Sync,
+            Some("cut") => return Self::parse_cut(words),
+            Some(other) => {
+                return Err(bad(format!(
+                    "unknown command {other:?} (expected status, sync or cut)"
+                )));
+            }
+        };
+        match words.next() {
+            None => Ok(cmd),
+            Some(extra) => Err(bad(format!("unexpected argument {extra:?}"))),
+        }
+    }
+
+    fn parse_cut<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, ParseError> {
+        let mut o = CrashOptions::default();
+        let mut seeded = false;
+        while let Some(flag) = it.next() {
+            match flag {
+                "--policy" => o.policy = value(flag, &mut it)?.parse::<Policy>().map_err(bad)?,
+                "--seed" => {
+                    o.seed = number(flag, value(flag, &mut it)?)?;
+                    seeded = true;
+                }
+                "--sector" => {
+                    o.sector = number(flag, value(flag, &mut it)?)?;
+                    if o.sector == 0 {
+                        return Err(bad("--sector must be positive"));
+                    }
+                }
+                "--probability" => {
+                    let p: f64 = number(flag, value(flag, &mut it)?)?;
+                    if !(0.0..=1.0).contains(&p) {
+                        return Err(bad("--probability must be within 0..=1"));
+                    }
+                    o.probability = p;
+                }
+                "--garbage" => o.garbage = true,
+                other => return Err(bad(format!("cut: unknown option {other:?}"))),
+            }
+        }
+        Ok(Command::Cut(o, seeded))
+    }
+}
+
+/// What running a command produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The reply, one JSON line.
+    pub reply: Vec<u8>,
+    /// The errno the write returns, if the command failed.
+    pub errno: Option<i32>,
+    /// The command cut the power.
+    pub cut: bool,
+}
+
+fn reply(v: serde_json::Value) -> Vec<u8> {
+    let mut out = v.to_string().into_bytes();
+    out.push(b'\n');
+    out
+}
+
+fn failure(errno: i32, msg: &str) -> Outcome {
+    Outcome {
+        reply: reply(serde_json::json!({"ok": false, "error": msg})),
+        errno: Some(errno),
+        cut: false,
+    }
+}
+
+/// A seed for a cut that was given none.
+fn fresh_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    crate::model::rng::SplitMix64::new(t ^ u64::from(std::process::id())).next_u64()
+}
+
+/// Parses and runs `input` on `fs`.
+pub fn run(fs: &DuraFs, input: &[u8]) -> Outcome {
+    let cmd = match Command::parse(input) {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn!("durafs: control: {e}");
+            return failure(libc::EINVAL, &e.0);
+        }
+    };
+    match cmd {
+        Command::Status => Outcome {
+            reply: status_reply(fs),
+            errno: None,
+            cut: false,
+        },
+        Command::Sync => match fs.sync() {
+            Ok(()) => Outcome {
+                reply: reply(serde_json::json!({"ok": true})),
+                errno: None,
+                cut: false,
+            },
+            Err(e) => failure(e.errno(), &format!("sync failed: {e}")),
+        },
+        Command::Cut(mut opts, seeded) => {
+            if !seeded {
+                opts.seed = fresh_seed();
+            }
+            match fs.cut(opts) {
+                Ok(summary) => {
+                    log::info!(
+                        "durafs: power cut ({}, seed {}): lost {} operations, {} bytes",
+                        summary.policy,
+                        summary.seed,
+                        summary.ops_lost,
+                        summary.bytes_lost
+                    );
+                    Outcome {
+                        reply: reply(serde_json::json!({"ok": true, "cut": summary})),
+                        errno: None,
+                        cut: true,
+                    }
+                }
+                Err(e) => failure(e.errno(), &format!("cut failed: {e}")),
+            }
+        }
+    }
+}
+
+/// The reply to `status`.
+pub fn status_reply(fs: &DuraFs) -> Vec<u8> {
+    reply(serde_json::json!({
+        "ok": true,
+        "status": fs.status(),
+        "volume": fs.info(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::FsOptions;
+    use crate::model::{Attrs, Kind, ROOT};
+
+    #[test]
+    fn parses_every_command_and_option() {
+        assert_eq!(Command::parse(b"status\n"), Ok(Command::Status));
+        assert_eq!(Command::parse(b"  sync "), Ok(Command::Sync));
+        let Ok(Command::Cut(o, seeded)) = Command::parse(
+            b"cut --policy torn --seed 7 --sector 4096 --probability 0.25 --garbage\n",
+        ) else {
+            panic!("cut did not parse");
+        };
+        assert!(seeded);
+        assert_eq!(
+            o,
+            CrashOptions {
+                policy: Policy::Torn,
+                seed: 7,
+                sector: 4096,
+                probability: 0.25,
+                garbage: true,
+            }
+        );
+        assert_eq!(
+            Command::parse(b"cut"),
+            Ok(Command::Cut(CrashOptions::default(), false))
+        );
+    }
+
+    #[test]
+    fn malformed_commands_are_refused_with_a_reason() {
+        for (input, want) in [
+            (&b""[..], "empty command"),
+            (b"stat", "unknown command"),
+            (b"sync now", "unexpected argument"),
+            (b"cut --policy nope", "unknown policy"),
+            (b"cut --seed", "needs a value"),
+            (b"cut --seed x", "not a valid number"),
+            (b"cut --sector 0", "positive"),
+            (b"cut --probability 2", "0..=1"),
+            (b"cut --force", "unknown option"),
+            (b"status\nsync", "one command"),
+            (b"\xff", "UTF-8"),
+        ] {
+            let e = Command::parse(input).unwrap_err();
+            assert!(e.0.contains(want), "{input:?}: {e}");
+        }
+        assert!(Command::parse(&vec![b' '; MAX_COMMAND + 1]).is_err());
+    }
+
+    fn json(out: &Outcome) -> serde_json::Value {
+        serde_json::from_slice(&out.reply).unwrap()
+    }
+
+    #[test]
+    fn run_reports_status_syncs_and_cuts_and_survives_bad_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = DuraFs::open(dir.path(), FsOptions::default()).unwrap();
+        let attrs = Attrs {
+            mode: 0o644,
+            ..Attrs::default()
+        };
+        let f = fs.create(ROOT, b"f", Kind::File, attrs, None).unwrap().ino;
+        fs.write(f, 0, b"hello").unwrap();
+
+        let bad = run(&fs, b"frobnicate");
+        assert_eq!(bad.errno, Some(libc::EINVAL));
+        assert_eq!(json(&bad)["ok"], false);
+
+        let st = json(&run(&fs, b"status"));
+        assert_eq!(st["status"]["unsynced_bytes"], 5);
+        assert_eq!(st["status"]["files"][0]["path"], "f");
+        assert_eq!(st["volume"]["model"], "posix");
+
+        let s = run(&fs, b"sync\n");
+        assert_eq!((s.errno, s.cut), (None, false));
+        assert_eq!(json(&run(&fs, b"status"))["status"]["pending_ops"], 0);
+
+        fs.write(f, 5, b" world").unwrap();
+        let c = run(&fs, b"cut --policy drop-all");
+        assert!(c.cut);
+        let c = json(&c);
+        assert_eq!(c["cut"]["bytes_lost"], 6);
+        assert_eq!(c["cut"]["files_lost"], 1);
+        assert_eq!(c["cut"]["lost"].as_array().unwrap().len(), 1);
+        let again = run(&fs, b"sync");
+        assert_eq!(again.errno, Some(libc::EIO));
+    }
+}

@@ -1,0 +1,328 @@
+//! Mounting a [`DuraFs`] and tearing the mount down: cleanly (everything
+//! persisted first) or as a power cut (kernel caches invalidated, the mount
+//! detached even while files are open).
+//!
+//! durafs mounts with `mount(2)` on a `/dev/fuse` descriptor it opens itself
+//! and hands fuser that descriptor, so fuser never unmounts anything: after
+//! a cut with files still open the old mount is detached lazily, and a
+//! mount made later at the same place must never be unmounted by the old
+//! session. This needs root (`CAP_SYS_ADMIN`).
+
+use crate::fs::{CutSummary, DuraFs};
+use crate::fuse::Adapter;
+use crate::model::crash::CrashOptions;
+use fuser::{BackgroundSession, Config, INodeNo, Notifier, SessionACL};
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender};
+
+/// Why a mount ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MountEvent {
+    /// A `cut` arrived through the control file and its handle was closed.
+    CutRequested,
+    /// The kernel ended the session (`umount`, or the mount was aborted).
+    Unmounted,
+    /// The owner asked to stop (a signal to the daemon).
+    Stop,
+}
+
+/// Mount settings.
+#[derive(Clone, Debug)]
+pub struct MountOptions {
+    /// Threads serving requests.
+    pub threads: usize,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions { threads: 2 }
+    }
+}
+
+/// A mounted volume. Dropping it unmounts cleanly (also while unwinding a
+/// panic); after a cut it detaches instead.
+#[derive(Debug)]
+pub struct Mounted {
+    fs: Arc<DuraFs>,
+    mountpoint: PathBuf,
+    session: Option<BackgroundSession>,
+    events: Receiver<MountEvent>,
+    sender: Sender<MountEvent>,
+}
+
+fn cstring(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: path contains a NUL byte", p.display()),
+        )
+    })
+}
+
+fn open_dev_fuse() -> io::Result<OwnedFd> {
+    let path = c"/dev/fuse";
+    // SAFETY: a valid NUL-terminated path; the result is checked.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        let hint = match e.raw_os_error() {
+            Some(libc::ENOENT) => {
+                "/dev/fuse is missing: load the fuse module (modprobe fuse) or run the \
+                 container with --device /dev/fuse"
+            }
+            Some(libc::EACCES) | Some(libc::EPERM) => {
+                "no permission to open /dev/fuse: run durafs as root"
+            }
+            _ => "cannot open /dev/fuse",
+        };
+        return Err(io::Error::new(e.kind(), format!("{hint} ({e})")));
+    }
+    // SAFETY: `fd` was just opened and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Mounts `fs` at `mountpoint` (options: `default_permissions`, only the
+/// mounting user may access it; fsname `durafs`, type `fuse.durafs`).
+/// Returns once the kernel's INIT handshake is done: the mount is usable.
+pub fn mount(fs: Arc<DuraFs>, mountpoint: &Path, opts: &MountOptions) -> io::Result<Mounted> {
+    use std::os::fd::AsRawFd;
+    let dev = open_dev_fuse()?;
+    let target = cstring(mountpoint)?;
+    // SAFETY: plain getters.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let data = CString::new(format!(
+        "fd={},rootmode=40000,user_id={uid},group_id={gid},default_permissions",
+        dev.as_raw_fd()
+    ))
+    .map_err(|_| io::Error::other("mount options contain a NUL byte"))?;
+    // SAFETY: valid NUL-terminated strings; the result is checked.
+    let rc = unsafe {
+        libc::mount(
+            c"durafs".as_ptr(),
+            target.as_ptr(),
+            c"fuse.durafs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        let hint = match e.raw_os_error() {
+            Some(libc::EPERM) => "mounting needs root (CAP_SYS_ADMIN): run durafs as root",
+            Some(libc::ENOENT) => "the mountpoint does not exist",
+            Some(libc::ENOTDIR) => "the mountpoint is not a directory",
+            Some(libc::ENODEV) => "the kernel has no FUSE support (modprobe fuse)",
+            _ => "mount(2) failed",
+        };
+        return Err(io::Error::new(
+            e.kind(),
+            format!("mounting at {}: {hint} ({e})", mountpoint.display()),
+        ));
+    }
+    let (sender, events) = mpsc::channel();
+    let adapter = Adapter::new(Arc::clone(&fs), sender.clone(), uid, gid);
+    let mut cfg = Config::default();
+    cfg.n_threads = Some(opts.threads.max(1));
+    let started =
+        fuser::Session::from_fd(adapter, dev, SessionACL::Owner, cfg).and_then(|s| s.spawn());
+    match started {
+        Ok(session) => Ok(Mounted {
+            fs,
+            mountpoint: mountpoint.to_path_buf(),
+            session: Some(session),
+            events,
+            sender,
+        }),
+        Err(e) => {
+            // The descriptor is gone with the session: the mount is dead.
+            detach(mountpoint);
+            Err(io::Error::new(
+                e.kind(),
+                format!("starting the FUSE session at {}: {e}", mountpoint.display()),
+            ))
+        }
+    }
+}
+
+/// Unmounts `path`; returns false when it is busy (files open, a cwd).
+fn umount(path: &Path) -> io::Result<bool> {
+    let c = cstring(path)?;
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EBUSY) => Ok(false),
+        _ => Err(e),
+    }
+}
+
+/// True when `path` is a FUSE mount whose daemon is gone (`statfs` fails
+/// with `ENOTCONN`; `stat` alone may still answer from the kernel's cache).
+pub fn is_dead_mount(path: &Path) -> bool {
+    let Ok(c) = cstring(path) else { return false };
+    // SAFETY: all-zero is a valid statfs to be overwritten.
+    let mut s: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid path and out-pointer.
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut s) };
+    rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOTCONN)
+}
+
+/// Detaches the mount at `path` lazily (it dies once nothing uses it).
+pub fn detach(path: &Path) {
+    let Ok(c) = cstring(path) else { return };
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+        log::warn!(
+            "durafs: detaching {}: {}",
+            path.display(),
+            io::Error::last_os_error()
+        );
+    }
+}
+
+impl Mounted {
+    /// The volume behind the mount.
+    pub fn fs(&self) -> &Arc<DuraFs> {
+        &self.fs
+    }
+
+    /// Where it is mounted.
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// A sender for [`MountEvent::Stop`] (e.g. from a signal thread).
+    pub fn stopper(&self) -> Sender<MountEvent> {
+        self.sender.clone()
+    }
+
+    /// Blocks until the mount must end, and says why.
+    pub fn wait(&self) -> MountEvent {
+        self.events.recv().unwrap_or(MountEvent::Unmounted)
+    }
+
+    /// Waits for the serving threads once the kernel ended the session
+    /// ([`MountEvent::Unmounted`]); never unmounts anything itself, as the
+    /// mountpoint may already hold another mount.
+    pub fn join(mut self) {
+        if let Some(s) = self.session.take() {
+            if let Err(e) = s.join() {
+                log::warn!("durafs: session ended with {e}");
+            }
+        }
+    }
+
+    /// Unmounts cleanly: everything is persisted first, as a real unmount
+    /// does. Fails with `EBUSY` (still mounted) while files are open.
+    pub fn unmount(mut self) -> io::Result<()> {
+        self.unmount_inner()
+    }
+
+    fn unmount_inner(&mut self) -> io::Result<()> {
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        if let Err(e) = self.fs.sync() {
+            log::warn!("durafs: persisting before unmount: {e}");
+        }
+        match umount(&self.mountpoint) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.session = Some(session);
+                return Err(io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    format!("{} is busy (files are open)", self.mountpoint.display()),
+                ));
+            }
+            // Already unmounted from outside: the session is ending anyway.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => {
+                self.session = Some(session);
+                return Err(e);
+            }
+        }
+        session.join()
+    }
+
+    /// Simulates a power cut (see [`DuraFs::cut`]) and tears the mount
+    /// down as a dead machine would ([`Mounted::die`]).
+    pub fn cut(self, opts: CrashOptions) -> crate::fs::Result<CutSummary> {
+        let summary = self.fs.cut(opts)?;
+        self.die();
+        Ok(summary)
+    }
+
+    /// Tears the mount down after a cut: drops every page, attribute and
+    /// entry the kernel caches for it, then unmounts, lazily when files are
+    /// still open (their later calls fail: `EIO` while this process lives,
+    /// `ENOTCONN` after).
+    pub fn die(mut self) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        invalidate_all(&self.fs, &session.notifier());
+        match umount(&self.mountpoint) {
+            Ok(true) => {
+                if let Err(e) = session.join() {
+                    log::warn!("durafs: session ended with {e}");
+                }
+            }
+            Ok(false) => {
+                detach(&self.mountpoint);
+                // The session ends when the last open file is closed;
+                // its thread is left to finish on its own.
+                drop(session);
+            }
+            Err(e) => {
+                log::warn!("durafs: unmounting {}: {e}", self.mountpoint.display());
+                detach(&self.mountpoint);
+                drop(session);
+            }
+        }
+    }
+}
+
+/// Invalidates the kernel's cached pages and attributes of every inode.
+fn invalidate_all(fs: &DuraFs, notifier: &Notifier) {
+    for ino in fs.inodes() {
+        match notifier.inval_inode(INodeNo(ino), 0, 0) {
+            Ok(()) => {}
+            // The kernel does not know this inode: nothing cached.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => log::debug!("durafs: invalidating inode {ino}: {e}"),
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if self.session.is_none() {
+            return;
+        }
+        if self.fs.is_cut() {
+            let m = Mounted {
+                fs: Arc::clone(&self.fs),
+                mountpoint: self.mountpoint.clone(),
+                session: self.session.take(),
+                events: mpsc::channel().1,
+                sender: self.sender.clone(),
+            };
+            m.die();
+            return;
+        }
+        if let Err(e) = self.unmount_inner() {
+            log::error!(
+                "durafs: unmounting {}: {e}; detaching lazily",
+                self.mountpoint.display()
+            );
+            detach(&self.mountpoint);
+        }
+    }
+}

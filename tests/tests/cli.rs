@@ -1,0 +1,188 @@
+//! The `durafs` command line as users run it: a background daemon per
+//! mount, driven by `status`, `sync`, `cut` and `umount`, and killed with
+//! SIGKILL. Each test owns fresh temp dirs; `Daemon` tears its mount down in
+//! `Drop` (also when a test panics).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const EXE: &str = env!("CARGO_BIN_EXE_durafs-cli");
+
+fn durafs(args: &[&str]) -> Output {
+    Command::new(EXE)
+        .args(args)
+        .output()
+        .expect("running the durafs binary")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = durafs(args);
+    assert!(
+        out.status.success(),
+        "durafs {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = durafs(args);
+    assert!(!out.status.success(), "durafs {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A backing directory and a mountpoint, mounted by a daemon.
+struct Daemon {
+    tmp: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn mount(extra: &[&str]) -> Daemon {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(tmp.path().join("mnt")).expect("mkdir mnt");
+        let d = Daemon { tmp };
+        let mut args = vec!["mount"];
+        args.extend_from_slice(extra);
+        let (b, m) = (d.s(&d.backing()), d.s(&d.mnt()));
+        args.extend_from_slice(&[b.as_str(), m.as_str()]);
+        ok(&args);
+        d
+    }
+
+    fn s(&self, p: &Path) -> String {
+        p.to_str().expect("utf8 path").to_string()
+    }
+
+    fn backing(&self) -> PathBuf {
+        self.tmp.path().join("backing")
+    }
+
+    fn mnt(&self) -> PathBuf {
+        self.tmp.path().join("mnt")
+    }
+
+    fn m(&self) -> String {
+        self.s(&self.mnt())
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.mnt().join(rel)
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&ok(&["status", &self.m(), "--json"])).expect("status JSON")
+    }
+
+    fn pid(&self) -> i32 {
+        self.status()["volume"]["pid"].as_i64().expect("pid") as i32
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let mnt = self.mnt();
+        if durafs::mount::is_dead_mount(&mnt) || is_mount(&mnt) {
+            if let Ok(st) = fs::read(mnt.join(".durafs")) {
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&st) {
+                    if let Some(pid) = v["volume"]["pid"].as_i64() {
+                        // SAFETY: signalling a process.
+                        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                    }
+                }
+            }
+            durafs::mount::detach(&mnt);
+        }
+    }
+}
+
+fn is_mount(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(p), p.parent().map(fs::metadata)) {
+        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
+        _ => false,
+    }
+}
+
+#[test]
+fn mount_status_sync_cut_remount_and_umount() {
+    let d = Daemon::mount(&[]);
+    let mut f = fs::File::create(d.p("f")).expect("create");
+    use std::io::Write;
+    f.write_all(b"0123456789ab").expect("write");
+    f.sync_all().expect("fsync");
+    f.write_all(b"cdefghijklmnop").expect("write tail");
+    drop(f);
+    let st = d.status();
+    assert_eq!(
+        st["status"]["files"][0]["ranges"],
+        serde_json::json!([[12, 26]])
+    );
+    let text = ok(&["status", &d.m()]);
+    assert!(text.contains("12..26"), "{text}");
+    assert!(text.contains("create f: fsync directory /"), "{text}");
+
+    ok(&["sync", &d.m()]);
+    assert_eq!(d.status()["status"]["pending_ops"], 0);
+    fs::write(d.p("g"), b"unsynced").expect("write g");
+
+    let out = ok(&["cut", &d.m(), "--seed", "3", "--remount"]);
+    assert!(out.contains("seed 3"), "{out}");
+    assert!(
+        out.contains("8 bytes of data in 1 files, 1 name changes"),
+        "{out}"
+    );
+    assert_eq!(
+        fs::read(d.p("f")).expect("f after the cut"),
+        b"0123456789abcdefghijklmnop"
+    );
+    assert!(!d.p("g").exists(), "the unsynced file is gone");
+
+    ok(&["umount", &d.m()]);
+    assert!(!is_mount(&d.mnt()));
+    assert_eq!(
+        fs::read(d.backing().join("f")).expect("plain file in backing"),
+        b"0123456789abcdefghijklmnop"
+    );
+}
+
+#[test]
+fn kill_9_then_mount_again_shows_the_drop_all_state() {
+    let d = Daemon::mount(&["--model", "journal"]);
+    fs::write(d.p("durable"), b"synced").expect("write");
+    ok(&["sync", &d.m()]);
+    fs::write(d.p("durable"), b"overwritten, unsynced").expect("overwrite");
+    fs::write(d.p("new"), b"never synced").expect("write new");
+    durafs_tests::kill_and_wait(d.pid());
+    assert!(fails(&["status", &d.m()]).contains("gone"));
+    let (b, m) = (d.s(&d.backing()), d.m());
+    ok(&["mount", &b, &m]);
+    assert_eq!(fs::read(d.p("durable")).expect("durable"), b"synced");
+    assert!(!d.p("new").exists());
+}
+
+#[test]
+fn clear_errors_and_nothing_left_mounted() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let b = tmp.path().join("b");
+    let full = tmp.path().join("full");
+    fs::create_dir(&full).expect("mkdir");
+    fs::write(full.join("x"), b"").expect("write");
+    let s = |p: &Path| p.to_str().expect("utf8").to_string();
+    let e = fails(&["mount", &s(&b), &s(&full)]);
+    assert!(e.contains("not empty"), "{e}");
+    let e = fails(&["mount", &s(&b), &s(&tmp.path().join("missing"))]);
+    assert!(e.contains("does not exist"), "{e}");
+    let e = fails(&["mount", "--model", "ext9", &s(&b), &s(&full)]);
+    assert!(e.contains("ext9"), "{e}");
+    assert!(!is_mount(&full));
+
+    let d = Daemon::mount(&[]);
+    let e = fails(&["mount", &s(&tmp.path().join("b2")), &d.m()]);
+    assert!(e.contains("busy"), "{e}");
+    let e = fails(&["cut", &d.m(), "--policy", "nope"]);
+    assert!(e.contains("unknown policy"), "{e}");
+    fs::write(d.p("still"), b"serving").expect("the mount survived the bad command");
+    let e = fails(&["status", &s(tmp.path())]);
+    assert!(e.contains("not a durafs mount"), "{e}");
+}

@@ -1,0 +1,204 @@
+//! The commands that drive a running daemon through its control file.
+
+use crate::{CutArgs, MountArgs, Result, daemon, err, render};
+use durafs::control::CONTROL_NAME;
+use serde_json::Value;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+/// How long `umount` and `cut` wait for the daemon to exit.
+const EXIT_WAIT: Duration = Duration::from_secs(60);
+
+/// An open control file.
+struct Control {
+    file: File,
+}
+
+fn dead_mount(mnt: &Path) -> crate::CliError {
+    err(format!(
+        "the durafs daemon serving {} is gone (killed?): `durafs umount {0}` clears the dead mount",
+        mnt.display()
+    ))
+}
+
+impl Control {
+    fn open(mnt: &Path) -> Result<Control> {
+        let path = mnt.join(CONTROL_NAME);
+        match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(file) => Ok(Control { file }),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(dead_mount(mnt)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(err(format!(
+                "{} is not a durafs mount (no control file {})",
+                mnt.display(),
+                path.display()
+            ))),
+            Err(e) => Err(err(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    /// Sends `cmd` and returns the reply; a reply with `"ok": false` is an
+    /// error carrying the daemon's reason.
+    fn request(&mut self, cmd: &str) -> Result<Value> {
+        let sent = self.file.write(cmd.as_bytes());
+        let mut buf = Vec::new();
+        self.file
+            .read_to_end(&mut buf)
+            .map_err(|e| err(format!("reading the reply to {cmd:?}: {e}")))?;
+        let v: Value = serde_json::from_slice(&buf)
+            .map_err(|e| err(format!("malformed reply to {cmd:?}: {e}")))?;
+        if v["ok"] != Value::Bool(true) {
+            let why = v["error"].as_str().unwrap_or("no reason given");
+            return Err(err(why.to_string()));
+        }
+        sent.map_err(|e| err(format!("sending {cmd:?}: {e}")))?;
+        Ok(v)
+    }
+}
+
+pub fn status(mnt: &Path, json: bool) -> Result<()> {
+    let v = Control::open(mnt)?.request("status")?;
+    if json {
+        println!("{v}");
+    } else {
+        print!("{}", render::status(&v));
+    }
+    Ok(())
+}
+
+pub fn sync(mnt: &Path) -> Result<()> {
+    Control::open(mnt)?.request("sync")?;
+    Ok(())
+}
+
+fn daemon_pid(status: &Value) -> Result<i32> {
+    status["volume"]["pid"]
+        .as_u64()
+        .and_then(|p| i32::try_from(p).ok())
+        .ok_or_else(|| err("the status names no daemon pid"))
+}
+
+pub fn cut(args: CutArgs) -> Result<()> {
+    let mnt = args.mountpoint.as_path();
+    let mut ctl = Control::open(mnt)?;
+    let st = ctl.request("status")?;
+    let pid = daemon_pid(&st)?;
+    let mut cmd = format!("cut --policy {} --sector {}", args.policy, args.sector);
+    if let Some(seed) = args.seed {
+        cmd.push_str(&format!(" --seed {seed}"));
+    }
+    if let Some(p) = args.probability {
+        cmd.push_str(&format!(" --probability {p}"));
+    }
+    if args.garbage {
+        cmd.push_str(" --garbage");
+    }
+    let reply = ctl.request(&cmd)?;
+    // Closing the handle lets the daemon tear the mount down.
+    drop(ctl);
+    wait_exit(pid, mnt)?;
+    if args.json {
+        println!("{}", reply["cut"]);
+    } else {
+        print!("{}", render::cut(&reply["cut"]));
+    }
+    if args.remount {
+        let vol = &st["volume"];
+        let backing = vol["backing"]
+            .as_str()
+            .ok_or_else(|| err("the status names no backing directory"))?;
+        daemon::mount(MountArgs {
+            model: vol["model"].as_str().unwrap_or("posix").to_string(),
+            dirty_limit: vol["dirty_limit"]
+                .as_u64()
+                .unwrap_or(durafs::fs::DEFAULT_DIRTY_LIMIT),
+            real_fsync: vol["real_fsync"].as_bool().unwrap_or(false),
+            foreground: false,
+            threads: 2,
+            daemonized: false,
+            backing: backing.into(),
+            mountpoint: mnt.to_path_buf(),
+        })?;
+        println!("remounted {} over the post-crash state", mnt.display());
+    }
+    Ok(())
+}
+
+pub fn umount(mnt: &Path, lazy: bool) -> Result<()> {
+    if durafs::mount::is_dead_mount(mnt) {
+        durafs::mount::detach(mnt);
+        eprintln!(
+            "durafs: {}: cleared the dead mount of a killed daemon; what was unsynced is lost, \
+             as in a drop-all cut",
+            mnt.display()
+        );
+        return Ok(());
+    }
+    let mut ctl = Control::open(mnt)?;
+    let pid = daemon_pid(&ctl.request("status")?)?;
+    ctl.request("sync")?;
+    drop(ctl);
+    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(mnt.as_os_str()))
+        .map_err(|_| err("the mountpoint contains a NUL byte"))?;
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EBUSY) && lazy {
+            durafs::mount::detach(mnt);
+        } else if e.raw_os_error() == Some(libc::EBUSY) {
+            return Err(err(format!(
+                "{} is busy (files or directories in it are open); close them, or use --lazy",
+                mnt.display()
+            )));
+        } else {
+            return Err(err(format!("unmounting {}: {e}", mnt.display())));
+        }
+    }
+    wait_exit(pid, mnt)
+}
+
+/// Waits until process `pid` has exited (without polling: a pidfd).
+fn wait_exit(pid: i32, mnt: &Path) -> Result<()> {
+    if pid == i32::try_from(std::process::id()).unwrap_or(0) {
+        return Ok(());
+    }
+    // SAFETY: plain syscall; the result is checked.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            return Ok(());
+        }
+        return Err(err(format!("watching daemon {pid}: {e}")));
+    }
+    let fd = fd as libc::c_int;
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = EXIT_WAIT.as_millis() as libc::c_int;
+    let r = loop {
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut p, 1, ms) };
+        if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        break r;
+    };
+    // SAFETY: `fd` is ours.
+    unsafe { libc::close(fd) };
+    match r {
+        1 => Ok(()),
+        0 => Err(err(format!(
+            "the daemon (pid {pid}) serving {} did not exit within {}s",
+            mnt.display(),
+            EXIT_WAIT.as_secs()
+        ))),
+        _ => Err(err(format!(
+            "waiting for daemon {pid}: {}",
+            io::Error::last_os_error()
+        ))),
+    }
+}

@@ -1,0 +1,242 @@
+//! `durafs mount`: checks the mountpoint, mounts, and serves until the
+//! volume is unmounted, cut, or the daemon is told to stop.
+//!
+//! Without `--foreground` the command starts itself again as a detached
+//! daemon (new session, stdin and stdout on `/dev/null`, log in
+//! `BACKING/.durafs/daemon.log`) and returns once that daemon reports, on a
+//! pipe, that the mount is ready, or fails with the daemon's error.
+
+use crate::{MountArgs, Result, err};
+use durafs::backing::META_DIR;
+use durafs::fs::{DuraFs, FsOptions};
+use durafs::model::Persistence;
+use durafs::mount::{self, MountEvent, MountOptions, Mounted};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+/// Name of the daemon's log inside `BACKING/.durafs/`.
+pub const LOG_FILE: &str = "daemon.log";
+const READY: &str = "ready";
+
+pub fn mount(args: MountArgs) -> Result<()> {
+    let persistence: Persistence = args
+        .model
+        .parse()
+        .map_err(|e: String| err(format!("--model: {e}")))?;
+    if args.foreground || args.daemonized {
+        return serve(&args, persistence);
+    }
+    spawn_daemon(&args)
+}
+
+/// Starts the background daemon and waits for its first line.
+fn spawn_daemon(args: &MountArgs) -> Result<()> {
+    let meta = args.backing.join(META_DIR);
+    fs::create_dir_all(&meta)
+        .map_err(|e| err(format!("creating {}: {e}", args.backing.display())))?;
+    let log_path = meta.join(LOG_FILE);
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| err(format!("{}: {e}", log_path.display())))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| err(format!("cannot find the durafs executable: {e}")))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("mount")
+        .arg("--daemonized")
+        .arg("--model")
+        .arg(&args.model)
+        .arg("--dirty-limit")
+        .arg(args.dirty_limit.to_string())
+        .arg("--threads")
+        .arg(args.threads.to_string());
+    if args.real_fsync {
+        cmd.arg("--real-fsync");
+    }
+    cmd.arg(&args.backing)
+        .arg(&args.mountpoint)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log));
+    // SAFETY: setsid is async-signal-safe; it detaches the daemon from the
+    // caller's session and terminal.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| err(format!("starting the daemon: {e}")))?;
+    let Some(out) = child.stdout.take() else {
+        return Err(err("starting the daemon: no pipe"));
+    };
+    let mut line = String::new();
+    let read = BufReader::new(out).read_line(&mut line);
+    match (read, line.trim_end()) {
+        (Ok(_), READY) => Ok(()),
+        (Ok(_), msg) if !msg.is_empty() => {
+            let _ = child.wait();
+            Err(err(msg.to_string()))
+        }
+        _ => {
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+            Err(err(format!(
+                "the daemon exited ({status}) before the mount was ready; see {}",
+                log_path.display()
+            )))
+        }
+    }
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP in this thread (and the threads it
+/// starts later) and returns the set, for `sigwait`.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset operations on a local set; pthread_sigmask on the
+    // calling thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn serve(args: &MountArgs, persistence: Persistence) -> Result<()> {
+    let ready = |r: &Result<()>| {
+        if args.daemonized {
+            let line = match r {
+                Ok(()) => READY.to_string(),
+                Err(e) => e.to_string(),
+            };
+            let mut out = io::stdout();
+            let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+            redirect_stdout_to_null();
+        }
+    };
+    let set = block_signals();
+    let mounted = match start(args, persistence) {
+        Ok(m) => m,
+        Err(e) => {
+            ready(&Err(err(e.to_string())));
+            return Err(e);
+        }
+    };
+    log::info!(
+        "durafs: serving {} at {} (model {}, pid {})",
+        mounted.fs().backing_root().display(),
+        mounted.mountpoint().display(),
+        persistence,
+        std::process::id()
+    );
+    ready(&Ok(()));
+    let stop = mounted.stopper();
+    std::thread::spawn(move || {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set` is a valid signal set; sigwait writes `sig`.
+        if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+            log::info!("durafs: signal {sig}: unmounting");
+            let _ = stop.send(MountEvent::Stop);
+        }
+    });
+    match mounted.wait() {
+        MountEvent::CutRequested => {
+            log::info!("durafs: power cut: tearing the mount down");
+            mounted.die();
+        }
+        MountEvent::Unmounted => {
+            log::info!("durafs: unmounted");
+            mounted.join();
+        }
+        MountEvent::Stop => {
+            if let Err(e) = mounted.unmount() {
+                log::warn!("durafs: clean unmount failed ({e}); detached lazily");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn redirect_stdout_to_null() {
+    if let Ok(null) = File::options().write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        // SAFETY: both descriptors are valid.
+        unsafe { libc::dup2(null.as_raw_fd(), libc::STDOUT_FILENO) };
+    }
+}
+
+fn start(args: &MountArgs, persistence: Persistence) -> Result<Mounted> {
+    let mnt = check_mountpoint(&args.mountpoint)?;
+    fs::create_dir_all(&args.backing)
+        .map_err(|e| err(format!("creating {}: {e}", args.backing.display())))?;
+    let backing = fs::canonicalize(&args.backing)
+        .map_err(|e| err(format!("{}: {e}", args.backing.display())))?;
+    if mnt.starts_with(&backing) || backing.starts_with(&mnt) {
+        return Err(err(format!(
+            "the mountpoint {} and the backing directory {} must not contain each other",
+            mnt.display(),
+            backing.display()
+        )));
+    }
+    let opts = FsOptions {
+        persistence,
+        real_fsync: args.real_fsync,
+        dirty_limit: args.dirty_limit,
+    };
+    let fs = DuraFs::open(&backing, opts).map_err(|e| err(format!("backing directory {e}")))?;
+    mount::mount(
+        Arc::new(fs),
+        &mnt,
+        &MountOptions {
+            threads: args.threads.max(1),
+        },
+    )
+    .map_err(|e| err(e.to_string()))
+}
+
+/// Checks that `mnt` is an empty directory nothing is mounted on, after
+/// clearing a dead durafs mount (a killed daemon) there. Returns the
+/// canonical path.
+fn check_mountpoint(mnt: &Path) -> Result<PathBuf> {
+    if mount::is_dead_mount(mnt) {
+        log::info!(
+            "durafs: {}: clearing the dead mount of a daemon that was killed",
+            mnt.display()
+        );
+        mount::detach(mnt);
+    }
+    let md = fs::metadata(mnt).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => err(format!("mountpoint {} does not exist", mnt.display())),
+        _ => err(format!("mountpoint {}: {e}", mnt.display())),
+    })?;
+    if !md.is_dir() {
+        return Err(err(format!(
+            "mountpoint {} is not a directory",
+            mnt.display()
+        )));
+    }
+    let mnt = fs::canonicalize(mnt).map_err(|e| err(format!("{}: {e}", mnt.display())))?;
+    let parent = mnt.parent().unwrap_or(Path::new("/"));
+    let pmd = fs::metadata(parent).map_err(|e| err(format!("{}: {e}", parent.display())))?;
+    if pmd.dev() != md.dev() || pmd.ino() == md.ino() {
+        return Err(err(format!(
+            "mountpoint {} is busy: something is already mounted there (durafs umount {0})",
+            mnt.display()
+        )));
+    }
+    let mut entries =
+        fs::read_dir(&mnt).map_err(|e| err(format!("mountpoint {}: {e}", mnt.display())))?;
+    if entries.next().is_some() {
+        return Err(err(format!("mountpoint {} is not empty", mnt.display())));
+    }
+    Ok(mnt)
+}
