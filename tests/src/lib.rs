@@ -110,23 +110,38 @@ pub fn fsync_file(p: &Path) {
         .expect("fsync file");
 }
 
-/// Sends SIGKILL to `pid` and waits until it has exited (on a pidfd, not
-/// by sleeping).
+/// Sends SIGKILL to `pid` and waits until it has exited.
 pub fn kill_and_wait(pid: i32) {
-    // SAFETY: plain syscalls on a pid and the descriptor they return.
+    let fd = pidfd(pid);
+    // SAFETY: signalling a process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
+    wait_fd(fd, pid);
+}
+
+/// Waits until `pid` has exited (on a pidfd, not by sleeping).
+pub fn wait_exit(pid: i32) {
+    wait_fd(pidfd(pid), pid);
+}
+
+fn pidfd(pid: i32) -> libc::c_int {
+    // SAFETY: a plain syscall; the result is checked.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as libc::c_int;
+    assert!(
+        fd >= 0,
+        "pidfd_open({pid}): {}",
+        std::io::Error::last_os_error()
+    );
+    fd
+}
+
+fn wait_fd(fd: libc::c_int, pid: i32) {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; `fd` is ours to close.
     unsafe {
-        let fd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as libc::c_int;
-        assert!(
-            fd >= 0,
-            "pidfd_open({pid}): {}",
-            std::io::Error::last_os_error()
-        );
-        assert_eq!(libc::kill(pid, libc::SIGKILL), 0, "kill {pid}");
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
         assert_eq!(libc::poll(&mut p, 1, 60_000), 1, "{pid} did not exit");
         libc::close(fd);
     }

@@ -186,3 +186,20 @@ fn clear_errors_and_nothing_left_mounted() {
     let e = fails(&["status", &s(tmp.path())]);
     assert!(e.contains("not a durafs mount"), "{e}");
 }
+
+#[test]
+fn plain_umount_persists_everything_first() {
+    let d = Daemon::mount(&[]);
+    fs::create_dir(d.p("dir")).expect("mkdir");
+    fs::write(d.p("dir/f"), b"never fsynced").expect("write");
+    let pid = d.pid();
+    let c = std::ffi::CString::new(d.m()).expect("path");
+    // The unmount any script would do: umount(8), not durafs.
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::umount2(c.as_ptr(), 0) }, 0);
+    durafs_tests::wait_exit(pid);
+    assert_eq!(
+        fs::read(d.backing().join("dir/f")).expect("persisted at unmount"),
+        b"never fsynced"
+    );
+}
