@@ -330,7 +330,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::segment::testkit::{self, check_all, key};
+    use crate::segment::testkit::{self, SegmentEngine, check_all, copy_dir};
 
     fn opts(sync_writes: bool, segment_bytes: u64) -> HashIndexOptions {
         HashIndexOptions {
@@ -347,25 +347,34 @@ mod tests {
         dir.join(segment::segment_name(id, HINT_EXT))
     }
 
-    fn copy_dir(from: &Path) -> tempfile::TempDir {
-        let to = tempfile::tempdir().unwrap();
-        for e in fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            fs::copy(e.path(), to.path().join(e.file_name())).unwrap();
-        }
-        to
-    }
-
     fn close(s: HashIndex) {
         Box::new(s).close().unwrap();
     }
 
-    fn model_test(sync: bool, ops: &[testkit::Op]) {
-        let dir = tempfile::tempdir().unwrap();
-        testkit::run_model(
-            || HashIndex::open(dir.path(), opts(sync, 200)).unwrap(),
-            ops,
-        );
+    impl SegmentEngine for HashIndex {
+        type Options = HashIndexOptions;
+        const EXT: &'static str = SEGMENT_EXT;
+
+        fn options(sync: bool, segment_bytes: u64) -> HashIndexOptions {
+            opts(sync, segment_bytes)
+        }
+
+        fn open_store(dir: &Path, o: HashIndexOptions) -> Result<Self> {
+            HashIndex::open(dir, o)
+        }
+
+        fn put_pos(&mut self, key: &[u8], value: &[u8]) -> Result<RecordPos> {
+            self.put_at(key, value)
+        }
+
+        fn merge_stopping_after(&mut self, steps: Option<usize>) -> Result<()> {
+            self.segments.crash_after = steps;
+            self.merge()
+        }
+
+        fn ids(&self) -> Vec<u64> {
+            self.segment_ids()
+        }
     }
 
     proptest! {
@@ -373,12 +382,12 @@ mod tests {
 
         #[test]
         fn model_without_sync(ops in testkit::ops(16, 40, 120)) {
-            model_test(false, &ops);
+            testkit::segment_model::<HashIndex>(false, &ops);
         }
 
         #[test]
         fn model_with_sync(ops in testkit::ops(16, 40, 120)) {
-            model_test(true, &ops);
+            testkit::segment_model::<HashIndex>(true, &ops);
         }
     }
 
@@ -481,171 +490,27 @@ mod tests {
     #[test]
     fn truncation_at_every_offset_of_the_last_record_drops_only_it() {
         for sync in [false, true] {
-            let template = tempfile::tempdir().unwrap();
-            let mut s = HashIndex::open(template.path(), opts(sync, 1 << 20)).unwrap();
-            s.put(b"k1", b"old").unwrap();
-            s.put(b"k2", b"two").unwrap();
-            let last = s.put_at(b"k1", b"new value for k1").unwrap();
-            drop(s);
-            let full = fs::metadata(seg_path(template.path(), last.segment))
-                .unwrap()
-                .len();
-            for cut in last.offset..full {
-                let dir = copy_dir(template.path());
-                let seg = seg_path(dir.path(), last.segment);
-                fs::OpenOptions::new()
-                    .write(true)
-                    .open(&seg)
-                    .unwrap()
-                    .set_len(cut)
-                    .unwrap();
-                let mut s = HashIndex::open(dir.path(), opts(sync, 1 << 20)).unwrap();
-                assert_eq!(fs::metadata(&seg).unwrap().len(), last.offset, "cut {cut}");
-                let want: BTreeMap<Vec<u8>, Vec<u8>> = [
-                    (b"k1".to_vec(), b"old".to_vec()),
-                    (b"k2".to_vec(), b"two".to_vec()),
-                ]
-                .into();
-                check_all(&mut s, &want);
-                s.put(b"k3", b"after").unwrap();
-                close(s);
-                let mut s = HashIndex::open(dir.path(), opts(sync, 1 << 20)).unwrap();
-                assert_eq!(
-                    s.get(b"k3").unwrap().as_deref(),
-                    Some(&b"after"[..]),
-                    "cut {cut}"
-                );
-                assert_eq!(s.get(b"k1").unwrap().as_deref(), Some(&b"old"[..]));
-            }
+            testkit::truncation_at_every_offset_of_the_last_record::<HashIndex>(sync);
         }
     }
 
     #[test]
     fn flipped_byte_in_an_unhinted_record_followed_by_a_valid_one_is_corruption() {
         for sync in [false, true] {
-            let template = tempfile::tempdir().unwrap();
-            let mut s = HashIndex::open(template.path(), opts(sync, 1 << 20)).unwrap();
-            s.put(b"first", b"1").unwrap();
-            let mid = s.put_at(b"middle", b"the damaged one").unwrap();
-            let last = s.put_at(b"last", b"3").unwrap();
-            drop(s);
-            assert!(!hint_path(template.path(), mid.segment).exists());
-            for at in mid.offset..last.offset {
-                let dir = copy_dir(template.path());
-                let seg = seg_path(dir.path(), mid.segment);
-                let mut bytes = fs::read(&seg).unwrap();
-                bytes[at as usize] ^= 0x55;
-                fs::write(&seg, &bytes).unwrap();
-                let r = HashIndex::open(dir.path(), opts(sync, 1 << 20));
-                assert!(matches!(r, Err(Error::Corrupt(_))), "byte {at}");
-            }
+            testkit::flipped_byte_in_a_record_followed_by_a_valid_one::<HashIndex>(sync);
         }
     }
 
-    /// Fills a store in `dir` with several segments of overwrites and with
-    /// tombstones whose keys have older values in older segments; returns the
-    /// expected contents.
-    fn fill_for_merge(dir: &Path, o: HashIndexOptions) -> BTreeMap<Vec<u8>, Vec<u8>> {
-        let mut s = HashIndex::open(dir, o).unwrap();
-        let mut model = BTreeMap::new();
-        for round in 0..4u8 {
-            for k in 0..8 {
-                s.put(&key(k), &[round; 25]).unwrap();
-                model.insert(key(k), vec![round; 25]);
-            }
-        }
-        for k in [1, 5] {
-            s.delete(&key(k)).unwrap();
-            model.remove(&key(k));
-        }
-        model
-    }
-
-    /// Stops a real merge after each of its directory-changing steps, as a
-    /// process crash would, and recovers.
     #[test]
     fn a_merge_stopped_after_any_step_recovers_the_same_data() {
-        for d in [false, true] {
-            let template = tempfile::tempdir().unwrap();
-            let o = opts(d, 120);
-            let model = fill_for_merge(template.path(), o);
-            let mut finished = false;
-            for n in 0..500 {
-                let dir = copy_dir(template.path());
-                let mut s = HashIndex::open(dir.path(), o).unwrap();
-                s.segments.crash_after = Some(n);
-                let r = s.merge();
-                if r.is_err() {
-                    assert!(
-                        s.put(b"x", b"y").is_err(),
-                        "a failed merge must poison the store"
-                    );
-                }
-                drop(s);
-                let mut s =
-                    HashIndex::open(dir.path(), o).unwrap_or_else(|e| panic!("step {n}: {e}"));
-                check_all(&mut s, &model);
-                if r.is_ok() {
-                    finished = true;
-                    break;
-                }
-            }
-            assert!(finished);
+        for sync in [false, true] {
+            testkit::merge_stopped_after_any_step::<HashIndex>(sync);
         }
     }
 
     #[test]
     fn every_crash_state_of_a_merge_recovers_the_same_data() {
-        let template = tempfile::tempdir().unwrap();
-        let o = opts(true, 120);
-        let model = fill_for_merge(template.path(), o);
-        let mut s = HashIndex::open(template.path(), o).unwrap();
-        let inputs = s.segment_ids();
-        let before = copy_dir(template.path());
-        s.merge().unwrap();
-        let outputs = s.segment_ids();
-        assert!(outputs.len() >= 2, "{outputs:?}");
-        drop(s);
-        for &id in &outputs {
-            assert!(hint_path(template.path(), id).exists());
-        }
-        let check = |dir: &Path, what: &str| {
-            let mut s = HashIndex::open(dir, o).unwrap_or_else(|e| panic!("{what}: {e}"));
-            check_all(&mut s, &model);
-        };
-        for (j, &out) in outputs.iter().enumerate() {
-            let full = fs::read(seg_path(template.path(), out)).unwrap();
-            for cut in (0..=full.len()).step_by(7).chain([full.len()]) {
-                for with_hint in [false, true] {
-                    let dir = copy_dir(before.path());
-                    for &done in &outputs[..j] {
-                        fs::copy(seg_path(template.path(), done), seg_path(dir.path(), done))
-                            .unwrap();
-                        fs::copy(
-                            hint_path(template.path(), done),
-                            hint_path(dir.path(), done),
-                        )
-                        .unwrap();
-                    }
-                    fs::write(seg_path(dir.path(), out), &full[..cut]).unwrap();
-                    if with_hint {
-                        fs::copy(hint_path(template.path(), out), hint_path(dir.path(), out))
-                            .unwrap();
-                    }
-                    check(
-                        dir.path(),
-                        &format!("output {out} cut at {cut}, hint {with_hint}"),
-                    );
-                }
-            }
-        }
-        for removed in 0..=inputs.len() {
-            let dir = copy_dir(template.path());
-            for &id in &inputs[removed..] {
-                fs::copy(seg_path(before.path(), id), seg_path(dir.path(), id)).unwrap();
-            }
-            check(dir.path(), &format!("{removed} inputs unlinked"));
-        }
+        testkit::every_crash_state_of_a_merge::<HashIndex>(Some(HINT_EXT));
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub mod frame;
 pub mod hash_index;
 pub mod log_hash;
 pub mod lsm;
+#[cfg(all(test, any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod no_sync;
 pub mod segment;
 pub mod sstable;
 

@@ -69,8 +69,13 @@
 //!   `g + 1` overwrites; header `g - 1` can, but it is only chosen when
 //!   header `g`'s slot is damaged, and then the WAL's base (`g` or later)
 //!   exceeds its generation, which recovery reports as corruption.
-//! * **Database creation:** `btree.db` appears whole, with header 0, via
-//!   [`fsio::rewrite_atomic`], before the WAL exists.
+//! * **Database creation:** a directory `open` creates is made durable
+//!   (its parent fsynced) first; `btree.db` then appears whole, with header
+//!   0, via [`fsio::rewrite_atomic`], before the WAL exists; the WAL's name is
+//!   made durable (directory fsync) and its base record fdatasynced before
+//!   any write is acknowledged.
+//! * **Torn WAL tail at open:** the cut is fdatasynced before anything is
+//!   appended after it.
 //!
 //! A WAL whose base is newer than the chosen header means a checkpoint was
 //! lost; that, a header-less file, and any reachable page that fails its
@@ -78,11 +83,23 @@
 //!
 //! # Durability::Flush
 //!
-//! Nothing is ever fsynced: not the WAL before a write is acknowledged (a
-//! power cut loses acknowledged writes), and not the pages before the header
-//! or the header before the WAL is emptied (a power cut during or after a
-//! checkpoint can leave a header naming pages that never reached the disk,
-//! reported as corruption, or an emptied WAL over a lost checkpoint).
+//! Nothing is ever fsynced (the `no_sync` tests run this form with every
+//! durability call refused): not the directory or `btree.db` when they are
+//! created (`btree.db` is written in place, not atomically), not the WAL
+//! before a write is acknowledged, not the cut of a torn WAL tail, and not
+//! the pages before the header or the header before the WAL is emptied. A
+//! power cut can therefore:
+//!
+//! * lose acknowledged writes: WAL records the OS had not written back;
+//! * leave `btree.db` empty or short after its creation: no valid header,
+//!   reported as corruption;
+//! * during or after a checkpoint, leave a header naming pages that never
+//!   reached the disk. A page never written before reads as zeros and fails
+//!   its checksum (corruption), but a *reused* page still holding the older
+//!   node it had passes it, so recovery can silently return stale values or
+//!   miss keys;
+//! * leave an emptied WAL over a lost checkpoint (its base is newer than the
+//!   header: corruption), or the old WAL behind a new header (harmless).
 
 mod page;
 mod tree;

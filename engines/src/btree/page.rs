@@ -162,6 +162,9 @@ impl Node {
                 for _ in 0..count {
                     let k = r.bytes16().ok_or_else(|| bad("short leaf entry"))?;
                     let v = r.bytes16().ok_or_else(|| bad("short leaf entry"))?;
+                    if k.len() > MAX_KEY_LEN || v.len() > MAX_VALUE_LEN {
+                        return Err(bad("leaf entry over the size limits"));
+                    }
                     if entries.last().is_some_and(|(prev, _)| prev.as_slice() >= k) {
                         return Err(bad("leaf keys out of order"));
                     }
@@ -175,6 +178,9 @@ impl Node {
                 children.push(r.u32().ok_or_else(|| bad("short internal node"))?);
                 for _ in 0..count {
                     let k = r.bytes16().ok_or_else(|| bad("short internal entry"))?;
+                    if k.len() > MAX_KEY_LEN {
+                        return Err(bad("separator key over the size limit"));
+                    }
                     if keys.last().is_some_and(|prev| prev.as_slice() >= k) {
                         return Err(bad("separator keys out of order"));
                     }
@@ -337,6 +343,25 @@ mod tests {
                     "byte {at}"
                 );
             }
+        }
+    }
+
+    /// A checksummed page holding an entry larger than `put` accepts would
+    /// break the split guarantee; it is corruption, not data.
+    #[test]
+    fn checksummed_entries_over_the_size_limits_are_corrupt() {
+        let long_key = Node::Leaf(vec![(vec![1; MAX_KEY_LEN + 1], b"v".to_vec())]);
+        let long_value = Node::Leaf(vec![(b"k".to_vec(), vec![2; MAX_VALUE_LEN + 1])]);
+        let long_separator = Node::Internal {
+            keys: vec![vec![3; MAX_KEY_LEN + 1]],
+            children: vec![2, 3],
+        };
+        for node in [long_key, long_value, long_separator] {
+            let page = node.encode_page(5).unwrap();
+            assert!(
+                matches!(Node::decode_page(&page, 5), Err(Error::Corrupt(_))),
+                "{node:?}"
+            );
         }
     }
 

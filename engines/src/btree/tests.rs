@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::frame;
-use crate::segment::testkit::{self, check_all, key};
+use crate::segment::testkit::{self, check_all, copy_dir, key};
 
 const BOTH: [Durability; 2] = [Durability::Flush, Durability::Fsync];
 
@@ -17,15 +17,6 @@ fn opts(durability: Durability, checkpoint_bytes: u64) -> BTreeOptions {
         durability,
         checkpoint_bytes,
     }
-}
-
-fn copy_dir(from: &Path) -> tempfile::TempDir {
-    let to = tempfile::tempdir().unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        fs::copy(e.path(), to.path().join(e.file_name())).unwrap();
-    }
-    to
 }
 
 fn value(k: u16, round: u8) -> Vec<u8> {
@@ -134,7 +125,8 @@ fn oversized_entries_are_invalid_and_change_nothing() {
 }
 
 /// A store with a checkpoint of 50 keys and a WAL holding `k1 = old`,
-/// `k2 = two`, a delete of key 7, then `k1 = new ...`; returns the WAL offset
+/// `k2 = two`, a delete of key 7, then `k1 =` a value holding encoded frames
+/// (see [`testkit::value_holding_a_frame`]); returns the WAL offset
 /// where the last record starts and the expected contents without it.
 fn wal_store(dir: &Path, d: Durability) -> (u64, Model) {
     let mut s = BTree::open(dir, opts(d, 1 << 20)).unwrap();
@@ -148,7 +140,7 @@ fn wal_store(dir: &Path, d: Durability) -> (u64, Model) {
     s.put(b"k2", b"two").unwrap();
     s.delete(&key(7)).unwrap();
     let before_last = s.wal.len();
-    s.put(b"k1", b"new value for k1").unwrap();
+    s.put(b"k1", &testkit::value_holding_a_frame()).unwrap();
     drop(s);
     model.insert(b"k1".to_vec(), b"old".to_vec());
     model.insert(b"k2".to_vec(), b"two".to_vec());
@@ -205,6 +197,32 @@ fn flipped_byte_in_a_wal_record_followed_by_a_valid_one_is_corruption() {
                 Ok(_) => panic!("{d} byte {at}: damaged WAL record accepted"),
             }
         }
+    }
+}
+
+/// A checksummed WAL record larger than `put` accepts cannot have been
+/// written by the store; replaying it would break the page-split guarantee.
+#[test]
+fn wal_record_over_the_size_limits_is_corruption() {
+    let mut long_put = vec![1u8];
+    long_put.extend_from_slice(&1u16.to_le_bytes());
+    long_put.push(b'k');
+    long_put.extend_from_slice(&vec![0; MAX_VALUE_LEN + 1]);
+    let mut long_key = vec![1u8];
+    long_key.extend_from_slice(&((MAX_KEY_LEN + 1) as u16).to_le_bytes());
+    long_key.extend_from_slice(&vec![b'k'; MAX_KEY_LEN + 1]);
+    let mut long_delete = vec![2u8];
+    long_delete.extend_from_slice(&vec![b'k'; MAX_KEY_LEN + 1]);
+    for body in [long_put, long_key, long_delete] {
+        let dir = tempfile::tempdir().unwrap();
+        drop(BTree::open(dir.path(), BTreeOptions::default()).unwrap());
+        let mut wal = fs::read(dir.path().join(WAL_FILE)).unwrap();
+        frame::encode(&body, &mut wal);
+        fs::write(dir.path().join(WAL_FILE), &wal).unwrap();
+        assert!(matches!(
+            BTree::open(dir.path(), BTreeOptions::default()),
+            Err(Error::Corrupt(_))
+        ));
     }
 }
 

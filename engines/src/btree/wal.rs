@@ -8,6 +8,7 @@ use std::path::Path;
 
 use durafs::fsio;
 
+use super::page::{MAX_KEY_LEN, MAX_VALUE_LEN};
 use crate::{Error, Result, frame};
 
 const TAG_BASE: u8 = 0;
@@ -108,9 +109,16 @@ impl Wal {
                         return Err(bad());
                     }
                     let (k, v) = rest.split_at(klen);
+                    // Only entries `put` accepted are logged; a larger one
+                    // would break the page-split guarantee.
+                    if k.len() > MAX_KEY_LEN || v.len() > MAX_VALUE_LEN {
+                        return Err(bad());
+                    }
                     ops.push(Op::Put(k.to_vec(), v.to_vec()));
                 }
-                (_, TAG_DELETE) => ops.push(Op::Delete(rest.to_vec())),
+                (_, TAG_DELETE) if rest.len() <= MAX_KEY_LEN => {
+                    ops.push(Op::Delete(rest.to_vec()));
+                }
                 _ => return Err(bad()),
             }
         }

@@ -27,6 +27,8 @@
 //! * Only tables named by the manifest are live. Recovery deletes other
 //!   `NNNNNN.sst` files and `MANIFEST.tmp`: no durable state points at them.
 //! * A manifest naming a missing or damaged table is [`Error::Corrupt`].
+//! * A write, flush or compaction that fails part-way poisons the tree:
+//!   later writes fail until it is reopened (reads still work).
 //!
 //! # Durability settings and their loss windows
 //!
@@ -35,13 +37,19 @@
 //! * `wal: Flush` (analysis 1, `lsm.py:26`): a put writes and flushes its WAL
 //!   record but never fsyncs it, so an acknowledged put lives only in the page
 //!   cache; a power cut loses every write the OS had not yet written back.
-//!   `wal: Fsync` fdatasyncs each record before the put returns, and fsyncs
-//!   the directory when it creates the log.
+//!   `wal: Fsync` fdatasyncs each record before the put returns, fsyncs the
+//!   directory when it creates the log (and the parent of every directory
+//!   `open` creates), and makes the cut of a torn tail durable before
+//!   appending after it.
 //! * `sstable: Flush` (analysis 3, `sstable.py:91-95`): a flushed or compacted
 //!   table is closed without fsync. The WAL is then truncated (durably, under
 //!   `flush_order: Fsync`) while the table's bytes may still be only in the
 //!   page cache: a power cut leaves "WAL truncated, SSTable not on disk", and
-//!   recovery finds the manifest naming a missing or short table.
+//!   recovery finds the manifest naming an empty, short or zero-filled table
+//!   (the manifest's directory fsync made its name durable, not its bytes),
+//!   which it reports as [`Error::Corrupt`]: the memtable's writes are lost.
+//!   After a compaction, likewise, the old tables are deleted durably while
+//!   the merged one may not be on disk.
 //! * `flush_order: Flush` (analysis 4, multi-step without atomic commit): a
 //!   flush rewrites the manifest in place and truncates the WAL with nothing
 //!   made durable in between, and a compaction deletes the old tables before
@@ -70,6 +78,7 @@ use std::path::{Path, PathBuf};
 
 use durafs::fsio;
 
+use crate::segment::{ensure_dir, failed_error};
 use crate::sstable::{SSTable, SSTableWriter, check_entry};
 use crate::{Durability, Error, KvStore, Result};
 use manifest::{MANIFEST_TMP_FILE, Manifest, parse_table_file_name, table_file_name};
@@ -124,6 +133,8 @@ pub struct Lsm {
     manifest: Manifest,
     /// Open tables, parallel to `manifest.tables` (oldest first).
     tables: Vec<SSTable>,
+    /// A write, flush or compaction failed part-way; see [`Lsm::guard`].
+    failed: bool,
 }
 
 impl Lsm {
@@ -132,14 +143,10 @@ impl Lsm {
     /// WAL, cutting a torn tail.
     pub fn open(dir: impl AsRef<Path>, opts: LsmOptions) -> Result<Lsm> {
         let dir = dir.as_ref().to_path_buf();
-        if !dir.is_dir() {
-            fs::create_dir_all(&dir)?;
-            if opts.wal == Durability::Fsync {
-                // IMPORTANT: the directory holding the WAL must itself be
-                // durable before any put is acknowledged.
-                fsio::fsync_dir(crate::sstable::parent_dir(&dir))?;
-            }
-        }
+        // With `wal: Fsync`, the directory holding the WAL (and any directory
+        // above it that this creates) is durable before any put is
+        // acknowledged.
+        ensure_dir(&dir, opts.wal == Durability::Fsync)?;
         let manifest = Manifest::load(&dir)?;
         remove_leftovers(&dir, &manifest, opts.flush_order)?;
         let mut tables = Vec::with_capacity(manifest.tables.len());
@@ -158,6 +165,7 @@ impl Lsm {
             mem,
             manifest,
             tables,
+            failed: false,
         })
     }
 
@@ -180,22 +188,44 @@ impl Lsm {
         self.dir.join(table_file_name(id))
     }
 
+    /// Runs a mutating step. A failure part-way can leave a partial record at
+    /// the end of the WAL (a record appended after it would be cut off with
+    /// it as a torn tail at recovery) or follow a failed fsync whose data the
+    /// kernel may have dropped, so it poisons the tree until it is reopened,
+    /// as the other engines do.
+    fn guard<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        if self.failed {
+            return Err(failed_error());
+        }
+        let r = f(self);
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+
     fn write(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         check_entry(key, value)?;
-        self.wal.append(key, value)?;
-        self.mem.insert(key.to_vec(), value.map(<[u8]>::to_vec));
-        if self.mem.approx_bytes() >= self.opts.memtable_bytes {
-            self.flush()?;
-        }
-        if self.tables.len() > self.opts.compact_after {
-            self.compact()?;
-        }
-        Ok(())
+        self.guard(|s| {
+            s.wal.append(key, value)?;
+            s.mem.insert(key.to_vec(), value.map(<[u8]>::to_vec));
+            if s.mem.approx_bytes() >= s.opts.memtable_bytes {
+                s.flush_inner()?;
+            }
+            if s.tables.len() > s.opts.compact_after {
+                s.compact()?;
+            }
+            Ok(())
+        })
     }
 
     /// Writes the memtable to a new table, adds it to the manifest and
     /// empties the WAL (the steps are described in the module docs).
     pub fn flush(&mut self) -> Result<()> {
+        self.guard(Self::flush_inner)
+    }
+
+    fn flush_inner(&mut self) -> Result<()> {
         if self.mem.is_empty() {
             return Ok(());
         }
@@ -299,8 +329,10 @@ impl KvStore for Lsm {
     }
 
     fn maintain(&mut self) -> Result<()> {
-        self.flush()?;
-        self.compact()
+        self.guard(|s| {
+            s.flush_inner()?;
+            s.compact()
+        })
     }
 
     fn close(self: Box<Self>) -> Result<()> {

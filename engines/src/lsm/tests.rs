@@ -202,7 +202,14 @@ proptest! {
 // ------------------------------------------------------ torn / damaged --
 
 /// A tree with one table and a WAL of three records, the last of which
-/// overwrites `a`. Returns the WAL bytes and where its last record starts.
+/// overwrites `a` with [`last_a`]. Returns the WAL bytes and where its last
+/// record starts.
+/// The value of the WAL's last record: it holds encoded frames, so a cut
+/// record's partial body looks like valid records.
+fn last_a() -> Vec<u8> {
+    crate::segment::testkit::value_holding_a_frame()
+}
+
 fn tree_with_overwrite_last(dir: &Path, opts: LsmOptions) -> (Vec<u8>, usize) {
     let mut db = Lsm::open(dir, opts).unwrap();
     db.put(b"in-table", b"t").unwrap();
@@ -210,7 +217,7 @@ fn tree_with_overwrite_last(dir: &Path, opts: LsmOptions) -> (Vec<u8>, usize) {
     db.maintain().unwrap();
     db.put(b"a", b"old").unwrap();
     db.put(b"b", b"1").unwrap();
-    db.put(b"a", b"new-and-longer").unwrap();
+    db.put(b"a", &last_a()).unwrap();
     drop(db);
     let wal = fs::read(dir.join(WAL_FILE)).unwrap();
     let last = frame::scan(&wal, "t").unwrap().records.last().unwrap().0 as usize;
@@ -226,12 +233,8 @@ fn torn_wal_tail(opts: LsmOptions) {
         fs::write(dir.path().join(WAL_FILE), &wal[..cut]).unwrap();
         let complete = cut == wal.len();
         let mut db = Box::new(Lsm::open(dir.path(), opts).unwrap());
-        let want_a: &[u8] = if complete { b"new-and-longer" } else { b"old" };
-        assert_eq!(
-            db.get(b"a").unwrap().as_deref(),
-            Some(want_a),
-            "cut at {cut}"
-        );
+        let want_a: Vec<u8> = if complete { last_a() } else { b"old".to_vec() };
+        assert_eq!(db.get(b"a").unwrap(), Some(want_a.clone()), "cut at {cut}");
         assert_eq!(db.get(b"b").unwrap().as_deref(), Some(&b"1"[..]));
         assert_eq!(db.get(b"in-table").unwrap().as_deref(), Some(&b"t"[..]));
         let wal_len = fs::metadata(dir.path().join(WAL_FILE)).unwrap().len();
@@ -244,7 +247,7 @@ fn torn_wal_tail(opts: LsmOptions) {
             Some(&b"after"[..]),
             "cut at {cut}"
         );
-        assert_eq!(db.get(b"a").unwrap().as_deref(), Some(want_a));
+        assert_eq!(db.get(b"a").unwrap(), Some(want_a));
     }
 }
 
@@ -477,6 +480,35 @@ fn torn_or_empty_manifest_is_corruption() {
 }
 
 // ------------------------------------------------------------ behaviour --
+
+/// Regression (found by review of issue 4): a WAL append that failed after
+/// writing part of its record left the tree usable, so the next put was
+/// acknowledged behind the partial record, inside the extent that record's
+/// length field claims; recovery cut it off with the torn tail and the
+/// acknowledged put was lost.
+#[test]
+fn a_failed_wal_append_poisons_the_tree_until_reopened() {
+    for opts in [big(LsmOptions::all(Flush)), big(LsmOptions::all(Fsync))] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Lsm::open(dir.path(), opts).unwrap();
+        db.put(b"a", b"1").unwrap();
+        db.wal.fail_next_append_after = Some(7);
+        assert!(db.put(b"b", b"2").is_err());
+        assert!(
+            db.put(b"c", b"3").is_err(),
+            "a put after a failed append must fail"
+        );
+        assert!(db.delete(b"a").is_err());
+        assert!(db.flush().is_err());
+        assert!(db.maintain().is_err());
+        assert_eq!(db.get(b"a").unwrap(), Some(b"1".to_vec()));
+        drop(db);
+        let mut db = Lsm::open(dir.path(), opts).unwrap();
+        assert_contents(&mut db, &[(b"a".to_vec(), b"1".to_vec())].into());
+        db.put(b"d", b"4").unwrap();
+        assert_eq!(db.get(b"d").unwrap(), Some(b"4".to_vec()));
+    }
+}
 
 #[test]
 fn thresholds_trigger_flush_and_compaction() {

@@ -42,6 +42,10 @@ pub struct Wal {
     out: BufWriter<File>,
     path: PathBuf,
     durability: Durability,
+    /// Test failpoint: the next append writes only this many bytes of its
+    /// record and fails, as a short write before `ENOSPC` would.
+    #[cfg(test)]
+    pub(crate) fail_next_append_after: Option<usize>,
 }
 
 /// What [`Wal::open`] found.
@@ -99,6 +103,8 @@ impl Wal {
             out: BufWriter::new(file),
             path,
             durability,
+            #[cfg(test)]
+            fail_next_append_after: None,
         };
         Ok((
             wal,
@@ -114,7 +120,14 @@ impl Wal {
         check_entry(key, value)?;
         let mut body = Vec::with_capacity(9 + key.len() + value.map_or(0, <[u8]>::len));
         encode_entry(key, value, &mut body);
-        self.out.write_all(&frame::encode_one(&body))?;
+        let rec = frame::encode_one(&body);
+        #[cfg(test)]
+        if let Some(n) = self.fail_next_append_after.take() {
+            self.out.write_all(rec.get(..n).unwrap_or(&rec))?;
+            self.out.flush()?;
+            return Err(std::io::Error::other("simulated short write").into());
+        }
+        self.out.write_all(&rec)?;
         // Vulnerable under `Flush` (analysis lsm.py:26): this only moves the
         // record into the page cache.
         self.out.flush()?;

@@ -172,22 +172,36 @@ pub(crate) fn list_ids(dir: &Path, ext: &str) -> Result<Vec<u64>> {
     Ok(ids)
 }
 
-/// Creates `dir` if it is missing; with `sync`, makes its name durable.
+/// Creates `dir` and any missing ancestors; with `sync`, makes each new
+/// directory's name durable by fsyncing its parent after creating it.
 pub(crate) fn ensure_dir(dir: &Path, sync: bool) -> Result<()> {
+    ensure_dir_with(dir, &mut |parent| {
+        if sync {
+            // IMPORTANT: the store's directory, and every directory above it
+            // that open created, must exist after a power cut before
+            // anything inside is acknowledged.
+            fsio::fsync_dir(parent)?;
+        }
+        Ok(())
+    })
+}
+
+/// [`ensure_dir`] with the fsync of each new directory's parent made by
+/// `sync_parent`, outermost first.
+fn ensure_dir_with(dir: &Path, sync_parent: &mut dyn FnMut(&Path) -> Result<()>) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    fs::create_dir_all(dir)?;
-    if sync {
-        let parent = match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        // IMPORTANT: the store's directory must exist after a power cut
-        // before anything inside it is acknowledged.
-        fsio::fsync_dir(parent)?;
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(p) = parent {
+        ensure_dir_with(p, sync_parent)?;
     }
-    Ok(())
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    sync_parent(parent.unwrap_or(Path::new(".")))
 }
 
 /// The error returned after an operation failed half-way.
@@ -743,6 +757,30 @@ mod tests {
         ] {
             assert_eq!(parse_segment_name(bad, "log"), None, "{bad}");
         }
+    }
+
+    /// Regression (found by review of issue 4): `open` created a missing
+    /// directory with all its missing ancestors but fsynced only the
+    /// innermost one's parent, so a power cut could lose an outer directory,
+    /// and with it every acknowledged write inside.
+    #[test]
+    fn ensure_dir_syncs_the_parent_of_every_directory_it_creates() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join("a")).unwrap();
+        let dir = root.path().join("a/b/c/d");
+        let synced = |dir: &Path| {
+            let mut synced = Vec::new();
+            let mut record = |p: &Path| {
+                synced.push(p.to_path_buf());
+                Ok(())
+            };
+            ensure_dir_with(dir, &mut record).unwrap();
+            synced
+        };
+        let want: Vec<PathBuf> = ["a", "a/b", "a/b/c"].map(|p| root.path().join(p)).into();
+        assert_eq!(synced(&dir), want);
+        assert!(dir.is_dir());
+        assert_eq!(synced(&dir), Vec::<PathBuf>::new(), "it exists now");
     }
 
     #[test]
