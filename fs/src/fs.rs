@@ -528,6 +528,17 @@ impl DuraFs {
     /// and deletes the orphans. Every later call fails with `EIO`; the
     /// backing directory is then what a remount after the crash finds.
     pub fn cut(&self, opts: CrashOptions) -> Result<CutSummary> {
+        self.cut_with(opts.policy.name(), |pending| crash_state(pending, &opts))
+    }
+
+    /// As [`DuraFs::cut`], with the crash state chosen by `choose` from the
+    /// pending operations (e.g. one of [`crate::model::enumerate::enumerate`]);
+    /// `label` names the choice in the summary.
+    pub fn cut_with(
+        &self,
+        label: &str,
+        choose: impl FnOnce(&[PendingOp]) -> CrashState,
+    ) -> Result<CutSummary> {
         let _g = self.sync.write();
         let mut done = self.cut.lock();
         if let Some(prev) = done.as_ref() {
@@ -535,7 +546,7 @@ impl DuraFs {
             return Ok(prev.clone());
         }
         let pending = self.model.cut();
-        let state = crash_state(&pending, &opts);
+        let state = choose(&pending);
         let effects = state.effects(&pending);
         let dropped = state.dropped();
         let loss = Loss::of(&pending, &state);
@@ -547,7 +558,7 @@ impl DuraFs {
         // while this volume still answers `EIO` to files left open.
         self.backing.release();
         let summary = CutSummary {
-            policy: opts.policy.to_string(),
+            policy: label.to_string(),
             seed: state.seed,
             description: state.description.clone(),
             ops_pending: pending.len(),
@@ -559,6 +570,11 @@ impl DuraFs {
         };
         *done = Some(summary.clone());
         Ok(summary)
+    }
+
+    /// The operations not yet durable, in order (for crash-state search).
+    pub fn pending(&self) -> Vec<PendingOp> {
+        self.model.pending_ops()
     }
 
     /// A drop-all cut with seed 0.

@@ -259,6 +259,18 @@ impl Mounted {
         Ok(summary)
     }
 
+    /// As [`Mounted::cut`], with the crash state chosen by `choose` (see
+    /// [`DuraFs::cut_with`]).
+    pub fn cut_with(
+        self,
+        label: &str,
+        choose: impl FnOnce(&[crate::model::PendingOp]) -> crate::model::crash::CrashState,
+    ) -> crate::fs::Result<CutSummary> {
+        let summary = self.fs.cut_with(label, choose)?;
+        self.die();
+        Ok(summary)
+    }
+
     /// Tears the mount down after a cut: drops every page, attribute and
     /// entry the kernel caches for it, then unmounts, lazily when files are
     /// still open (their later calls fail: `EIO` while this process lives,

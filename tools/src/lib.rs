@@ -7,6 +7,7 @@
 
 mod client;
 mod daemon;
+pub mod demo;
 mod render;
 mod size;
 
@@ -46,6 +47,34 @@ pub enum Command {
     /// Cut the power: the policy chooses what unsynced state survives, the
     /// rest is discarded and the mount dies.
     Cut(CutArgs),
+    /// Run every bundled engine through durafs, cut the power at many
+    /// points, and print what each setting lost.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Directory for the temporary volumes (default: the system temp dir).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print the table as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+    /// Seed of every random choice; the same seed gives the same run.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Puts per workload.
+    #[arg(long, default_value_t = 240)]
+    pub puts: usize,
+    /// Cut points per row, spread over the workload.
+    #[arg(long, default_value_t = 6)]
+    pub points: usize,
+    /// Seeds per seeded policy (random, torn, prefix) and cut point.
+    #[arg(long, default_value_t = 2)]
+    pub seeds: usize,
+    /// Most enumerated crash states tried per row (all when fewer).
+    #[arg(long, default_value_t = 24)]
+    pub enum_cap: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -107,7 +136,9 @@ pub struct CutArgs {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let foreground = matches!(&cli.command, Command::Mount(m) if m.foreground || m.daemonized);
-    let default_level = if foreground { "info" } else { "warn" };
+    // fuser logs an error for every reply the kernel no longer wants; after
+    // a power cut that is expected, so only the daemon's log keeps them.
+    let default_level = if foreground { "info" } else { "warn,fuser=off" };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
         .init();
     let result = match cli.command {
@@ -116,6 +147,7 @@ pub fn run() -> ExitCode {
         Command::Status { mountpoint, json } => client::status(&mountpoint, json),
         Command::Sync { mountpoint } => client::sync(&mountpoint),
         Command::Cut(args) => client::cut(args),
+        Command::Demo(args) => demo_cmd(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -123,6 +155,50 @@ pub fn run() -> ExitCode {
             eprintln!("durafs: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn demo_cmd(args: DemoArgs) -> Result<()> {
+    let plan = demo::Plan {
+        work: demo::trial::Workload {
+            puts: args.puts.max(1),
+            ..Default::default()
+        },
+        dir: args.dir,
+        points: args.points.max(1),
+        seeds: args.seeds,
+        enum_cap: args.enum_cap,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let rows = demo::rows::all();
+    let started = std::time::Instant::now();
+    let progress = |msg: &str| eprint!("\r\x1b[2K{msg}");
+    let results = demo::run_all(&rows, &plan, &progress).map_err(|e| err(e.0))?;
+    eprintln!(
+        "\r\x1b[2Kdone: {} rows in {:.1}s (seed {})",
+        results.len(),
+        started.elapsed().as_secs_f64(),
+        args.seed
+    );
+    if args.json {
+        let v = serde_json::to_string_pretty(&results).map_err(|e| err(e.to_string()))?;
+        println!("{v}");
+    } else {
+        print!("{}", demo::table(&results));
+    }
+    let odd: Vec<String> = results
+        .iter()
+        .filter(|r| !r.as_expected())
+        .map(|r| format!("{} / {}", r.engine, r.setting))
+        .collect();
+    if odd.is_empty() {
+        Ok(())
+    } else {
+        Err(err(format!(
+            "unexpected results (a bug to find): {}",
+            odd.join(", ")
+        )))
     }
 }
 

@@ -1,0 +1,150 @@
+//! The demo's claims, checked with the demo's own code: each vulnerable
+//! setting loses acknowledged puts in some crash state, each crash-safe
+//! setting loses none in every state tried (including every enumerated
+//! state at the end of the workload).
+
+use durafs::model::crash::{CrashOptions, Policy};
+use durafs_engines::KvStore;
+use durafs_engines::log_hash::{LogHash, LogHashOptions};
+use durafs_tools::demo::rows::{self, Row};
+use durafs_tools::demo::trial::{self, Choice, Workload};
+use durafs_tools::demo::{Plan, RowResult, run_row};
+
+fn plan() -> Plan {
+    Plan {
+        work: Workload {
+            puts: 120,
+            maintain_every: 30,
+            value_len: 100,
+        },
+        points: 3,
+        seeds: 1,
+        enum_cap: 16,
+        threads: 1,
+        ..Plan::default()
+    }
+}
+
+fn row(engine: &str, setting: &str) -> (usize, Row) {
+    rows::all()
+        .into_iter()
+        .enumerate()
+        .find(|(_, r)| r.engine == engine && r.setting == setting)
+        .unwrap_or_else(|| panic!("no row {engine} / {setting}"))
+}
+
+fn measure(engine: &str, setting: &str) -> RowResult {
+    let (i, r) = row(engine, setting);
+    run_row(i, &r, &plan(), &|_| {}).unwrap_or_else(|e| panic!("{engine} / {setting}: {}", e.0))
+}
+
+/// Acknowledged puts lost by one cut with `policy` after the whole workload.
+fn lost_after(engine: &str, setting: &str, policy: Policy) -> usize {
+    let (_, r) = row(engine, setting);
+    let work = plan().work;
+    let choice = Choice::Policy(CrashOptions {
+        policy,
+        ..CrashOptions::default()
+    });
+    let o = trial::run(&r, None, &work, work.puts, &choice).unwrap_or_else(|e| panic!("{}", e.0));
+    assert_eq!(o.acked, work.puts);
+    o.lost
+}
+
+#[test]
+fn lsm_with_the_vulnerable_wal_loses_acknowledged_puts_under_drop_all() {
+    assert!(lost_after("lsm", "wal flush only", Policy::DropAll) > 0);
+    assert!(lost_after("lsm", "flush (analysis)", Policy::DropAll) > 0);
+}
+
+#[test]
+fn sstable_unsynced_with_a_safe_wal_loses_data_when_the_wal_truncate_survives() {
+    // meta-first keeps the WAL's truncation (a size change) and drops the
+    // SSTable's unsynced bytes.
+    assert!(lost_after("lsm", "sstable flush only", Policy::MetaFirst) > 0);
+}
+
+#[test]
+fn lsm_flush_without_an_atomic_commit_loses_data_or_cannot_recover() {
+    let r = measure("lsm", "flush order only");
+    assert!(r.states_lost + r.recovery_errors > 0, "{r:?}");
+}
+
+#[test]
+fn log_hash_vulnerable_loses_a_put_whose_offset_was_returned() {
+    let mut v = durafs_tests::Vol::new(durafs::model::Persistence::Posix);
+    let dir = v.p("store");
+    let opts = LogHashOptions {
+        durability: durafs_engines::Durability::Flush,
+        ..LogHashOptions::default()
+    };
+    let mut s = LogHash::open(&dir, opts).expect("open");
+    s.put(b"before", b"x").expect("put");
+    // Everything so far durable: what follows is the window alone.
+    v.fs().sync().expect("sync");
+    let pos = s.put_at(b"acked", b"acknowledged value").expect("put_at");
+    assert_eq!(
+        s.get(b"acked").expect("get").as_deref(),
+        Some(&b"acknowledged value"[..])
+    );
+    v.cut(Policy::DropAll);
+    drop(s);
+    v.remount();
+    let mut s = LogHash::open(&dir, opts).expect("recover");
+    assert_eq!(s.get(b"before").expect("get").as_deref(), Some(&b"x"[..]));
+    assert_eq!(
+        s.get(b"acked").expect("get"),
+        None,
+        "acked at {pos:?}, gone"
+    );
+}
+
+#[test]
+fn hash_index_loses_acknowledged_writes_only_without_sync_writes() {
+    let unsafe_row = measure("hash_index", "sync_writes=false");
+    assert!(unsafe_row.states_lost > 0, "{unsafe_row:?}");
+    let safe_row = measure("hash_index", "sync_writes=true");
+    assert_eq!(
+        (safe_row.states_lost, safe_row.recovery_errors),
+        (0, 0),
+        "{safe_row:?}"
+    );
+}
+
+#[test]
+fn btree_loses_nothing_with_its_wal_fsync_and_loses_without() {
+    let flush = measure("btree", "flush");
+    assert!(flush.states_lost > 0, "{flush:?}");
+    let fsync = measure("btree", "fsync (analysis)");
+    assert_eq!(
+        (fsync.states_lost, fsync.recovery_errors),
+        (0, 0),
+        "{fsync:?}"
+    );
+}
+
+#[test]
+fn every_vulnerable_setting_loses_and_every_crash_safe_setting_loses_nothing() {
+    for (i, r) in rows::all().into_iter().enumerate() {
+        let res = run_row(i, &r, &plan(), &|_| {})
+            .unwrap_or_else(|e| panic!("{} / {}: {}", r.engine, r.setting, e.0));
+        assert!(res.states_tried > 0);
+        if r.safe {
+            assert_eq!(
+                (res.states_lost, res.recovery_errors),
+                (0, 0),
+                "crash-safe {} / {}: {res:?}",
+                r.engine,
+                r.setting
+            );
+        } else {
+            assert!(
+                res.states_lost > 0,
+                "vulnerable {} / {} lost nothing: {res:?}",
+                r.engine,
+                r.setting
+            );
+        }
+        assert!(res.as_expected());
+    }
+}

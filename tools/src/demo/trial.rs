@@ -1,0 +1,174 @@
+//! One crash trial: mount a fresh volume, run an engine's workload through
+//! it up to a cut point, cut the power, remount, let the engine recover and
+//! check every acknowledged put.
+
+use super::rows::Row;
+use durafs::fs::{DuraFs, FsOptions};
+use durafs::model::PendingOp;
+use durafs::model::crash::{CrashOptions, CrashState};
+use durafs::model::enumerate::{EnumOptions, enumerate};
+use durafs::mount::{MountOptions, Mounted, mount};
+use durafs_engines::KvStore;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The deterministic workload: `puts` puts of distinct keys, the engine's
+/// maintenance step after every `maintain_every`.
+#[derive(Clone, Copy, Debug)]
+pub struct Workload {
+    pub puts: usize,
+    pub maintain_every: usize,
+    pub value_len: usize,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload {
+            puts: 240,
+            maintain_every: 60,
+            value_len: 100,
+        }
+    }
+}
+
+/// How the trial chooses its crash state.
+#[derive(Clone, Debug)]
+pub enum Choice {
+    /// A crash policy with its options.
+    Policy(CrashOptions),
+    /// State number `n` of the enumeration of the pending operations.
+    Enumerated(usize, EnumOptions),
+}
+
+/// What one trial observed.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Puts acknowledged before the cut.
+    pub acked: usize,
+    /// Acknowledged puts missing or wrong after recovery.
+    pub lost: usize,
+    /// The engine's recovery (or a read) failed.
+    pub recovery_error: Option<String>,
+    /// The policy (or enumerated state) and its seed.
+    pub label: String,
+    pub seed: u64,
+    /// States the enumeration had (for [`Choice::Enumerated`]).
+    pub enumerated: usize,
+}
+
+/// A setup failure: the trial could not run (not an engine finding).
+#[derive(Debug)]
+pub struct TrialError(pub String);
+
+fn key(i: usize) -> Vec<u8> {
+    format!("key-{i:06}").into_bytes()
+}
+
+fn value(i: usize, len: usize) -> Vec<u8> {
+    let mut v = format!("value of put {i}:").into_bytes();
+    v.resize(len.max(v.len()), b'a' + (i % 26) as u8);
+    v
+}
+
+fn mount_fresh(backing: &Path, mnt: &Path) -> Result<Mounted, TrialError> {
+    let fs = DuraFs::open(backing, FsOptions::default())
+        .map_err(|e| TrialError(format!("backing {}: {e}", backing.display())))?;
+    mount(Arc::new(fs), mnt, &MountOptions::default())
+        .map_err(|e| TrialError(format!("mount {}: {e}", mnt.display())))
+}
+
+/// Runs one trial of `row`: `cut_after` puts, then the cut `choice`.
+pub fn run(
+    row: &Row,
+    dir: Option<&Path>,
+    work: &Workload,
+    cut_after: usize,
+    choice: &Choice,
+) -> Result<Outcome, TrialError> {
+    let tmp = match dir {
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
+    }
+    .map_err(|e| TrialError(format!("temp dir: {e}")))?;
+    let backing = tmp.path().join("backing");
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).map_err(|e| TrialError(format!("mkdir: {e}")))?;
+    let store_dir = mnt.join("store");
+
+    let mounted = mount_fresh(&backing, &mnt)?;
+    let mut store = (row.open)(&store_dir)
+        .map_err(|e| TrialError(format!("{} {}: open: {e}", row.engine, row.setting)))?;
+    let mut acked = 0;
+    for i in 0..cut_after {
+        if store.put(&key(i), &value(i, work.value_len)).is_err() {
+            break;
+        }
+        acked = i + 1;
+        if work.maintain_every > 0
+            && (i + 1) % work.maintain_every == 0
+            && store.maintain().is_err()
+        {
+            break;
+        }
+    }
+    let mut enumerated = 0;
+    let cut = match choice {
+        Choice::Policy(opts) => mounted.cut(*opts),
+        Choice::Enumerated(n, eo) => mounted.cut_with("enumerated", |pending: &[PendingOp]| {
+            let states: Vec<CrashState> = enumerate(pending, eo).collect();
+            enumerated = states.len();
+            let pick = (*n).min(states.len().saturating_sub(1));
+            states.into_iter().nth(pick).unwrap_or_else(|| CrashState {
+                seed: 0,
+                kept: Vec::new(),
+                total: pending.len(),
+                description: "drop-all".into(),
+            })
+        }),
+    }
+    .map_err(|e| TrialError(format!("cut: {e}")))?;
+    // The process dies with the machine: its store is dropped only now, so
+    // nothing it does on the way out can land.
+    drop(store);
+
+    let mounted = mount_fresh(&backing, &mnt)?;
+    let (lost, recovery_error) = check(row, &store_dir, acked, work.value_len);
+    mounted
+        .unmount()
+        .map_err(|e| TrialError(format!("unmount: {e}")))?;
+    Ok(Outcome {
+        acked,
+        lost,
+        recovery_error,
+        label: match choice {
+            Choice::Policy(o) => o.policy.name().to_string(),
+            Choice::Enumerated(n, _) => format!("enumerated state {n} ({})", cut.description),
+        },
+        seed: cut.seed,
+        enumerated,
+    })
+}
+
+/// Recovers the store and counts the acknowledged puts it lost.
+fn check(row: &Row, dir: &Path, acked: usize, value_len: usize) -> (usize, Option<String>) {
+    let mut store: Box<dyn KvStore> = match (row.open)(dir) {
+        Ok(s) => s,
+        Err(e) => return (acked, Some(format!("recovery failed: {e}"))),
+    };
+    let mut lost = 0;
+    let mut error = None;
+    for i in 0..acked {
+        match store.get(&key(i)) {
+            Ok(Some(v)) if v == value(i, value_len) => {}
+            Ok(_) => lost += 1,
+            Err(e) => {
+                lost += 1;
+                error.get_or_insert_with(|| format!("read after recovery failed: {e}"));
+            }
+        }
+    }
+    if let Err(e) = store.close() {
+        error.get_or_insert_with(|| format!("close after recovery failed: {e}"));
+    }
+    (lost, error)
+}
