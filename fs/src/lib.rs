@@ -11,3 +11,4 @@ pub mod fsio;
 pub mod fuse;
 pub mod model;
 pub mod mount;
+pub mod testing;

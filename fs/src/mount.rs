@@ -213,7 +213,7 @@ impl Mounted {
     /// mountpoint may already hold another mount.
     pub fn join(mut self) {
         if let Some(s) = self.session.take() {
-            if let Err(e) = s.join() {
+            if let Err(e) = join(s) {
                 log::warn!("durafs: session ended with {e}");
             }
         }
@@ -248,7 +248,7 @@ impl Mounted {
                 return Err(e);
             }
         }
-        session.join()
+        join(session)
     }
 
     /// Simulates a power cut (see [`DuraFs::cut`]) and tears the mount
@@ -282,7 +282,7 @@ impl Mounted {
         invalidate_all(&self.fs, &session.notifier());
         match umount(&self.mountpoint) {
             Ok(true) => {
-                if let Err(e) = session.join() {
+                if let Err(e) = join(session) {
                     log::warn!("durafs: session ended with {e}");
                 }
             }
@@ -298,6 +298,16 @@ impl Mounted {
                 drop(session);
             }
         }
+    }
+}
+
+/// Waits for the serving threads. A thread that reads from `/dev/fuse`
+/// while the kernel tears the connection down may see `ECONNABORTED`
+/// instead of `ENODEV`; both mean the session ended.
+fn join(session: BackgroundSession) -> io::Result<()> {
+    match session.join() {
+        Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => Ok(()),
+        r => r,
     }
 }
 

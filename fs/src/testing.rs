@@ -1,0 +1,224 @@
+//! A Rust API for crash-testing storage code in its own `#[test]`s: a
+//! [`TestVolume`] mounts durafs in a temp dir, and [`explore`] runs a
+//! workload once per crash state and checks each.
+//!
+//! Mounting needs root and `/dev/fuse`.
+//!
+//! ```no_run
+//! use durafs::model::crash::{CrashOptions, Policy};
+//! use durafs::testing::TestVolume;
+//! use std::io::Write;
+//!
+//! let mut vol = TestVolume::new().unwrap();
+//! let path = vol.path().join("data");
+//! let mut f = std::fs::File::create(&path).unwrap();
+//! f.write_all(b"acknowledged").unwrap();
+//! f.sync_all().unwrap(); // the data, but not the name
+//! drop(f);
+//! vol.cut(CrashOptions { policy: Policy::DropAll, ..Default::default() }).unwrap();
+//! // After the power cut the file's name was never made durable:
+//! assert!(!vol.path().join("data").exists());
+//! ```
+
+use crate::fs::{CutSummary, DuraFs, FsOptions};
+use crate::model::crash::{CrashOptions, CrashState};
+use crate::model::enumerate::{EnumOptions, enumerate};
+use crate::model::{PendingOp, Report};
+use crate::mount::{MountOptions, Mounted, mount};
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A durafs volume mounted in a fresh temp dir; unmounted (and removed)
+/// when dropped, also while a test panics.
+pub struct TestVolume {
+    // Declared first: unmounted before the directories are removed.
+    mounted: Option<Mounted>,
+    opts: FsOptions,
+    backing: PathBuf,
+    mnt: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl fmt::Debug for TestVolume {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestVolume")
+            .field("mnt", &self.mnt)
+            .field("backing", &self.backing)
+            .finish()
+    }
+}
+
+fn other(what: &str, e: impl fmt::Display) -> io::Error {
+    io::Error::other(format!("{what}: {e}"))
+}
+
+impl TestVolume {
+    /// A volume with the default settings (the `posix` model).
+    pub fn new() -> io::Result<TestVolume> {
+        TestVolume::with_options(FsOptions::default())
+    }
+
+    /// A volume with `opts`.
+    pub fn with_options(opts: FsOptions) -> io::Result<TestVolume> {
+        let tmp = tempfile::tempdir()?;
+        let backing = tmp.path().join("backing");
+        let mnt = tmp.path().join("mnt");
+        std::fs::create_dir(&mnt)?;
+        let mut v = TestVolume {
+            mounted: None,
+            opts,
+            backing,
+            mnt,
+            _tmp: tmp,
+        };
+        v.mount()?;
+        Ok(v)
+    }
+
+    fn mount(&mut self) -> io::Result<()> {
+        let fs = DuraFs::open(&self.backing, self.opts).map_err(|e| other("backing", e))?;
+        self.mounted = Some(mount(Arc::new(fs), &self.mnt, &MountOptions::default())?);
+        Ok(())
+    }
+
+    fn fs(&self) -> io::Result<&Arc<DuraFs>> {
+        self.mounted
+            .as_ref()
+            .map(Mounted::fs)
+            .ok_or_else(|| io::Error::other("the volume is not mounted"))
+    }
+
+    /// Where the volume is mounted.
+    pub fn path(&self) -> &Path {
+        &self.mnt
+    }
+
+    /// The directory holding the durable state.
+    pub fn backing(&self) -> &Path {
+        &self.backing
+    }
+
+    /// Exactly what is not durable yet.
+    pub fn status(&self) -> io::Result<Report> {
+        Ok(self.fs()?.status())
+    }
+
+    /// The pending operations, in order.
+    pub fn pending(&self) -> io::Result<Vec<PendingOp>> {
+        Ok(self.fs()?.pending())
+    }
+
+    /// The crash states a cut now could leave, as [`enumerate`] lists them.
+    pub fn crash_states(&self, opts: &EnumOptions) -> io::Result<Vec<CrashState>> {
+        let pending = self.pending()?;
+        Ok(enumerate(&pending, opts).collect())
+    }
+
+    /// Makes everything durable.
+    pub fn sync(&self) -> io::Result<()> {
+        self.fs()?.sync().map_err(|e| other("sync", e))
+    }
+
+    /// Cuts the power with `opts` and remounts the post-crash state at the
+    /// same path. Files left open fail from now on.
+    pub fn cut(&mut self, opts: CrashOptions) -> io::Result<CutSummary> {
+        self.cut_with(opts.policy.name(), |p| {
+            crate::model::crash::crash_state(p, &opts)
+        })
+    }
+
+    /// Cuts the power leaving crash state number `n` of
+    /// [`TestVolume::crash_states`] with `opts`, and remounts.
+    pub fn cut_to_state(&mut self, n: usize, opts: &EnumOptions) -> io::Result<CutSummary> {
+        let opts = *opts;
+        let mut missing = false;
+        let summary = self.cut_with("enumerated", |p| {
+            let states: Vec<CrashState> = enumerate(p, &opts).collect();
+            let len = states.len();
+            match states.into_iter().nth(n) {
+                Some(s) => s,
+                None => {
+                    missing = true;
+                    CrashState {
+                        seed: 0,
+                        kept: Vec::new(),
+                        total: p.len(),
+                        description: format!("drop-all: state {n} of {len} does not exist"),
+                    }
+                }
+            }
+        })?;
+        if missing {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("no crash state {n}; the volume was cut with drop-all"),
+            ));
+        }
+        Ok(summary)
+    }
+
+    fn cut_with(
+        &mut self,
+        label: &str,
+        choose: impl FnOnce(&[PendingOp]) -> CrashState,
+    ) -> io::Result<CutSummary> {
+        let m = self
+            .mounted
+            .take()
+            .ok_or_else(|| io::Error::other("the volume is not mounted"))?;
+        let summary = m.cut_with(label, choose).map_err(|e| other("cut", e))?;
+        self.mount()?;
+        Ok(summary)
+    }
+}
+
+/// One crash state that failed its check.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// Index in the enumeration.
+    pub state: usize,
+    pub description: String,
+    pub error: String,
+}
+
+/// What [`explore`] found.
+#[derive(Clone, Debug, Default)]
+pub struct Exploration {
+    pub states_tried: usize,
+    pub failures: Vec<Failure>,
+}
+
+/// Runs `workload` on a fresh volume once per crash state that the
+/// operations it leaves pending allow (at most `opts.cap`), cuts to that
+/// state, and runs `check` on the remounted volume. The workload must be
+/// deterministic: each run must leave the same pending operations.
+pub fn explore(
+    opts: &EnumOptions,
+    volume: FsOptions,
+    workload: impl Fn(&Path) -> io::Result<()>,
+    check: impl Fn(&Path) -> Result<(), String>,
+) -> io::Result<Exploration> {
+    let mut out = Exploration::default();
+    let mut total = 1;
+    let mut n = 0;
+    while n < total {
+        let mut v = TestVolume::with_options(volume)?;
+        workload(v.path())?;
+        if n == 0 {
+            total = v.crash_states(opts)?.len();
+        }
+        let cut = v.cut_to_state(n, opts)?;
+        out.states_tried += 1;
+        if let Err(error) = check(v.path()) {
+            out.failures.push(Failure {
+                state: n,
+                description: cut.description,
+                error,
+            });
+        }
+        n += 1;
+    }
+    Ok(out)
+}
