@@ -12,6 +12,7 @@ pub mod log_hash;
 pub mod lsm;
 #[cfg(all(test, any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod no_sync;
+mod poison;
 pub mod segment;
 pub mod sstable;
 

@@ -117,7 +117,7 @@ use durafs::fsio;
 
 pub use page::{MAX_KEY_LEN, MAX_VALUE_LEN, PAGE_SIZE};
 
-use crate::segment::{ensure_dir, failed_error};
+use crate::segment::{Poison, ensure_dir};
 use crate::{Durability, Error, KvStore, Result};
 use page::{FIRST_NODE_PAGE, Header, PageId};
 use tree::{Tree, page_offset};
@@ -153,7 +153,7 @@ pub struct BTree {
     generation: u64,
     sync: bool,
     checkpoint_bytes: u64,
-    failed: bool,
+    failed: Poison,
     /// Test failpoint: checkpoint steps allowed before a simulated crash.
     #[cfg(test)]
     crash_after: Option<usize>,
@@ -190,7 +190,7 @@ impl BTree {
             generation: header.generation,
             sync,
             checkpoint_bytes: opts.checkpoint_bytes,
-            failed: false,
+            failed: Poison::default(),
             #[cfg(test)]
             crash_after: None,
         };
@@ -225,14 +225,9 @@ impl BTree {
     /// Runs a mutating step; a failure part-way leaves memory and files out
     /// of step, so it poisons the store until it is reopened.
     fn guard<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        if self.failed {
-            return Err(failed_error());
-        }
+        self.failed.check()?;
         let r = f(self);
-        if r.is_err() {
-            self.failed = true;
-        }
-        r
+        self.failed.record(r)
     }
 
     fn apply(&mut self, op: &Op) -> Result<()> {
@@ -286,12 +281,7 @@ impl BTree {
     /// checkpoint as a crash would.
     fn step(&mut self) -> Result<()> {
         #[cfg(test)]
-        if let Some(n) = self.crash_after.as_mut() {
-            if *n == 0 {
-                return Err(Error::Io(io::Error::other("simulated crash")));
-            }
-            *n -= 1;
-        }
+        crate::segment::failpoint(&mut self.crash_after)?;
         Ok(())
     }
 }

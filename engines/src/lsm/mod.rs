@@ -78,7 +78,7 @@ use std::path::{Path, PathBuf};
 
 use durafs::fsio;
 
-use crate::segment::{ensure_dir, failed_error};
+use crate::segment::{Poison, ensure_dir};
 use crate::sstable::{SSTable, SSTableWriter, check_entry};
 use crate::{Durability, Error, KvStore, Result};
 use manifest::{MANIFEST_TMP_FILE, Manifest, parse_table_file_name, table_file_name};
@@ -134,7 +134,7 @@ pub struct Lsm {
     /// Open tables, parallel to `manifest.tables` (oldest first).
     tables: Vec<SSTable>,
     /// A write, flush or compaction failed part-way; see [`Lsm::guard`].
-    failed: bool,
+    failed: Poison,
 }
 
 impl Lsm {
@@ -165,7 +165,7 @@ impl Lsm {
             mem,
             manifest,
             tables,
-            failed: false,
+            failed: Poison::default(),
         })
     }
 
@@ -194,14 +194,9 @@ impl Lsm {
     /// kernel may have dropped, so it poisons the tree until it is reopened,
     /// as the other engines do.
     fn guard<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        if self.failed {
-            return Err(failed_error());
-        }
+        self.failed.check()?;
         let r = f(self);
-        if r.is_err() {
-            self.failed = true;
-        }
-        r
+        self.failed.record(r)
     }
 
     fn write(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {

@@ -56,6 +56,9 @@ use std::path::{Path, PathBuf};
 
 use durafs::fsio;
 
+#[cfg(test)]
+pub(crate) use crate::poison::failpoint;
+pub(crate) use crate::poison::{Poison, failed_error};
 use crate::{Error, Result, frame};
 
 /// Longest key the hash stores accept.
@@ -204,13 +207,6 @@ fn ensure_dir_with(dir: &Path, sync_parent: &mut dyn FnMut(&Path) -> Result<()>)
     sync_parent(parent.unwrap_or(Path::new(".")))
 }
 
-/// The error returned after an operation failed half-way.
-pub(crate) fn failed_error() -> Error {
-    Error::Io(io::Error::other(
-        "an earlier write failed; the store must be reopened",
-    ))
-}
-
 /// What an engine stores beside its segments (the hint files of
 /// [`crate::hash_index`]). Every method has a do-nothing default.
 pub(crate) trait Sidecar {
@@ -263,7 +259,7 @@ pub(crate) struct Segments {
     active: Option<Active>,
     next_id: u64,
     index: HashMap<Vec<u8>, Loc>,
-    failed: bool,
+    failed: Poison,
     /// Test failpoint: the number of merge steps allowed before a simulated
     /// crash.
     #[cfg(test)]
@@ -293,7 +289,7 @@ impl Segments {
             active: None,
             next_id,
             index: HashMap::new(),
-            failed: false,
+            failed: Poison::default(),
             #[cfg(test)]
             crash_after: None,
         };
@@ -381,21 +377,8 @@ impl Segments {
     /// there to stop the merge as a crash would.
     fn step(&mut self) -> Result<()> {
         #[cfg(test)]
-        if let Some(n) = self.crash_after.as_mut() {
-            if *n == 0 {
-                return Err(Error::Io(io::Error::other("simulated crash")));
-            }
-            *n -= 1;
-        }
+        failpoint(&mut self.crash_after)?;
         Ok(())
-    }
-
-    fn check_usable(&self) -> Result<()> {
-        if self.failed {
-            Err(failed_error())
-        } else {
-            Ok(())
-        }
     }
 
     /// Ids of the live segments, in increasing order.
@@ -411,7 +394,7 @@ impl Segments {
     /// Appends a put (`Some`) or tombstone (`None`) for `key` and updates the
     /// index. With `sync` the record is durable when this returns.
     pub(crate) fn append(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<RecordPos> {
-        self.check_usable()?;
+        self.failed.check()?;
         check_entry(key, value)?;
         let rec = encode_record(key, value);
         let r = self.append_frame(&rec);
@@ -426,8 +409,7 @@ impl Segments {
             Err(e) => {
                 // A partial record may sit at the end of the active segment;
                 // appending after it would turn a torn tail into corruption.
-                self.failed = true;
-                Err(e)
+                self.failed.record(Err(e))
             }
         }
     }
@@ -545,12 +527,9 @@ impl Segments {
     /// Rewrites the live records into new segments and unlinks the old ones
     /// (see the module invariants for the crash cases).
     pub(crate) fn merge(&mut self, sidecar: &mut dyn Sidecar) -> Result<()> {
-        self.check_usable()?;
+        self.failed.check()?;
         let r = self.merge_inner(sidecar);
-        if r.is_err() {
-            self.failed = true;
-        }
-        r
+        self.failed.record(r)
     }
 
     fn merge_inner(&mut self, sidecar: &mut dyn Sidecar) -> Result<()> {
@@ -650,7 +629,7 @@ impl Segments {
     /// Stops appending to the active segment and hands every segment the
     /// sidecar does not yet describe to [`Sidecar::sealed`].
     pub(crate) fn seal_all(&mut self, sidecar: &mut dyn Sidecar) -> Result<()> {
-        self.check_usable()?;
+        self.failed.check()?;
         self.active = None;
         for id in self.segment_ids() {
             if self.described.contains(&id) {
