@@ -26,6 +26,10 @@
 //! sync                         {"ok":true}         everything made durable
 //! cut [--policy P] [--seed N] [--sector BYTES] [--probability F] [--garbage]
 //!                              {"ok":true,"cut":<summary>}
+//! mark LABEL                   {"ok":true,"marks":N}   a promise the program
+//!                              made (the rest of the line, trimmed; at most
+//!                              1024 bytes), recorded in order with the
+//!                              volume's operations
 //! ```
 //!
 //! `cut` simulates the power cut at once: every later request on the volume
@@ -51,6 +55,8 @@ pub enum Command {
     Sync,
     /// The options, and whether the seed was given.
     Cut(CrashOptions, bool),
+    /// A promise the program made, for `durafs explore`'s checks.
+    Mark(String),
 }
 
 /// A command that could not be parsed.
@@ -92,13 +98,26 @@ impl Command {
         }
         let mut words = text.split_whitespace();
         let cmd = match words.next() {
-            None => return Err(bad("empty command (expected status, sync or cut)")),
+            None => return Err(bad("empty command (expected status, sync, cut or mark)")),
             Some("status") => Command::Status,
             Some("sync") => Command::Sync,
             Some("cut") => return Self::parse_cut(words),
+            Some("mark") => {
+                let label = text.trim_start()["mark".len()..].trim();
+                if label.is_empty() {
+                    return Err(bad("mark needs a label"));
+                }
+                if label.len() > crate::fs::MAX_MARK {
+                    return Err(bad(format!(
+                        "mark label longer than {} bytes",
+                        crate::fs::MAX_MARK
+                    )));
+                }
+                return Ok(Command::Mark(label.to_string()));
+            }
             Some(other) => {
                 return Err(bad(format!(
-                    "unknown command {other:?} (expected status, sync or cut)"
+                    "unknown command {other:?} (expected status, sync, cut or mark)"
                 )));
             }
         };
@@ -196,6 +215,14 @@ pub fn run(fs: &DuraFs, input: &[u8]) -> Outcome {
             },
             Err(e) => failure(e.errno(), &format!("sync failed: {e}")),
         },
+        Command::Mark(label) => match fs.mark(&label) {
+            Ok(()) => Outcome {
+                reply: reply(serde_json::json!({"ok": true, "marks": fs.marks().len()})),
+                errno: None,
+                cut: false,
+            },
+            Err(e) => failure(e.errno(), &format!("mark failed: {e}")),
+        },
         Command::Cut(mut opts, seeded) => {
             if !seeded {
                 opts.seed = fresh_seed();
@@ -260,6 +287,10 @@ mod tests {
             Command::parse(b"cut"),
             Ok(Command::Cut(CrashOptions::default(), false))
         );
+        assert_eq!(
+            Command::parse(b"mark  put 7 acked \n"),
+            Ok(Command::Mark("put 7 acked".into()))
+        );
     }
 
     #[test]
@@ -276,6 +307,8 @@ mod tests {
             (b"cut --force", "unknown option"),
             (b"status\nsync", "one command"),
             (b"\xff", "UTF-8"),
+            (b"mark", "needs a label"),
+            (b"mark   ", "needs a label"),
         ] {
             let e = Command::parse(input).unwrap_err();
             assert!(e.0.contains(want), "{input:?}: {e}");
@@ -312,6 +345,12 @@ mod tests {
         assert_eq!(json(&run(&fs, b"status"))["status"]["pending_ops"], 0);
 
         fs.write(f, 5, b" world").unwrap();
+        let m = run(&fs, b"mark first promise");
+        assert_eq!((m.errno, json(&m)["marks"].clone()), (None, 1.into()));
+        assert_eq!(fs.marks(), vec!["first promise".to_string()]);
+        let too_long = format!("mark {}", "x".repeat(crate::fs::MAX_MARK + 1));
+        assert_eq!(run(&fs, too_long.as_bytes()).errno, Some(libc::EINVAL));
+
         let c = run(&fs, b"cut --policy drop-all");
         assert!(c.cut);
         let c = json(&c);
@@ -320,5 +359,6 @@ mod tests {
         assert_eq!(c["cut"]["lost"].as_array().unwrap().len(), 1);
         let again = run(&fs, b"sync");
         assert_eq!(again.errno, Some(libc::EIO));
+        assert_eq!(run(&fs, b"mark late").errno, Some(libc::EIO));
     }
 }

@@ -18,8 +18,8 @@
 use crate::backing::{Backing, BackingError, BackingOptions, META_DIR};
 use crate::model::crash::{CrashOptions, CrashState, Policy, crash_state};
 use crate::model::{
-    Attrs, Config, Effect, Fallocate, FsError, Ino, Kind, Model, Name, Op, PendingOp, Persistence,
-    ROOT, RenameFlags, Report, Segment, SetAttrs, Stat, Survival, Timestamp,
+    Attrs, Config, Effect, Fallocate, FsError, Ino, Kind, Model, Name, PendingOp, Persistence,
+    ROOT, RenameFlags, Report, Segment, SetAttrs, Stat, Timestamp,
 };
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
@@ -28,6 +28,15 @@ use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+mod hooks;
+mod summary;
+
+use crate::trace::{Data, Text, TraceOp};
+use hooks::Hooks;
+pub use hooks::{MAX_MARK, Tripwire};
+use summary::Loss;
+pub use summary::{CutSummary, LOST_LISTED};
 
 /// A failed call: a model error, or the backing store failing.
 #[derive(Debug)]
@@ -110,94 +119,6 @@ pub struct VolumeInfo {
     pub backing_fsyncs: u64,
 }
 
-/// What a cut did.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct CutSummary {
-    pub policy: String,
-    pub seed: u64,
-    /// The crash state, in a line.
-    pub description: String,
-    pub ops_pending: usize,
-    /// Operations dropped entirely.
-    pub ops_lost: usize,
-    /// Bytes of data written and lost: whole dropped writes, the data of
-    /// writes whose metadata alone survived, the sectors of torn writes
-    /// that did not persist.
-    pub bytes_lost: u64,
-    /// Inodes that lost data or an attribute change.
-    pub files_lost: usize,
-    /// Dropped namespace operations (create, link, unlink, rename).
-    pub names_lost: usize,
-    /// The first [`LOST_LISTED`] operations lost in whole or in part.
-    pub lost: Vec<String>,
-}
-
-/// How many dropped operations a [`CutSummary`] lists.
-pub const LOST_LISTED: usize = 50;
-
-/// What a crash state loses of the pending operations.
-struct Loss {
-    bytes: u64,
-    files: std::collections::BTreeSet<Ino>,
-    names: usize,
-    listed: Vec<String>,
-}
-
-impl Loss {
-    fn of(pending: &[PendingOp], state: &CrashState) -> Loss {
-        let mut loss = Loss {
-            bytes: 0,
-            files: Default::default(),
-            names: 0,
-            listed: Vec::new(),
-        };
-        let mut kept = state.kept.iter().peekable();
-        for (i, p) in pending.iter().enumerate() {
-            let how = match kept.peek() {
-                Some((k, how)) if *k == i => {
-                    kept.next();
-                    Some(how)
-                }
-                _ => None,
-            };
-            let (bytes, whole) = match how {
-                None => (p.op.data_len(), true),
-                Some(Survival::Full) => (0, false),
-                Some(Survival::MetaOnly) => (p.op.data_len(), false),
-                Some(Survival::Torn { persisted, .. }) => (torn_loss(&p.op, persisted), false),
-            };
-            if !whole && bytes == 0 {
-                continue;
-            }
-            loss.bytes += bytes;
-            if let Some(ino) = p.op.inode() {
-                loss.files.insert(ino);
-            }
-            if whole && p.op.dir().is_some() {
-                loss.names += 1;
-            }
-            if loss.listed.len() < LOST_LISTED {
-                let part = if whole { "" } else { " (in part)" };
-                loss.listed.push(format!("{}{part}", p.op.summary()));
-            }
-        }
-        loss
-    }
-}
-
-/// Bytes of a torn write outside the sectors that persisted.
-fn torn_loss(op: &Op, persisted: &[(u64, u64)]) -> u64 {
-    let Op::Write { offset, data, .. } = op else {
-        return 0;
-    };
-    let (start, end) = (*offset, offset.saturating_add(data.len() as u64));
-    let kept: u64 = persisted
-        .iter()
-        .map(|&(a, b)| b.min(end).saturating_sub(a.max(start)))
-        .sum();
-    (end - start).saturating_sub(kept)
-}
-
 /// Converts a host time to a model timestamp (times before 1970 included).
 pub fn to_timestamp(t: SystemTime) -> Timestamp {
     match t.duration_since(UNIX_EPOCH) {
@@ -257,6 +178,7 @@ pub struct DuraFs {
     cut: Mutex<Option<CutSummary>>,
     writebacks: AtomicU64,
     written_back_bytes: AtomicU64,
+    hooks: Hooks,
 }
 
 fn backing_err(what: &str, e: io::Error) -> Error {
@@ -290,6 +212,7 @@ impl DuraFs {
             cut: Mutex::new(None),
             writebacks: AtomicU64::new(0),
             written_back_bytes: AtomicU64::new(0),
+            hooks: Hooks::default(),
         })
     }
 
@@ -356,7 +279,12 @@ impl DuraFs {
     }
 
     pub fn setattr(&self, ino: Ino, set: SetAttrs) -> Result<Stat> {
-        Ok(self.model.setattr(ino, set, now())?)
+        let t = now();
+        self.observed(
+            || TraceOp::Setattr { ino, set, t },
+            || Ok(self.model.setattr(ino, set, t)?),
+            |_, _| true,
+        )
     }
 
     /// Creates a file, directory, symlink or special file.
@@ -376,22 +304,67 @@ impl DuraFs {
             ctime: t,
             ..attrs
         };
-        Ok(self.model.create(parent, name, kind, attrs, target)?)
+        let traced = target.clone();
+        self.observed(
+            || TraceOp::Create {
+                parent,
+                name: Text(name.to_vec()),
+                kind,
+                attrs,
+                target: traced.map(Data),
+                ino: 0,
+            },
+            || Ok(self.model.create(parent, name, kind, attrs, target)?),
+            |op, st| {
+                if let TraceOp::Create { ino, .. } = op {
+                    *ino = st.ino;
+                }
+                true
+            },
+        )
     }
 
     pub fn link(&self, ino: Ino, newparent: Ino, newname: &[u8]) -> Result<Stat> {
         Self::check_name(newparent, newname)?;
-        Ok(self.model.link(ino, newparent, newname, now())?)
+        let t = now();
+        self.observed(
+            || TraceOp::Link {
+                ino,
+                newparent,
+                newname: Text(newname.to_vec()),
+                t,
+            },
+            || Ok(self.model.link(ino, newparent, newname, t)?),
+            |_, _| true,
+        )
     }
 
     pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
         Self::check_name(parent, name)?;
-        Ok(self.model.unlink(parent, name, now())?)
+        let t = now();
+        self.observed(
+            || TraceOp::Unlink {
+                parent,
+                name: Text(name.to_vec()),
+                t,
+            },
+            || Ok(self.model.unlink(parent, name, t)?),
+            |_, _| true,
+        )
     }
 
     pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<()> {
         Self::check_name(parent, name)?;
-        Ok(self.model.rmdir(parent, name, now())?)
+        let t = now();
+        self.observed(
+            || TraceOp::Rmdir {
+                parent,
+                name: Text(name.to_vec()),
+                t,
+            },
+            || Ok(self.model.rmdir(parent, name, t)?),
+            |_, _| true,
+        )
     }
 
     pub fn rename(
@@ -404,9 +377,24 @@ impl DuraFs {
     ) -> Result<()> {
         Self::check_name(parent, name)?;
         Self::check_name(newparent, newname)?;
-        Ok(self
-            .model
-            .rename(parent, name, newparent, newname, flags, now())?)
+        let t = now();
+        self.observed(
+            || TraceOp::Rename {
+                parent,
+                name: Text(name.to_vec()),
+                newparent,
+                newname: Text(newname.to_vec()),
+                noreplace: flags.noreplace,
+                exchange: flags.exchange,
+                t,
+            },
+            || {
+                Ok(self
+                    .model
+                    .rename(parent, name, newparent, newname, flags, t)?)
+            },
+            |_, _| true,
+        )
     }
 
     pub fn readlink(&self, ino: Ino) -> Result<Bytes> {
@@ -458,9 +446,18 @@ impl DuraFs {
     }
 
     pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<u32> {
-        let n = self
-            .model
-            .write(ino, offset, Bytes::copy_from_slice(data), now())?;
+        let data = Bytes::copy_from_slice(data);
+        let t = now();
+        let n = self.observed(
+            || TraceOp::Write {
+                ino,
+                offset,
+                data: Data(data.clone()),
+                t,
+            },
+            || Ok(self.model.write(ino, offset, data.clone(), t)?),
+            |_, _| true,
+        )?;
         if self.model.dirty_bytes() > self.opts.dirty_limit {
             self.write_back()?;
         }
@@ -470,13 +467,31 @@ impl DuraFs {
     /// Writes back the oldest dirty files until the unsynced bytes are
     /// within the dirty limit; each becomes durable as by fdatasync.
     fn write_back(&self) -> Result<()> {
-        let _g = self.sync.write();
         while self.model.dirty_bytes() > self.opts.dirty_limit {
             let before = self.model.dirty_bytes();
-            let Some((ino, effects)) = self.model.writeback_oldest()? else {
+            let done = self.observed(
+                || TraceOp::Writeback { ino: 0 },
+                || {
+                    let _g = self.sync.write();
+                    match self.model.writeback_oldest()? {
+                        Some((ino, effects)) => {
+                            self.apply("writeback", &effects)?;
+                            Ok(Some(ino))
+                        }
+                        None => Ok(None),
+                    }
+                },
+                |op, done| match (op, done) {
+                    (TraceOp::Writeback { ino }, Some(i)) => {
+                        *ino = *i;
+                        true
+                    }
+                    _ => false,
+                },
+            )?;
+            let Some(ino) = done else {
                 break;
             };
-            self.apply("writeback", &effects)?;
             let bytes = before.saturating_sub(self.model.dirty_bytes());
             self.writebacks.fetch_add(1, Ordering::Relaxed);
             self.written_back_bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -489,28 +504,57 @@ impl DuraFs {
     }
 
     pub fn fallocate(&self, ino: Ino, offset: u64, len: u64, mode: Fallocate) -> Result<()> {
-        Ok(self.model.fallocate(ino, offset, len, mode, now())?)
+        let t = now();
+        self.observed(
+            || TraceOp::Fallocate {
+                ino,
+                offset,
+                len,
+                mode,
+                t,
+            },
+            || Ok(self.model.fallocate(ino, offset, len, mode, t)?),
+            |_, _| true,
+        )
     }
 
     /// fsync / fdatasync: returns once the effects are in the backing store.
     pub fn fsync(&self, ino: Ino, datasync: bool) -> Result<()> {
-        let _g = self.sync.write();
-        let effects = self.model.fsync(ino, datasync)?;
-        self.apply("fsync", &effects)
+        self.observed(
+            || TraceOp::Fsync { ino, datasync },
+            || {
+                let _g = self.sync.write();
+                let effects = self.model.fsync(ino, datasync)?;
+                self.apply("fsync", &effects)
+            },
+            |_, _| true,
+        )
     }
 
     /// fsync of a directory.
     pub fn fsyncdir(&self, dir: Ino) -> Result<()> {
-        let _g = self.sync.write();
-        let effects = self.model.fsyncdir(dir)?;
-        self.apply("fsyncdir", &effects)
+        self.observed(
+            || TraceOp::Fsyncdir { dir },
+            || {
+                let _g = self.sync.write();
+                let effects = self.model.fsyncdir(dir)?;
+                self.apply("fsyncdir", &effects)
+            },
+            |_, _| true,
+        )
     }
 
     /// Makes everything durable (`sync(2)`).
     pub fn sync(&self) -> Result<()> {
-        let _g = self.sync.write();
-        let effects = self.model.sync_all()?;
-        self.apply("sync", &effects)
+        self.observed(
+            || TraceOp::Sync,
+            || {
+                let _g = self.sync.write();
+                let effects = self.model.sync_all()?;
+                self.apply("sync", &effects)
+            },
+            |_, _| true,
+        )
     }
 
     /// The kernel dropped its references to `ino`.
@@ -546,6 +590,8 @@ impl DuraFs {
             return Ok(prev.clone());
         }
         let pending = self.model.cut();
+        // Calls frozen by a trigger may go on now: the model refuses them.
+        self.hooks.gate.release();
         let state = choose(&pending);
         let effects = state.effects(&pending);
         let dropped = state.dropped();
@@ -652,19 +698,6 @@ mod tests {
         let fs = DuraFs::open(dir.path(), FsOptions::default()).unwrap();
         let st = fs.lookup(ROOT, b"f").unwrap();
         assert_eq!(fs.read(st.ino, 0, 100).unwrap(), b"durable-part");
-    }
-
-    #[test]
-    fn torn_loss_counts_the_bytes_outside_persisted_sectors() {
-        let op = Op::Write {
-            ino: 2,
-            offset: 100,
-            data: Bytes::from(vec![0u8; 1000]),
-        };
-        assert_eq!(torn_loss(&op, &[]), 1000);
-        assert_eq!(torn_loss(&op, &[(0, 512)]), 1000 - 412);
-        assert_eq!(torn_loss(&op, &[(0, 512), (1024, 1536)]), 1000 - 412 - 76);
-        assert_eq!(torn_loss(&op, &[(0, 2048)]), 0);
     }
 
     #[test]

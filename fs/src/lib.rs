@@ -6,9 +6,11 @@
 
 pub mod backing;
 pub mod control;
+pub mod explore;
 pub mod fs;
 pub mod fsio;
 pub mod fuse;
 pub mod model;
 pub mod mount;
 pub mod testing;
+pub mod trace;

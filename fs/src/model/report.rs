@@ -61,26 +61,7 @@ impl Model {
             } = op
             {
                 let dpath = dir_path(&ns, *dir);
-                let first = changes
-                    .first()
-                    .map(|c| join(&dpath, &c.name))
-                    .unwrap_or_default();
-                let other = peer
-                    .as_ref()
-                    .map(|(d, n)| join(&dir_path(&ns, *d), n))
-                    .unwrap_or_default();
-                let text = match what {
-                    NsKind::Create => format!("create {first}"),
-                    NsKind::Mkdir => format!("mkdir {first}"),
-                    NsKind::Symlink => format!("symlink {first}"),
-                    NsKind::Mknod => format!("mknod {first}"),
-                    NsKind::Link => format!("link {first}"),
-                    NsKind::Unlink => format!("unlink {first}"),
-                    NsKind::Rmdir => format!("rmdir {first}"),
-                    NsKind::Rename | NsKind::RenameFrom => format!("rename {first} -> {other}"),
-                    NsKind::RenameTo => format!("rename {other} -> {first}"),
-                    NsKind::Exchange => format!("exchange {first} <-> {other}"),
-                };
+                let text = names_text(&ns, *dir, *what, changes, peer.as_ref());
                 let fix = match self.cfg.persistence {
                     Persistence::Posix => format!(
                         "fsync directory {}",
@@ -139,6 +120,66 @@ impl Model {
             });
         }
         rep
+    }
+}
+
+impl Model {
+    /// A one-line description of a pending operation naming live paths,
+    /// e.g. `write log [0, 4096)` or `rename tmp -> data`.
+    pub fn describe(&self, op: &Op) -> String {
+        let ns = self.ns.lock();
+        let path = |ino: Ino| path_in(&ns, ino).unwrap_or_else(|| format!("<unlinked #{ino}>"));
+        match op {
+            Op::Names {
+                dir,
+                what,
+                changes,
+                peer,
+            } => names_text(&ns, *dir, *what, changes, peer.as_ref()),
+            Op::Write { ino, offset, data } => format!(
+                "write {} [{offset}, {})",
+                path(*ino),
+                offset + data.len() as u64
+            ),
+            Op::Truncate { ino, size } => format!("truncate {} to {size}", path(*ino)),
+            Op::Allocate { ino, offset, len } => {
+                format!("fallocate {} [{offset}, {})", path(*ino), offset + len)
+            }
+            Op::Punch { ino, offset, len } => {
+                format!("punch hole {} [{offset}, {})", path(*ino), offset + len)
+            }
+            Op::SetAttrs { ino, .. } => format!("setattr {}", path(*ino)),
+        }
+    }
+}
+
+/// `create a/b`, `rename a -> b`, ... for a namespace operation.
+fn names_text(
+    ns: &Namespace,
+    dir: Ino,
+    what: NsKind,
+    changes: &[super::op::EntryChange],
+    peer: Option<&(Ino, Name)>,
+) -> String {
+    let dpath = dir_path(ns, dir);
+    let first = changes
+        .first()
+        .map(|c| join(&dpath, &c.name))
+        .unwrap_or_default();
+    let other = peer
+        .map(|(d, n)| join(&dir_path(ns, *d), n))
+        .unwrap_or_default();
+    match what {
+        NsKind::Create => format!("create {first}"),
+        NsKind::Mkdir => format!("mkdir {first}"),
+        NsKind::Symlink => format!("symlink {first}"),
+        NsKind::Mknod => format!("mknod {first}"),
+        NsKind::Link => format!("link {first}"),
+        NsKind::Unlink => format!("unlink {first}"),
+        NsKind::Rmdir => format!("rmdir {first}"),
+        NsKind::Rename | NsKind::RenameFrom => format!("rename {first} -> {other}"),
+        NsKind::RenameTo => format!("rename {other} -> {first}"),
+        NsKind::Exchange => format!("exchange {first} <-> {other}"),
     }
 }
 

@@ -72,7 +72,7 @@ pub struct Attrs {
 }
 
 /// A changes-only attribute update (`setattr`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SetAttrs {
     pub mode: Option<u32>,
     pub uid: Option<u32>,
@@ -93,7 +93,7 @@ pub struct Stat {
 }
 
 /// `renameat2` flags the model honours.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RenameFlags {
     /// Fail with [`FsError::Exists`] if the target exists.
     pub noreplace: bool,
@@ -102,7 +102,8 @@ pub struct RenameFlags {
 }
 
 /// `fallocate` modes the model honours.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Fallocate {
     /// Allocate and extend the size to cover the range.
     Default,

@@ -1,0 +1,337 @@
+//! Crash states from a trace, without re-running the program: the trace is
+//! replayed on an in-memory model ([`crate::trace::replay`]); at each crash
+//! point the pending operations are enumerated with the model's
+//! [`enumerate`], each state is applied to a copy of the durable store, and
+//! the resulting tree becomes a [`Snapshot`] that can be materialised into
+//! a scratch directory for a checker.
+//!
+//! Order and identity: states are numbered from 1 in the order of crash
+//! points, then of the enumeration at each point. A state whose tree and
+//! marks equal an earlier one's is skipped (checking it again could only
+//! repeat the verdict). The same trace and options give the same states in
+//! the same order.
+//!
+//! Budget: when the enumeration at every point would give more than
+//! `max_states` states in all, each point gets an equal share (at least the
+//! three fixed states: drop-all, keep-all, meta-first), sampled as
+//! [`EnumOptions::cap`] describes, and generation stops at `max_states`.
+
+use crate::model::enumerate::{EnumOptions, count, enumerate};
+use crate::model::{Kind, MemStore, Survival, TreeNode};
+use crate::trace::replay::Replayer;
+use crate::trace::{Trace, TraceError};
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Where crashes are placed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CrashPoints {
+    /// Before the first operation and after every operation.
+    #[default]
+    Every,
+    /// Just before every fsync, fdatasync, fsyncdir and sync, and at the end.
+    Fsync,
+}
+
+impl std::str::FromStr for CrashPoints {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "every" | "all" => Ok(CrashPoints::Every),
+            "fsync" => Ok(CrashPoints::Fsync),
+            other => Err(format!(
+                "unknown crash points {other:?} (expected every or fsync)"
+            )),
+        }
+    }
+}
+
+/// Settings of an exploration.
+#[derive(Clone, Copy, Debug)]
+pub struct ExploreOptions {
+    pub at: CrashPoints,
+    /// Most states yielded in all.
+    pub max_states: usize,
+    /// Enumeration at each point (its `cap` is lowered to share the budget).
+    pub enumerate: EnumOptions,
+}
+
+impl Default for ExploreOptions {
+    fn default() -> Self {
+        ExploreOptions {
+            at: CrashPoints::Every,
+            max_states: 10_000,
+            enumerate: EnumOptions::default(),
+        }
+    }
+}
+
+/// How one pending operation fared in a state.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct OpFate {
+    /// e.g. `write log [0, 100)`.
+    pub op: String,
+    /// `kept`, `dropped`, `metadata only` or `torn: kept [0, 512)`.
+    pub fate: String,
+}
+
+/// One crash state to check.
+#[derive(Clone, Debug)]
+pub struct State {
+    /// From 1, in generation order.
+    pub id: usize,
+    /// Events applied before the crash.
+    pub point: usize,
+    /// The last event applied (`None` for a crash before the first).
+    pub after: Option<String>,
+    /// Marks recorded before the crash.
+    pub marks: Vec<String>,
+    /// The crash state in a line.
+    pub description: String,
+    pub seed: u64,
+    /// The pending operations and what became of each.
+    pub ops: Vec<OpFate>,
+    /// Pending operations dropped entirely.
+    pub dropped: usize,
+    pub snapshot: Snapshot,
+}
+
+/// What generation saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    pub events: usize,
+    pub points: usize,
+    /// States enumerated, duplicates included.
+    pub enumerated: usize,
+    /// Distinct states yielded.
+    pub distinct: usize,
+    /// True when the budget sampled or cut the enumeration.
+    pub sampled: bool,
+}
+
+fn points(trace: &Trace, at: CrashPoints) -> Vec<usize> {
+    let n = trace.events.len();
+    match at {
+        CrashPoints::Every => (0..=n).collect(),
+        CrashPoints::Fsync => {
+            let mut v: Vec<usize> = (0..n)
+                .filter(|&k| trace.events[k].op.is_persistence_point())
+                .collect();
+            v.push(n);
+            v
+        }
+    }
+}
+
+/// Replays `trace` and calls `each` with the replayer at every point.
+fn walk(
+    trace: &Trace,
+    pts: &[usize],
+    mut each: impl FnMut(usize, &Replayer) -> bool,
+) -> Result<(), TraceError> {
+    let mut r = Replayer::new(&trace.header)?;
+    for &k in pts {
+        while r.applied() < k {
+            r.apply(&trace.events[r.applied()])?;
+        }
+        if !each(k, &r) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Generates the crash states of `trace`, calling `sink` with each in
+/// order until it returns false or the states run out.
+pub fn states(
+    trace: &Trace,
+    opts: &ExploreOptions,
+    mut sink: impl FnMut(State) -> bool,
+) -> Result<Stats, TraceError> {
+    let pts = points(trace, opts.at);
+    let mut stats = Stats {
+        events: trace.events.len(),
+        points: pts.len(),
+        ..Stats::default()
+    };
+    let mut total = 0usize;
+    walk(trace, &pts, |_, r| {
+        total = total.saturating_add(count(&r.pending(), &opts.enumerate));
+        true
+    })?;
+    let mut eopts = opts.enumerate;
+    if total > opts.max_states {
+        stats.sampled = true;
+        eopts.cap = eopts.cap.min((opts.max_states / pts.len().max(1)).max(3));
+    }
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut go = true;
+    walk(trace, &pts, |k, r| {
+        let pending = r.pending();
+        let marks = trace.marks_before(k);
+        let after = k.checked_sub(1).map(|i| trace.events[i].to_string());
+        let described: Vec<String> = pending.iter().map(|p| r.model().describe(&p.op)).collect();
+        for cs in enumerate(&pending, &eopts) {
+            stats.enumerated += 1;
+            if stats.distinct >= opts.max_states {
+                stats.sampled = true;
+                go = false;
+                break;
+            }
+            let mut store = r.durable().clone();
+            store.apply_all(&cs.effects(&pending));
+            let snapshot = Snapshot::of(&store);
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            snapshot.hash(&mut h);
+            marks.hash(&mut h);
+            if !seen.insert(h.finish()) {
+                continue;
+            }
+            stats.distinct += 1;
+            let mut kept = cs.kept.iter().peekable();
+            let ops = described
+                .iter()
+                .enumerate()
+                .map(|(i, op)| {
+                    let fate = match kept.peek() {
+                        Some((j, how)) if *j == i => {
+                            kept.next();
+                            match how {
+                                Survival::Full => "kept".to_string(),
+                                Survival::MetaOnly => "metadata only".to_string(),
+                                Survival::Torn { persisted, .. } => {
+                                    format!("torn: kept {persisted:?}")
+                                }
+                            }
+                        }
+                        _ => "dropped".to_string(),
+                    };
+                    OpFate {
+                        op: op.clone(),
+                        fate,
+                    }
+                })
+                .collect();
+            let state = State {
+                id: stats.distinct,
+                point: k,
+                after: after.clone(),
+                marks: marks.clone(),
+                description: cs.description.clone(),
+                seed: cs.seed,
+                ops,
+                dropped: cs.dropped().len(),
+                snapshot,
+            };
+            if !sink(state) {
+                go = false;
+                break;
+            }
+        }
+        go
+    })?;
+    Ok(stats)
+}
+
+/// One node of a [`Snapshot`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SnapNode {
+    File(Vec<u8>),
+    /// Another name of the file at this earlier path.
+    HardLink(Vec<u8>),
+    Dir,
+    Symlink(Vec<u8>),
+    Special(Kind),
+}
+
+/// One path of a [`Snapshot`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SnapEntry {
+    /// Relative, `/`-separated; parents come before their children.
+    pub path: Vec<u8>,
+    pub node: SnapNode,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+/// A post-crash tree, ready to be written into a directory.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Snapshot {
+    pub entries: Vec<SnapEntry>,
+}
+
+impl Snapshot {
+    /// The tree a remount after a crash finds in `store`.
+    pub fn of(store: &MemStore) -> Snapshot {
+        let tree = store.tree();
+        let image = store.image();
+        let mut first: HashMap<u64, Vec<u8>> = HashMap::new();
+        let entries = tree
+            .0
+            .into_iter()
+            .map(|(path, (node, ino))| {
+                let mode = image.inodes.get(&ino).map_or(0o644, |i| i.attrs.mode) & 0o7777;
+                let node = match node {
+                    TreeNode::File(data) => match first.get(&ino) {
+                        Some(p) => SnapNode::HardLink(p.clone()),
+                        None => {
+                            first.insert(ino, path.clone());
+                            SnapNode::File(data)
+                        }
+                    },
+                    TreeNode::Dir => SnapNode::Dir,
+                    TreeNode::Symlink(t) => SnapNode::Symlink(t),
+                    TreeNode::Special(k) => SnapNode::Special(k),
+                };
+                SnapEntry { path, node, mode }
+            })
+            .collect();
+        Snapshot { entries }
+    }
+
+    /// Writes the tree into `dir`, which must exist and be empty. Sockets
+    /// and device nodes are left out (a checker rarely needs them).
+    pub fn materialise(&self, dir: &Path) -> io::Result<()> {
+        let at = |p: &[u8]| -> PathBuf { dir.join(std::ffi::OsStr::from_bytes(p)) };
+        let mut dirs = Vec::new();
+        for e in &self.entries {
+            let path = at(&e.path);
+            match &e.node {
+                SnapNode::File(data) => {
+                    std::fs::write(&path, data)?;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(e.mode))?;
+                }
+                SnapNode::HardLink(p) => std::fs::hard_link(at(p), &path)?,
+                SnapNode::Dir => {
+                    std::fs::create_dir(&path)?;
+                    dirs.push((path, e.mode));
+                }
+                SnapNode::Symlink(t) => {
+                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(t), &path)?
+                }
+                SnapNode::Special(Kind::Fifo) => {
+                    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+                        .map_err(io::Error::other)?;
+                    // SAFETY: a valid NUL-terminated path.
+                    if unsafe { libc::mkfifo(c.as_ptr(), e.mode as libc::mode_t) } != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                SnapNode::Special(_) => {}
+            }
+        }
+        // Modes last, deepest first: a read-only directory still got its
+        // children.
+        for (path, mode) in dirs.into_iter().rev() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,328 @@
+//! Hooks on the state-changing calls of a volume: the trace [`Recorder`],
+//! the [`Tripwire`] with which `durafs run` cuts the power at a scripted
+//! point, the freeze gate, and marks.
+//!
+//! Invariants:
+//! * Without a recorder, a tripwire or a freeze, a call pays one check of
+//!   three atomics and nothing else.
+//! * Once the volume is frozen, no state-changing call takes effect: each
+//!   blocks until the cut has stopped the model, then fails with `EIO`.
+//!   The program that made it is being killed; it never sees the reply.
+//! * A call that trips an `after` trigger has taken effect; its caller
+//!   never sees the reply either.
+//! * Lock order: the recorder's lock before the sync lock.
+
+use super::{DuraFs, Result};
+use crate::model::{FsError, Ino, Kind, ROOT};
+use crate::trace::{
+    Data, Header, InitEntry, InitInode, Recorder, TRACE_VERSION, Text, Trace, TraceOp,
+};
+use parking_lot::{Condvar, Mutex};
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// Decides where `durafs run` cuts the power. Called on the thread of the
+/// call, with the recorder's lock held when recording.
+pub trait Tripwire: Send + Sync {
+    /// Before a state-changing call takes effect. `count` is the number of
+    /// program operations so far, this one included
+    /// ([`TraceOp::is_user_op`]). True freezes the volume before the call.
+    fn before(&self, count: u64, op: &TraceOp, paths: &[String]) -> bool;
+    /// After the call took effect, before its caller learns the result.
+    /// True freezes the volume.
+    fn after(&self, count: u64, op: &TraceOp, paths: &[String]) -> bool;
+    /// The volume froze, after `count` program operations. Called once.
+    fn frozen(&self, count: u64);
+}
+
+/// Blocks state-changing calls once closed, until released by the cut.
+#[derive(Debug, Default)]
+pub(super) struct Gate {
+    closed: AtomicBool,
+    released: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Gate {
+    /// Closes the gate; true the first time.
+    fn close(&self) -> bool {
+        !self.closed.swap(true, Ordering::SeqCst)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Blocks while closed and not yet released.
+    fn wait(&self) {
+        let mut released = self.released.lock();
+        while !*released {
+            self.cv.wait(&mut released);
+        }
+    }
+
+    /// Lets every blocked call go on (to fail: the model is cut).
+    pub(super) fn release(&self) {
+        *self.released.lock() = true;
+        self.cv.notify_all();
+    }
+}
+
+/// The hook state of a volume.
+#[derive(Default)]
+pub(super) struct Hooks {
+    recorder: OnceLock<Recorder>,
+    tripwire: OnceLock<Arc<dyn Tripwire>>,
+    pub(super) gate: Gate,
+    ops: AtomicU64,
+    marks: Mutex<Vec<String>>,
+}
+
+impl fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hooks")
+            .field("recording", &self.recorder.get().is_some())
+            .field("tripwire", &self.tripwire.get().is_some())
+            .field("frozen", &self.gate.is_closed())
+            .field("ops", &self.ops.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// Longest label `mark` accepts.
+pub const MAX_MARK: usize = 1024;
+
+fn rooted(p: Option<String>, fallback: impl FnOnce() -> String) -> String {
+    match p {
+        Some(p) => format!("/{p}"),
+        None => fallback(),
+    }
+}
+
+impl DuraFs {
+    /// Starts recording every state-changing call (see [`crate::trace`]),
+    /// keeping the trace in memory when `keep` and appending it to `file`
+    /// when given. Must be called before anything changed.
+    pub fn start_trace(&self, keep: bool, file: Option<File>) -> io::Result<()> {
+        if !self.model.pending_ops().is_empty() {
+            return Err(io::Error::other(
+                "tracing must start before the volume changes",
+            ));
+        }
+        let header = self.initial_header()?;
+        let rec = Recorder::new(header, keep, file)?;
+        self.hooks
+            .recorder
+            .set(rec)
+            .map_err(|_| io::Error::other("the volume is already being traced"))
+    }
+
+    /// Stops recording; the trace kept in memory, or `None` when the
+    /// volume was not traced.
+    pub fn finish_trace(&self) -> Option<io::Result<Trace>> {
+        self.hooks.recorder.get().map(Recorder::finish)
+    }
+
+    /// Installs the tripwire (once).
+    pub fn set_tripwire(&self, t: Arc<dyn Tripwire>) -> io::Result<()> {
+        self.hooks
+            .tripwire
+            .set(t)
+            .map_err(|_| io::Error::other("the volume already has a tripwire"))
+    }
+
+    /// Freezes the volume: no later state-changing call takes effect (each
+    /// waits for the cut, then fails). For triggers outside the calls
+    /// (`after-ms`, the program's exit).
+    pub fn freeze(&self) {
+        if self.hooks.gate.close() {
+            let count = self.hooks.ops.load(Ordering::SeqCst);
+            log::info!("durafs: frozen after {count} operations");
+            if let Some(w) = self.hooks.tripwire.get() {
+                w.frozen(count);
+            }
+        }
+    }
+
+    /// True once frozen.
+    pub fn is_frozen(&self) -> bool {
+        self.hooks.gate.is_closed()
+    }
+
+    /// Program operations seen so far ([`TraceOp::is_user_op`]); counted
+    /// only while traced or with a tripwire.
+    pub fn op_count(&self) -> u64 {
+        self.hooks.ops.load(Ordering::SeqCst)
+    }
+
+    /// Records a promise the program made (`durafs mark LABEL`): one line
+    /// of at most [`MAX_MARK`] bytes.
+    pub fn mark(&self, label: &str) -> Result<()> {
+        if label.trim().is_empty() || label.contains('\n') || label.len() > MAX_MARK {
+            return Err(FsError::Invalid.into());
+        }
+        if self.model.is_cut() {
+            return Err(FsError::Cut.into());
+        }
+        let label = label.trim().to_string();
+        let keep = label.clone();
+        self.observed(
+            || TraceOp::Mark { label },
+            || {
+                self.hooks.marks.lock().push(keep);
+                Ok(())
+            },
+            |_, _| true,
+        )
+    }
+
+    /// The marks recorded so far, in order.
+    pub fn marks(&self) -> Vec<String> {
+        self.hooks.marks.lock().clone()
+    }
+
+    /// Runs state-changing call `f` under the hooks. `mk` describes it
+    /// (called only when hooked); `fill` completes the description from
+    /// the result and says whether to record it.
+    pub(super) fn observed<T>(
+        &self,
+        mk: impl FnOnce() -> TraceOp,
+        f: impl FnOnce() -> Result<T>,
+        fill: impl FnOnce(&mut TraceOp, &T) -> bool,
+    ) -> Result<T> {
+        let h = &self.hooks;
+        if h.recorder.get().is_none() && h.tripwire.get().is_none() && !h.gate.is_closed() {
+            return f();
+        }
+        if h.gate.is_closed() {
+            h.gate.wait();
+            return Err(FsError::Cut.into());
+        }
+        let mut op = mk();
+        let mut rec = h.recorder.get().map(Recorder::lock);
+        let wire = h.tripwire.get();
+        let paths = self.paths(&op);
+        let count = if op.is_user_op() {
+            h.ops.fetch_add(1, Ordering::SeqCst) + 1
+        } else {
+            h.ops.load(Ordering::SeqCst)
+        };
+        let tripped = wire.is_some_and(|w| w.before(count, &op, &paths));
+        if tripped || h.gate.is_closed() {
+            drop(rec);
+            self.freeze();
+            h.gate.wait();
+            return Err(FsError::Cut.into());
+        }
+        let out = f()?;
+        if fill(&mut op, &out) {
+            if let Some(r) = rec.as_mut().filter(|r| r.recording()) {
+                r.push(op.clone(), paths.clone());
+            }
+        }
+        if wire.is_some_and(|w| w.after(count, &op, &paths)) {
+            drop(rec);
+            self.freeze();
+            h.gate.wait();
+            return Err(FsError::Cut.into());
+        }
+        Ok(out)
+    }
+
+    /// The live paths a call names, each from the root (`/a/b`).
+    fn paths(&self, op: &TraceOp) -> Vec<String> {
+        let m = &self.model;
+        let of = |ino: Ino| rooted(m.path_of(ino), || format!("<unlinked #{ino}>"));
+        let join = |dir: Ino, name: &Text| {
+            let name = String::from_utf8_lossy(&name.0);
+            match m.path_of(dir) {
+                Some(d) if d.is_empty() => format!("/{name}"),
+                Some(d) => format!("/{d}/{name}"),
+                None => format!("<removed dir #{dir}>/{name}"),
+            }
+        };
+        match op {
+            TraceOp::Create { parent, name, .. }
+            | TraceOp::Unlink { parent, name, .. }
+            | TraceOp::Rmdir { parent, name, .. } => vec![join(*parent, name)],
+            TraceOp::Link {
+                ino,
+                newparent,
+                newname,
+                ..
+            } => vec![of(*ino), join(*newparent, newname)],
+            TraceOp::Rename {
+                parent,
+                name,
+                newparent,
+                newname,
+                ..
+            } => vec![join(*parent, name), join(*newparent, newname)],
+            TraceOp::Setattr { ino, .. }
+            | TraceOp::Write { ino, .. }
+            | TraceOp::Fallocate { ino, .. }
+            | TraceOp::Fsync { ino, .. }
+            | TraceOp::Writeback { ino } => vec![of(*ino)],
+            TraceOp::Fsyncdir { dir } => vec![of(*dir)],
+            TraceOp::Sync | TraceOp::Mark { .. } => Vec::new(),
+        }
+    }
+
+    /// The durable tree now (nothing may be pending), as a trace header.
+    fn initial_header(&self) -> io::Result<Header> {
+        let err = |e: super::Error| io::Error::other(format!("reading the starting tree: {e}"));
+        let mut inodes = Vec::new();
+        let mut entries = Vec::new();
+        let mut queue = std::collections::VecDeque::from([ROOT]);
+        let mut seen = std::collections::BTreeSet::from([ROOT]);
+        while let Some(ino) = queue.pop_front() {
+            let st = self.getattr(ino).map_err(err)?;
+            let mut inode = InitInode {
+                ino,
+                kind: st.kind,
+                attrs: st.attrs,
+                size: st.size,
+                target: None,
+                data: None,
+            };
+            match st.kind {
+                Kind::File if st.size > 0 => {
+                    let mut data = Vec::with_capacity(st.size as usize);
+                    while (data.len() as u64) < st.size {
+                        let want = (st.size - data.len() as u64).min(1 << 20) as u32;
+                        let chunk = self.read(ino, data.len() as u64, want).map_err(err)?;
+                        if chunk.is_empty() {
+                            break;
+                        }
+                        data.extend_from_slice(&chunk);
+                    }
+                    inode.data = Some(Data(data.into()));
+                }
+                Kind::Symlink => inode.target = Some(Data(self.readlink(ino).map_err(err)?)),
+                Kind::Dir => {
+                    for (name, child, _) in self.model.readdir(ino).map_err(|e| err(e.into()))? {
+                        entries.push(InitEntry {
+                            dir: ino,
+                            name: Text(name),
+                            ino: child,
+                        });
+                        if seen.insert(child) {
+                            queue.push_back(child);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            inodes.push(inode);
+        }
+        Ok(Header {
+            durafs_trace: TRACE_VERSION,
+            model: self.opts.persistence,
+            inodes,
+            entries,
+        })
+    }
+}

@@ -1,0 +1,302 @@
+use super::replay::Replayer;
+use super::*;
+use crate::fs::{DuraFs, FsOptions, Tripwire};
+use crate::model::crash::{CrashOptions, Policy};
+use crate::model::{Attrs, Op, ROOT, RenameFlags, SetAttrs};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+fn attrs(mode: u32) -> Attrs {
+    Attrs {
+        mode,
+        ..Attrs::default()
+    }
+}
+
+/// Every file's content and every directory and symlink, by path.
+fn tree_of(fs: &DuraFs) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![(ROOT, Vec::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        for (name, ino, kind) in fs.model().readdir(dir).unwrap() {
+            let mut path = prefix.clone();
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(&name);
+            let content = match kind {
+                Kind::File => {
+                    let size = fs.getattr(ino).unwrap().size as u32;
+                    fs.read(ino, 0, size).unwrap()
+                }
+                Kind::Dir => {
+                    stack.push((ino, path.clone()));
+                    b"<dir>".to_vec()
+                }
+                Kind::Symlink => fs.readlink(ino).unwrap().to_vec(),
+                _ => Vec::new(),
+            };
+            out.insert(path, content);
+        }
+    }
+    out
+}
+
+/// A volume with a starting tree, traced from then on.
+fn traced_volume(dir: &std::path::Path) -> DuraFs {
+    let fs = DuraFs::open(dir, FsOptions::default()).unwrap();
+    let d = fs
+        .create(ROOT, b"dir", Kind::Dir, attrs(0o755), None)
+        .unwrap();
+    let f = fs
+        .create(d.ino, b"old", Kind::File, attrs(0o600), None)
+        .unwrap();
+    fs.write(f.ino, 0, b"starting content").unwrap();
+    fs.sync().unwrap();
+    fs.start_trace(true, None).unwrap();
+    fs
+}
+
+/// A workload using every traced call; returns nothing, leaves some of it
+/// unsynced.
+fn workload(fs: &DuraFs) {
+    let dir = fs.lookup(ROOT, b"dir").unwrap().ino;
+    let old = fs.lookup(dir, b"old").unwrap().ino;
+    let a = fs
+        .create(ROOT, b"a", Kind::File, attrs(0o644), None)
+        .unwrap()
+        .ino;
+    fs.write(a, 0, &[7u8; 3000]).unwrap();
+    fs.fsync(a, true).unwrap();
+    fs.write(a, 1000, b"overwritten").unwrap();
+    fs.mark("a acknowledged").unwrap();
+    fs.create(
+        ROOT,
+        b"ln",
+        Kind::Symlink,
+        attrs(0o777),
+        Some(Bytes::from_static(b"a")),
+    )
+    .unwrap();
+    fs.link(a, dir, b"hard").unwrap();
+    fs.rename(ROOT, b"a", dir, b"renamed", RenameFlags::default())
+        .unwrap();
+    fs.fsyncdir(dir).unwrap();
+    fs.setattr(
+        old,
+        SetAttrs {
+            size: Some(5),
+            ..SetAttrs::default()
+        },
+    )
+    .unwrap();
+    fs.fallocate(old, 0, 9000, crate::model::Fallocate::KeepSize)
+        .unwrap();
+    fs.unlink(dir, b"hard").unwrap();
+    let raw = fs
+        .create(ROOT, b"\xffraw", Kind::File, attrs(0o644), None)
+        .unwrap()
+        .ino;
+    fs.write(raw, 100, b"sparse").unwrap();
+    assert!(
+        fs.unlink(ROOT, b"missing").is_err(),
+        "failed calls are not recorded"
+    );
+}
+
+#[test]
+fn a_trace_round_trips_through_its_file_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = traced_volume(dir.path());
+    workload(&fs);
+    let trace = fs.finish_trace().unwrap().unwrap();
+    assert_eq!(trace.events.len(), 14);
+    assert_eq!(trace.events[0].to_string(), "#1 create /a");
+    assert_eq!(trace.events[1].to_string(), "#2 write /a [0, 3000)");
+    assert_eq!(trace.events[2].op.name(), "fdatasync");
+    assert_eq!(trace.events[7].to_string(), "#8 rename /a -> /dir/renamed");
+    assert_eq!(trace.events[9].op.name(), "truncate");
+    let mut bytes = Vec::new();
+    trace.write(&mut bytes).unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert!(text.contains(r#""name":{"b64":"/3Jhdw=="}"#), "{text}");
+    assert_eq!(Trace::read(&bytes[..]).unwrap(), trace);
+    assert_eq!(trace.marks_before(5), vec!["a acknowledged".to_string()]);
+    assert!(trace.marks_before(4).is_empty());
+}
+
+#[test]
+fn a_replay_reaches_the_recorded_pending_operations_and_durable_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = traced_volume(dir.path());
+    workload(&fs);
+    let trace = fs.finish_trace().unwrap().unwrap();
+    let mut r = Replayer::new(&trace.header).unwrap();
+    for ev in &trace.events {
+        r.apply(ev).unwrap();
+    }
+    let ops = |p: Vec<crate::model::PendingOp>| p.into_iter().map(|p| p.op).collect::<Vec<Op>>();
+    assert_eq!(ops(r.pending()), ops(fs.pending()));
+    assert_eq!(
+        crate::model::store::live_tree(r.model(), r.durable())
+            .unwrap()
+            .shapes()
+            .len(),
+        tree_of(&fs).len()
+    );
+
+    fs.cut(CrashOptions {
+        policy: Policy::DropAll,
+        ..CrashOptions::default()
+    })
+    .unwrap();
+    drop(fs);
+    let after = DuraFs::open(dir.path(), FsOptions::default()).unwrap();
+    let want: BTreeMap<Vec<u8>, Vec<u8>> = r
+        .durable()
+        .tree()
+        .shapes()
+        .into_iter()
+        .map(|(p, n)| {
+            let v = match n {
+                crate::model::TreeNode::File(d) => d,
+                crate::model::TreeNode::Dir => b"<dir>".to_vec(),
+                crate::model::TreeNode::Symlink(t) => t,
+                crate::model::TreeNode::Special(_) => Vec::new(),
+            };
+            (p, v)
+        })
+        .collect();
+    assert_eq!(tree_of(&after), want);
+}
+
+#[test]
+fn a_torn_last_line_is_dropped_and_damage_elsewhere_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = traced_volume(dir.path());
+    workload(&fs);
+    let trace = fs.finish_trace().unwrap().unwrap();
+    let mut bytes = Vec::new();
+    trace.write(&mut bytes).unwrap();
+
+    let torn = &bytes[..bytes.len() - 10];
+    let read = Trace::read(torn).unwrap();
+    assert_eq!(read.events.len(), trace.events.len() - 1);
+
+    let text = String::from_utf8(bytes).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[3] = "{not json";
+    match Trace::read(lines.join("\n").as_bytes()) {
+        Err(TraceError::Format { line: 4, .. }) => {}
+        other => panic!("expected a format error at line 4, got {other:?}"),
+    }
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.remove(2);
+    match Trace::read(lines.join("\n").as_bytes()) {
+        Err(TraceError::Format { line: 3, what }) => assert!(what.contains("numbered 3"), "{what}"),
+        other => panic!("expected a numbering error, got {other:?}"),
+    }
+    assert!(matches!(
+        Trace::read(&b""[..]),
+        Err(TraceError::Format { line: 1, .. })
+    ));
+}
+
+#[test]
+fn a_replay_that_diverges_says_which_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = traced_volume(dir.path());
+    workload(&fs);
+    let mut trace = fs.finish_trace().unwrap().unwrap();
+    if let TraceOp::Create { ino, .. } = &mut trace.events[0].op {
+        *ino += 1;
+    }
+    let mut r = Replayer::new(&trace.header).unwrap();
+    match r.apply(&trace.events[0]) {
+        Err(TraceError::Replay { n: 1, what }) => {
+            assert!(what.contains("recording made"), "{what}")
+        }
+        other => panic!("expected a replay error, got {other:?}"),
+    }
+}
+
+#[test]
+fn tracing_must_start_before_anything_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = DuraFs::open(dir.path(), FsOptions::default()).unwrap();
+    fs.create(ROOT, b"f", Kind::File, attrs(0o644), None)
+        .unwrap();
+    assert!(fs.start_trace(true, None).is_err());
+    fs.sync().unwrap();
+    fs.start_trace(true, None).unwrap();
+    assert!(fs.start_trace(true, None).is_err(), "only one recorder");
+}
+
+/// Trips before or after the `nth` operation named `name`.
+struct Wire {
+    name: &'static str,
+    before: bool,
+    frozen: mpsc::Sender<u64>,
+}
+
+impl Tripwire for Wire {
+    fn before(&self, _: u64, op: &TraceOp, _: &[String]) -> bool {
+        self.before && op.name() == self.name
+    }
+    fn after(&self, _: u64, op: &TraceOp, _: &[String]) -> bool {
+        !self.before && op.name() == self.name
+    }
+    fn frozen(&self, count: u64) {
+        let _ = self.frozen.send(count);
+    }
+}
+
+fn trip(before: bool) -> (Vec<u8>, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(DuraFs::open(dir.path(), FsOptions::default()).unwrap());
+    let (tx, rx) = mpsc::channel();
+    fs.set_tripwire(Arc::new(Wire {
+        name: "fsync",
+        before,
+        frozen: tx,
+    }))
+    .unwrap();
+    let f = fs
+        .create(ROOT, b"f", Kind::File, attrs(0o644), None)
+        .unwrap()
+        .ino;
+    fs.write(f, 0, b"data").unwrap();
+    fs.fsyncdir(ROOT).unwrap();
+    let worker = {
+        let fs = Arc::clone(&fs);
+        std::thread::spawn(move || fs.fsync(f, false))
+    };
+    let count = rx.recv().unwrap();
+    assert!(fs.is_frozen());
+    fs.cut(CrashOptions {
+        policy: Policy::DropAll,
+        ..CrashOptions::default()
+    })
+    .unwrap();
+    let r = worker.join().unwrap();
+    assert_eq!(
+        r.unwrap_err().errno(),
+        libc::EIO,
+        "the caller never sees success"
+    );
+    drop(fs);
+    let after = DuraFs::open(dir.path(), FsOptions::default()).unwrap();
+    let f = after.lookup(ROOT, b"f").unwrap().ino;
+    (after.read(f, 0, 100).unwrap(), count)
+}
+
+#[test]
+fn a_before_trigger_freezes_the_volume_before_the_call_takes_effect() {
+    assert_eq!(trip(true), (Vec::new(), 4));
+}
+
+#[test]
+fn an_after_trigger_freezes_the_volume_after_the_call_took_effect() {
+    assert_eq!(trip(false), (b"data".to_vec(), 4));
+}
