@@ -595,7 +595,7 @@ impl DuraFs {
         let state = choose(&pending);
         let effects = state.effects(&pending);
         let dropped = state.dropped();
-        let loss = Loss::of(&pending, &state);
+        let loss = Loss::of(&pending, &state, |op| self.model.describe(op));
         self.apply("cut", &effects)?;
         self.backing
             .delete_orphans()

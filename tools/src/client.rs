@@ -72,6 +72,24 @@ pub fn sync(mnt: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `durafs mark LABEL`: on `mnt`, or on `$DURAFS_MOUNT`.
+pub fn mark(mnt: Option<std::path::PathBuf>, label: &str) -> Result<()> {
+    let mnt = match mnt.or_else(|| std::env::var_os(crate::workload::ENV_MOUNT).map(Into::into)) {
+        Some(m) => m,
+        None => {
+            return Err(err(format!(
+                "which volume? pass --mount MOUNTPOINT or set ${}",
+                crate::workload::ENV_MOUNT
+            )));
+        }
+    };
+    if label.contains('\n') {
+        return Err(err("a mark is one line"));
+    }
+    Control::open(&mnt)?.request(&format!("mark {label}"))?;
+    Ok(())
+}
+
 fn daemon_pid(status: &Value) -> Result<i32> {
     status["volume"]["pid"]
         .as_u64()
@@ -115,6 +133,7 @@ pub fn cut(args: CutArgs) -> Result<()> {
                 .unwrap_or(durafs::fs::DEFAULT_DIRTY_LIMIT),
             real_fsync: vol["real_fsync"].as_bool().unwrap_or(false),
             foreground: false,
+            trace: None,
             threads: 2,
             daemonized: false,
             backing: backing.into(),

@@ -58,6 +58,11 @@ fn spawn_daemon(args: &MountArgs) -> Result<()> {
     if args.real_fsync {
         cmd.arg("--real-fsync");
     }
+    if let Some(t) = &args.trace {
+        // The daemon's working directory may differ: pass it absolute.
+        let t = std::path::absolute(t).map_err(|e| err(format!("--trace {}: {e}", t.display())))?;
+        cmd.arg("--trace").arg(t);
+    }
     cmd.arg(&args.backing)
         .arg(&args.mountpoint)
         .stdin(Stdio::null())
@@ -193,6 +198,11 @@ fn start(args: &MountArgs, persistence: Persistence) -> Result<Mounted> {
         dirty_limit: args.dirty_limit,
     };
     let fs = DuraFs::open(&backing, opts).map_err(|e| err(format!("backing directory {e}")))?;
+    if let Some(t) = &args.trace {
+        let file = File::create(t).map_err(|e| err(format!("--trace {}: {e}", t.display())))?;
+        fs.start_trace(false, Some(file))
+            .map_err(|e| err(format!("--trace {}: {e}", t.display())))?;
+    }
     mount::mount(
         Arc::new(fs),
         &mnt,

@@ -1,5 +1,7 @@
 //! The `durafs` command line: mount a volume, inspect what is unsynced,
-//! sync it, cut its power, unmount it.
+//! sync it, cut its power, unmount it; crash-test any program with a
+//! scripted cut (`run`) or by checking every crash state of one recorded
+//! run (`explore`).
 //!
 //! Every command but `mount` talks to the running daemon through the
 //! control file `MOUNTPOINT/.durafs` (see `durafs::control`), so scripts can
@@ -8,8 +10,11 @@
 mod client;
 mod daemon;
 pub mod demo;
+pub mod explore;
 mod render;
+pub mod run;
 mod size;
+pub mod workload;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -50,6 +55,131 @@ pub enum Command {
     /// Run every bundled engine through durafs, cut the power at many
     /// points, and print what each setting lost.
     Demo(DemoArgs),
+    /// Run a program on a fresh volume, cut the power at a trigger, remount
+    /// what survived and run a check there (exit status: the check's).
+    Run(RunArgs),
+    /// Record one run of a program, then check every crash state it could
+    /// leave, without running it again (exit 0: none failed, 1: some
+    /// failed, 2: usage or set-up error).
+    Explore(ExploreArgs),
+    /// Record a promise the program made (e.g. "put 7 acknowledged"), in
+    /// order with its operations; `explore` gives the check the marks
+    /// recorded before each crash.
+    Mark {
+        /// The promise, one line.
+        label: String,
+        /// The volume (default: $DURAFS_MOUNT, which run and explore set).
+        #[arg(long)]
+        mount: Option<PathBuf>,
+    },
+}
+
+/// Options both `run` and `explore` take.
+#[derive(Debug, clap::Args)]
+pub struct VolumeArgs {
+    /// Copy this directory into the volume first, as durable state.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Durability model: posix or journal.
+    #[arg(long, default_value = "posix")]
+    pub model: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Where the volumes go (kept afterwards; default: a temp dir, removed).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub volume: VolumeArgs,
+    /// What survives the cut: drop-all, keep-all, prefix, random, torn or
+    /// meta-first.
+    #[arg(long, default_value = "drop-all")]
+    pub policy: String,
+    /// Seed of the policy's (and `random`'s) choices.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Sector size of torn writes, in bytes.
+    #[arg(long, default_value_t = 512)]
+    pub sector: u64,
+    /// Survival probability of each operation and sector (random, torn).
+    #[arg(long)]
+    pub probability: Option<f64>,
+    /// Fill torn sectors with garbage instead of the old bytes.
+    #[arg(long)]
+    pub garbage: bool,
+    /// When to cut: after-ops=N, after-fsync=N, before:OP:REGEX[:nth=K],
+    /// after:OP:REGEX[:nth=K], after-ms=T, random or exit.
+    #[arg(long)]
+    pub cut: String,
+    /// Shell command run on the remounted volume after the cut (working
+    /// directory and $DURAFS_MOUNT: the volume; $DURAFS_MARKS: the marks).
+    #[arg(long)]
+    pub check: Option<String>,
+    /// Run N times with seeds SEED..SEED+N-1.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: u64,
+    /// The program and its arguments (its working directory and
+    /// $DURAFS_MOUNT: the volume).
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExploreArgs {
+    #[command(flatten)]
+    pub volume: VolumeArgs,
+    /// Explore this recorded trace (`--trace`, `durafs mount --trace`)
+    /// instead of running a program.
+    #[arg(long, conflicts_with = "command")]
+    pub replay: Option<PathBuf>,
+    /// Also write the recorded trace here (JSON lines).
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Crash points: every (after every operation) or fsync (just before
+    /// each fsync, fdatasync, fsyncdir, sync, and at the end).
+    #[arg(long, default_value = "every")]
+    pub at: String,
+    /// Most crash states checked; past it, each crash point gets a seeded
+    /// sample.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_states: usize,
+    /// Checks run at once (default: the number of cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Seed of sampled and torn states.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Sector size of torn writes, in bytes.
+    #[arg(long, default_value_t = 512)]
+    pub sector: u64,
+    /// Leave torn writes out of the enumeration.
+    #[arg(long)]
+    pub no_torn: bool,
+    /// Check only this state (a number from a report).
+    #[arg(long)]
+    pub only: Option<usize>,
+    /// Materialise failing states (or the --only state) under this
+    /// directory and leave them there.
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+    /// Failures described in full (the rest get a line each).
+    #[arg(long, default_value_t = 5)]
+    pub show: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Shell command run in each crash state (working directory and
+    /// $DURAFS_STATE: the state; $DURAFS_MARKS: the marks recorded before
+    /// the crash, one per line); exit 0 means the state is fine.
+    #[arg(long)]
+    pub check: String,
+    /// Where scratch directories go (default: the system temp dir).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The program and its arguments.
+    #[arg(last = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -93,6 +223,10 @@ pub struct MountArgs {
     /// Stay attached and log to stderr.
     #[arg(long)]
     pub foreground: bool,
+    /// Record every state-changing operation to this file (JSON lines),
+    /// for `durafs explore --replay`.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
     /// Threads serving FUSE requests.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -141,6 +275,9 @@ pub fn run() -> ExitCode {
     let default_level = if foreground { "info" } else { "warn,fuser=off" };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
         .init();
+    // run and explore: exit 2 for a usage or set-up error (1 and others
+    // are the check's).
+    let setup_failure = ExitCode::from(2);
     let result = match cli.command {
         Command::Mount(args) => daemon::mount(args),
         Command::Umount { mountpoint, lazy } => client::umount(&mountpoint, lazy),
@@ -148,12 +285,19 @@ pub fn run() -> ExitCode {
         Command::Sync { mountpoint } => client::sync(&mountpoint),
         Command::Cut(args) => client::cut(args),
         Command::Demo(args) => demo_cmd(args),
+        Command::Mark { label, mount } => client::mark(mount, &label),
+        Command::Run(args) => return exit_code(run::run(&args), setup_failure),
+        Command::Explore(args) => return exit_code(explore::explore(&args), setup_failure),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    exit_code(result.map(|()| ExitCode::SUCCESS), ExitCode::FAILURE)
+}
+
+fn exit_code(r: Result<ExitCode>, on_error: ExitCode) -> ExitCode {
+    match r {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("durafs: {e}");
-            ExitCode::FAILURE
+            on_error
         }
     }
 }

@@ -37,7 +37,7 @@ pub(super) struct Loss {
 }
 
 impl Loss {
-    pub fn of(pending: &[PendingOp], state: &CrashState) -> Loss {
+    pub fn of(pending: &[PendingOp], state: &CrashState, describe: impl Fn(&Op) -> String) -> Loss {
         let mut loss = Loss {
             bytes: 0,
             files: Default::default(),
@@ -71,7 +71,7 @@ impl Loss {
             }
             if loss.listed.len() < LOST_LISTED {
                 let part = if whole { "" } else { " (in part)" };
-                loss.listed.push(format!("{}{part}", p.op.summary()));
+                loss.listed.push(format!("{}{part}", describe(&p.op)));
             }
         }
         loss

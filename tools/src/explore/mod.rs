@@ -1,0 +1,311 @@
+//! `durafs explore`: record one run of a program on a tracing volume, then
+//! check every crash state the trace allows, without running the program
+//! again: each state is materialised into a scratch directory and the
+//! check runs there, several at a time.
+
+mod report;
+
+use crate::workload::{self, ENV_MARKS, ENV_MOUNT, ENV_STATE, run_check, spawn, write_marks};
+use crate::{ExploreArgs, Result, err};
+use durafs::explore::{CrashPoints, ExploreOptions, OpFate, State, Stats, states};
+use durafs::fs::FsOptions;
+use durafs::model::Persistence;
+use durafs::model::enumerate::EnumOptions;
+use durafs::trace::Trace;
+use std::fs;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, mpsc};
+use std::time::Instant;
+
+/// One checked state.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Checked {
+    pub state: usize,
+    pub point: usize,
+    pub after: Option<String>,
+    pub marks: Vec<String>,
+    pub description: String,
+    pub seed: u64,
+    pub dropped: usize,
+    pub ops: Vec<OpFate>,
+    pub passed: bool,
+    pub exit: i32,
+    pub output: String,
+}
+
+/// What an exploration found.
+#[derive(Debug, serde::Serialize)]
+pub struct Exploration {
+    pub states_tried: usize,
+    pub states_failed: usize,
+    #[serde(flatten)]
+    pub stats: Stats,
+    pub seconds: f64,
+    pub states_per_second: f64,
+    /// Failures, smallest first: earliest crash point, fewest operations
+    /// dropped, then state number.
+    pub failures: Vec<Checked>,
+}
+
+pub fn explore(args: &ExploreArgs) -> Result<ExitCode> {
+    let persistence: Persistence = args
+        .volume
+        .model
+        .parse()
+        .map_err(|e: String| err(format!("--model: {e}")))?;
+    let at: CrashPoints = args
+        .at
+        .parse()
+        .map_err(|e: String| err(format!("--at: {e}")))?;
+    if args.replay.is_none() && args.command.is_empty() {
+        return Err(err(
+            "nothing to explore: give the program after `--`, or --replay TRACE",
+        ));
+    }
+    if args.sector == 0 {
+        return Err(err("--sector must be positive"));
+    }
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let work = match &args.dir {
+        Some(d) => {
+            fs::create_dir_all(d).map_err(|e| err(format!("--dir {}: {e}", d.display())))?;
+            tempfile::Builder::new()
+                .prefix("durafs-explore-")
+                .tempdir_in(d)
+        }
+        None => tempfile::Builder::new().prefix("durafs-explore-").tempdir(),
+    }
+    .map_err(|e| err(format!("creating a scratch directory: {e}")))?;
+
+    let started = Instant::now();
+    let trace = match &args.replay {
+        Some(p) => Trace::read_file(p).map_err(|e| err(e.to_string()))?,
+        None => record(args, persistence, &work.path().join("record"))?,
+    };
+    if let Some(t) = &args.trace {
+        let f = fs::File::create(t).map_err(|e| err(format!("--trace {}: {e}", t.display())))?;
+        trace
+            .write(std::io::BufWriter::new(f))
+            .map_err(|e| err(format!("--trace {}: {e}", t.display())))?;
+    }
+    let opts = ExploreOptions {
+        at,
+        max_states: args.max_states.max(1),
+        enumerate: EnumOptions {
+            seed: args.seed,
+            sector: args.sector,
+            torn: !args.no_torn,
+            ..EnumOptions::default()
+        },
+    };
+    let scratch = work.path().join("states");
+    fs::create_dir_all(&scratch).map_err(|e| err(format!("{}: {e}", scratch.display())))?;
+    let checking = Instant::now();
+    let (stats, mut checked) = check_all(args, &trace, &opts, jobs, &scratch)?;
+    if let Some(only) = args.only {
+        if checked.is_empty() {
+            return Err(err(format!(
+                "no state {only}: this exploration has {} states",
+                stats.distinct
+            )));
+        }
+    }
+    let seconds = checking.elapsed().as_secs_f64();
+    checked.sort_by_key(|c| (c.point, c.dropped, c.state));
+    let tried = checked.len();
+    let failures: Vec<Checked> = checked.into_iter().filter(|c| !c.passed).collect();
+    let result = Exploration {
+        states_tried: tried,
+        states_failed: failures.len(),
+        stats,
+        seconds,
+        states_per_second: if seconds > 0.0 {
+            tried as f64 / seconds
+        } else {
+            0.0
+        },
+        failures,
+    };
+    log::info!(
+        "durafs explore: {:.2} s in all",
+        started.elapsed().as_secs_f64()
+    );
+    if args.json {
+        let mut v = serde_json::to_value(&result).map_err(|e| err(e.to_string()))?;
+        if let Some(list) = v["failures"].as_array_mut() {
+            for f in list {
+                let id = f["state"].as_u64().unwrap_or(0) as usize;
+                f["reproduce"] = report::reproduce(args, id).into();
+            }
+        }
+        println!("{v}");
+    } else {
+        print!("{}", report::text(args, &result));
+    }
+    Ok(if result.states_failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Runs the program once on a tracing volume; its trace.
+fn record(args: &ExploreArgs, persistence: Persistence, dir: &Path) -> Result<Trace> {
+    let opts = FsOptions {
+        persistence,
+        ..FsOptions::default()
+    };
+    let mounted = workload::volume(dir, args.volume.init.as_deref(), opts, |fs| {
+        fs.start_trace(true, None)
+            .map_err(|e| err(format!("tracing: {e}")))
+    })?;
+    let mnt = mounted.mountpoint().to_path_buf();
+    let status = spawn(&args.command, &mnt, &[(ENV_MOUNT, &mnt)])?
+        .wait()
+        .map_err(|e| err(format!("waiting for the program: {e}")))?;
+    let trace = mounted
+        .fs()
+        .finish_trace()
+        .unwrap_or_else(|| Err(std::io::Error::other("the volume was not traced")))
+        .map_err(|e| err(format!("tracing: {e}")))?;
+    mounted
+        .unmount()
+        .map_err(|e| err(format!("unmounting the recording volume: {e}")))?;
+    if !status.success() {
+        return Err(err(format!(
+            "the program failed ({status}) on the recording volume; a crash test needs a run that works"
+        )));
+    }
+    Ok(trace)
+}
+
+/// Generates the states and checks them on `jobs` threads.
+fn check_all(
+    args: &ExploreArgs,
+    trace: &Trace,
+    opts: &ExploreOptions,
+    jobs: usize,
+    scratch: &Path,
+) -> Result<(Stats, Vec<Checked>)> {
+    let (tx, rx) = mpsc::sync_channel::<State>(jobs * 2);
+    let rx = Mutex::new(rx);
+    let results: Mutex<Vec<Checked>> = Mutex::new(Vec::new());
+    let first_error: Mutex<Option<crate::CliError>> = Mutex::new(None);
+    let done = AtomicUsize::new(0);
+    let failed = AtomicUsize::new(0);
+    let progress = std::io::stderr().is_terminal() && !args.json;
+    let only = args.only;
+    let stats = std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                loop {
+                    let next = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(state) = next else { return };
+                    // After a set-up error, drain the queue so generation ends.
+                    if first_error.lock().map_or(true, |e| e.is_some()) {
+                        continue;
+                    }
+                    match check_one(args, state, scratch) {
+                        Ok(c) => {
+                            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                            let f = failed.fetch_add(usize::from(!c.passed), Ordering::Relaxed)
+                                + usize::from(!c.passed);
+                            if progress {
+                                eprint!("\r\x1b[2Kdurafs explore: {n} states checked, {f} failed");
+                            }
+                            if let Ok(mut r) = results.lock() {
+                                r.push(c);
+                            }
+                        }
+                        Err(e) => {
+                            if let Ok(mut slot) = first_error.lock() {
+                                slot.get_or_insert(e);
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        let stats = states(trace, opts, |st| match only {
+            Some(o) if st.id < o => true,
+            Some(o) if st.id > o => false,
+            _ => {
+                let ok = tx.send(st).is_ok();
+                ok && only.is_none()
+            }
+        });
+        drop(tx);
+        stats
+    });
+    if progress {
+        eprint!("\r\x1b[2K");
+    }
+    if let Some(e) = first_error.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    let stats = stats.map_err(|e| err(e.to_string()))?;
+    let results = results.into_inner().unwrap_or_default();
+    Ok((stats, results))
+}
+
+/// Materialises `state`, runs the check there, and cleans up (keeping the
+/// state under `--keep` when it failed or was asked for by `--only`).
+fn check_one(args: &ExploreArgs, state: State, scratch: &Path) -> Result<Checked> {
+    let dir = scratch.join(format!("s{}", state.id));
+    let marks = scratch.join(format!("s{}.marks", state.id));
+    let setup = |e: std::io::Error| err(format!("materialising state {}: {e}", state.id));
+    fs::create_dir(&dir).map_err(setup)?;
+    state.snapshot.materialise(&dir).map_err(setup)?;
+    write_marks(&marks, &state.marks)?;
+    let run = run_check(
+        &args.check,
+        &dir,
+        &[(ENV_STATE, &dir), (ENV_MARKS, &marks)],
+        true,
+    )?;
+    let _ = fs::remove_dir_all(&dir);
+    let _ = fs::remove_file(&marks);
+    if let Some(keep) = &args.keep {
+        if !run.passed() || args.only.is_some() {
+            keep_state(keep, &state)?;
+        }
+    }
+    Ok(Checked {
+        state: state.id,
+        point: state.point,
+        after: state.after,
+        marks: state.marks,
+        description: state.description,
+        seed: state.seed,
+        dropped: state.dropped,
+        ops: state.ops,
+        passed: run.passed(),
+        exit: run.code(),
+        output: run.output,
+    })
+}
+
+/// Leaves `state` in `KEEP/state-N` (and its marks in `KEEP/state-N.marks`).
+fn keep_state(keep: &Path, state: &State) -> Result<PathBuf> {
+    let dir = keep.join(format!("state-{}", state.id));
+    let e = |x: std::io::Error| err(format!("--keep {}: {x}", dir.display()));
+    if dir.exists() {
+        fs::remove_dir_all(&dir).map_err(e)?;
+    }
+    fs::create_dir_all(&dir).map_err(e)?;
+    state.snapshot.materialise(&dir).map_err(e)?;
+    write_marks(
+        &keep.join(format!("state-{}.marks", state.id)),
+        &state.marks,
+    )?;
+    Ok(dir)
+}

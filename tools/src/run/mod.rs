@@ -1,0 +1,289 @@
+//! `durafs run`: run a program on a fresh volume, cut the power at a
+//! scripted point, remount what survived, and run a check there.
+//!
+//! At the trigger the volume freezes (no later call takes effect; callers
+//! block), the program's whole process group is killed with SIGKILL, the
+//! crash policy is applied, and the post-crash state is mounted at the same
+//! place. The check's exit status is `durafs run`'s.
+
+pub mod trigger;
+
+use crate::workload::{
+    self, CheckRun, ENV_MARKS, ENV_MOUNT, WorkDir, kill_group, run_check, spawn, write_marks,
+};
+use crate::{Result, RunArgs, err};
+use durafs::fs::{CutSummary, FsOptions};
+use durafs::model::Persistence;
+use durafs::model::crash::{CrashOptions, Policy};
+use durafs::model::rng::SplitMix64;
+use std::path::Path;
+use std::process::{ExitCode, ExitStatus};
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+use trigger::{Event, Hit, Trigger, When, Wire};
+
+/// What one run did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub seed: u64,
+    /// The trigger fired (else the program exited first).
+    pub hit: Option<Hit>,
+    /// Program operations before the cut.
+    pub ops: u64,
+    /// The program's own exit status, when it exited before the cut.
+    pub exited: Option<ExitStatus>,
+    pub cut: CutSummary,
+    pub check: Option<CheckRun>,
+}
+
+struct Plan<'a> {
+    args: &'a RunArgs,
+    opts: FsOptions,
+    policy: Policy,
+}
+
+pub fn run(args: &RunArgs) -> Result<ExitCode> {
+    let trigger: Trigger = args
+        .cut
+        .parse()
+        .map_err(|e: String| err(format!("--cut: {e}")))?;
+    let persistence: Persistence = args
+        .volume
+        .model
+        .parse()
+        .map_err(|e: String| err(format!("--model: {e}")))?;
+    let policy: Policy = args
+        .policy
+        .parse()
+        .map_err(|e: String| err(format!("--policy: {e}")))?;
+    if args.command.is_empty() {
+        return Err(err(
+            "no program given: durafs run --cut TRIGGER -- CMD [ARGS...]",
+        ));
+    }
+    let plan = Plan {
+        args,
+        opts: FsOptions {
+            persistence,
+            ..FsOptions::default()
+        },
+        policy,
+    };
+    let work = WorkDir::new(args.dir.as_deref(), "durafs-run-")?;
+    let total = match trigger {
+        Trigger::Random => Some(count_ops(&plan, &work.path().join("count"))?),
+        _ => None,
+    };
+    let repeat = args.repeat.max(1);
+    let mut failed: Vec<(u64, i32)> = Vec::new();
+    for i in 0..repeat {
+        let seed = args.seed.wrapping_add(i);
+        let dir = work.path().join(format!("run-{seed}"));
+        let t = match (total, &trigger) {
+            (Some(n), _) => {
+                let k = 1 + SplitMix64::new(seed).below(n);
+                eprintln!("durafs run: random: operation {k} of {n} (seed {seed})");
+                Trigger::AfterOps(k)
+            }
+            (None, t) => t.clone(),
+        };
+        let out = once(&plan, &t, seed, &dir)?;
+        if let Some(c) = out.check.as_ref().filter(|c| !c.passed()) {
+            failed.push((seed, c.code()));
+        }
+    }
+    if !work.is_temporary() {
+        eprintln!("durafs run: volumes kept in {}", work.path().display());
+    }
+    if repeat > 1 {
+        let seeds: Vec<String> = failed.iter().map(|(s, _)| s.to_string()).collect();
+        match args.check {
+            Some(_) => eprintln!(
+                "durafs run: the check failed in {} of {repeat} runs{}",
+                failed.len(),
+                if seeds.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (seeds {})", seeds.join(", "))
+                }
+            ),
+            None => eprintln!("durafs run: {repeat} runs (no --check)"),
+        }
+    }
+    Ok(match failed.first() {
+        Some((_, code)) => ExitCode::from(u8::try_from(*code).unwrap_or(1).max(1)),
+        None => ExitCode::SUCCESS,
+    })
+}
+
+/// Runs the program once without a cut and counts its operations.
+fn count_ops(plan: &Plan<'_>, dir: &Path) -> Result<u64> {
+    let (tx, rx) = mpsc::channel();
+    let wire = Arc::new(Wire::new(Trigger::Exit, tx.clone()));
+    let mounted = workload::volume(dir, plan.args.volume.init.as_deref(), plan.opts, |fs| {
+        fs.set_tripwire(wire)
+            .map_err(|e| err(format!("tripwire: {e}")))
+    })?;
+    let mnt = mounted.mountpoint().to_path_buf();
+    let mut child = spawn(&plan.args.command, &mnt, &[(ENV_MOUNT, &mnt)])?;
+    let status = child
+        .wait()
+        .map_err(|e| err(format!("waiting for the program: {e}")))?;
+    drop(rx);
+    let n = mounted.fs().op_count();
+    mounted
+        .unmount()
+        .map_err(|e| err(format!("unmounting the counting volume: {e}")))?;
+    if !status.success() {
+        log::warn!("durafs run: the counting run exited with {status}");
+    }
+    if n == 0 {
+        return Err(err("random: the program made no operations on the volume"));
+    }
+    Ok(n)
+}
+
+fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> {
+    let args = plan.args;
+    let (tx, rx) = mpsc::channel();
+    let wire = Arc::new(Wire::new(t.clone(), tx.clone()));
+    let mounted = workload::volume(dir, args.volume.init.as_deref(), plan.opts, |fs| {
+        fs.set_tripwire(wire)
+            .map_err(|e| err(format!("tripwire: {e}")))
+    })?;
+    let fs = Arc::clone(mounted.fs());
+    let mnt = mounted.mountpoint().to_path_buf();
+    let started = Instant::now();
+    let mut child = spawn(&args.command, &mnt, &[(ENV_MOUNT, &mnt)])?;
+    let pgid = child.id();
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(Event::Exited(child.wait()));
+    });
+
+    let first = match t {
+        Trigger::AfterMs(ms) => {
+            let left = Duration::from_millis(*ms).saturating_sub(started.elapsed());
+            match rx.recv_timeout(left) {
+                Ok(ev) => Some(ev),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return Err(err("the program vanished")),
+            }
+        }
+        _ => Some(
+            rx.recv()
+                .map_err(|_| err("the program vanished without an exit status"))?,
+        ),
+    };
+    let (hit, exited) = match first {
+        Some(Event::Hit(h)) => (Some(h), None),
+        Some(Event::Exited(s)) => (
+            None,
+            Some(s.map_err(|e| err(format!("waiting for the program: {e}")))?),
+        ),
+        None => (
+            Some(Hit {
+                count: fs.op_count(),
+                op: None,
+                when: When::After,
+            }),
+            None,
+        ),
+    };
+    // The machine dies here: nothing more takes effect, and every process
+    // of the program is killed (those blocked in a call die once the cut
+    // answers it).
+    fs.freeze();
+    kill_group(pgid);
+    let ops = fs.op_count();
+    let marks = fs.marks();
+    let cut = mounted
+        .cut(CrashOptions {
+            policy: plan.policy,
+            seed,
+            sector: args.sector,
+            probability: args
+                .probability
+                .unwrap_or(CrashOptions::default().probability),
+            garbage: args.garbage,
+        })
+        .map_err(|e| err(format!("cut: {e}")))?;
+    let _ = waiter.join();
+    report(t, seed, &hit, ops, exited.as_ref(), &cut);
+
+    let post = workload::volume(dir, None, plan.opts, |_| Ok(()))
+        .map_err(|e| err(format!("remounting after the cut: {}", e.0)))?;
+    let check = match &args.check {
+        Some(c) => {
+            let marks_file = dir.join("marks");
+            write_marks(&marks_file, &marks)?;
+            Some(run_check(
+                c,
+                &mnt,
+                &[(ENV_MOUNT, &mnt), (ENV_MARKS, &marks_file)],
+                false,
+            )?)
+        }
+        None => None,
+    };
+    post.unmount()
+        .map_err(|e| err(format!("unmounting after the check: {e}")))?;
+    if let Some(c) = &check {
+        eprintln!(
+            "durafs run: check {} (exit {})",
+            if c.passed() { "passed" } else { "FAILED" },
+            c.code()
+        );
+    }
+    Ok(Outcome {
+        seed,
+        hit,
+        ops,
+        exited,
+        cut,
+        check,
+    })
+}
+
+fn report(
+    t: &Trigger,
+    seed: u64,
+    hit: &Option<Hit>,
+    ops: u64,
+    exited: Option<&ExitStatus>,
+    c: &CutSummary,
+) {
+    let at = match (hit, exited) {
+        (
+            Some(Hit {
+                op: Some(op),
+                when,
+                count,
+            }),
+            _,
+        ) => format!(
+            "trigger {t} hit {} operation {count} ({op})",
+            if *when == When::Before {
+                "before"
+            } else {
+                "after"
+            },
+        ),
+        (Some(_), _) => format!("trigger {t} hit after {ops} operations"),
+        (None, Some(s)) if matches!(t, Trigger::Exit) => {
+            format!("the program exited ({s}) after {ops} operations")
+        }
+        (None, Some(s)) => {
+            format!("the program exited ({s}) after {ops} operations, before trigger {t} fired")
+        }
+        (None, None) => format!("cut after {ops} operations"),
+    };
+    eprintln!("durafs run: {at}");
+    eprintln!(
+        "durafs run: power cut ({}, seed {seed}): lost {} of {} unsynced operations, {} bytes, {} files, {} names",
+        c.policy, c.ops_lost, c.ops_pending, c.bytes_lost, c.files_lost, c.names_lost
+    );
+    for l in &c.lost {
+        eprintln!("durafs run:   lost: {l}");
+    }
+}

@@ -1,0 +1,323 @@
+//! Where `durafs run` cuts the power, and the tripwire that watches for it.
+
+use durafs::fs::Tripwire;
+use durafs::trace::TraceOp;
+use regex::Regex;
+use std::fmt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+
+/// Before or after the operation takes effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    Before,
+    After,
+}
+
+/// A cut point.
+#[derive(Clone, Debug)]
+pub enum Trigger {
+    /// After the N-th program operation (or, if that one failed, before the
+    /// next).
+    AfterOps(u64),
+    /// When the N-th fsync, fdatasync, fsyncdir or sync has taken effect.
+    AfterFsync(u64),
+    /// Before or after the `nth` operation named `op` (any, when `None`)
+    /// on a path matching `re`.
+    Op {
+        when: When,
+        op: Option<String>,
+        re: Regex,
+        nth: u64,
+    },
+    /// T milliseconds after the program started.
+    AfterMs(u64),
+    /// A uniformly chosen operation (seeded).
+    Random,
+    /// When the program exits on its own.
+    Exit,
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Trigger::AfterOps(n) => write!(f, "after-ops={n}"),
+            Trigger::AfterFsync(n) => write!(f, "after-fsync={n}"),
+            Trigger::Op { when, op, re, nth } => write!(
+                f,
+                "{}:{}:{}:nth={nth}",
+                if *when == When::Before {
+                    "before"
+                } else {
+                    "after"
+                },
+                op.as_deref().unwrap_or("any"),
+                re.as_str()
+            ),
+            Trigger::AfterMs(t) => write!(f, "after-ms={t}"),
+            Trigger::Random => f.write_str("random"),
+            Trigger::Exit => f.write_str("exit"),
+        }
+    }
+}
+
+fn positive(what: &str, v: &str) -> Result<u64, String> {
+    match v.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{what}: {v:?} is not a positive number")),
+    }
+}
+
+impl std::str::FromStr for Trigger {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(n) = s.strip_prefix("after-ops=") {
+            return positive("after-ops", n).map(Trigger::AfterOps);
+        }
+        if let Some(n) = s.strip_prefix("after-fsync=") {
+            return positive("after-fsync", n).map(Trigger::AfterFsync);
+        }
+        if let Some(n) = s.strip_prefix("after-ms=") {
+            return n
+                .parse()
+                .map(Trigger::AfterMs)
+                .map_err(|_| format!("after-ms: {n:?} is not a number of milliseconds"));
+        }
+        match s {
+            "random" => return Ok(Trigger::Random),
+            "exit" => return Ok(Trigger::Exit),
+            _ => {}
+        }
+        let (when, rest) = if let Some(r) = s.strip_prefix("before:") {
+            (When::Before, r)
+        } else if let Some(r) = s.strip_prefix("after:") {
+            (When::After, r)
+        } else {
+            return Err(format!(
+                "unknown trigger {s:?} (expected after-ops=N, after-fsync=N, \
+                 before:OP:REGEX[:nth=K], after:OP:REGEX[:nth=K], after-ms=T, random or exit)"
+            ));
+        };
+        let (op, rest) = rest.split_once(':').unwrap_or((rest, ""));
+        let op = match op {
+            "any" | "*" => None,
+            o if TraceOp::NAMES.contains(&o) => Some(o.to_string()),
+            o => {
+                return Err(format!(
+                    "unknown operation {o:?} (expected any or one of {})",
+                    TraceOp::NAMES.join(", ")
+                ));
+            }
+        };
+        let (pattern, nth) = match rest.rsplit_once(":nth=") {
+            Some((p, k)) => (p, positive("nth", k)?),
+            None => (rest, 1),
+        };
+        let re = Regex::new(pattern).map_err(|e| format!("path pattern {pattern:?}: {e}"))?;
+        Ok(Trigger::Op { when, op, re, nth })
+    }
+}
+
+/// What the tripwire saw when it fired.
+#[derive(Clone, Debug)]
+pub struct Hit {
+    /// Program operations so far.
+    pub count: u64,
+    /// The operation, e.g. `fsync /log` (`None` for a timer or the exit).
+    pub op: Option<String>,
+    pub when: When,
+}
+
+/// What the run's main thread waits for.
+#[derive(Debug)]
+pub enum Event {
+    Hit(Hit),
+    /// The program (the process `durafs run` started) exited.
+    Exited(std::io::Result<std::process::ExitStatus>),
+}
+
+/// Watches a volume's calls for a trigger; sends one [`Event::Hit`].
+pub struct Wire {
+    trigger: Trigger,
+    fired: AtomicBool,
+    matched: AtomicU64,
+    fsyncs: AtomicU64,
+    tx: Mutex<Sender<Event>>,
+}
+
+impl Wire {
+    /// A tripwire for `trigger`; triggers outside the calls (`after-ms`,
+    /// `exit`, `random` before it is resolved) never fire from it.
+    pub fn new(trigger: Trigger, tx: Sender<Event>) -> Wire {
+        Wire {
+            trigger,
+            fired: AtomicBool::new(false),
+            matched: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
+            tx: Mutex::new(tx),
+        }
+    }
+
+    fn fire(&self, count: u64, op: &TraceOp, paths: &[String], when: When) -> bool {
+        if self.fired.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        let hit = Hit {
+            count,
+            op: Some(op.summary(paths)),
+            when,
+        };
+        if let Ok(tx) = self.tx.lock() {
+            let _ = tx.send(Event::Hit(hit));
+        }
+        true
+    }
+
+    fn matches(&self, want: &Option<String>, re: &Regex, op: &TraceOp, paths: &[String]) -> bool {
+        op.is_user_op()
+            && want.as_deref().is_none_or(|w| w == op.name())
+            && (paths.iter().any(|p| re.is_match(p))
+                || (paths.is_empty() && re.as_str().is_empty()))
+    }
+}
+
+impl Tripwire for Wire {
+    fn before(&self, count: u64, op: &TraceOp, paths: &[String]) -> bool {
+        let hit = match &self.trigger {
+            // The N-th operation failed (no `after` call): cut before the next.
+            Trigger::AfterOps(n) => op.is_user_op() && count > *n,
+            Trigger::Op {
+                when: When::Before,
+                op: want,
+                re,
+                nth,
+            } => {
+                self.matches(want, re, op, paths)
+                    && self.matched.fetch_add(1, Ordering::SeqCst) + 1 == *nth
+            }
+            _ => false,
+        };
+        hit && self.fire(count, op, paths, When::Before)
+    }
+
+    fn after(&self, count: u64, op: &TraceOp, paths: &[String]) -> bool {
+        let hit = match &self.trigger {
+            Trigger::AfterOps(n) => op.is_user_op() && count >= *n,
+            Trigger::AfterFsync(n) => {
+                op.is_persistence_point() && self.fsyncs.fetch_add(1, Ordering::SeqCst) + 1 == *n
+            }
+            Trigger::Op {
+                when: When::After,
+                op: want,
+                re,
+                nth,
+            } => {
+                self.matches(want, re, op, paths)
+                    && self.matched.fetch_add(1, Ordering::SeqCst) + 1 == *nth
+            }
+            _ => false,
+        };
+        hit && self.fire(count, op, paths, When::After)
+    }
+
+    fn frozen(&self, _count: u64) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn parse(s: &str) -> Trigger {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn every_trigger_kind_parses_and_prints() {
+        for s in [
+            "after-ops=3",
+            "after-fsync=2",
+            "before:rename:^/data$:nth=1",
+            "after:write:/log:nth=2",
+            "after:any:a:b:nth=3",
+            "after-ms=250",
+            "random",
+            "exit",
+        ] {
+            assert_eq!(parse(s).to_string(), s);
+        }
+        assert_eq!(
+            parse("before:fsync:log").to_string(),
+            "before:fsync:log:nth=1"
+        );
+        for (bad, why) in [
+            ("after-ops=0", "positive"),
+            ("after-fsync=x", "positive"),
+            ("before:frob:x", "unknown operation"),
+            ("after:write:(", "path pattern"),
+            ("after:write:x:nth=0", "positive"),
+            ("sometime", "unknown trigger"),
+        ] {
+            let e = bad.parse::<Trigger>().unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    fn write(path: &str) -> (TraceOp, Vec<String>) {
+        (
+            TraceOp::Write {
+                ino: 2,
+                offset: 0,
+                data: durafs::trace::Data(b"x".to_vec().into()),
+                t: Default::default(),
+            },
+            vec![path.to_string()],
+        )
+    }
+
+    #[test]
+    fn a_path_trigger_fires_once_at_the_nth_match() {
+        let (tx, rx) = mpsc::channel();
+        let w = Wire::new(parse("after:write:^/log$:nth=2"), tx);
+        let (op, log) = write("/log");
+        let (_, other) = write("/other");
+        assert!(!w.after(1, &op, &log));
+        assert!(!w.after(2, &op, &other));
+        assert!(
+            !w.before(3, &op, &log),
+            "before does not count for an after trigger"
+        );
+        assert!(w.after(3, &op, &log));
+        assert!(!w.after(4, &op, &log), "fires once");
+        let Ok(Event::Hit(hit)) = rx.try_recv() else {
+            panic!("no hit sent");
+        };
+        assert_eq!(
+            (hit.count, hit.op.as_deref()),
+            (3, Some("write /log [0, 1)"))
+        );
+    }
+
+    #[test]
+    fn after_ops_cuts_before_the_next_call_when_the_nth_failed() {
+        let (tx, _rx) = mpsc::channel();
+        let w = Wire::new(parse("after-ops=2"), tx);
+        let (op, p) = write("/f");
+        assert!(!w.after(1, &op, &p));
+        assert!(!w.before(2, &op, &p));
+        // Call 2 failed: no after. Call 3 arrives.
+        assert!(w.before(3, &op, &p));
+    }
+
+    #[test]
+    fn after_fsync_counts_every_persistence_call() {
+        let (tx, _rx) = mpsc::channel();
+        let w = Wire::new(parse("after-fsync=2"), tx);
+        let dir = TraceOp::Fsyncdir { dir: 1 };
+        let (op, p) = write("/f");
+        assert!(!w.after(1, &dir, &p));
+        assert!(!w.after(2, &op, &p));
+        assert!(w.after(3, &TraceOp::Sync, &[]));
+    }
+}

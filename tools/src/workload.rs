@@ -1,0 +1,284 @@
+//! What `durafs run` and `durafs explore` share: a scratch volume in a
+//! work directory (optionally seeded from `--init`), the program under test
+//! in its own process group, and checks run through `sh -c`.
+
+use crate::{Result, err};
+use durafs::backing::META_DIR;
+use durafs::fs::{DuraFs, FsOptions};
+use durafs::mount::{self, MountOptions, Mounted};
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+
+/// Environment variable naming the mount a workload or check runs on.
+pub const ENV_MOUNT: &str = "DURAFS_MOUNT";
+/// Environment variable naming a materialised crash state.
+pub const ENV_STATE: &str = "DURAFS_STATE";
+/// Environment variable naming the file of marks recorded before a crash.
+pub const ENV_MARKS: &str = "DURAFS_MARKS";
+
+/// A work directory: a temp dir removed on drop, or one the user named.
+pub struct WorkDir {
+    path: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl WorkDir {
+    /// `dir` when given (created; must be empty or missing), else a temp dir.
+    pub fn new(dir: Option<&Path>, prefix: &str) -> Result<WorkDir> {
+        match dir {
+            Some(d) => {
+                fs::create_dir_all(d).map_err(|e| err(format!("{}: {e}", d.display())))?;
+                let mut it = fs::read_dir(d).map_err(|e| err(format!("{}: {e}", d.display())))?;
+                if it.next().is_some() {
+                    return Err(err(format!(
+                        "--dir {} is not empty (durafs puts its volumes there)",
+                        d.display()
+                    )));
+                }
+                let path = fs::canonicalize(d).map_err(|e| err(format!("{}: {e}", d.display())))?;
+                Ok(WorkDir { path, _tmp: None })
+            }
+            None => {
+                let tmp = tempfile::Builder::new()
+                    .prefix(prefix)
+                    .tempdir()
+                    .map_err(|e| err(format!("creating a temp dir: {e}")))?;
+                Ok(WorkDir {
+                    path: tmp.path().to_path_buf(),
+                    _tmp: Some(tmp),
+                })
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True when the directory is removed on drop.
+    pub fn is_temporary(&self) -> bool {
+        self._tmp.is_some()
+    }
+}
+
+/// Copies the tree at `from` into `to` (files, directories, symlinks,
+/// permission bits). A top-level `.durafs` is skipped: that name is the
+/// volume's own.
+pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    let e = |p: &Path, e: io::Error| err(format!("--init: {}: {e}", p.display()));
+    let md = fs::metadata(from).map_err(|x| e(from, x))?;
+    if !md.is_dir() {
+        return Err(err(format!(
+            "--init: {} is not a directory",
+            from.display()
+        )));
+    }
+    fs::create_dir_all(to).map_err(|x| e(to, x))?;
+    copy_dir(from, to, true).map_err(|(p, x)| e(&p, x))
+}
+
+fn copy_dir(from: &Path, to: &Path, top: bool) -> std::result::Result<(), (PathBuf, io::Error)> {
+    let entries = fs::read_dir(from).map_err(|e| (from.to_path_buf(), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| (from.to_path_buf(), e))?;
+        let src = entry.path();
+        if top && entry.file_name() == META_DIR {
+            log::warn!(
+                "durafs: --init: skipping {} (a reserved name)",
+                src.display()
+            );
+            continue;
+        }
+        let dst = to.join(entry.file_name());
+        let md = fs::symlink_metadata(&src).map_err(|e| (src.clone(), e))?;
+        let ft = md.file_type();
+        if ft.is_dir() {
+            fs::create_dir(&dst).map_err(|e| (dst.clone(), e))?;
+            copy_dir(&src, &dst, false)?;
+            fs::set_permissions(&dst, fs::Permissions::from_mode(md.permissions().mode()))
+                .map_err(|e| (dst.clone(), e))?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&src).map_err(|e| (src.clone(), e))?;
+            std::os::unix::fs::symlink(target, &dst).map_err(|e| (dst.clone(), e))?;
+        } else if ft.is_file() {
+            fs::copy(&src, &dst).map_err(|e| (src.clone(), e))?;
+        } else {
+            log::warn!("durafs: --init: skipping special file {}", src.display());
+        }
+    }
+    Ok(())
+}
+
+/// A fresh volume: `BACKING` (seeded from `init`) mounted at `MNT`, both
+/// under `dir`.
+pub fn volume(
+    dir: &Path,
+    init: Option<&Path>,
+    opts: FsOptions,
+    prepare: impl FnOnce(&DuraFs) -> Result<()>,
+) -> Result<Mounted> {
+    let backing = dir.join("backing");
+    let mnt = dir.join("mnt");
+    fs::create_dir_all(&mnt).map_err(|e| err(format!("{}: {e}", mnt.display())))?;
+    if let Some(init) = init {
+        copy_tree(init, &backing)?;
+    }
+    let fs = DuraFs::open(&backing, opts).map_err(|e| err(format!("backing directory {e}")))?;
+    prepare(&fs)?;
+    mount::mount(Arc::new(fs), &mnt, &MountOptions { threads: 4 })
+        .map_err(|e| err(format!("mounting {}: {e}", mnt.display())))
+}
+
+/// Starts `argv` in `cwd` in a new process group, with `env`.
+pub fn spawn(argv: &[String], cwd: &Path, env: &[(&str, &Path)]) -> Result<Child> {
+    let Some((prog, args)) = argv.split_first() else {
+        return Err(err("no command given (after --)"));
+    };
+    let mut cmd = Command::new(prog);
+    cmd.args(args).current_dir(cwd).process_group(0);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn()
+        .map_err(|e| err(format!("starting {prog:?}: {e}")))
+}
+
+/// SIGKILL to the process group `pgid` (the program under test and every
+/// process it started that stayed in its group).
+pub fn kill_group(pgid: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    // SAFETY: kill(2) with a negative pid signals a process group.
+    if unsafe { libc::kill(-pgid, libc::SIGKILL) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ESRCH) {
+            log::warn!("durafs: killing process group {pgid}: {e}");
+        }
+    }
+}
+
+/// How a check ended.
+#[derive(Clone, Debug)]
+pub struct CheckRun {
+    pub status: ExitStatus,
+    /// stdout then stderr, lossily decoded.
+    pub output: String,
+}
+
+impl CheckRun {
+    pub fn passed(&self) -> bool {
+        self.status.success()
+    }
+
+    /// The exit code, or 128 + the signal that killed it.
+    pub fn code(&self) -> i32 {
+        use std::os::unix::process::ExitStatusExt;
+        self.status
+            .code()
+            .or_else(|| self.status.signal().map(|s| 128 + s))
+            .unwrap_or(1)
+    }
+}
+
+/// Runs `sh -c check` in `cwd` with `env`; its output is captured when
+/// `capture`, else it goes to this process's stdout and stderr.
+pub fn run_check(
+    check: &str,
+    cwd: &Path,
+    env: &[(&str, &Path)],
+    capture: bool,
+) -> Result<CheckRun> {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(check)
+        .current_dir(cwd)
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if capture {
+        let out = cmd
+            .output()
+            .map_err(|e| err(format!("starting the check: {e}")))?;
+        let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+        output.push_str(&String::from_utf8_lossy(&out.stderr));
+        Ok(CheckRun {
+            status: out.status,
+            output,
+        })
+    } else {
+        let status = cmd
+            .status()
+            .map_err(|e| err(format!("starting the check: {e}")))?;
+        Ok(CheckRun {
+            status,
+            output: String::new(),
+        })
+    }
+}
+
+/// Writes `marks` one per line to `path`.
+pub fn write_marks(path: &Path, marks: &[String]) -> Result<()> {
+    let mut text = marks.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    fs::write(path, text).map_err(|e| err(format!("{}: {e}", path.display())))
+}
+
+/// `s` quoted for a POSIX shell (unchanged when it needs no quoting).
+pub fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting_survives_a_round_trip_through_sh() {
+        for s in ["plain", "two words", "it's", "", "$HOME", "a\"b", "x;y"] {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", shell_quote(s)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn copy_tree_keeps_files_links_and_modes_and_skips_the_reserved_name() {
+        let src = tempfile::tempdir().unwrap();
+        let p = src.path();
+        fs::create_dir(p.join("d")).unwrap();
+        fs::write(p.join("d/f"), b"x").unwrap();
+        fs::set_permissions(p.join("d/f"), fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink("d/f", p.join("l")).unwrap();
+        fs::create_dir(p.join(META_DIR)).unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        copy_tree(p, &dst.path().join("copy")).unwrap();
+        let c = dst.path().join("copy");
+        assert_eq!(fs::read(c.join("d/f")).unwrap(), b"x");
+        assert_eq!(
+            fs::metadata(c.join("d/f")).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(fs::read_link(c.join("l")).unwrap(), Path::new("d/f"));
+        assert!(!c.join(META_DIR).exists());
+        assert!(copy_tree(&p.join("d/f"), &c).is_err());
+    }
+}
