@@ -203,3 +203,28 @@ fn plain_umount_persists_everything_first() {
         b"never fsynced"
     );
 }
+
+#[test]
+fn a_mount_traced_by_hand_is_explored_afterwards_and_marks_reach_the_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = dir.path().join("trace.jsonl");
+    let d = Daemon::mount(&["--trace", trace.to_str().expect("utf8")]);
+    fs::write(d.p("tmp"), b"new").expect("write tmp");
+    ok(&["mark", "--mount", &d.m(), "replaced"]);
+    fs::rename(d.p("tmp"), d.p("data")).expect("rename");
+    ok(&["umount", &d.m()]);
+
+    let t = trace.to_str().expect("utf8").to_string();
+    let check = r#"if grep -qx replaced "$DURAFS_MARKS"; then test "$(cat data)" = new; fi"#;
+    let out = durafs(&["explore", "--replay", &t, "--check", check]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("marks recorded before the crash: \"replaced\""),
+        "{text}"
+    );
+    assert!(text.contains("reproduce: durafs explore"), "{text}");
+
+    let e = fails(&["mark", "no volume"]);
+    assert!(e.contains("DURAFS_MOUNT"), "{e}");
+}

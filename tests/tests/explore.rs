@@ -1,0 +1,270 @@
+//! `durafs explore` on small shell workloads: each classic durability bug
+//! is found, and each fixed workload passes. The CLI is the real one (the
+//! `durafs-cli` binary, on `PATH` as `durafs` so workloads can call
+//! `durafs mark`); files are fsynced with coreutils' `sync FILE`, the
+//! current directory with `sync .`.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const EXE: &str = env!("CARGO_BIN_EXE_durafs-cli");
+
+/// A scratch directory with `bin/durafs` and `init/` (the starting tree).
+struct Scratch {
+    tmp: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new(init: &[(&str, &str)]) -> Scratch {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(tmp.path().join("bin")).expect("mkdir bin");
+        std::os::unix::fs::symlink(EXE, tmp.path().join("bin/durafs")).expect("symlink");
+        fs::create_dir(tmp.path().join("init")).expect("mkdir init");
+        for (name, content) in init {
+            fs::write(tmp.path().join("init").join(name), content).expect("init file");
+        }
+        Scratch { tmp }
+    }
+
+    fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// `durafs ARGS` with `bin/` first on PATH, in the scratch directory.
+    fn durafs(&self, args: &[&str]) -> Output {
+        let path = format!(
+            "{}:{}",
+            self.path().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Command::new(EXE)
+            .args(args)
+            .current_dir(self.path())
+            .env("PATH", path)
+            .output()
+            .expect("running durafs")
+    }
+
+    /// `durafs explore --init init [extra] --check CHECK -- sh -c WORKLOAD`.
+    fn explore(&self, extra: &[&str], check: &str, workload: &str) -> Explored {
+        let mut args = vec!["explore", "--init", "init", "--json"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--check", check, "--", "sh", "-c", workload]);
+        let out = self.durafs(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+        Explored {
+            code: out.status.code(),
+            json,
+            stderr,
+        }
+    }
+}
+
+struct Explored {
+    code: Option<i32>,
+    json: serde_json::Value,
+    stderr: String,
+}
+
+impl Explored {
+    fn failed(&self) -> u64 {
+        self.json["states_failed"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no report (exit {:?}): {}", self.code, self.stderr))
+    }
+
+    fn tried(&self) -> u64 {
+        self.json["states_tried"].as_u64().unwrap_or(0)
+    }
+
+    /// Expects some failures and exit 1.
+    fn finds_the_bug(&self) -> &serde_json::Value {
+        assert!(self.failed() > 0, "no state failed: {}", self.json);
+        assert_eq!(self.code, Some(1), "{}", self.stderr);
+        &self.json["failures"][0]
+    }
+
+    /// Expects no failures among several states, and exit 0.
+    fn passes(&self) {
+        assert_eq!(self.failed(), 0, "{:#}", self.json["failures"]);
+        assert!(self.tried() > 1, "{}", self.json);
+        assert_eq!(self.code, Some(0), "{}", self.stderr);
+    }
+}
+
+/// `data` holds the old or the new content, whole.
+const OLD_OR_NEW: &str = r#"c=$(cat data); test "$c" = old || test "$c" = new"#;
+
+#[test]
+fn replacing_a_file_by_rename_without_fsync_can_leave_it_empty() {
+    let s = Scratch::new(&[("data", "old")]);
+    let r = s.explore(&[], OLD_OR_NEW, "printf new > tmp && mv tmp data");
+    let first = r.finds_the_bug();
+    assert!(
+        first["after"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("rename /tmp -> /data"),
+        "{first}"
+    );
+    let repro = first["reproduce"].as_str().expect("a reproduction line");
+    assert!(
+        repro.contains("--only") && repro.contains("-- sh -c"),
+        "{repro}"
+    );
+}
+
+#[test]
+fn replacing_a_file_after_fsync_of_the_file_and_the_directory_is_safe() {
+    let s = Scratch::new(&[("data", "old")]);
+    s.explore(
+        &[],
+        OLD_OR_NEW,
+        "printf new > tmp && sync tmp && mv tmp data && sync .",
+    )
+    .passes();
+}
+
+/// A file fsynced without fsyncing its directory; the check holds the
+/// program to its promise once it made it.
+const CREATED: &str = "printf x > f && sync f && durafs mark f-durable";
+const CREATED_CHECK: &str =
+    r#"if grep -qx f-durable "$DURAFS_MARKS"; then test "$(cat f)" = x; fi"#;
+
+#[test]
+fn a_created_file_fsynced_without_its_directory_is_lost_under_posix() {
+    let s = Scratch::new(&[]);
+    let first = s
+        .explore(&["--model", "posix"], CREATED_CHECK, CREATED)
+        .finds_the_bug()
+        .clone();
+    assert_eq!(first["marks"][0], "f-durable");
+}
+
+#[test]
+fn a_created_file_fsynced_without_its_directory_survives_under_journal() {
+    let s = Scratch::new(&[]);
+    s.explore(&["--model", "journal"], CREATED_CHECK, CREATED)
+        .passes();
+}
+
+/// An append-only log: every acknowledged record must be in it.
+const LOG_CHECK: &str =
+    r#"while read m; do grep -qx "$m" log || { echo "lost $m"; exit 1; }; done < "$DURAFS_MARKS""#;
+
+#[test]
+fn acknowledging_an_append_before_its_fsync_can_lose_it() {
+    let s = Scratch::new(&[("log", "")]);
+    let r = s.explore(
+        &[],
+        LOG_CHECK,
+        "for i in 1 2 3; do echo rec$i >> log; durafs mark rec$i; sync log; done",
+    );
+    let first = r.finds_the_bug();
+    assert_eq!(first["marks"][0], "rec1");
+    assert!(
+        first["output"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("lost rec1")
+    );
+    assert!(
+        first["ops"]
+            .as_array()
+            .is_some_and(|ops| ops.iter().any(|o| o["fate"] != "kept")),
+        "{first}"
+    );
+}
+
+#[test]
+fn acknowledging_an_append_after_its_fsync_is_safe() {
+    let s = Scratch::new(&[("log", "")]);
+    s.explore(
+        &[],
+        LOG_CHECK,
+        "for i in 1 2 3; do echo rec$i >> log; sync log; durafs mark rec$i; done",
+    )
+    .passes();
+}
+
+#[test]
+fn truncating_and_rewriting_in_place_without_fsync_can_leave_it_empty() {
+    let s = Scratch::new(&[("data", "old")]);
+    let first = s
+        .explore(&[], OLD_OR_NEW, "printf new > data")
+        .finds_the_bug()
+        .clone();
+    let ops = first["ops"].as_array().expect("ops");
+    assert!(
+        ops.iter()
+            .any(|o| o["op"].as_str().unwrap_or_default().starts_with("truncate")),
+        "{first}"
+    );
+}
+
+#[test]
+fn a_recorded_trace_replays_to_the_same_states_and_a_failure_reproduces() {
+    let s = Scratch::new(&[("data", "old")]);
+    let workload = "printf new > tmp && mv tmp data";
+    let recorded = s.explore(&["--trace", "t.jsonl"], OLD_OR_NEW, workload);
+    recorded.finds_the_bug();
+    let replayed = {
+        let out = s.durafs(&[
+            "explore", "--json", "--replay", "t.jsonl", "--check", OLD_OR_NEW,
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
+    };
+    assert_eq!(replayed["states_tried"], recorded.json["states_tried"]);
+    assert_eq!(replayed["failures"], {
+        let mut f = recorded.json["failures"].clone();
+        // The reproduction lines differ (replay vs workload).
+        for (a, b) in f
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+            .zip(replayed["failures"].as_array().into_iter().flatten())
+        {
+            a["reproduce"] = b["reproduce"].clone();
+        }
+        f
+    });
+
+    // The state a failure names, checked alone and kept for inspection.
+    let id = recorded.json["failures"][0]["state"]
+        .as_u64()
+        .expect("id")
+        .to_string();
+    let out = s.durafs(&[
+        "explore", "--replay", "t.jsonl", "--only", &id, "--keep", "kept", "--check", OLD_OR_NEW,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let kept = s.path().join(format!("kept/state-{id}"));
+    let data = fs::read(kept.join("data")).unwrap_or_default();
+    assert!(
+        data != b"old" && data != b"new",
+        "kept state holds {data:?}"
+    );
+}
+
+#[test]
+fn set_up_errors_exit_2_with_a_reason() {
+    let s = Scratch::new(&[]);
+    let no_program = s.durafs(&["explore", "--check", "true"]);
+    assert_eq!(no_program.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_program.stderr).contains("nothing to explore"));
+
+    let r = s.explore(&[], "true", "exit 3");
+    assert_eq!(r.code, Some(2));
+    assert!(r.stderr.contains("the program failed"), "{}", r.stderr);
+
+    let r = s.explore(&["--at", "sometimes"], "true", "true");
+    assert_eq!(r.code, Some(2));
+    assert!(r.stderr.contains("--at"), "{}", r.stderr);
+
+    let out = s.durafs(&["explore", "--replay", "missing.jsonl", "--check", "true"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,224 @@
+//! `durafs run` with each trigger kind. The workload appends `1`..`5` to a
+//! log that starts durable, fsyncing after each line, so what survives a
+//! drop-all cut proves where the cut landed: the lines fsynced before it.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const EXE: &str = env!("CARGO_BIN_EXE_durafs-cli");
+
+/// Appends 1..=5 to `log`, each followed by `sync log` (fsync).
+const APPENDS: &str = "for i in 1 2 3 4 5; do echo $i >> log; sync log; done";
+
+struct Scratch {
+    tmp: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(tmp.path().join("bin")).expect("mkdir bin");
+        std::os::unix::fs::symlink(EXE, tmp.path().join("bin/durafs")).expect("symlink");
+        fs::create_dir(tmp.path().join("init")).expect("mkdir init");
+        fs::write(tmp.path().join("init/log"), "").expect("init log");
+        Scratch { tmp }
+    }
+
+    fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// `durafs run --init init ARGS` in the scratch directory.
+    fn run(&self, args: &[&str]) -> Output {
+        let path = format!(
+            "{}:{}",
+            self.path().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut all = vec!["run", "--init", "init"];
+        all.extend_from_slice(args);
+        Command::new(EXE)
+            .args(&all)
+            .current_dir(self.path())
+            .env("PATH", path)
+            .output()
+            .expect("running durafs")
+    }
+
+    /// Runs the appends with `cut` and a drop-all cut; the surviving log
+    /// (printed by the check) and durafs's stderr.
+    fn survivors(&self, cut: &str, extra: &[&str]) -> (String, String) {
+        let mut args = vec!["--cut", cut, "--check", "cat log"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "sh", "-c", APPENDS]);
+        let out = self.run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "durafs run failed: {stderr}");
+        (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+    }
+}
+
+fn lines(n: u32) -> String {
+    (1..=n).map(|i| format!("{i}\n")).collect()
+}
+
+#[test]
+fn after_fsync_cuts_once_the_nth_fsync_took_effect() {
+    let s = Scratch::new();
+    let (log, err) = s.survivors("after-fsync=2", &[]);
+    assert_eq!(log, lines(2));
+    assert!(err.contains("hit after operation 4 (fsync /log)"), "{err}");
+    assert!(err.contains("lost 0 of 0 unsynced operations"), "{err}");
+}
+
+#[test]
+fn after_ops_counts_every_state_changing_call() {
+    let s = Scratch::new();
+    // write 1, fsync, write 2, fsync, write 3 | cut: line 3 was unsynced.
+    let (log, err) = s.survivors("after-ops=5", &[]);
+    assert_eq!(log, lines(2));
+    assert!(err.contains("(write /log [4, 6))"), "{err}");
+    assert!(
+        err.contains("lost 1 of 1 unsynced operations, 2 bytes"),
+        "{err}"
+    );
+    // The same point, keeping what was unsynced.
+    let (log, _) = s.survivors("after-ops=5", &["--policy", "keep-all", "--dir", "keep"]);
+    assert_eq!(log, lines(3));
+}
+
+#[test]
+fn before_a_matching_call_it_does_not_take_effect() {
+    let s = Scratch::new();
+    let (log, err) = s.survivors("before:fsync:^/log$:nth=3", &[]);
+    assert_eq!(log, lines(2));
+    assert!(err.contains("hit before operation 6 (fsync /log)"), "{err}");
+}
+
+#[test]
+fn after_a_matching_call_it_took_effect() {
+    let s = Scratch::new();
+    let (log, _) = s.survivors("after:write:log:nth=3", &["--policy", "keep-all"]);
+    assert_eq!(log, lines(3));
+    let s = Scratch::new();
+    let (log, _) = s.survivors("after:write:log:nth=3", &[]);
+    assert_eq!(log, lines(2));
+}
+
+#[test]
+fn exit_cuts_when_the_program_ends_and_loses_what_it_left_unsynced() {
+    let s = Scratch::new();
+    let out = s.run(&[
+        "--cut",
+        "exit",
+        "--check",
+        "cat log",
+        "--",
+        "sh",
+        "-c",
+        "echo 1 >> log && sync log && echo 2 >> log",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), lines(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the program exited"));
+}
+
+#[test]
+fn after_ms_cuts_a_program_that_would_run_on_and_kills_its_whole_group() {
+    let s = Scratch::new();
+    let pidfile = s.path().join("bg.pid");
+    // Line 1 is durable at once; the program then waits (in a background
+    // process of its group, too) far longer than the trigger.
+    let workload = format!(
+        "echo 1 >> log && sync log && (sleep 600 & echo $! > {}; wait) ; echo 2 >> log; sync log",
+        pidfile.display()
+    );
+    let out = s.run(&[
+        "--cut",
+        "after-ms=3000",
+        "--check",
+        "cat log",
+        "--",
+        "sh",
+        "-c",
+        &workload,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), lines(1));
+    assert!(err.contains("trigger after-ms=3000 hit"), "{err}");
+    let pid = fs::read_to_string(&pidfile).expect("the background pid");
+    let stat = fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.contains(") Z "),
+        "the background sleep survived: {stat}"
+    );
+}
+
+#[test]
+fn random_is_seeded_and_repeat_reports_the_failing_seeds() {
+    let s = Scratch::new();
+    let check = "test $(wc -l < log) -ge 3";
+    let run = |seed: &str| {
+        let out = s.run(&[
+            "--cut", "random", "--seed", seed, "--repeat", "4", "--check", check, "--", "sh", "-c",
+            APPENDS,
+        ]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run("10");
+    let picks: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("random: operation"))
+        .collect();
+    assert_eq!(picks.len(), 4, "{err}");
+    assert!(picks.iter().all(|l| l.contains("of 10 (seed")), "{err}");
+    assert_eq!(
+        run("10")
+            .1
+            .lines()
+            .filter(|l| l.contains("random:"))
+            .collect::<Vec<_>>(),
+        picks
+    );
+    let summary = err
+        .lines()
+        .find(|l| l.contains("the check failed in"))
+        .expect("a summary line");
+    let failed_runs: usize = summary
+        .split("failed in ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
+    assert_eq!(code, Some(if failed_runs > 0 { 1 } else { 0 }), "{err}");
+}
+
+#[test]
+fn the_check_sees_the_marks_made_before_the_cut_and_sets_the_exit_status() {
+    let s = Scratch::new();
+    let out = s.run(&[
+        "--cut",
+        "after:fsync:log:nth=1",
+        "--check",
+        r#"cat "$DURAFS_MARKS"; exit 7"#,
+        "--",
+        "sh",
+        "-c",
+        "durafs mark before && echo 1 >> log && sync log && durafs mark after",
+    ]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "before\n");
+}
+
+#[test]
+fn a_bad_trigger_is_a_usage_error() {
+    let s = Scratch::new();
+    let out = s.run(&["--cut", "after-ops=0", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cut"));
+}
