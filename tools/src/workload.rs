@@ -12,7 +12,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Environment variable naming the mount a workload or check runs on.
 pub const ENV_MOUNT: &str = "DURAFS_MOUNT";
@@ -20,6 +21,72 @@ pub const ENV_MOUNT: &str = "DURAFS_MOUNT";
 pub const ENV_STATE: &str = "DURAFS_STATE";
 /// Environment variable naming the file of marks recorded before a crash.
 pub const ENV_MARKS: &str = "DURAFS_MARKS";
+
+/// Process groups (programs and checks) killed when the command is
+/// interrupted.
+static GROUPS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Makes SIGINT, SIGTERM and SIGHUP kill every program and check this
+/// command started, so that its own code unwinds: mounts are unmounted and
+/// temp dirs removed by their `Drop`s. Call before starting any thread
+/// (the signals are blocked in the caller and the threads it starts, and
+/// waited for on a thread of their own; children start with none blocked).
+pub fn kill_children_on_interrupt() {
+    // SAFETY: sigset operations on a local set; pthread_sigmask on the
+    // calling thread.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    std::thread::spawn(move || {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set` is a valid signal set; sigwait writes `sig`.
+        while unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+            eprintln!("durafs: signal {sig}: stopping the program and cleaning up");
+            INTERRUPTED.store(true, Ordering::SeqCst);
+            let groups = GROUPS.lock().map(|g| g.clone()).unwrap_or_default();
+            for g in groups {
+                kill_group(g);
+            }
+        }
+    });
+}
+
+/// True once the command was interrupted.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// An error when the command was interrupted.
+pub fn check_interrupted() -> Result<()> {
+    if interrupted() {
+        Err(err("interrupted"))
+    } else {
+        Ok(())
+    }
+}
+
+fn register(pgid: u32) {
+    if let Ok(mut g) = GROUPS.lock() {
+        g.push(pgid);
+    }
+    // A signal that came before the group existed still stops it.
+    if interrupted() {
+        kill_group(pgid);
+    }
+}
+
+fn unregister(pgid: u32) {
+    if let Ok(mut g) = GROUPS.lock() {
+        g.retain(|&p| p != pgid);
+    }
+}
 
 /// A work directory: a temp dir removed on drop, or one the user named.
 pub struct WorkDir {
@@ -144,8 +211,11 @@ pub fn spawn(argv: &[String], cwd: &Path, env: &[(&str, &Path)]) -> Result<Child
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.spawn()
-        .map_err(|e| err(format!("starting {prog:?}: {e}")))
+    let child = cmd
+        .spawn()
+        .map_err(|e| err(format!("starting {prog:?}: {e}")))?;
+    register(child.id());
+    Ok(child)
 }
 
 /// SIGKILL to the process group `pgid` (the program under test and every
@@ -198,29 +268,28 @@ pub fn run_check(
     cmd.arg("-c")
         .arg(check)
         .current_dir(cwd)
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        .process_group(0);
     for (k, v) in env {
         cmd.env(k, v);
     }
     if capture {
-        let out = cmd
-            .output()
-            .map_err(|e| err(format!("starting the check: {e}")))?;
-        let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
-        output.push_str(&String::from_utf8_lossy(&out.stderr));
-        Ok(CheckRun {
-            status: out.status,
-            output,
-        })
-    } else {
-        let status = cmd
-            .status()
-            .map_err(|e| err(format!("starting the check: {e}")))?;
-        Ok(CheckRun {
-            status,
-            output: String::new(),
-        })
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
+    let child = cmd
+        .spawn()
+        .map_err(|e| err(format!("starting the check: {e}")))?;
+    let pgid = child.id();
+    register(pgid);
+    let out = child.wait_with_output();
+    unregister(pgid);
+    let out = out.map_err(|e| err(format!("waiting for the check: {e}")))?;
+    let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+    output.push_str(&String::from_utf8_lossy(&out.stderr));
+    Ok(CheckRun {
+        status: out.status,
+        output,
+    })
 }
 
 /// Writes `marks` one per line to `path`.

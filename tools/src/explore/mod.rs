@@ -5,7 +5,10 @@
 
 mod report;
 
-use crate::workload::{self, ENV_MARKS, ENV_MOUNT, ENV_STATE, run_check, spawn, write_marks};
+use crate::workload::{
+    self, ENV_MARKS, ENV_MOUNT, ENV_STATE, check_interrupted, interrupted, run_check, spawn,
+    write_marks,
+};
 use crate::{ExploreArgs, Result, err};
 use durafs::explore::{CrashPoints, ExploreOptions, OpFate, State, Stats, states};
 use durafs::fs::FsOptions;
@@ -51,6 +54,7 @@ pub struct Exploration {
 }
 
 pub fn explore(args: &ExploreArgs) -> Result<ExitCode> {
+    workload::kill_children_on_interrupt();
     let persistence: Persistence = args
         .volume
         .model
@@ -177,6 +181,7 @@ fn record(args: &ExploreArgs, persistence: Persistence, dir: &Path) -> Result<Tr
     mounted
         .unmount()
         .map_err(|e| err(format!("unmounting the recording volume: {e}")))?;
+    check_interrupted()?;
     if !status.success() {
         return Err(err(format!(
             "the program failed ({status}) on the recording volume; a crash test needs a run that works"
@@ -211,7 +216,7 @@ fn check_all(
                     };
                     let Ok(state) = next else { return };
                     // After a set-up error, drain the queue so generation ends.
-                    if first_error.lock().map_or(true, |e| e.is_some()) {
+                    if interrupted() || first_error.lock().map_or(true, |e| e.is_some()) {
                         continue;
                     }
                     match check_one(args, state, scratch) {
@@ -249,6 +254,7 @@ fn check_all(
     if progress {
         eprint!("\r\x1b[2K");
     }
+    check_interrupted()?;
     if let Some(e) = first_error.into_inner().ok().flatten() {
         return Err(e);
     }

@@ -9,7 +9,8 @@
 pub mod trigger;
 
 use crate::workload::{
-    self, CheckRun, ENV_MARKS, ENV_MOUNT, WorkDir, kill_group, run_check, spawn, write_marks,
+    self, CheckRun, ENV_MARKS, ENV_MOUNT, WorkDir, check_interrupted, kill_group, run_check, spawn,
+    write_marks,
 };
 use crate::{Result, RunArgs, err};
 use durafs::fs::{CutSummary, FsOptions};
@@ -44,6 +45,7 @@ struct Plan<'a> {
 }
 
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
+    workload::kill_children_on_interrupt();
     let trigger: Trigger = args
         .cut
         .parse()
@@ -131,6 +133,7 @@ fn count_ops(plan: &Plan<'_>, dir: &Path) -> Result<u64> {
         .wait()
         .map_err(|e| err(format!("waiting for the program: {e}")))?;
     drop(rx);
+    check_interrupted()?;
     let n = mounted.fs().op_count();
     mounted
         .unmount()
@@ -175,6 +178,8 @@ fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> 
                 .map_err(|_| err("the program vanished without an exit status"))?,
         ),
     };
+    // Interrupted: the program was killed; dropping the mount unmounts it.
+    check_interrupted()?;
     let (hit, exited) = match first {
         Some(Event::Hit(h)) => (Some(h), None),
         Some(Event::Exited(s)) => (
@@ -228,6 +233,7 @@ fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> 
     };
     post.unmount()
         .map_err(|e| err(format!("unmounting after the check: {e}")))?;
+    check_interrupted()?;
     if let Some(c) = &check {
         eprintln!(
             "durafs run: check {} (exit {})",

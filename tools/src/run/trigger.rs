@@ -174,11 +174,17 @@ impl Wire {
         true
     }
 
+    /// A mark matches its label; other calls any of their paths (a call
+    /// without paths, `sync`, a pattern matching the empty string). `any`
+    /// matches program operations only (not marks or writebacks).
     fn matches(&self, want: &Option<String>, re: &Regex, op: &TraceOp, paths: &[String]) -> bool {
-        op.is_user_op()
-            && want.as_deref().is_none_or(|w| w == op.name())
-            && (paths.iter().any(|p| re.is_match(p))
-                || (paths.is_empty() && re.as_str().is_empty()))
+        let on_paths =
+            paths.iter().any(|p| re.is_match(p)) || (paths.is_empty() && re.is_match(""));
+        match (want.as_deref(), op) {
+            (Some("mark"), TraceOp::Mark { label }) => re.is_match(label),
+            (Some(w), _) => w == op.name() && on_paths,
+            (None, _) => op.is_user_op() && on_paths,
+        }
     }
 }
 
@@ -296,6 +302,27 @@ mod tests {
         assert_eq!(
             (hit.count, hit.op.as_deref()),
             (3, Some("write /log [0, 1)"))
+        );
+    }
+
+    #[test]
+    fn a_mark_trigger_matches_the_label() {
+        let (tx, rx) = mpsc::channel();
+        let w = Wire::new(parse("after:mark:^rec2$"), tx);
+        let mark = |l: &str| TraceOp::Mark {
+            label: l.to_string(),
+        };
+        assert!(!w.after(3, &mark("rec1"), &[]));
+        assert!(w.after(5, &mark("rec2"), &[]));
+        let Ok(Event::Hit(hit)) = rx.try_recv() else {
+            panic!("no hit sent");
+        };
+        assert_eq!(hit.op.as_deref(), Some("mark \"rec2\""));
+        let (tx, _rx) = mpsc::channel();
+        let any = Wire::new(parse("after:any:."), tx);
+        assert!(
+            !any.after(1, &mark("x"), &[]),
+            "any means program operations"
         );
     }
 
