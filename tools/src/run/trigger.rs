@@ -188,21 +188,30 @@ impl Wire {
     }
 }
 
+impl Wire {
+    /// For an OP trigger at `at`: counts a matching call; true at the nth.
+    fn nth_match(&self, at: When, op: &TraceOp, paths: &[String]) -> bool {
+        match &self.trigger {
+            Trigger::Op {
+                when,
+                op: want,
+                re,
+                nth,
+            } if *when == at => {
+                self.matches(want, re, op, paths)
+                    && self.matched.fetch_add(1, Ordering::SeqCst) + 1 == *nth
+            }
+            _ => false,
+        }
+    }
+}
+
 impl Tripwire for Wire {
     fn before(&self, count: u64, op: &TraceOp, paths: &[String]) -> bool {
         let hit = match &self.trigger {
             // The N-th operation failed (no `after` call): cut before the next.
             Trigger::AfterOps(n) => op.is_user_op() && count > *n,
-            Trigger::Op {
-                when: When::Before,
-                op: want,
-                re,
-                nth,
-            } => {
-                self.matches(want, re, op, paths)
-                    && self.matched.fetch_add(1, Ordering::SeqCst) + 1 == *nth
-            }
-            _ => false,
+            _ => self.nth_match(When::Before, op, paths),
         };
         hit && self.fire(count, op, paths, When::Before)
     }
@@ -213,16 +222,7 @@ impl Tripwire for Wire {
             Trigger::AfterFsync(n) => {
                 op.is_persistence_point() && self.fsyncs.fetch_add(1, Ordering::SeqCst) + 1 == *n
             }
-            Trigger::Op {
-                when: When::After,
-                op: want,
-                re,
-                nth,
-            } => {
-                self.matches(want, re, op, paths)
-                    && self.matched.fetch_add(1, Ordering::SeqCst) + 1 == *nth
-            }
-            _ => false,
+            _ => self.nth_match(When::After, op, paths),
         };
         hit && self.fire(count, op, paths, When::After)
     }
