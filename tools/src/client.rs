@@ -102,14 +102,17 @@ pub fn cut(args: CutArgs) -> Result<()> {
     let mut ctl = Control::open(mnt)?;
     let st = ctl.request("status")?;
     let pid = daemon_pid(&st)?;
-    let mut cmd = format!("cut --policy {} --sector {}", args.policy, args.sector);
+    let mut cmd = format!(
+        "cut --policy {} --sector {}",
+        args.crash.policy, args.crash.sector
+    );
     if let Some(seed) = args.seed {
         cmd.push_str(&format!(" --seed {seed}"));
     }
-    if let Some(p) = args.probability {
+    if let Some(p) = args.crash.probability {
         cmd.push_str(&format!(" --probability {p}"));
     }
-    if args.garbage {
+    if args.crash.garbage {
         cmd.push_str(" --garbage");
     }
     let reply = ctl.request(&cmd)?;

@@ -74,6 +74,23 @@ pub enum Command {
     },
 }
 
+/// What survives a power cut (`cut`, `run`).
+#[derive(Debug, clap::Args)]
+pub struct PolicyArgs {
+    /// drop-all, keep-all, prefix, random, torn or meta-first.
+    #[arg(long, default_value = "drop-all")]
+    pub policy: String,
+    /// Sector size of torn writes, in bytes.
+    #[arg(long, default_value_t = 512)]
+    pub sector: u64,
+    /// Survival probability of each operation (random, torn) and sector.
+    #[arg(long)]
+    pub probability: Option<f64>,
+    /// Fill torn sectors with garbage instead of the old bytes.
+    #[arg(long)]
+    pub garbage: bool,
+}
+
 /// Options both `run` and `explore` take.
 #[derive(Debug, clap::Args)]
 pub struct VolumeArgs {
@@ -92,22 +109,11 @@ pub struct RunArgs {
     pub dir: Option<PathBuf>,
     #[command(flatten)]
     pub volume: VolumeArgs,
-    /// What survives the cut: drop-all, keep-all, prefix, random, torn or
-    /// meta-first.
-    #[arg(long, default_value = "drop-all")]
-    pub policy: String,
+    #[command(flatten)]
+    pub crash: PolicyArgs,
     /// Seed of the policy's (and `random`'s) choices.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Sector size of torn writes, in bytes.
-    #[arg(long, default_value_t = 512)]
-    pub sector: u64,
-    /// Survival probability of each operation and sector (random, torn).
-    #[arg(long)]
-    pub probability: Option<f64>,
-    /// Fill torn sectors with garbage instead of the old bytes.
-    #[arg(long)]
-    pub garbage: bool,
     /// When to cut: after-ops=N, after-fsync=N, before:OP:REGEX[:nth=K],
     /// after:OP:REGEX[:nth=K], after-ms=T, random or exit.
     #[arg(long)]
@@ -243,21 +249,11 @@ pub struct MountArgs {
 #[derive(Debug, clap::Args)]
 pub struct CutArgs {
     pub mountpoint: PathBuf,
-    /// drop-all, keep-all, prefix, random, torn or meta-first.
-    #[arg(long, default_value = "drop-all")]
-    pub policy: String,
+    #[command(flatten)]
+    pub crash: PolicyArgs,
     /// Seed of the random choices (drawn and printed when absent).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Sector size of torn writes, in bytes.
-    #[arg(long, default_value_t = 512)]
-    pub sector: u64,
-    /// Survival probability of each operation (random, torn) and sector.
-    #[arg(long)]
-    pub probability: Option<f64>,
-    /// Fill torn sectors with garbage instead of the old bytes.
-    #[arg(long)]
-    pub garbage: bool,
     /// Mount the post-crash state at the same place afterwards.
     #[arg(long)]
     pub remount: bool,

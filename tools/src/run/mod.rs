@@ -56,6 +56,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         .parse()
         .map_err(|e: String| err(format!("--model: {e}")))?;
     let policy: Policy = args
+        .crash
         .policy
         .parse()
         .map_err(|e: String| err(format!("--policy: {e}")))?;
@@ -206,11 +207,12 @@ fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> 
         .cut(CrashOptions {
             policy: plan.policy,
             seed,
-            sector: args.sector,
+            sector: args.crash.sector,
             probability: args
+                .crash
                 .probability
                 .unwrap_or(CrashOptions::default().probability),
-            garbage: args.garbage,
+            garbage: args.crash.garbage,
         })
         .map_err(|e| err(format!("cut: {e}")))?;
     let _ = waiter.join();
