@@ -104,10 +104,17 @@ pub(crate) struct Adapter {
     started: SystemTime,
     control: DashMap<u64, Mutex<ControlHandle>>,
     next_fh: AtomicU64,
+    writeback_cache: bool,
 }
 
 impl Adapter {
-    pub(crate) fn new(fs: Arc<DuraFs>, events: Sender<MountEvent>, uid: u32, gid: u32) -> Self {
+    pub(crate) fn new(
+        fs: Arc<DuraFs>,
+        events: Sender<MountEvent>,
+        uid: u32,
+        gid: u32,
+        writeback_cache: bool,
+    ) -> Self {
         Adapter {
             fs,
             events,
@@ -115,6 +122,7 @@ impl Adapter {
             started: SystemTime::now(),
             control: DashMap::new(),
             next_fh: AtomicU64::new(1),
+            writeback_cache,
         }
     }
 
@@ -230,6 +238,11 @@ impl Filesystem for Adapter {
         let plus = fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO;
         if let Err(missing) = config.add_capabilities(plus) {
             log::info!("durafs: kernel lacks {missing:?}; plain readdir only");
+        }
+        if self.writeback_cache
+            && let Err(missing) = config.add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE)
+        {
+            log::warn!("durafs: kernel lacks {missing:?}; writes are not cached");
         }
         Ok(())
     }

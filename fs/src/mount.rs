@@ -36,11 +36,19 @@ pub enum MountEvent {
 pub struct MountOptions {
     /// Threads serving requests.
     pub threads: usize,
+    /// Let the kernel cache writes and send them later, coalesced
+    /// (`FUSE_WRITEBACK_CACHE`). Data the kernel still holds is not yet
+    /// seen by durafs: a status omits it and a cut discards it, as a power
+    /// cut discards a real page cache. fsync and close send it first.
+    pub writeback_cache: bool,
 }
 
 impl Default for MountOptions {
     fn default() -> Self {
-        MountOptions { threads: 2 }
+        MountOptions {
+            threads: 2,
+            writeback_cache: false,
+        }
     }
 }
 
@@ -125,7 +133,13 @@ pub fn mount(fs: Arc<DuraFs>, mountpoint: &Path, opts: &MountOptions) -> io::Res
         ));
     }
     let (sender, events) = mpsc::channel();
-    let adapter = Adapter::new(Arc::clone(&fs), sender.clone(), uid, gid);
+    let adapter = Adapter::new(
+        Arc::clone(&fs),
+        sender.clone(),
+        uid,
+        gid,
+        opts.writeback_cache,
+    );
     let mut cfg = Config::default();
     cfg.n_threads = Some(opts.threads.max(1));
     let started =

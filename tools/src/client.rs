@@ -138,6 +138,7 @@ pub fn cut(args: CutArgs) -> Result<()> {
             foreground: false,
             trace: None,
             threads: 2,
+            writeback_cache: false,
             daemonized: false,
             backing: backing.into(),
             mountpoint: mnt.to_path_buf(),

@@ -58,6 +58,9 @@ fn spawn_daemon(args: &MountArgs) -> Result<()> {
     if args.real_fsync {
         cmd.arg("--real-fsync");
     }
+    if args.writeback_cache {
+        cmd.arg("--writeback-cache");
+    }
     if let Some(t) = &args.trace {
         // The daemon's working directory may differ: pass it absolute.
         let t = std::path::absolute(t).map_err(|e| err(format!("--trace {}: {e}", t.display())))?;
@@ -208,6 +211,7 @@ fn start(args: &MountArgs, persistence: Persistence) -> Result<Mounted> {
         &mnt,
         &MountOptions {
             threads: args.threads.max(1),
+            writeback_cache: args.writeback_cache,
         },
     )
     .map_err(|e| err(e.to_string()))

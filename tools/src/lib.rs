@@ -236,6 +236,12 @@ pub struct MountArgs {
     /// Threads serving FUSE requests.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Let the kernel cache and coalesce writes (faster small writes).
+    /// Writes the kernel still holds are missing from `status`, from traces
+    /// and from a cut's survivors until fsync, close or kernel writeback
+    /// sends them: see docs/performance.md.
+    #[arg(long)]
+    pub writeback_cache: bool,
     /// Internal: this process is the background daemon; report readiness
     /// on stdout.
     #[arg(long, hide = true)]

@@ -197,8 +197,15 @@ pub fn volume(
     }
     let fs = DuraFs::open(&backing, opts).map_err(|e| err(format!("backing directory {e}")))?;
     prepare(&fs)?;
-    mount::mount(Arc::new(fs), &mnt, &MountOptions { threads: 4 })
-        .map_err(|e| err(format!("mounting {}: {e}", mnt.display())))
+    mount::mount(
+        Arc::new(fs),
+        &mnt,
+        &MountOptions {
+            threads: 4,
+            ..MountOptions::default()
+        },
+    )
+    .map_err(|e| err(format!("mounting {}: {e}", mnt.display())))
 }
 
 /// Starts `argv` in `cwd` in a new process group, with `env`.
