@@ -26,8 +26,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, SystemTime};
 
-/// How long the kernel may cache entries and attributes.
-const TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may cache entries and attributes. Every change to
+/// names and attributes passes through this kernel, which invalidates what
+/// it changed; the daemon changes nothing behind its back (a cut invalidates
+/// every inode and ends the mount). So the caches never go stale and the
+/// only cost of a short TTL is a revalidating round trip.
+const TTL: Duration = Duration::from_secs(24 * 3600);
 /// Largest write the kernel sends in one request.
 const MAX_WRITE: u32 = 1 << 20;
 
