@@ -16,6 +16,7 @@ pub struct Vol {
     // Declared first: unmounts before the directories are removed.
     mounted: Option<Mounted>,
     pub opts: FsOptions,
+    pub mount_opts: MountOptions,
     pub backing: PathBuf,
     pub mnt: PathBuf,
     _tmp: tempfile::TempDir,
@@ -23,9 +24,14 @@ pub struct Vol {
 
 /// Mounts a volume over `backing` at `mnt`, panicking with the reason.
 pub fn mount_at(backing: &Path, mnt: &Path, opts: FsOptions) -> Mounted {
+    mount_with(backing, mnt, opts, &MountOptions::default())
+}
+
+/// As [`mount_at`], with mount settings.
+pub fn mount_with(backing: &Path, mnt: &Path, opts: FsOptions, mo: &MountOptions) -> Mounted {
     let fs = DuraFs::open(backing, opts)
         .unwrap_or_else(|e| panic!("opening backing {}: {e}", backing.display()));
-    mount(Arc::new(fs), mnt, &MountOptions::default()).unwrap_or_else(|e| {
+    mount(Arc::new(fs), mnt, mo).unwrap_or_else(|e| {
         panic!(
             "cannot mount durafs at {} ({e}); these tests need /dev/fuse and root",
             mnt.display()
@@ -44,14 +50,20 @@ impl Vol {
 
     /// A fresh volume with `opts`.
     pub fn with(opts: FsOptions) -> Vol {
+        Vol::with_mount(opts, MountOptions::default())
+    }
+
+    /// A fresh volume with `opts`, mounted with `mount_opts`.
+    pub fn with_mount(opts: FsOptions, mount_opts: MountOptions) -> Vol {
         let tmp = tempfile::tempdir().expect("tempdir");
         let backing = tmp.path().join("backing");
         let mnt = tmp.path().join("mnt");
         fs::create_dir(&mnt).expect("mkdir mnt");
-        let mounted = mount_at(&backing, &mnt, opts);
+        let mounted = mount_with(&backing, &mnt, opts, &mount_opts);
         Vol {
             mounted: Some(mounted),
             opts,
+            mount_opts,
             backing,
             mnt,
             _tmp: tmp,
@@ -88,7 +100,12 @@ impl Vol {
         if let Some(m) = self.mounted.take() {
             m.unmount().expect("unmount");
         }
-        self.mounted = Some(mount_at(&self.backing, &self.mnt, self.opts));
+        self.mounted = Some(mount_with(
+            &self.backing,
+            &self.mnt,
+            self.opts,
+            &self.mount_opts,
+        ));
     }
 }
 
