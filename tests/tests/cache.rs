@@ -181,7 +181,7 @@ fn writeback_cache_sends_writes_by_close_and_a_cut_keeps_only_fsynced_ones() {
 fn writeback_cache_keeps_partial_page_writes_and_appends_exact() {
     let v = writeback_vol();
     fs::write(v.p("f"), vec![b'.'; 5000]).expect("write");
-    let mut f = OpenOptions::new().write(true).open(v.p("f")).expect("open");
+    let f = OpenOptions::new().write(true).open(v.p("f")).expect("open");
     f.write_all_at(b"hello", 4090).expect("write across a page");
     drop(f);
     let mut a = OpenOptions::new()

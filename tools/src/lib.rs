@@ -7,6 +7,7 @@
 //! control file `MOUNTPOINT/.durafs` (see `durafs::control`), so scripts can
 //! do the same without this binary.
 
+pub mod bench;
 mod client;
 mod daemon;
 pub mod demo;
@@ -72,6 +73,11 @@ pub enum Command {
         #[arg(long)]
         mount: Option<PathBuf>,
     },
+    /// Benchmark durafs against the filesystem under it: a fixed fio
+    /// battery on a native directory and on fresh mounts side by side, then
+    /// metadata operations, the daemon's memory and `explore` speed (exit 0
+    /// when it ran, missed targets included; 2: set-up error).
+    Bench(BenchArgs),
 }
 
 /// What survives a power cut (`cut`, `run`).
@@ -214,6 +220,33 @@ pub struct DemoArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Smaller sizes and one run by default (a smoke test, not a figure).
+    #[arg(long)]
+    pub quick: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Runs per workload and side; each figure is the median (default: 3,
+    /// or 1 with --quick).
+    #[arg(long)]
+    pub runs: Option<usize>,
+    /// Only these workloads, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Mount with --writeback-cache.
+    #[arg(long)]
+    pub writeback_cache: bool,
+    /// Threads serving FUSE requests in each mount.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Parent of the scratch directory; native files and the backing
+    /// directory both go there, so both sides use the same filesystem.
+    #[arg(default_value = "/var/tmp")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct MountArgs {
     /// Durability model: posix (names need a directory fsync) or journal
     /// (any fsync also commits earlier names, like ext4 data=ordered).
@@ -290,6 +323,7 @@ pub fn run() -> ExitCode {
         Command::Mark { label, mount } => client::mark(mount, &label),
         Command::Run(args) => return exit_code(run::run(&args), setup_failure),
         Command::Explore(args) => return exit_code(explore::explore(&args), setup_failure),
+        Command::Bench(args) => return exit_code(bench::bench(&args), setup_failure),
     };
     exit_code(result.map(|()| ExitCode::SUCCESS), ExitCode::FAILURE)
 }

@@ -1,0 +1,354 @@
+//! `durafs bench`: durafs against the filesystem under it, in one run.
+//!
+//! A scratch directory (`DIR/durafs-bench*`, removed at the end, also on
+//! error) holds `native/`, `backing/` and `mnt/`, so both sides use the
+//! same filesystem. Each workload group (see `plan::GROUPS`) runs on a
+//! fresh native directory (removed afterwards) and on a fresh mount
+//! (mounted, run, unmounted, backing emptied), `--runs` times; odd runs
+//! start with durafs, even runs with native, to cancel warm-up bias. The
+//! report gives each side's median, the ratio durafs/native, the target
+//! and whether it is met, then the durafs-only `memory` (the run with the
+//! highest peak: a bound must hold every time) and `explore` (medians).
+//! Figures of fio jobs that fsync include the fsyncs (see `fio`).
+//!
+//! Ctrl-C: fio runs in its own process group, killed on a signal
+//! (`workload::kill_children_on_interrupt`); the harness then unwinds and
+//! every `Volume` unmounts itself. Missed targets are results, not errors.
+
+mod fio;
+mod host;
+mod meta;
+mod plan;
+mod report;
+mod solo;
+mod volume;
+
+use crate::workload::{self, check_interrupted};
+use crate::{BenchArgs, Result, err};
+use plan::{Sizes, Workload};
+use report::{Header, Report, Row};
+use solo::{ExploreSample, MemorySample};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use volume::{MountOpts, Volume};
+
+/// What every run needs: where, with what, how big.
+pub(crate) struct Ctx {
+    exe: PathBuf,
+    /// The scratch directory (canonical).
+    root: PathBuf,
+    opts: MountOpts,
+    sizes: Sizes,
+    cores: usize,
+}
+
+impl Ctx {
+    /// A fresh mount over `root/backing` at `root/mnt`.
+    fn mount(&self, real_fsync: bool) -> Result<Volume> {
+        let opts = MountOpts {
+            real_fsync,
+            ..self.opts
+        };
+        Volume::mount(
+            &self.exe,
+            &self.root.join("backing"),
+            &self.root.join("mnt"),
+            opts,
+        )
+    }
+
+    /// Where fio's JSON for one run goes (outside the measured dirs).
+    fn output(&self, what: &str, side: &str, run: usize) -> PathBuf {
+        self.root
+            .join("out")
+            .join(format!("{what}-{side}-{run}.json"))
+    }
+}
+
+/// The scratch directory; on drop, anything still mounted under it is
+/// detached before it is removed.
+struct Scratch {
+    root: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Scratch {
+    /// A fresh `durafs-bench*` directory in `parent`, with `native/`,
+    /// `backing/`, `mnt/` and `out/` (fio's reports).
+    fn new(parent: &Path) -> Result<Scratch> {
+        fs::create_dir_all(parent).map_err(|e| err(format!("{}: {e}", parent.display())))?;
+        let tmp = tempfile::Builder::new()
+            .prefix("durafs-bench")
+            .tempdir_in(parent)
+            .map_err(|e| {
+                err(format!(
+                    "creating a scratch directory in {}: {e}",
+                    parent.display()
+                ))
+            })?;
+        let root = fs::canonicalize(tmp.path())
+            .map_err(|e| err(format!("{}: {e}", tmp.path().display())))?;
+        for d in ["native", "backing", "mnt", "out"] {
+            let p = root.join(d);
+            fs::create_dir(&p).map_err(|e| err(format!("{}: {e}", p.display())))?;
+        }
+        Ok(Scratch { root, _tmp: tmp })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for m in host::mounts_under(&host::mounts(), &self.root) {
+            log::warn!("durafs bench: detaching {}, left mounted", m.display());
+            durafs::mount::detach(&m);
+        }
+    }
+}
+
+/// A native directory for one group and run, removed on drop.
+struct NativeDir(PathBuf);
+
+impl Drop for NativeDir {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_dir_all(&self.0) {
+            log::warn!("durafs bench: removing {}: {e}", self.0.display());
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Native,
+    Durafs,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Native => "native",
+            Side::Durafs => "durafs",
+        }
+    }
+}
+
+/// Everything measured, per workload and side, in run order.
+#[derive(Default)]
+struct Samples {
+    native: BTreeMap<Workload, Vec<f64>>,
+    durafs: BTreeMap<Workload, Vec<f64>>,
+    memory: Vec<MemorySample>,
+    explore: Vec<ExploreSample>,
+}
+
+pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
+    workload::kill_children_on_interrupt();
+    let mut selected = plan::select(&args.only)?;
+    let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 });
+    if runs == 0 {
+        return Err(err("--runs must be at least 1"));
+    }
+    if args.threads == 0 {
+        return Err(err("--threads must be at least 1"));
+    }
+    if selected.iter().any(|w| w.job(&Sizes::new(true)).is_some()) {
+        fio::check_installed()?;
+    }
+    let mut notes = Vec::new();
+    if selected.contains(&Workload::SeqReadCold) {
+        if let Err(why) = can_drop_caches() {
+            notes.push(format!("{} skipped: {why}", Workload::SeqReadCold.name()));
+            selected.retain(|w| *w != Workload::SeqReadCold);
+        }
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| err(format!("cannot find the durafs executable: {e}")))?;
+    let scratch = Scratch::new(&args.dir)?;
+    let ctx = Ctx {
+        exe,
+        root: scratch.root.clone(),
+        opts: MountOpts {
+            writeback_cache: args.writeback_cache,
+            real_fsync: false,
+            threads: args.threads,
+        },
+        sizes: Sizes::new(args.quick),
+        cores: host::cores(),
+    };
+    let header = Header {
+        date: host::now_utc(),
+        kernel: host::kernel(),
+        cores: ctx.cores,
+        fs: host::fs_type(&host::mounts(), &ctx.root),
+        dir: args.dir.display().to_string(),
+        runs,
+        quick: args.quick,
+        mount_options: ctx.opts.args().join(" "),
+    };
+    let samples = run_all(&ctx, &selected, runs)?;
+    drop(scratch);
+
+    let workloads = selected
+        .iter()
+        .filter_map(|w| {
+            let n = samples.native.get(w)?;
+            let d = samples.durafs.get(w)?;
+            Some(Row::new(*w, n.clone(), d.clone()))
+        })
+        .collect();
+    let report = Report {
+        header,
+        workloads,
+        memory: report::Memory::worst(&samples.memory),
+        explore: report::Explore::median(&samples.explore),
+        notes,
+    };
+    if args.json {
+        let v = serde_json::to_string(&report).map_err(|e| err(e.to_string()))?;
+        println!("{v}");
+    } else {
+        print!("{}", report::text(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Dropping the page cache needs root and a writable `/proc/sys`.
+fn can_drop_caches() -> std::result::Result<(), String> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("dropping the page cache needs root".into());
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .open(DROP_CACHES)
+        .map(drop)
+        .map_err(|e| format!("{DROP_CACHES}: {e}"))
+}
+
+const DROP_CACHES: &str = "/proc/sys/vm/drop_caches";
+
+/// `sync; echo 3 > /proc/sys/vm/drop_caches`.
+fn drop_caches() -> Result<()> {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    fs::write(DROP_CACHES, "3").map_err(|e| err(format!("{DROP_CACHES}: {e}")))
+}
+
+fn progress(run: usize, runs: usize, what: &str) {
+    eprintln!("durafs bench [{run}/{runs}] {what}");
+}
+
+fn run_all(ctx: &Ctx, selected: &[Workload], runs: usize) -> Result<Samples> {
+    let mut s = Samples::default();
+    for run in 1..=runs {
+        let sides = if run % 2 == 1 {
+            [Side::Durafs, Side::Native]
+        } else {
+            [Side::Native, Side::Durafs]
+        };
+        for group in plan::GROUPS {
+            if !group.iter().any(|w| selected.contains(w)) {
+                continue;
+            }
+            for side in sides {
+                for (w, x) in run_group(ctx, group, selected, side, run)? {
+                    let fig = report::progress_figure(w.unit(), x);
+                    progress(run, runs, &format!("{} {}: {fig}", w.name(), side.name()));
+                    let map = match side {
+                        Side::Native => &mut s.native,
+                        Side::Durafs => &mut s.durafs,
+                    };
+                    map.entry(w).or_default().push(x);
+                }
+            }
+        }
+        if selected.contains(&Workload::Memory) {
+            let m = solo::memory(ctx, run)?;
+            progress(
+                run,
+                runs,
+                &format!(
+                    "memory durafs: peak {} MiB, {} MiB unsynced",
+                    m.peak_rss_bytes >> 20,
+                    m.unsynced_bytes >> 20
+                ),
+            );
+            s.memory.push(m);
+        }
+        if selected.contains(&Workload::Explore) {
+            let e = solo::explore(ctx, &ctx.sizes)?;
+            progress(
+                run,
+                runs,
+                &format!("explore durafs: {} states in {:.2} s", e.states, e.seconds),
+            );
+            s.explore.push(e);
+        }
+    }
+    Ok(s)
+}
+
+/// Runs one group on one side, in a fresh directory or mount; the figure
+/// of each selected workload (a group's first workload always runs: the
+/// reads need what it wrote).
+fn run_group(
+    ctx: &Ctx,
+    group: &[Workload],
+    selected: &[Workload],
+    side: Side,
+    run: usize,
+) -> Result<Vec<(Workload, f64)>> {
+    match side {
+        Side::Native => {
+            let dir = ctx
+                .root
+                .join("native")
+                .join(format!("{}-{run}", group[0].name()));
+            fs::create_dir(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+            let guard = NativeDir(dir);
+            run_in(ctx, group, selected, side, run, &guard.0)
+        }
+        Side::Durafs => {
+            let vol = ctx.mount(group.iter().any(|w| w.real_fsync()))?;
+            let figures = run_in(ctx, group, selected, side, run, vol.path())?;
+            vol.unmount()?;
+            Ok(figures)
+        }
+    }
+}
+
+fn run_in(
+    ctx: &Ctx,
+    group: &[Workload],
+    selected: &[Workload],
+    side: Side,
+    run: usize,
+    dir: &Path,
+) -> Result<Vec<(Workload, f64)>> {
+    let mut figures = Vec::new();
+    for (i, &w) in group.iter().enumerate() {
+        if i > 0 && !selected.contains(&w) {
+            continue;
+        }
+        check_interrupted()?;
+        let x = match w.job(&ctx.sizes) {
+            _ if w == Workload::Metadata => meta::run(dir, ctx.sizes.meta_files)?,
+            Some(job) => {
+                if w == Workload::SeqReadCold {
+                    drop_caches()?;
+                }
+                let m = fio::run(&job, dir, &ctx.output(w.name(), side.name(), run), w.name())?;
+                match w.unit() {
+                    plan::Unit::Iops => m.iops(),
+                    _ => m.mib_per_sec(),
+                }
+            }
+            None => return Err(err(format!("{}: not a fio workload", w.name()))),
+        };
+        if selected.contains(&w) {
+            figures.push((w, x));
+        }
+    }
+    Ok(figures)
+}
