@@ -198,3 +198,21 @@ fn writeback_cache_keeps_partial_page_writes_and_appends_exact() {
     v.fs().sync().expect("sync");
     assert_eq!(fs::read(v.backing.join("f")).expect("backing"), want);
 }
+
+#[test]
+fn writeback_cache_raises_the_mounts_dirty_share() {
+    use std::os::unix::fs::MetadataExt;
+    let v = writeback_vol();
+    let dev = fs::metadata(&v.mnt).expect("stat mnt").dev();
+    let path = format!(
+        "/sys/class/bdi/{}:{}/max_ratio",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    let ratio = fs::read_to_string(&path).expect("read max_ratio");
+    assert_eq!(
+        ratio.trim(),
+        durafs::mount::DIRTY_SHARE_PERCENT.to_string(),
+        "{path}"
+    );
+}
