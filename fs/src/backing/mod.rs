@@ -405,7 +405,7 @@ fn set_attrs(path: &Path, kind: Kind, a: &Attrs) -> io::Result<()> {
     if md.uid() != a.uid || md.gid() != a.gid {
         std::os::unix::fs::lchown(path, Some(a.uid), Some(a.gid))?;
     }
-    if kind != Kind::Symlink {
+    if kind != Kind::Symlink && md.mode() & 0o7777 != a.mode & 0o7777 {
         fs::set_permissions(path, fs::Permissions::from_mode(a.mode & 0o7777))?;
     }
     let c = cpath(path)?;
