@@ -42,16 +42,25 @@ pub use summary::{CutSummary, LOST_LISTED};
 #[derive(Debug)]
 pub enum Error {
     Fs(FsError),
-    /// The backing directory failed; reported as `EIO`.
+    /// The backing directory failed; reported as `EIO` or, for a full or
+    /// read-only backing filesystem, as that ([`Error::errno`]).
     Backing(io::Error),
 }
 
 impl Error {
     /// The errno for the kernel (model errors: [`FsError::errno`]).
+    ///
+    /// A backing failure is `EIO`, except the ones a program can act on and
+    /// a real filesystem reports as themselves: the backing filesystem is
+    /// full (`ENOSPC`), over quota (`EDQUOT`), cannot hold a file that large
+    /// (`EFBIG`) or is read-only (`EROFS`) pass through unchanged.
     pub fn errno(&self) -> i32 {
         match self {
             Error::Fs(e) => e.errno(),
-            Error::Backing(_) => libc::EIO,
+            Error::Backing(e) => match e.raw_os_error() {
+                Some(n @ (libc::ENOSPC | libc::EDQUOT | libc::EFBIG | libc::EROFS)) => n,
+                _ => libc::EIO,
+            },
         }
     }
 }

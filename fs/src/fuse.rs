@@ -45,12 +45,13 @@ const MAX_WRITE: u32 = 1 << 20;
 const FILE_OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE.union(FopenFlags::FOPEN_NOFLUSH);
 
 /// The one errno mapping of the adapter (model errors go through
-/// [`FsError::errno`]; backing failures were logged and become `EIO`).
+/// [`FsError::errno`]; backing failures are logged and become
+/// [`Error::errno`]).
 fn errno(op: &str, e: &Error) -> Errno {
     match e {
         Error::Fs(FsError::Cut) => log::debug!("durafs: {op}: refused after the cut"),
         Error::Fs(err) => log::debug!("durafs: {op}: {err}"),
-        Error::Backing(err) => log::warn!("durafs: {op}: EIO ({err})"),
+        Error::Backing(err) => log::warn!("durafs: {op}: backing store failed ({err})"),
     }
     Errno::from_i32(e.errno())
 }
