@@ -205,9 +205,24 @@ impl DuraFs {
                 real_fsync: opts.real_fsync,
             },
         )?;
+        let default = Config::default();
+        let scratch = backing.root().join(META_DIR).join("tmp");
+        let max_file_size = match crate::backing::limits::max_file_size(&scratch) {
+            Ok(m) => m.min(default.max_file_size),
+            Err(e) => {
+                log::warn!(
+                    "durafs: probing the largest file {}: {e}",
+                    scratch.display()
+                );
+                default.max_file_size
+            }
+        };
+        // IMPORTANT: no larger than the backing filesystem holds, or a write
+        // is accepted that no fsync can make durable.
         let cfg = Config {
             persistence: opts.persistence,
-            ..Config::default()
+            max_file_size,
+            ..default
         };
         let model = Model::from_image(cfg, &image).map_err(|what| BackingError::Unsupported {
             path: path.to_path_buf(),

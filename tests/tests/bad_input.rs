@@ -99,7 +99,6 @@ fn name_length_limits_match_the_host() {
 /// ext4, tmpfs and every other Linux filesystem refuse to look up a name
 /// longer than `NAME_MAX` with `ENAMETOOLONG`; durafs answers `ENOENT`.
 #[test]
-#[ignore = "bug: lookup of a 256-byte name gives ENOENT, not ENAMETOOLONG"]
 fn lookup_of_a_too_long_name_is_enametoolong() {
     let v = Vol::new(Persistence::Posix);
     let n256 = "n".repeat(256);
@@ -288,7 +287,6 @@ fn writes_and_truncates_past_the_maximum_size_are_efbig() {
 /// durafs accepts a file that ends at exactly `max_file_size` (2^44) but the
 /// host's ext4 (the usual backing) stops at 2^44 - 4096: fsync then fails.
 #[test]
-#[ignore = "bug: max_file_size (2^44) exceeds what an ext4 backing can hold; write accepts an end at 2^44 that ext4 refuses, then fsync fails (EFBIG)"]
 fn a_file_durafs_accepts_can_be_fsynced() {
     let v = Vol::new(Persistence::Posix);
     let f = rw(&v.p("edge"));

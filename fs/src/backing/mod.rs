@@ -82,6 +82,7 @@
 //! [`Backing::apply`] returns. Within a batch the order is not power-cut
 //! safe (only kill -9 safe).
 
+pub mod limits;
 mod ns;
 mod scan;
 #[cfg(test)]

@@ -309,6 +309,11 @@ impl Model {
     /// Looks `name` up in directory `parent`.
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> FsResult<Stat> {
         self.check_cut()?;
+        if name.len() > NAME_MAX {
+            // As ext4 and tmpfs: a name no entry can have is an error of
+            // its own, not a miss.
+            return Err(FsError::NameTooLong);
+        }
         let ino = {
             let ns = self.ns.lock();
             let dir = ns
