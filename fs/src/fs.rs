@@ -222,7 +222,6 @@ impl DuraFs {
         let cfg = Config {
             persistence: opts.persistence,
             max_file_size,
-            ..default
         };
         let model = Model::from_image(cfg, &image).map_err(|what| BackingError::Unsupported {
             path: path.to_path_buf(),
@@ -483,7 +482,15 @@ impl DuraFs {
             |_, _| true,
         )?;
         if self.model.dirty_bytes() > self.opts.dirty_limit {
-            self.write_back()?;
+            match self.write_back() {
+                // The write itself took effect. As a kernel's background
+                // writeback, a failed one keeps the data unsynced (the
+                // model restored it) and the file's next fsync reports it.
+                Err(Error::Backing(e)) => {
+                    log::warn!("durafs: writeback past the dirty limit failed: {e}");
+                }
+                other => other?,
+            }
         }
         Ok(n)
     }
@@ -497,11 +504,13 @@ impl DuraFs {
                 || TraceOp::Writeback { ino: 0 },
                 || {
                     let _g = self.sync.write();
-                    match self.model.writeback_oldest()? {
-                        Some((ino, effects)) => {
-                            self.apply("writeback", &effects)?;
-                            Ok(Some(ino))
-                        }
+                    // IMPORTANT: applied under the inode's lock, which
+                    // restores the inode if the backing store fails.
+                    let done = self
+                        .model
+                        .writeback_oldest_applied(|e| self.apply("writeback", e))?;
+                    match done {
+                        Some((ino, applied)) => applied.map(|()| Some(ino)),
                         None => Ok(None),
                     }
                 },
@@ -542,14 +551,20 @@ impl DuraFs {
         )
     }
 
-    /// fsync / fdatasync: returns once the effects are in the backing store.
+    /// fsync / fdatasync: returns once the effects are in the backing
+    /// store. A failed fsync makes nothing of the file durable in the model
+    /// (the backing store may hold part of it, as a disk may after an fsync
+    /// that failed).
     pub fn fsync(&self, ino: Ino, datasync: bool) -> Result<()> {
         self.observed(
             || TraceOp::Fsync { ino, datasync },
             || {
                 let _g = self.sync.write();
-                let effects = self.model.fsync(ino, datasync)?;
-                self.apply("fsync", &effects)
+                // IMPORTANT: applied under the inode's lock; if the backing
+                // store fails (ENOSPC) the file's unsynced bytes stay live
+                // and pending, and the fsync reports the error.
+                self.model
+                    .fsync_applied(ino, datasync, |e| self.apply("fsync", e))?
             },
             |_, _| true,
         )

@@ -172,20 +172,63 @@ impl Model {
     /// namespace operation.
     pub fn fsync(&self, ino: Ino, datasync: bool) -> FsResult<Vec<Effect>> {
         let mut out = Vec::new();
+        match self.fsync_applied(ino, datasync, |e| {
+            out = e.to_vec();
+            Ok::<(), std::convert::Infallible>(())
+        })? {
+            Ok(()) => Ok(out),
+        }
+    }
+
+    /// As [`Model::fsync`], with `apply` making the effects durable while
+    /// the inode is still locked. When `apply` fails the inode is put back
+    /// as it was (its bytes stay live and pending, the dirty count is
+    /// unchanged) and the error is returned: an fsync that failed made
+    /// nothing of the file durable. Under `journal`, the namespace commit
+    /// that comes first is not undone.
+    pub fn fsync_applied<E>(
+        &self,
+        ino: Ino,
+        datasync: bool,
+        apply: impl FnOnce(&[Effect]) -> Result<(), E>,
+    ) -> FsResult<Result<(), E>> {
+        let mut out = Vec::new();
         if self.cfg.persistence == Persistence::Journal {
             let mut ns = self.ns.lock();
             self.check_cut()?;
             self.commit_names(&mut ns, |_| true, &mut out)?;
             let node = self.node(ino)?;
             let mut n = node.lock();
-            self.flush_node(ino, &mut n, !datasync, &mut out);
+            Ok(self.flush_applied(ino, &mut n, !datasync, out, apply))
         } else {
             let node = self.node(ino)?;
             let mut n = node.lock();
             self.check_cut()?;
-            self.flush_node(ino, &mut n, !datasync, &mut out);
+            Ok(self.flush_applied(ino, &mut n, !datasync, out, apply))
         }
-        Ok(out)
+    }
+
+    /// [`Model::flush_node`], then `apply` on all of `out`; on failure the
+    /// node and the dirty count are restored.
+    fn flush_applied<E>(
+        &self,
+        ino: Ino,
+        n: &mut Node,
+        with_attrs: bool,
+        mut out: Vec<Effect>,
+        apply: impl FnOnce(&[Effect]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let saved = n.clone();
+        let pending_bytes = |n: &Node| n.pending.values().map(Op::data_len).sum::<u64>();
+        let before = pending_bytes(n);
+        self.flush_node(ino, n, with_attrs, &mut out);
+        let res = apply(&out);
+        if res.is_err() {
+            let freed = before.saturating_sub(pending_bytes(n));
+            *n = saved;
+            self.dirty_bytes.fetch_add(freed, Ordering::Relaxed);
+        }
+        res
     }
 
     /// Makes the unsynced data (and with `with_attrs`, attributes) of one
@@ -262,6 +305,21 @@ impl Model {
     /// under memory pressure does), making it durable like fdatasync.
     /// Returns the inode and the effects, or `None` when nothing is dirty.
     pub fn writeback_oldest(&self) -> FsResult<Option<(Ino, Vec<Effect>)>> {
+        let mut out = Vec::new();
+        let done = self.writeback_oldest_applied(|e| {
+            out = e.to_vec();
+            Ok::<(), std::convert::Infallible>(())
+        })?;
+        Ok(done.map(|(ino, Ok(()))| (ino, out)))
+    }
+
+    /// As [`Model::writeback_oldest`], with `apply` making the effects
+    /// durable under the inode's lock; when it fails the inode is put back
+    /// as it was (see [`Model::fsync_applied`]).
+    pub fn writeback_oldest_applied<E>(
+        &self,
+        apply: impl FnOnce(&[Effect]) -> Result<(), E>,
+    ) -> FsResult<Option<(Ino, Result<(), E>)>> {
         self.check_cut()?;
         let mut oldest: Option<(u64, Ino)> = None;
         for e in self.nodes.iter() {
@@ -282,9 +340,10 @@ impl Model {
         };
         let node = self.node(ino)?;
         let mut n = node.lock();
-        let mut out = Vec::new();
-        self.flush_node(ino, &mut n, false, &mut out);
-        Ok(Some((ino, out)))
+        Ok(Some((
+            ino,
+            self.flush_applied(ino, &mut n, false, Vec::new(), apply),
+        )))
     }
 }
 

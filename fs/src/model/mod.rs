@@ -78,7 +78,7 @@ pub(crate) struct DurableMeta {
 }
 
 /// Per-inode state.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Node {
     pub kind: Kind,
     pub attrs: Attrs,

@@ -540,3 +540,57 @@ fn drop_all_survival_is_never_full_for_meta_first_writes() {
     );
     assert_eq!(st.kept[1].1, Survival::MetaOnly);
 }
+
+/// Regression (found by `tests/tests/bad_input.rs` on a full backing): an
+/// fsync whose effects failed to apply had already made the file durable in
+/// the model and dropped its bytes, so reads returned the backing's zeros.
+#[test]
+fn a_failed_fsync_apply_leaves_the_file_live_and_pending() {
+    for p in [Persistence::Posix, Persistence::Journal] {
+        let m = Model::new(
+            Config {
+                persistence: p,
+                ..Config::default()
+            },
+            Attrs::default(),
+        );
+        let f = m
+            .create(ROOT, b"f", Kind::File, Attrs::default(), None)
+            .expect("create")
+            .ino;
+        m.write(f, 0, Bytes::from_static(b"acknowledged"), ts(1))
+            .expect("write");
+        let dirty = m.dirty_bytes();
+        let failed = m
+            .fsync_applied(f, false, |_| Err("ENOSPC"))
+            .expect("the model itself accepts the fsync");
+        assert_eq!(failed, Err("ENOSPC"));
+        let live = m.read(f, 0, 100).expect("read");
+        assert_eq!(
+            live,
+            vec![Segment::Data(Bytes::from_static(b"acknowledged"))]
+        );
+        let pending = m.pending_ops();
+        assert!(
+            pending
+                .iter()
+                .any(|op| matches!(op.op, Op::Write { ino, .. } if ino == f)),
+            "{p:?}: the write is still pending: {pending:?}"
+        );
+        assert_eq!(m.dirty_bytes(), dirty, "{p:?}");
+        let mut applied = Vec::new();
+        m.fsync_applied(f, false, |e| {
+            applied = e.to_vec();
+            Ok::<(), ()>(())
+        })
+        .expect("fsync")
+        .expect("applied");
+        assert!(
+            applied
+                .iter()
+                .any(|e| matches!(e, Effect::Write { ino, .. } if *ino == f)),
+            "{applied:?}"
+        );
+        assert_eq!(m.dirty_bytes(), 0);
+    }
+}
