@@ -175,6 +175,10 @@ impl State {
         let Some((d, n)) = self.nodes.get(&y).and_then(|n| n.phys.first().cloned()) else {
             return Ok(());
         };
+        if self.kind(y) == Some(Kind::Dir) {
+            // IMPORTANT: before `y` leaves, or what it holds leaves with it.
+            self.rescue_beneath(y)?;
+        }
         let from = self.name_path(d, &n)?;
         fs::rename(&from, self.orphan_path(y))?;
         self.phys_remove(d, &n);
@@ -182,6 +186,37 @@ impl State {
             node.orphan = true;
         }
         self.touched_dirs.insert(Touched::Orphans);
+        Ok(())
+    }
+
+    /// Moves every directory physically beneath directory `y` that has a
+    /// logical entry outside `y` to that entry. A directory lives at its
+    /// oldest logical entry, which can be inside a directory that is now
+    /// going to the orphans (its entry there is a ghost: `y`'s own removal
+    /// of it is not durable yet); it must not be orphaned, and deleted,
+    /// with `y` while a durable entry elsewhere still reaches it.
+    fn rescue_beneath(&mut self, y: Ino) -> io::Result<()> {
+        let mut queue = vec![y];
+        while let Some(dir) = queue.pop() {
+            let kids: Vec<Ino> = self
+                .phys_dirs
+                .get(&dir)
+                .map(|m| m.values().copied().collect())
+                .unwrap_or_default();
+            for c in kids {
+                if self.kind(c) != Some(Kind::Dir) {
+                    continue;
+                }
+                let outside = self
+                    .links
+                    .get(&c)
+                    .and_then(|l| l.iter().find(|(d, _)| !self.within_phys(*d, y)).cloned());
+                match outside {
+                    Some((d, n)) => self.place(d, &n, c)?,
+                    None => queue.push(c),
+                }
+            }
+        }
         Ok(())
     }
 
