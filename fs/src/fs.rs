@@ -310,7 +310,9 @@ impl DuraFs {
         )
     }
 
-    /// Creates a file, directory, symlink or special file.
+    /// Creates a file, directory, symlink or special file. In a set-group-ID
+    /// directory the new entry takes the directory's group, and a new
+    /// directory the set-group-ID bit too (as every Unix filesystem).
     pub fn create(
         &self,
         parent: Ino,
@@ -321,6 +323,14 @@ impl DuraFs {
     ) -> Result<Stat> {
         Self::check_name(parent, name)?;
         let t = now();
+        let mut attrs = attrs;
+        let dir = self.model.getattr(parent)?.attrs;
+        if dir.mode & libc::S_ISGID != 0 {
+            attrs.gid = dir.gid;
+            if kind == Kind::Dir {
+                attrs.mode |= libc::S_ISGID;
+            }
+        }
         let attrs = Attrs {
             atime: t,
             mtime: t,
