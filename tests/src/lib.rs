@@ -3,6 +3,7 @@
 //!
 //! Without `/dev/fuse` or root the tests fail with a message saying so.
 
+pub mod diff;
 use durafs::fs::{CutSummary, DuraFs, FsOptions};
 use durafs::model::Persistence;
 use durafs::model::crash::{CrashOptions, Policy};

@@ -1,0 +1,433 @@
+//! Differential tests: seeded random operation sequences run on a durafs
+//! mount and on a plain directory, compared after every step and checked
+//! against the model at every power cut (see `durafs_tests::diff`).
+//!
+//! Soak: `DURAFS_DIFF_OPS=N DURAFS_DIFF_SEED=S cargo test -p durafs-tests
+//! --test differential -- --nocapture posix_seed_1` runs N ops from seed S.
+
+use durafs::model::crash::{CrashOptions, Policy, crash_state};
+use durafs::trace::replay::Replayer;
+use durafs_tests::Vol;
+use durafs_tests::diff::tree::{NodeKind, Tree};
+use durafs_tests::diff::*;
+use std::fs;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+
+#[test]
+fn posix_seed_1() {
+    let s = fuzz_from_env(Persistence::Posix, 1, 500);
+    assert!(s.cuts >= 1, "{s:?}");
+}
+
+#[test]
+fn posix_seed_2() {
+    fuzz_from_env(Persistence::Posix, 2, 500);
+}
+
+#[test]
+fn posix_seed_3() {
+    fuzz_from_env(Persistence::Posix, 3, 400);
+}
+
+#[test]
+fn journal_seed_4() {
+    fuzz_from_env(Persistence::Journal, 4, 400);
+}
+
+#[test]
+fn generation_is_seeded_and_covers_every_operation() {
+    // Against a fixed tree, without running anything.
+    let (_d, tree) = tmp_tree(base);
+    let generate = |seed| {
+        let mut g = Gen::new(seed);
+        (0..3000).map(|_| g.next(&tree)).collect::<Vec<Op>>()
+    };
+    let a = generate(9);
+    assert_eq!(a, generate(9));
+    assert_ne!(a, generate(10));
+    let names: std::collections::BTreeSet<&str> = a.iter().map(Op::name).collect();
+    for n in [
+        "create",
+        "write",
+        "read",
+        "truncate",
+        "fallocate",
+        "rename",
+        "link",
+        "unlink",
+        "mkdir",
+        "rmdir",
+        "symlink",
+        "chmod",
+        "fsync",
+        "fdatasync",
+        "fsyncdir",
+        "sync-all",
+        "cut",
+    ] {
+        assert!(names.contains(n), "no {n} in 3000 generated ops");
+    }
+    // Far sparse writes are generated too.
+    assert!(
+        a.iter()
+            .any(|o| matches!(o, Op::Write { off, .. } if *off > 1 << 29))
+    );
+}
+
+/// The printed form of a sequence is what a regression test contains: this
+/// compiles, runs and passes.
+#[test]
+fn a_printed_sequence_is_a_runnable_regression_test() {
+    let ops = [
+        Op::Mkdir {
+            path: "a",
+            mode: 0o755,
+        },
+        Op::Create {
+            path: "a/b",
+            mode: 0o644,
+            excl: true,
+            trunc: false,
+        },
+        Op::Write {
+            path: "a/b",
+            off: 1073725440,
+            len: 100,
+            fill: 3,
+            append: false,
+        },
+        Op::Fallocate {
+            path: "a/b",
+            mode: Falloc::Punch,
+            off: 1073725450,
+            len: 10,
+        },
+        Op::Rename {
+            from: "a/b",
+            to: "c",
+            flags: Ren::NoReplace,
+        },
+        Op::Link { from: "c", to: "d" },
+        Op::Fsync { path: "c" },
+        Op::FsyncDir { path: "." },
+        Op::Cut {
+            policy: CutPolicy::DropAll,
+            seed: 0,
+        },
+        Op::Read {
+            path: "c",
+            off: 0,
+            len: 10,
+        },
+    ];
+    let printed = ops[4].to_string();
+    assert_eq!(
+        printed,
+        r#"Op::Rename { from: "a/b", to: "c", flags: Ren::NoReplace }"#
+    );
+    let s = check(Persistence::Posix, &ops).unwrap_or_else(|f| panic!("{}", f.what));
+    assert_eq!((s.ops, s.cuts), (10, 1));
+}
+
+/// The divergence is tolerated only where it applies: the same sequence
+/// fails strictly and passes by default, counted.
+#[test]
+fn the_known_divergence_is_tolerated_and_counted_but_not_in_strict_mode() {
+    let ops = [
+        Op::Mkdir {
+            path: "d",
+            mode: 0o755,
+        },
+        Op::Mkdir {
+            path: "d/d",
+            mode: 0o755,
+        },
+        Op::FsyncDir { path: "." },
+        Op::FsyncDir { path: "d" },
+        Op::Rename {
+            from: "d/d",
+            to: "c",
+            flags: Ren::Plain,
+        },
+        Op::FsyncDir { path: "." },
+        Op::Cut {
+            policy: CutPolicy::DropAll,
+            seed: 0,
+        },
+    ];
+    let s = check(Persistence::Posix, &ops).unwrap_or_else(|f| panic!("{}", f.what));
+    assert_eq!(s.twice_reached, 1);
+    let f = check_strict(Persistence::Posix, &ops).expect_err("strict mode fails");
+    assert_eq!(f.class, "cut-model after cut");
+}
+
+fn tmp_tree(build: impl FnOnce(&std::path::Path)) -> (tempfile::TempDir, Tree) {
+    let d = tempfile::tempdir().expect("tempdir");
+    build(d.path());
+    let t = Tree::read(d.path()).expect("read tree");
+    (d, t)
+}
+
+fn base(p: &std::path::Path) {
+    fs::create_dir(p.join("a")).expect("mkdir");
+    let f = fs::File::create(p.join("a/f")).expect("create");
+    f.set_len(1 << 30).expect("grow");
+    f.write_all_at(b"far", (1 << 30) - 5000).expect("write far");
+    fs::hard_link(p.join("a/f"), p.join("g")).expect("link");
+    std::os::unix::fs::symlink("a/f", p.join("s")).expect("symlink");
+}
+
+/// The comparator must see every kind of difference it claims to compare.
+#[test]
+fn the_tree_comparator_detects_each_kind_of_difference() {
+    let (_a, t) = tmp_tree(base);
+    let (_b, same) = tmp_tree(base);
+    assert_eq!(t.diff(&same, "x", "y", 10), Vec::<String>::new());
+    type Mutation = (&'static str, Box<dyn Fn(&std::path::Path)>);
+    let mutations: Vec<Mutation> = vec![
+        (
+            "one byte in a far window",
+            Box::new(|p| {
+                fs::File::options()
+                    .write(true)
+                    .open(p.join("a/f"))
+                    .expect("open")
+                    .write_all_at(b"X", (1 << 30) - 4999)
+                    .expect("write")
+            }),
+        ),
+        (
+            "size",
+            Box::new(|p| {
+                fs::File::options()
+                    .write(true)
+                    .open(p.join("a/f"))
+                    .expect("open")
+                    .set_len((1 << 30) + 1)
+                    .expect("grow")
+            }),
+        ),
+        (
+            "mode",
+            Box::new(|p| {
+                fs::set_permissions(p.join("a"), fs::Permissions::from_mode(0o700)).expect("chmod")
+            }),
+        ),
+        (
+            "symlink target",
+            Box::new(|p| {
+                fs::remove_file(p.join("s")).expect("rm");
+                std::os::unix::fs::symlink("a/g", p.join("s")).expect("symlink");
+            }),
+        ),
+        (
+            "hard link turned copy",
+            Box::new(|p| {
+                fs::remove_file(p.join("g")).expect("rm");
+                let f = fs::File::create(p.join("g")).expect("create");
+                f.set_len(1 << 30).expect("grow");
+                f.write_all_at(b"far", (1 << 30) - 5000).expect("write far");
+            }),
+        ),
+        (
+            "an extra empty directory",
+            Box::new(|p| fs::create_dir(p.join("a/e")).expect("mkdir")),
+        ),
+    ];
+    for (what, m) in mutations {
+        let (_c, other) = tmp_tree(|p| {
+            base(p);
+            m(p);
+        });
+        let d = t.diff(&other, "x", "y", 10);
+        assert!(!d.is_empty(), "{what}: not detected");
+    }
+}
+
+/// A materialised tree reads back equal, sparse files included.
+#[test]
+fn materialise_round_trips() {
+    let (_a, t) = tmp_tree(base);
+    let d = tempfile::tempdir().expect("tempdir");
+    t.materialise(d.path()).expect("materialise");
+    let back = Tree::read(d.path()).expect("read back");
+    assert_eq!(t.diff(&back, "orig", "copy", 10), Vec::<String>::new());
+    let NodeKind::File { size, .. } = &back.0["g"].kind else {
+        panic!("g is not a file: {:?}", back.0["g"]);
+    };
+    assert_eq!(*size, 1 << 30);
+    assert_eq!(back.0["g"].link_of.as_deref(), Some("a/f"));
+}
+
+/// The cut check has teeth: the prediction of one policy does not match
+/// what a cut under another leaves, and matches its own.
+#[test]
+fn a_cut_prediction_for_the_wrong_policy_is_detected() {
+    let mut v = Vol::new(Persistence::Posix);
+    v.fs().start_trace(true, None).expect("trace");
+    fs::write(v.p("kept"), b"durable").expect("write");
+    durafs_tests::fsync_file(&v.p("kept"));
+    durafs_tests::fsync_dir(&v.mnt);
+    fs::write(v.p("lost"), b"unsynced").expect("write");
+    let trace = v.fs().finish_trace().expect("traced").expect("trace");
+    let mut r = Replayer::new(&trace.header).expect("header");
+    for ev in &trace.events {
+        r.apply(ev).expect("replay");
+    }
+    let predict = |policy| {
+        let opts = CrashOptions {
+            policy,
+            ..CrashOptions::default()
+        };
+        let pending = r.pending();
+        let mut store = r.durable().clone();
+        store.apply_all(&crash_state(&pending, &opts).effects(&pending));
+        Tree::of_store(&store)
+    };
+    let (drop_all, keep_all) = (predict(Policy::DropAll), predict(Policy::KeepAll));
+    v.cut(Policy::DropAll);
+    v.remount();
+    let got = Tree::read(&v.mnt).expect("read");
+    assert_eq!(
+        drop_all.diff(&got, "model", "remounted", 10),
+        Vec::<String>::new()
+    );
+    assert!(!keep_all.diff(&got, "model", "remounted", 10).is_empty());
+    assert_eq!(got.0.keys().collect::<Vec<_>>(), ["kept"]);
+}
+
+/// Bug: on Linux a directory made inside a set-group-ID directory inherits
+/// the set-group-ID bit (and the parent's group); durafs gives it the mode
+/// requested and the caller's gid (fs/src/fuse.rs, `Adapter::new_attrs`).
+#[test]
+fn setgid_directory_is_inherited_by_mkdir() {
+    let ops = [
+        Op::Mkdir {
+            path: "a",
+            mode: 0o755,
+        },
+        Op::Chmod {
+            path: "a",
+            mode: 0o2755,
+        },
+        Op::Mkdir {
+            path: "a/b",
+            mode: 0o755,
+        },
+    ];
+    if let Err(f) = check(Persistence::Posix, &ops) {
+        panic!("{}", f.what);
+    }
+}
+
+/// Bug or decision: a directory with two durable entries after a cut (the
+/// new name of a cross-directory rename made durable, the removal of the
+/// old one not) is predicted by the model (`MemStore::after_crash`, and so
+/// `durafs explore`) at its shallowest / first-in-name-order path `c`, as
+/// docs/durability.md says, while a real cut leaves it at its oldest entry
+/// `d/d` (fs/src/backing/mod.rs:27-33, ns.rs:158). Found by seeds 102,
+/// 105 (posix) and 204 (journal). The fuzz tests tolerate it unless
+/// `DURAFS_DIFF_STRICT` is set; this test checks strictly.
+#[test]
+#[ignore = "bug: model and backing disagree on where a twice-reached directory survives"]
+fn directory_reached_twice_after_a_cut_survives_where_the_model_says() {
+    let ops = [
+        Op::Mkdir {
+            path: "d",
+            mode: 0o755,
+        },
+        Op::Mkdir {
+            path: "d/d",
+            mode: 0o755,
+        },
+        Op::FsyncDir { path: "." },
+        Op::FsyncDir { path: "d" },
+        Op::Rename {
+            from: "d/d",
+            to: "c",
+            flags: Ren::Plain,
+        },
+        Op::FsyncDir { path: "." },
+        Op::Cut {
+            policy: CutPolicy::DropAll,
+            seed: 0,
+        },
+    ];
+    if let Err(f) = check_strict(Persistence::Posix, &ops) {
+        panic!("{}", f.what);
+    }
+}
+
+/// Bug: `d/d` renamed to `c`, then `d` to `c/b`, fsync `.` then `c`: the
+/// durable entries form a cycle until `d`'s pending removal of its entry
+/// `d` applies. A keep-all cut (which applies it) remounts `c` without `b`:
+/// the backing orphaned `d` at the fsync of `.` (see the next test) and
+/// does not place it at `c/b` once the cycle is gone. (A drop-all cut loses
+/// `c` as well.) The model predicts `c` and `c/b`. Found by seed 111.
+fn cycle_ops(policy: CutPolicy) -> [Op; 8] {
+    [
+        Op::Mkdir {
+            path: "d",
+            mode: 0o755,
+        },
+        Op::Mkdir {
+            path: "d/d",
+            mode: 0o755,
+        },
+        Op::SyncAll,
+        Op::Rename {
+            from: "d/d",
+            to: "c",
+            flags: Ren::Plain,
+        },
+        Op::Rename {
+            from: "d",
+            to: "c/b",
+            flags: Ren::Plain,
+        },
+        Op::FsyncDir { path: "." },
+        Op::FsyncDir { path: "c" },
+        Op::Cut { policy, seed: 0 },
+    ]
+}
+
+#[test]
+fn directory_moved_under_its_former_child_survives_a_keep_all_cut() {
+    if let Err(f) = check_strict(Persistence::Posix, &cycle_ops(CutPolicy::KeepAll)) {
+        panic!("{}", f.what);
+    }
+}
+
+/// Bug (the root cause of the one above): `d/d` renamed to `c`, then the
+/// now empty `d` removed, then `.` fsynced: `c` is durable, but after a
+/// drop-all cut it is gone. The backing moves the removed `d` (whose durable
+/// entry `d` -> the renamed directory is still pending removal) into the
+/// orphans with the renamed directory physically inside it, and deletes both.
+#[test]
+fn renamed_directory_survives_removing_its_old_parent() {
+    let ops = [
+        Op::Mkdir {
+            path: "d",
+            mode: 0o755,
+        },
+        Op::Mkdir {
+            path: "d/d",
+            mode: 0o755,
+        },
+        Op::SyncAll,
+        Op::Rename {
+            from: "d/d",
+            to: "c",
+            flags: Ren::Plain,
+        },
+        Op::Rmdir { path: "d" },
+        Op::FsyncDir { path: "." },
+        Op::Cut {
+            policy: CutPolicy::DropAll,
+            seed: 0,
+        },
+    ];
+    if let Err(f) = check_strict(Persistence::Posix, &ops) {
+        panic!("{}", f.what);
+    }
+}
