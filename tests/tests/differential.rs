@@ -431,3 +431,129 @@ fn renamed_directory_survives_removing_its_old_parent() {
         panic!("{}", f.what);
     }
 }
+
+/// Found by the soak (`DURAFS_DIFF_SEED=506`, 2,000 ops), shrunk. A
+/// directory made and exchanged with a file before any sync is reached by two
+/// entries in the random crash state; the model keeps it at `a/b`, the cut at
+/// `c/a`. Probably the twice-reached divergence above in a form the
+/// tolerance does not recognise (the model's store already holds one entry).
+#[test]
+#[ignore = "open: model and backing disagree after an exchange of a new directory (likely the twice-reached divergence)"]
+fn exchanged_new_directory_survives_where_the_model_says() {
+    let ops = [
+        Op::Mkdir {
+            path: "c",
+            mode: 0o755,
+        },
+        Op::Mkdir {
+            path: "a",
+            mode: 0o755,
+        },
+        Op::Create {
+            path: "a/b",
+            mode: 0o644,
+            excl: true,
+            trunc: false,
+        },
+        Op::Mkdir {
+            path: "c/a",
+            mode: 0o1777,
+        },
+        Op::Truncate {
+            path: "a/b",
+            size: 1045576,
+        },
+        Op::Create {
+            path: "c/b",
+            mode: 0o644,
+            excl: false,
+            trunc: false,
+        },
+        Op::Rename {
+            from: "a/b",
+            to: "c/a",
+            flags: Ren::Exchange,
+        },
+        Op::Cut {
+            policy: CutPolicy::Random,
+            seed: 604921,
+        },
+    ];
+    if let Err(f) = check(Persistence::Posix, &ops) {
+        panic!("{}", f.what);
+    }
+}
+
+/// Found by the soak (`DURAFS_DIFF_SEED=514`, 2,000 ops), shrunk. After
+/// exchanges that move directory `c` from inside `X` (whose entries are not
+/// durable) to the durable entry `d/d`, a drop-all cut leaves no `d/d` at
+/// all: a durable directory is lost. Not yet diagnosed.
+#[test]
+#[ignore = "bug: a directory exchanged into a durable entry is lost at a drop-all cut"]
+fn directory_exchanged_into_a_durable_entry_survives_a_drop_all_cut() {
+    let ops = [
+        Op::Mkdir {
+            path: "d",
+            mode: 0o755,
+        },
+        Op::Mkdir {
+            path: "d/d",
+            mode: 0o500,
+        },
+        Op::Rename {
+            from: "d/d",
+            to: "a",
+            flags: Ren::Plain,
+        },
+        Op::SyncAll,
+        Op::Cut {
+            policy: CutPolicy::DropAll,
+            seed: 385000,
+        },
+        Op::Mkdir {
+            path: "a/c",
+            mode: 0o700,
+        },
+        Op::Create {
+            path: "d/d",
+            mode: 0o644,
+            excl: true,
+            trunc: false,
+        },
+        Op::Rename {
+            from: "a",
+            to: "b",
+            flags: Ren::Plain,
+        },
+        Op::Create {
+            path: "d/a",
+            mode: 0o644,
+            excl: false,
+            trunc: true,
+        },
+        Op::Rename {
+            from: "d/a",
+            to: "b",
+            flags: Ren::Exchange,
+        },
+        Op::SyncAll,
+        Op::Rename {
+            from: "b",
+            to: "d/a",
+            flags: Ren::Exchange,
+        },
+        Op::Rename {
+            from: "d/d",
+            to: "b/c",
+            flags: Ren::Exchange,
+        },
+        Op::FsyncDir { path: "d" },
+        Op::Cut {
+            policy: CutPolicy::DropAll,
+            seed: 324648,
+        },
+    ];
+    if let Err(f) = check(Persistence::Posix, &ops) {
+        panic!("{}", f.what);
+    }
+}
