@@ -56,6 +56,21 @@ impl State {
         true
     }
 
+    /// True when `dir` is physically inside `.durafs/orphans/` (an orphaned
+    /// directory or beneath one): what is there is deleted at the cut.
+    fn in_orphans(&self, mut dir: Ino) -> bool {
+        for _ in 0..4096 {
+            match self.nodes.get(&dir) {
+                Some(n) => match n.phys.first() {
+                    Some((p, _)) => dir = *p,
+                    None => return n.orphan,
+                },
+                None => return false,
+            }
+        }
+        false
+    }
+
     /// `Effect::Link`.
     pub(super) fn link(
         &mut self,
@@ -86,10 +101,14 @@ impl State {
             return self.place(dir, name, ino);
         }
         // A directory stays at its physical name while that is still one of
-        // its logical entries (oldest entry wins); otherwise it moves here.
+        // its logical entries (oldest entry wins) and not inside a directory
+        // that went to the orphans; otherwise it moves here.
         let placed = self.nodes.get(&ino).and_then(|n| n.phys.first().cloned());
         match placed {
-            Some((pd, pn)) if self.logical.get(&pd).and_then(|d| d.get(&pn)) == Some(&ino) => {
+            Some((pd, pn))
+                if self.logical.get(&pd).and_then(|d| d.get(&pn)) == Some(&ino)
+                    && !self.in_orphans(pd) =>
+            {
                 Ok(())
             }
             _ => self.place(dir, name, ino),
