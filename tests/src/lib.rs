@@ -7,6 +7,7 @@ pub mod diff;
 use durafs::fs::{CutSummary, DuraFs, FsOptions};
 use durafs::model::Persistence;
 use durafs::model::crash::{CrashOptions, Policy};
+use durafs::model::rng::SplitMix64;
 use durafs::mount::{MountOptions, Mounted, mount};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -163,4 +164,29 @@ fn wait_fd(fd: libc::c_int, pid: i32) {
         assert_eq!(libc::poll(&mut p, 1, 60_000), 1, "{pid} did not exit");
         libc::close(fd);
     }
+}
+
+/// A number from the environment (a soak setting), if set; panics on a
+/// value that is not a number.
+pub fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().map(|v| {
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name}={v}: expected a number"))
+    })
+}
+
+/// A generator for the stream `(a, b, c)` of `seed`: independent streams
+/// for, say, thread `a`, file `b`, record `c`.
+pub fn mix(seed: u64, a: u64, b: u64, c: u64) -> SplitMix64 {
+    let mut r = SplitMix64::new(seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let x = r.next_u64() ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    let mut r = SplitMix64::new(x ^ c.wrapping_mul(0x1656_67B1_9E37_79F9));
+    r.next_u64();
+    r
+}
+
+/// fsyncs the directory `p`, returning the error (for loads that expect
+/// failures after a cut or a kill).
+pub fn dir_sync(p: &Path) -> std::io::Result<()> {
+    File::open(p)?.sync_all()
 }

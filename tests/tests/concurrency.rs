@@ -41,7 +41,7 @@
 use durafs::model::Persistence;
 use durafs::model::crash::{CrashOptions, Policy};
 use durafs::model::rng::SplitMix64;
-use durafs_tests::{Vol, fsync_dir};
+use durafs_tests::{Vol, dir_sync, env_u64, fsync_dir, mix};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -56,13 +56,6 @@ const REC: usize = 64;
 /// Slots per thread in the shared file.
 const SLOTS: usize = 8;
 const SHARED_LEN: usize = THREADS * SLOTS * REC;
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| {
-        v.parse()
-            .unwrap_or_else(|_| panic!("{name}={v}: expected a number"))
-    })
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Sabotage {
@@ -87,14 +80,6 @@ impl Sabotage {
 }
 
 // ---------------------------------------------------------------- content
-
-fn mix(seed: u64, a: u64, b: u64, c: u64) -> SplitMix64 {
-    let mut r = SplitMix64::new(seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let x = r.next_u64() ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-    let mut r = SplitMix64::new(x ^ c.wrapping_mul(0x1656_67B1_9E37_79F9));
-    r.next_u64();
-    r
-}
 
 fn fnv(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -199,10 +184,6 @@ impl Ctx<'_> {
             let _ = tx.send(());
         }
     }
-}
-
-fn dir_sync(p: &Path) -> io::Result<()> {
-    File::open(p)?.sync_all()
 }
 
 fn new_log(ctx: &Ctx, t: usize, st: &mut Acked, tx: &mpsc::Sender<()>) -> Option<File> {

@@ -34,6 +34,7 @@
 //! does that once.
 
 use durafs::model::rng::SplitMix64;
+use durafs_tests::{dir_sync, env_u64, mix};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -47,13 +48,6 @@ const LOADERS: usize = 4;
 const REC: usize = 64;
 /// Operations per load thread at most (the kill normally comes first).
 const MAX_OPS: u64 = 600;
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| {
-        v.parse()
-            .unwrap_or_else(|_| panic!("{name}={v}: expected a number"))
-    })
-}
 
 fn cli(args: &[&str]) -> String {
     let out = Command::new(EXE)
@@ -145,14 +139,6 @@ impl Drop for Daemon {
 
 // ---------------------------------------------------------------- content
 
-fn mix(seed: u64, a: u64, b: u64, c: u64) -> SplitMix64 {
-    let mut r = SplitMix64::new(seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let x = r.next_u64() ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-    let mut r = SplitMix64::new(x ^ c.wrapping_mul(0x1656_67B1_9E37_79F9));
-    r.next_u64();
-    r
-}
-
 /// Record `i` of log `g` of thread `t` in round `seed`: 64 bytes.
 fn log_rec(seed: u64, t: usize, g: u64, i: u64) -> [u8; REC] {
     let mut r = [0u8; REC];
@@ -236,10 +222,6 @@ impl Load<'_> {
             let _ = tx.send(());
         }
     }
-}
-
-fn dir_sync(p: &Path) -> io::Result<()> {
-    File::open(p)?.sync_all()
 }
 
 fn new_log(l: &Load, t: usize, st: &mut Acked, tx: &mpsc::Sender<()>) -> Option<File> {
