@@ -190,3 +190,29 @@ pub fn mix(seed: u64, a: u64, b: u64, c: u64) -> SplitMix64 {
 pub fn dir_sync(p: &Path) -> std::io::Result<()> {
     File::open(p)?.sync_all()
 }
+
+/// `p` as a C string (test paths never hold a NUL byte).
+pub fn cpath(p: &Path) -> std::ffi::CString {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(p.as_os_str().as_bytes()).expect("no NUL in a test path")
+}
+
+/// `renameat2(2)` with `flags` (`RENAME_NOREPLACE`, `RENAME_EXCHANGE`).
+pub fn renameat2(from: &Path, to: &Path, flags: u32) -> std::io::Result<()> {
+    let (a, b) = (cpath(from), cpath(to));
+    // SAFETY: two valid NUL-terminated paths; the result is checked.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

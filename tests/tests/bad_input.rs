@@ -8,7 +8,7 @@ use durafs::fs::FsOptions;
 use durafs::model::Persistence;
 use durafs::model::crash::Policy;
 use durafs::mount::Mounted;
-use durafs_tests::{Vol, fsync_dir, mount_at};
+use durafs_tests::{Vol, cpath, fsync_dir, mount_at, renameat2};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -444,27 +444,8 @@ fn namespace_errors_match_the_host() {
     like_host(&v, "renameat2 noreplace", Some(libc::EEXIST), |d| {
         fs::write(d.join("a"), b"a")?;
         fs::write(d.join("b"), b"b")?;
-        let (a, b) = (cpath(&d.join("a")), cpath(&d.join("b")));
-        // SAFETY: valid NUL-terminated paths.
-        let rc = unsafe {
-            libc::renameat2(
-                libc::AT_FDCWD,
-                a.as_ptr(),
-                libc::AT_FDCWD,
-                b.as_ptr(),
-                libc::RENAME_NOREPLACE,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        renameat2(&d.join("a"), &d.join("b"), libc::RENAME_NOREPLACE)
     });
-}
-
-fn cpath(p: &Path) -> std::ffi::CString {
-    std::ffi::CString::new(p.as_os_str().as_bytes()).expect("no NUL")
 }
 
 /// Writes `cmd` to the control file in one write and reads the reply.

@@ -5,17 +5,12 @@
 
 use durafs::model::Persistence;
 use durafs::model::crash::{CrashOptions, Policy};
-use durafs_tests::{Vol, fsync_dir, fsync_file};
+use durafs_tests::{Vol, cpath, fsync_dir, fsync_file, renameat2};
 use std::ffi::CString;
 use std::fs::{self, OpenOptions};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-
-fn cpath(p: &Path) -> CString {
-    CString::new(p.as_os_str().as_bytes()).expect("no NUL")
-}
 
 /// The line of /proc/self/mountinfo for `mnt`: (mount options, fs type,
 /// super options).
@@ -204,22 +199,9 @@ fn nothing_named_durafs_can_be_made_at_the_root() {
             }
         }),
         ("exchange with it", {
-            let (a, b) = (cpath(&v.p("f")), cpath(&ctl));
-            // SAFETY: valid paths.
-            let rc = unsafe {
-                libc::renameat2(
-                    libc::AT_FDCWD,
-                    a.as_ptr(),
-                    libc::AT_FDCWD,
-                    b.as_ptr(),
-                    libc::RENAME_EXCHANGE,
-                )
-            };
-            if rc == 0 {
-                None
-            } else {
-                io::Error::last_os_error().raw_os_error()
-            }
+            renameat2(&v.p("f"), &ctl, libc::RENAME_EXCHANGE)
+                .err()
+                .and_then(|e| e.raw_os_error())
         }),
     ];
     for (what, e) in cases {
