@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod hooks;
+mod reclaim;
 mod summary;
 
 use crate::trace::{Data, Text, TraceOp};
@@ -569,12 +570,13 @@ impl DuraFs {
         self.observed(
             || TraceOp::Fsync { ino, datasync },
             || {
-                let _g = self.sync.write();
-                // IMPORTANT: applied under the inode's lock; if the backing
-                // store fails (ENOSPC) the file's unsynced bytes stay live
-                // and pending, and the fsync reports the error.
-                self.model
-                    .fsync_applied(ino, datasync, |e| self.apply("fsync", e))?
+                self.durability_point(|| {
+                    // IMPORTANT: applied under the inode's lock; if the
+                    // backing store fails (ENOSPC) the file's unsynced bytes
+                    // stay live and pending, and the fsync reports the error.
+                    self.model
+                        .fsync_applied(ino, datasync, |e| self.apply("fsync", e))?
+                })
             },
             |_, _| true,
         )
@@ -585,9 +587,12 @@ impl DuraFs {
         self.observed(
             || TraceOp::Fsyncdir { dir },
             || {
-                let _g = self.sync.write();
-                let effects = self.model.fsyncdir(dir)?;
-                self.apply("fsyncdir", &effects)
+                self.durability_point(|| {
+                    // IMPORTANT: applied under the namespace lock; if the
+                    // backing store fails nothing is committed.
+                    self.model
+                        .fsyncdir_applied(dir, |e| self.apply("fsyncdir", e))?
+                })
             },
             |_, _| true,
         )
@@ -598,9 +603,11 @@ impl DuraFs {
         self.observed(
             || TraceOp::Sync,
             || {
-                let _g = self.sync.write();
-                let effects = self.model.sync_all()?;
-                self.apply("sync", &effects)
+                self.durability_point(|| {
+                    // IMPORTANT: names, then each inode, each put back if the
+                    // backing store fails it.
+                    self.model.sync_all_applied(|e| self.apply("sync", e))?
+                })
             },
             |_, _| true,
         )
@@ -608,7 +615,9 @@ impl DuraFs {
 
     /// The kernel dropped its references to `ino`.
     pub fn forget(&self, ino: Ino) {
-        self.model.forget(ino);
+        if self.model.forget(ino) {
+            self.reclaim_forgotten(ino);
+        }
     }
 
     /// The exact unsynced report.
@@ -647,8 +656,8 @@ impl DuraFs {
         let loss = Loss::of(&pending, &state, |op| self.model.describe(op));
         self.apply("cut", &effects)?;
         self.backing
-            .delete_orphans()
-            .map_err(|e| backing_err("cut: deleting orphans", e))?;
+            .after_crash()
+            .map_err(|e| backing_err("cut: settling the backing store", e))?;
         // Nothing touches BACKING after the cut: a remount may take it over
         // while this volume still answers `EIO` to files left open.
         self.backing.release();

@@ -129,38 +129,6 @@ fn a_printed_sequence_is_a_runnable_regression_test() {
     assert_eq!((s.ops, s.cuts), (10, 1));
 }
 
-/// The divergence is tolerated only where it applies: the same sequence
-/// fails strictly and passes by default, counted.
-#[test]
-fn the_known_divergence_is_tolerated_and_counted_but_not_in_strict_mode() {
-    let ops = [
-        Op::Mkdir {
-            path: "d",
-            mode: 0o755,
-        },
-        Op::Mkdir {
-            path: "d/d",
-            mode: 0o755,
-        },
-        Op::FsyncDir { path: "." },
-        Op::FsyncDir { path: "d" },
-        Op::Rename {
-            from: "d/d",
-            to: "c",
-            flags: Ren::Plain,
-        },
-        Op::FsyncDir { path: "." },
-        Op::Cut {
-            policy: CutPolicy::DropAll,
-            seed: 0,
-        },
-    ];
-    let s = check(Persistence::Posix, &ops).unwrap_or_else(|f| panic!("{}", f.what));
-    assert_eq!(s.twice_reached, 1);
-    let f = check_strict(Persistence::Posix, &ops).expect_err("strict mode fails");
-    assert_eq!(f.class, "cut-model after cut");
-}
-
 fn tmp_tree(build: impl FnOnce(&std::path::Path)) -> (tempfile::TempDir, Tree) {
     let d = tempfile::tempdir().expect("tempdir");
     build(d.path());
@@ -320,16 +288,14 @@ fn setgid_directory_is_inherited_by_mkdir() {
     }
 }
 
-/// Bug or decision: a directory with two durable entries after a cut (the
-/// new name of a cross-directory rename made durable, the removal of the
-/// old one not) is predicted by the model (`MemStore::after_crash`, and so
-/// `durafs explore`) at its shallowest / first-in-name-order path `c`, as
-/// docs/durability.md says, while a real cut leaves it at its oldest entry
-/// `d/d` (fs/src/backing/mod.rs:27-33, ns.rs:158). Found by seeds 102,
-/// 105 (posix) and 204 (journal). The fuzz tests tolerate it unless
-/// `DURAFS_DIFF_STRICT` is set; this test checks strictly.
+/// Bug (fixed): a directory with two durable entries after a cut (the new
+/// name of a cross-directory rename made durable, the removal of the old
+/// one not) is predicted by the model (`MemStore::after_crash`, and so
+/// `durafs explore`) at its first entry in a breadth-first walk, `c`; a
+/// real cut left it at its oldest entry `d/d`. The cut now settles each
+/// such directory where the model does (`Backing::after_crash`). Found by
+/// seeds 102, 105 (posix) and 204 (journal).
 #[test]
-#[ignore = "bug: model and backing disagree on where a twice-reached directory survives"]
 fn directory_reached_twice_after_a_cut_survives_where_the_model_says() {
     let ops = [
         Op::Mkdir {
@@ -353,7 +319,7 @@ fn directory_reached_twice_after_a_cut_survives_where_the_model_says() {
             seed: 0,
         },
     ];
-    if let Err(f) = check_strict(Persistence::Posix, &ops) {
+    if let Err(f) = check(Persistence::Posix, &ops) {
         panic!("{}", f.what);
     }
 }
@@ -393,7 +359,7 @@ fn cycle_ops(policy: CutPolicy) -> [Op; 8] {
 
 #[test]
 fn directory_moved_under_its_former_child_survives_a_keep_all_cut() {
-    if let Err(f) = check_strict(Persistence::Posix, &cycle_ops(CutPolicy::KeepAll)) {
+    if let Err(f) = check(Persistence::Posix, &cycle_ops(CutPolicy::KeepAll)) {
         panic!("{}", f.what);
     }
 }
@@ -427,18 +393,16 @@ fn renamed_directory_survives_removing_its_old_parent() {
             seed: 0,
         },
     ];
-    if let Err(f) = check_strict(Persistence::Posix, &ops) {
+    if let Err(f) = check(Persistence::Posix, &ops) {
         panic!("{}", f.what);
     }
 }
 
 /// Found by the soak (`DURAFS_DIFF_SEED=506`, 2,000 ops), shrunk. A
 /// directory made and exchanged with a file before any sync is reached by two
-/// entries in the random crash state; the model keeps it at `a/b`, the cut at
-/// `c/a`. Probably the twice-reached divergence above in a form the
-/// tolerance does not recognise (the model's store already holds one entry).
+/// entries in the random crash state; the model keeps it at `a/b`, the cut
+/// left it at `c/a`. The twice-reached divergence above; fixed with it.
 #[test]
-#[ignore = "open: model and backing disagree after an exchange of a new directory (likely the twice-reached divergence)"]
 fn exchanged_new_directory_survives_where_the_model_says() {
     let ops = [
         Op::Mkdir {

@@ -28,8 +28,12 @@
 //! committed by different fsyncdirs). Rule: a directory lives at its
 //! **oldest** surviving logical entry; the other entries are "ghosts" that
 //! exist only logically until the physical one is removed, when the
-//! directory moves to the next one (or to the orphans). `MemStore` instead
-//! keeps the entry first met in a breadth-first walk; see the report.
+//! directory moves to the next one (or to the orphans). At a cut,
+//! [`Backing::after_crash`] then moves each directory to the entry
+//! [`crate::model::MemStore::after_crash`] keeps (the first met in a
+//! breadth-first walk from the root), so a remount after a cut shows exactly
+//! the model's prediction. A kill -9 of the daemon skips that step: the
+//! directory is then found at its oldest entry, also a legal crash state.
 //!
 //! Per inode we store `(parent ino, name)` pairs, never full paths, so a
 //! directory rename needs no update beneath it: paths resolve recursively.
@@ -84,6 +88,7 @@
 
 pub mod limits;
 mod ns;
+mod reclaim;
 mod scan;
 #[cfg(test)]
 mod tests;
@@ -102,6 +107,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use reclaim::Orphan;
 pub use scan::attrs_of;
 use scan::{lock_store, scan};
 
@@ -199,6 +205,8 @@ struct State {
     files: HashMap<Ino, Arc<File>>,
     touched_dirs: BTreeSet<Touched>,
     touched_files: BTreeSet<Ino>,
+    /// Candidates for [`Backing::orphans`] (see `reclaim`).
+    orphaned: BTreeSet<Ino>,
 }
 
 /// The backing store over a directory. All methods take `&self`; one lock
@@ -265,6 +273,7 @@ impl Backing {
             files: HashMap::new(),
             touched_dirs: BTreeSet::new(),
             touched_files: BTreeSet::new(),
+            orphaned: BTreeSet::new(),
         };
         let image = scan(&root, &mut st)?;
         if opts.real_fsync {
@@ -314,12 +323,37 @@ impl Backing {
         res.and(synced)
     }
 
-    /// Deletes every orphan: what a crash followed by fsck does to inodes
-    /// no durable entry reaches. Call only when no later effect can link
-    /// them again (after a cut).
-    pub fn delete_orphans(&self) -> io::Result<()> {
+    /// What a crash followed by fsck leaves: every directory reached by
+    /// several durable entries keeps the one [`MemStore::after_crash`]
+    /// keeps, and every orphan (an inode no durable entry reaches) is
+    /// deleted. Call only when no later effect can link them again (after a
+    /// cut).
+    ///
+    /// [`MemStore::after_crash`]: crate::model::MemStore::after_crash
+    pub fn after_crash(&self) -> io::Result<()> {
         let mut st = self.state.lock();
+        st.settle_dirs()?;
         st.delete_orphans()
+    }
+
+    /// The inodes only `.durafs/orphans/` holds: no durable entry reaches
+    /// them, but a later effect may still link them (module `reclaim`).
+    pub fn orphans(&self) -> Vec<Orphan> {
+        self.state.lock().orphans()
+    }
+
+    /// True when `ino` is one of [`Backing::orphans`].
+    pub fn is_orphan(&self, ino: Ino) -> bool {
+        let st = self.state.lock();
+        st.nodes
+            .get(&ino)
+            .is_some_and(|n| n.orphan && n.phys.is_empty())
+    }
+
+    /// Deletes orphan `ino` and what lies beneath it. The caller guarantees
+    /// that no later effect names any inode of its [`Orphan::takes`].
+    pub fn delete_orphan(&self, ino: Ino) -> io::Result<()> {
+        self.state.lock().delete_orphan(ino)
     }
 
     /// Reads `len` durable bytes of `ino` at `offset` into `out` (zeros past
@@ -614,9 +648,10 @@ impl State {
             NodeInfo {
                 kind: init.kind,
                 phys: Vec::new(),
-                orphan: true,
+                orphan: false,
             },
         );
+        self.set_orphan(ino);
         if init.kind == Kind::Dir {
             self.logical.insert(ino, BTreeMap::new());
             self.phys_dirs.insert(ino, BTreeMap::new());

@@ -9,8 +9,9 @@
 //!   entries, or a stale entry queued in `stale`, or none (an orphan);
 //! * `phys_dirs[d][n] == x` iff `(d, n)` is in `nodes[x].phys`.
 
-use super::{State, Touched, cpath, cvt};
-use crate::model::{Ino, Kind, Name, NewInode};
+use super::{State, Touched, attrs_of, cpath, cvt, set_attrs};
+use crate::model::{Ino, Kind, Name, NewInode, ROOT};
+use std::collections::{BTreeSet, VecDeque};
 use std::fs;
 use std::io;
 
@@ -167,7 +168,7 @@ impl State {
                     fs::remove_file(&p)?;
                     self.phys_remove(dir, &name);
                 }
-                Some(_) => self.move_to_orphans(y)?,
+                Some(_) => self.move_to_orphans(y, None)?,
                 None => {}
             }
         }
@@ -184,26 +185,29 @@ impl State {
             }
         }
         if self.nodes.get(&y).is_some_and(|n| !n.phys.is_empty()) {
-            self.move_to_orphans(y)?;
+            self.move_to_orphans(y, None)?;
         }
         Ok(())
     }
 
     /// Renames the only physical name of `y` to `.durafs/orphans/<y>`.
-    fn move_to_orphans(&mut self, y: Ino) -> io::Result<()> {
+    /// `evicting` is a name being freed for another inode: nothing is
+    /// rescued to it (that inode takes it next).
+    fn move_to_orphans(&mut self, y: Ino, evicting: Option<(Ino, &[u8])>) -> io::Result<()> {
+        if self.kind(y) == Some(Kind::Dir) && self.nodes.get(&y).is_some_and(|n| !n.phys.is_empty())
+        {
+            // IMPORTANT: before `y` leaves, or what it holds leaves with it.
+            self.rescue_beneath(y, evicting)?;
+        }
+        // Read after the rescue: placing a rescued directory can evict `y`
+        // itself (to the orphans) when `y` holds the rescued one's name.
         let Some((d, n)) = self.nodes.get(&y).and_then(|n| n.phys.first().cloned()) else {
             return Ok(());
         };
-        if self.kind(y) == Some(Kind::Dir) {
-            // IMPORTANT: before `y` leaves, or what it holds leaves with it.
-            self.rescue_beneath(y)?;
-        }
         let from = self.name_path(d, &n)?;
         fs::rename(&from, self.orphan_path(y))?;
         self.phys_remove(d, &n);
-        if let Some(node) = self.nodes.get_mut(&y) {
-            node.orphan = true;
-        }
+        self.set_orphan(y);
         self.touched_dirs.insert(Touched::Orphans);
         Ok(())
     }
@@ -214,7 +218,7 @@ impl State {
     /// going to the orphans (its entry there is a ghost: `y`'s own removal
     /// of it is not durable yet); it must not be orphaned, and deleted,
     /// with `y` while a durable entry elsewhere still reaches it.
-    fn rescue_beneath(&mut self, y: Ino) -> io::Result<()> {
+    fn rescue_beneath(&mut self, y: Ino, evicting: Option<(Ino, &[u8])>) -> io::Result<()> {
         let mut queue = vec![y];
         while let Some(dir) = queue.pop() {
             let kids: Vec<Ino> = self
@@ -226,10 +230,13 @@ impl State {
                 if self.kind(c) != Some(Kind::Dir) {
                     continue;
                 }
-                let outside = self
-                    .links
-                    .get(&c)
-                    .and_then(|l| l.iter().find(|(d, _)| !self.within_phys(*d, y)).cloned());
+                let outside = self.links.get(&c).and_then(|l| {
+                    l.iter()
+                        .find(|(d, n)| {
+                            !self.within_phys(*d, y) && evicting != Some((*d, n.as_slice()))
+                        })
+                        .cloned()
+                });
                 match outside {
                     Some((d, n)) => self.place(d, &n, c)?,
                     None => queue.push(c),
@@ -306,9 +313,7 @@ impl State {
         if ykind != Kind::Dir {
             if phys == 1 && !orphan {
                 fs::hard_link(&p, self.orphan_path(y))?;
-                if let Some(n) = self.nodes.get_mut(&y) {
-                    n.orphan = true;
-                }
+                self.set_orphan(y);
                 self.touched_dirs.insert(Touched::Orphans);
             }
             if incoming == Kind::Dir {
@@ -323,10 +328,19 @@ impl State {
             && self.phys_dirs.get(&y).is_none_or(|d| d.is_empty());
         if dead && incoming == Kind::Dir {
             // An empty directory no entry reaches: the rename replaces it
-            // atomically. If a later effect links it again it is recreated
-            // empty from its `init` (its later attributes are lost).
+            // atomically, and an identical empty copy (mode, owner, times)
+            // is made in the orphans first, where later effects can still
+            // give it entries or link it again. (Forgetting it instead lost
+            // entries made in it later: regression test
+            // `backing_places_directories_reached_twice_where_the_model_does`,
+            // seed 1131.)
+            let md = fs::symlink_metadata(&p)?;
+            let copy = self.orphan_path(y);
+            fs::create_dir(&copy)?;
+            set_attrs(&copy, Kind::Dir, &attrs_of(&md))?;
             self.phys_remove(dir, name);
-            self.forget_subtree(y);
+            self.set_orphan(y);
+            self.touched_dirs.insert(Touched::Orphans);
             return Ok(());
         }
         // Not atomic (see "Not safe yet"): move y aside first.
@@ -339,7 +353,7 @@ impl State {
                 return self.place(d, &n, y);
             }
         }
-        self.move_to_orphans(y)
+        self.move_to_orphans(y, Some((dir, name)))
     }
 
     /// Swaps two physical names in one `renameat2(RENAME_EXCHANGE)` when the
@@ -398,6 +412,41 @@ impl State {
                 .push((dir, name.to_vec()));
         }
         Ok(true)
+    }
+
+    /// Moves every directory to the entry a crash keeps for it, the rule of
+    /// [`crate::model::MemStore::after_crash`]: walking the logical namespace
+    /// breadth-first from the root in name order, a directory lives at the
+    /// first entry that reaches it. During a session a directory with
+    /// several logical entries lives at its oldest (kill -9 safety, module
+    /// documentation); at a cut, where nothing links again, the store takes
+    /// the model's choice, so a remount shows what `durafs explore` predicts.
+    ///
+    /// Directories are placed in walk order, so the parent of each target is
+    /// already at its final place and never beneath the directory moved.
+    /// Inodes the walk does not reach are unreachable on disk as well (every
+    /// physical name is a logical entry) and go with the orphans.
+    pub(super) fn settle_dirs(&mut self) -> io::Result<()> {
+        let mut seen = BTreeSet::from([ROOT]);
+        let mut queue = VecDeque::from([ROOT]);
+        while let Some(dir) = queue.pop_front() {
+            let kids: Vec<(Name, Ino)> = self
+                .logical
+                .get(&dir)
+                .map(|m| m.iter().map(|(n, i)| (n.clone(), *i)).collect())
+                .unwrap_or_default();
+            for (name, ino) in kids {
+                if self.kind(ino) != Some(Kind::Dir) || !seen.insert(ino) {
+                    continue;
+                }
+                let home = self.nodes.get(&ino).and_then(|n| n.phys.first());
+                if home != Some(&(dir, name.clone())) {
+                    self.place(dir, &name, ino)?;
+                }
+                queue.push_back(ino);
+            }
+        }
+        Ok(())
     }
 
     /// Forgets inode `ino` (its names are gone from disk) and, for a

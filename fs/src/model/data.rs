@@ -185,7 +185,7 @@ impl Model {
     /// as it was (its bytes stay live and pending, the dirty count is
     /// unchanged) and the error is returned: an fsync that failed made
     /// nothing of the file durable. Under `journal`, the namespace commit
-    /// that comes first is not undone.
+    /// that comes first is undone as well.
     pub fn fsync_applied<E>(
         &self,
         ino: Ino,
@@ -196,10 +196,17 @@ impl Model {
         if self.cfg.persistence == Persistence::Journal {
             let mut ns = self.ns.lock();
             self.check_cut()?;
-            self.commit_names(&mut ns, |_| true, &mut out)?;
             let node = self.node(ino)?;
+            let undo = self.commit_names(&mut ns, |_| true, &mut out);
             let mut n = node.lock();
-            Ok(self.flush_applied(ino, &mut n, !datasync, out, apply))
+            let res = self.flush_applied(ino, &mut n, !datasync, out, apply);
+            drop(n);
+            if res.is_err() {
+                // IMPORTANT: after the node's lock is released (the undo
+                // may lock the same inode).
+                self.undo_names(&mut ns, undo);
+            }
+            Ok(res)
         } else {
             let node = self.node(ino)?;
             let mut n = node.lock();
@@ -210,7 +217,7 @@ impl Model {
 
     /// [`Model::flush_node`], then `apply` on all of `out`; on failure the
     /// node and the dirty count are restored.
-    fn flush_applied<E>(
+    pub(super) fn flush_applied<E>(
         &self,
         ino: Ino,
         n: &mut Node,

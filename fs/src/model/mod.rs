@@ -22,6 +22,7 @@
 //!
 //! The rules are documented in `docs/durability.md`.
 
+mod commit;
 pub mod crash;
 mod data;
 pub mod enumerate;
@@ -379,6 +380,44 @@ impl Model {
                 n.nlink == 0 && n.pending.is_empty()
             })
             .is_some()
+    }
+
+    /// Those of `inos` that the model may still give a durable entry: the
+    /// model holds the inode (a name, an open file, unsynced data), or a
+    /// pending namespace operation names it (as an entry's target, as the
+    /// directory it changes, or as the other side of a rename). Once an
+    /// inode is not referenced it never is again: every new operation needs
+    /// a live inode.
+    pub fn referenced(&self, inos: &[Ino]) -> std::collections::BTreeSet<Ino> {
+        let mut out: std::collections::BTreeSet<Ino> = inos
+            .iter()
+            .copied()
+            .filter(|i| self.nodes.contains_key(i))
+            .collect();
+        if out.len() == inos.len() {
+            return out;
+        }
+        let want: std::collections::BTreeSet<Ino> = inos.iter().copied().collect();
+        let ns = self.ns.lock();
+        for op in ns.pending.values() {
+            if let Op::Names {
+                dir, changes, peer, ..
+            } = op
+            {
+                let named = changes
+                    .iter()
+                    .filter_map(|c| c.target.as_ref().map(|t| t.0));
+                for i in std::iter::once(*dir)
+                    .chain(peer.as_ref().map(|p| p.0))
+                    .chain(named)
+                {
+                    if want.contains(&i) {
+                        out.insert(i);
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// A path of `ino` in the live namespace, for reports (`None` if it has

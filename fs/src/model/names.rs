@@ -3,9 +3,9 @@
 //!
 //! Lock order: the namespace lock, then inode locks in ascending number.
 
-use super::op::{Effect, EntryChange, NewInode, NsKind, Op, Survival};
+use super::op::{EntryChange, NewInode, NsKind, Op};
 use super::types::*;
-use super::{DurableMeta, Model, Namespace, Node};
+use super::{Model, Namespace, Node};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -357,117 +357,6 @@ impl Model {
             );
         }
         Ok(())
-    }
-
-    /// fsync of directory `dir`: makes its entries durable (under the journal
-    /// model, every namespace operation). Returns the effects to apply.
-    pub fn fsyncdir(&self, dir: Ino) -> FsResult<Vec<Effect>> {
-        let mut ns = self.ns.lock();
-        self.check_cut()?;
-        let mut out = Vec::new();
-        match self.cfg.persistence {
-            Persistence::Posix => {
-                self.commit_names(&mut ns, |op| op.dir() == Some(dir), &mut out)?
-            }
-            Persistence::Journal => self.commit_names(&mut ns, |_| true, &mut out)?,
-        }
-        Ok(out)
-    }
-
-    /// Makes everything durable (`sync(2)`): every namespace operation, then
-    /// every inode's data and attributes.
-    pub fn sync_all(&self) -> FsResult<Vec<Effect>> {
-        let mut ns = self.ns.lock();
-        self.check_cut()?;
-        let mut out = Vec::new();
-        self.commit_names(&mut ns, |_| true, &mut out)?;
-        for ino in self.sorted_inos() {
-            let Some(node) = self.nodes.get(&ino).map(|n| Arc::clone(n.value())) else {
-                continue;
-            };
-            let mut n = node.lock();
-            let dirty = !n.pending.is_empty()
-                || n.durable
-                    .is_none_or(|d| d.size != n.size || d.attrs != n.attrs);
-            if dirty && (n.nlink > 0 || n.durable.is_some()) {
-                self.flush_node(ino, &mut n, true, &mut out);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Commits the pending namespace operations that `pick` selects, in
-    /// order, marking the inodes they link as durable.
-    pub(crate) fn commit_names(
-        &self,
-        ns: &mut Namespace,
-        pick: impl Fn(&Op) -> bool,
-        out: &mut Vec<Effect>,
-    ) -> FsResult<()> {
-        let seqs: Vec<u64> = ns
-            .pending
-            .iter()
-            .filter(|(_, op)| pick(op))
-            .map(|(s, _)| *s)
-            .collect();
-        for s in seqs {
-            let Some(op) = ns.pending.remove(&s) else {
-                continue;
-            };
-            if let Op::Names { dir, .. } = &op {
-                // Committing a directory's entries makes the directory inode
-                // itself durable, reachable or not.
-                self.alloc_durable(*dir, out);
-            }
-            if let Op::Names { changes, .. } = &op {
-                for c in changes {
-                    if let Some((ino, init)) = &c.target {
-                        self.mark_durable(*ino, init);
-                    }
-                }
-            }
-            op.effects(&Survival::Full, out);
-        }
-        Ok(())
-    }
-
-    /// Makes inode `ino` exist durably (an orphan until an entry links it).
-    fn alloc_durable(&self, ino: Ino, out: &mut Vec<Effect>) {
-        let node = self.nodes.get(&ino).map(|n| Arc::clone(n.value()));
-        if let Some(node) = node {
-            let mut n = node.lock();
-            if n.durable.is_none() {
-                out.push(Effect::Alloc {
-                    ino,
-                    init: n.init(),
-                });
-                n.durable = Some(DurableMeta {
-                    attrs: n.attrs,
-                    size: if n.kind == Kind::File { 0 } else { n.size },
-                });
-                n.base_end = 0;
-            }
-        }
-    }
-
-    /// Records that a durable entry now reaches `ino`: if nothing of it was
-    /// durable, it now exists durably as `init` (empty).
-    fn mark_durable(&self, ino: Ino, init: &NewInode) {
-        if let Some(node) = self.nodes.get(&ino).map(|n| Arc::clone(n.value())) {
-            let mut n = node.lock();
-            if n.durable.is_none() {
-                let size = if n.kind == Kind::File {
-                    0
-                } else {
-                    init.target.as_ref().map_or(0, |t| t.len() as u64)
-                };
-                n.durable = Some(DurableMeta {
-                    attrs: init.attrs,
-                    size,
-                });
-                n.base_end = 0;
-            }
-        }
     }
 }
 

@@ -48,10 +48,7 @@
 //! ```
 //!
 //! `DURAFS_DIFF_SHRINK_SECS` bounds the time spent shrinking (default 120);
-//! `DURAFS_DIFF_VERBOSE=1` prints every operation and its result;
-//! `DURAFS_DIFF_STRICT=1` also fails cuts that differ from the model only
-//! in where a directory with two durable entries survived (a known
-//! divergence, tolerated by default; see `run::twice_reached_variants`).
+//! `DURAFS_DIFF_VERBOSE=1` prints every operation and its result.
 
 mod exec;
 mod generate;
@@ -61,9 +58,7 @@ pub mod tree;
 pub use durafs::model::Persistence;
 pub use exec::{Outcome, apply};
 pub use generate::Gen;
-pub use run::{
-    Failure, Runner, Stats, check, check_strict, fuzz, fuzz_from_env, run_generated, shrink,
-};
+pub use run::{Failure, Runner, Stats, check, fuzz, fuzz_from_env, run_generated, shrink};
 
 use std::fmt;
 

@@ -6,10 +6,9 @@ use super::tree::Tree;
 use super::{CutPolicy, Gen, Op, Outcome, apply};
 use crate::Vol;
 use durafs::fs::FsOptions;
+use durafs::model::Persistence;
 use durafs::model::crash::{CrashOptions, Policy, crash_state};
-use durafs::model::{Effect, Kind, MemStore, Persistence};
 use durafs::trace::replay::Replayer;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -22,10 +21,6 @@ pub struct Stats {
     pub cuts: usize,
     /// Pending operations at the cuts, in all.
     pub pending_at_cuts: usize,
-    /// Cuts that matched the model only up to where a directory with two
-    /// durable entries survived (the known divergence; see
-    /// `twice_reached_variants`).
-    pub twice_reached: usize,
     /// Per operation name: `[succeeded, failed]` (cuts and sync-all not
     /// counted).
     pub per_op: std::collections::BTreeMap<&'static str, [usize; 2]>,
@@ -113,8 +108,6 @@ pub struct Runner {
     step: usize,
     pub stats: Stats,
     verbose: bool,
-    /// Fail on the known divergence too (see `twice_reached_variants`).
-    pub strict: bool,
 }
 
 impl Runner {
@@ -132,7 +125,6 @@ impl Runner {
             step: 0,
             stats: Stats::default(),
             verbose: std::env::var_os("DURAFS_DIFF_VERBOSE").is_some(),
-            strict: std::env::var_os("DURAFS_DIFF_STRICT").is_some(),
         }
     }
 
@@ -147,11 +139,11 @@ impl Runner {
         let t0 = Instant::now();
         self.step += 1;
         self.stats.ops += 1;
-        let (v, stats, strict) = (&mut self.v, &mut self.stats, self.strict);
+        let (v, stats) = (&mut self.v, &mut self.stats);
         match *op {
             Op::Cut { policy, seed } => {
                 self.native.assert_contained();
-                let recovered = cut(v, policy, seed, step, op, stats, strict)?;
+                let recovered = cut(v, policy, seed, step, op, stats)?;
                 self.native = Native::from_tree(&recovered);
                 let back = read_tree(&self.native.root, "native");
                 if let Some(d) = diff_lines(&recovered, &back, "recovered", "native copy") {
@@ -207,18 +199,7 @@ impl Runner {
 /// Runs `ops` on a fresh durafs volume under `persistence` and on a fresh
 /// native directory; the first discrepancy is returned.
 pub fn check(persistence: Persistence, ops: &[Op]) -> Result<Stats, Failure> {
-    check_with(Runner::new(persistence), ops)
-}
-
-/// As [`check`], failing also on the known divergence (as with
-/// `DURAFS_DIFF_STRICT`).
-pub fn check_strict(persistence: Persistence, ops: &[Op]) -> Result<Stats, Failure> {
     let mut r = Runner::new(persistence);
-    r.strict = true;
-    check_with(r, ops)
-}
-
-fn check_with(mut r: Runner, ops: &[Op]) -> Result<Stats, Failure> {
     for op in ops {
         r.step(op)?;
     }
@@ -255,7 +236,6 @@ fn cut(
     step: usize,
     op: &Op,
     stats: &mut Stats,
-    strict: bool,
 ) -> Result<Tree, Failure> {
     let live = read_volume(v, step, op)?;
     let trace = v
@@ -301,10 +281,7 @@ fn cut(
     v.cut_with(opts);
     v.remount();
     let recovered = read_volume(v, step, op)?;
-    if predicted != recovered && !strict && twice_reached_variants(&store).contains(&recovered) {
-        // The known divergence (see `twice_reached_variants`).
-        stats.twice_reached += 1;
-    } else if let Some(d) = diff_lines(&predicted, &recovered, "model", "remounted") {
+    if let Some(d) = diff_lines(&predicted, &recovered, "model", "remounted") {
         return Err(fail(
             step,
             op,
@@ -318,50 +295,6 @@ fn cut(
         }
     }
     Ok(recovered)
-}
-
-/// The trees a crash could leave if a directory with several durable
-/// entries in `store` survived at any one of them (at most 64 variants).
-///
-/// The model keeps such a directory at its first entry in a breadth-first
-/// walk (`MemStore::after_crash`), the backing at its oldest entry
-/// (fs/src/backing/mod.rs); regression test
-/// `directory_reached_twice_after_a_cut_survives_where_the_model_says`.
-/// Unless `DURAFS_DIFF_STRICT` is set, a cut that matches one of these
-/// variants passes and is counted in [`Stats::twice_reached`].
-fn twice_reached_variants(store: &MemStore) -> Vec<Tree> {
-    let img = store.image();
-    let mut by_dir: BTreeMap<u64, Vec<(u64, Vec<u8>)>> = BTreeMap::new();
-    for (dir, entries) in &img.entries {
-        for (name, ino) in entries {
-            if img.inodes.get(ino).is_some_and(|i| i.kind == Kind::Dir) {
-                by_dir.entry(*ino).or_default().push((*dir, name.clone()));
-            }
-        }
-    }
-    let mut stores = vec![store.clone()];
-    for entries in by_dir.values().filter(|e| e.len() > 1) {
-        let mut next = Vec::new();
-        for s in &stores {
-            for keep in 0..entries.len() {
-                let mut v = s.clone();
-                for (i, (dir, name)) in entries.iter().enumerate() {
-                    if i != keep {
-                        v.apply(&Effect::Unlink {
-                            dir: *dir,
-                            name: name.clone(),
-                        });
-                    }
-                }
-                next.push(v);
-            }
-        }
-        if next.len() > 64 {
-            break;
-        }
-        stores = next;
-    }
-    stores.iter().skip(1).map(Tree::of_store).collect()
 }
 
 /// Shrinks `ops`, which fail with `class`: greedily removes chunks (halves,
@@ -476,12 +409,11 @@ pub fn fuzz_from_env(persistence: Persistence, seed: u64, n: usize) -> Stats {
     let t = Instant::now();
     let s = fuzz(persistence, seed, n);
     eprintln!(
-        "differential {persistence:?} seed {seed}: {} ops ({} errors), {} cuts ({} pending ops, {} twice-reached), {:.2?}\n  [ok, failed] per op: {:?}",
+        "differential {persistence:?} seed {seed}: {} ops ({} errors), {} cuts ({} pending ops), {:.2?}\n  [ok, failed] per op: {:?}",
         s.ops,
         s.errors,
         s.cuts,
         s.pending_at_cuts,
-        s.twice_reached,
         t.elapsed(),
         s.per_op
     );
