@@ -40,9 +40,7 @@ impl Gen {
         if self.count == self.next_cut {
             self.next_cut += 100 + self.r.below(201) as usize;
             return Op::Cut {
-                policy: self
-                    .r
-                    .pick(&[CutPolicy::KeepAll, CutPolicy::DropAll, CutPolicy::Random]),
+                policy: self.r.pick(&CutPolicy::ALL),
                 seed: self.r.below(1 << 20),
             };
         }

@@ -110,12 +110,28 @@ pub enum Ren {
     Exchange,
 }
 
-/// Crash policies a cut uses.
+/// Crash policies a cut uses: every policy of `durafs cut`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CutPolicy {
     KeepAll,
     DropAll,
     Random,
+    Prefix,
+    /// Random survivors, writes torn at 512-byte sectors, lost sectors
+    /// filled with seeded garbage.
+    Torn,
+    MetaFirst,
+}
+
+impl CutPolicy {
+    pub const ALL: [CutPolicy; 6] = [
+        CutPolicy::KeepAll,
+        CutPolicy::DropAll,
+        CutPolicy::Random,
+        CutPolicy::Prefix,
+        CutPolicy::Torn,
+        CutPolicy::MetaFirst,
+    ];
 }
 
 /// One step of a differential run. Paths are relative to the volume root.

@@ -268,8 +268,13 @@ fn cut(
             CutPolicy::KeepAll => Policy::KeepAll,
             CutPolicy::DropAll => Policy::DropAll,
             CutPolicy::Random => Policy::Random,
+            CutPolicy::Prefix => Policy::Prefix,
+            CutPolicy::Torn => Policy::Torn,
+            CutPolicy::MetaFirst => Policy::MetaFirst,
         },
         seed,
+        sector: 512,
+        garbage: policy == CutPolicy::Torn && seed % 2 == 0,
         ..CrashOptions::default()
     };
     let state = crash_state(&pending, &opts);
