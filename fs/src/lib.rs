@@ -7,6 +7,7 @@
 pub mod backing;
 pub mod control;
 pub mod explore;
+mod failpoint;
 pub mod fs;
 pub mod fsio;
 pub mod fuse;

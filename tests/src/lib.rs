@@ -142,6 +142,21 @@ pub fn wait_exit(pid: i32) {
     wait_fd(pidfd(pid), pid);
 }
 
+/// SIGKILLs `pid` unless it has exited already (it may have killed
+/// itself), and waits until it has.
+pub fn ensure_dead(pid: i32) {
+    // SAFETY: a plain syscall; a failure means the process is gone.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as libc::c_int;
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: signalling a process (a zombie ignores it).
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    wait_fd(fd, pid);
+}
+
 fn pidfd(pid: i32) -> libc::c_int {
     // SAFETY: a plain syscall; the result is checked.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as libc::c_int;

@@ -96,20 +96,33 @@ impl Daemon {
         self.tmp.path().join("mnt")
     }
 
-    fn mount(&mut self, extra: &[&str]) {
+    /// Mounts with the CLI; `failpoint` arms `DURAFS_FAILPOINT` in the
+    /// daemon.
+    fn mount(&mut self, extra: &[&str], failpoint: Option<&str>) {
         let (b, m) = (self.backing(), self.mnt());
         let mut args = vec!["mount"];
         args.extend_from_slice(extra);
         args.extend_from_slice(&[s(&b), s(&m)]);
-        cli(&args);
+        let mut c = Command::new(EXE);
+        c.args(&args);
+        if let Some(f) = failpoint {
+            c.env("DURAFS_FAILPOINT", f);
+        }
+        let out = c.output().expect("running durafs-cli");
+        assert!(
+            out.status.success(),
+            "durafs {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let st: serde_json::Value =
             serde_json::from_str(&cli(&["status", "--json", s(&m)])).expect("status JSON");
         self.pid = Some(st["volume"]["pid"].as_i64().expect("volume.pid") as i32);
     }
 
+    /// SIGKILLs the daemon (unless a failpoint killed it already).
     fn kill(&mut self) {
         let pid = self.pid.take().expect("a daemon");
-        durafs_tests::kill_and_wait(pid);
+        durafs_tests::ensure_dead(pid);
     }
 
     /// `durafs umount`: clears a dead mount, or unmounts a live one.
@@ -495,12 +508,34 @@ fn flags(r: u64) -> Vec<&'static str> {
 
 /// Runs `rounds` kills on one BACKING; returns the violations of the first
 /// bad round (empty: all good).
-fn kill_rounds(first_seed: u64, rounds: u64, sabotage: bool, fig: &mut Figures) -> Vec<String> {
+/// How a round's daemon dies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Death {
+    /// SIGKILL from the test after the K-th acknowledged fsync.
+    Signal,
+    /// SIGKILL from the daemon itself at its K-th pass through the `apply`
+    /// failpoint (between two effects of a batch, or between the two
+    /// renames of an atomic replace): exactly inside an fsync's application
+    /// to BACKING.
+    Failpoint,
+}
+
+fn kill_rounds(
+    first_seed: u64,
+    rounds: u64,
+    sabotage: bool,
+    death: Death,
+    fig: &mut Figures,
+) -> Vec<String> {
     let mut d = Daemon::new();
     let mut before: Option<Tree> = None;
     for r in 0..=rounds {
         let seed = first_seed + r;
-        d.mount(&flags(r));
+        // Past the round's own setup (a dozen passes), well before the load
+        // ends.
+        let fp = format!("apply:{}", 30 + mix(seed, 7, 7, 7).below(400));
+        let armed = death == Death::Failpoint && r < rounds;
+        d.mount(&flags(r), armed.then_some(fp.as_str()));
         let mnt = d.mnt();
         // The mount shows what BACKING held after the last kill, and not
         // the store's bookkeeping.
@@ -540,8 +575,12 @@ fn kill_rounds(first_seed: u64, rounds: u64, sabotage: bool, fig: &mut Figures) 
         durafs_tests::fsync_dir(&root);
         durafs_tests::fsync_dir(&mnt);
 
-        let kill_at = 5 + mix(seed, 9, 9, 9).below(150);
-        let killing = AtomicBool::new(false);
+        let kill_at = match death {
+            Death::Signal => 5 + mix(seed, 9, 9, 9).below(150),
+            Death::Failpoint => u64::MAX,
+        };
+        // With a failpoint the daemon may die at any moment.
+        let killing = AtomicBool::new(death == Death::Failpoint);
         let acks = AtomicU64::new(0);
         let l = Load {
             dir: &root,
@@ -569,6 +608,11 @@ fn kill_rounds(first_seed: u64, rounds: u64, sabotage: bool, fig: &mut Figures) 
                 .collect()
         });
         fig.kills += 1;
+        if death == Death::Failpoint && acked.iter().all(|a| a.stopped_by.is_none()) {
+            return vec![format!(
+                "round {r}, seed {seed}: the failpoint {fp} never fired (the load ended first)"
+            )];
+        }
         for a in &acked {
             fig.fsyncs_acked += a.fsyncs;
             if let Some(e) = a.stopped_by {
@@ -621,9 +665,25 @@ fn sigkill_under_fsync_load_keeps_every_acknowledged_fsync() {
     let seed = env_u64("DURAFS_KILL_SEED").unwrap_or(1);
     let sabotage = std::env::var("DURAFS_KILL_SABOTAGE").is_ok_and(|v| v == "1");
     let mut fig = Figures::default();
-    let bad = kill_rounds(seed, rounds, sabotage, &mut fig);
+    let bad = kill_rounds(seed, rounds, sabotage, Death::Signal, &mut fig);
     assert!(bad.is_empty(), "{}", bad.join("\n"));
     eprintln!("daemon_kill: seeds {seed}..{}: {fig:?}", seed + rounds);
+}
+
+/// As above, but the daemon kills itself at a seeded pass through the
+/// `apply` failpoint, so every kill lands inside the application of a
+/// batch to BACKING. `DURAFS_KILL_ROUNDS` / `DURAFS_KILL_SEED` as above.
+#[test]
+fn a_kill_inside_apply_keeps_every_acknowledged_fsync() {
+    let rounds = env_u64("DURAFS_KILL_ROUNDS").unwrap_or(6);
+    let seed = env_u64("DURAFS_KILL_SEED").unwrap_or(101);
+    let mut fig = Figures::default();
+    let bad = kill_rounds(seed, rounds, false, Death::Failpoint, &mut fig);
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    eprintln!(
+        "daemon_kill (failpoint): seeds {seed}..{}: {fig:?}",
+        seed + rounds
+    );
 }
 
 /// The check can fail: acknowledging appends without fsyncing them is
@@ -631,7 +691,7 @@ fn sigkill_under_fsync_load_keeps_every_acknowledged_fsync() {
 #[test]
 fn a_skipped_fsync_is_caught_after_a_kill() {
     let mut fig = Figures::default();
-    let bad = kill_rounds(1, 1, true, &mut fig);
+    let bad = kill_rounds(1, 1, true, Death::Signal, &mut fig);
     assert!(!bad.is_empty(), "went unnoticed: {fig:?}");
     eprintln!("sabotage caught: {}", bad.join("\n"));
 }

@@ -93,6 +93,7 @@ mod scan;
 #[cfg(test)]
 mod tests;
 
+use crate::failpoint;
 use crate::fsio;
 use crate::model::{Attrs, Effect, Image, Ino, Kind, Name, NewInode, ROOT, Timestamp};
 use parking_lot::Mutex;
@@ -560,6 +561,7 @@ impl State {
     fn apply_batch(&mut self, effects: &[Effect]) -> io::Result<()> {
         let mut i = 0;
         while i < effects.len() {
+            failpoint::pass("apply");
             if let (
                 Effect::Link {
                     dir: d1,

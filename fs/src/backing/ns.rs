@@ -10,6 +10,7 @@
 //! * `phys_dirs[d][n] == x` iff `(d, n)` is in `nodes[x].phys`.
 
 use super::{State, Touched, attrs_of, cpath, cvt, set_attrs};
+use crate::failpoint;
 use crate::model::{Ino, Kind, Name, NewInode, ROOT};
 use std::collections::{BTreeSet, VecDeque};
 use std::fs;
@@ -155,6 +156,7 @@ impl State {
     /// Removes the physical names whose logical entries the batch dropped.
     pub(super) fn finish_batch(&mut self) -> io::Result<()> {
         for (dir, name, y) in std::mem::take(&mut self.stale) {
+            failpoint::pass("apply");
             if self.phys_at(dir, &name) != Some(y)
                 || self.logical.get(&dir).and_then(|d| d.get(&name)) == Some(&y)
             {
@@ -289,6 +291,7 @@ impl State {
             let tmp = self.tmp_path(x);
             let _ = fs::remove_file(&tmp);
             fs::hard_link(&from, &tmp)?;
+            failpoint::pass("apply");
             fs::rename(&tmp, &target)?;
             self.touched_dirs.insert(Touched::Tmp);
         }
