@@ -10,8 +10,10 @@
 //!   * `.durafs/orphans/<ino>`: durable inodes that no durable entry reaches
 //!     ([`Effect::Alloc`], the last entry of an inode unlinked or replaced
 //!     while a later effect may still link it again). They are deleted on
-//!     [`Backing::open`] and by [`Backing::delete_orphans`]: after a crash
-//!     they are unreachable, and fsck discards them.
+//!     [`Backing::open`] and by [`Backing::after_crash`] (after a crash they
+//!     are unreachable, and fsck discards them), and while mounted by
+//!     [`Backing::delete_orphan`] once nothing can link them (module
+//!     `reclaim`).
 //!   * `.durafs/tmp/<ino>`: a hard link made just before it is renamed over
 //!     an existing name (an atomic replace). Deleted on open.
 //!
