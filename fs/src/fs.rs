@@ -721,7 +721,7 @@ impl DuraFs {
 mod tests {
     use super::*;
 
-    fn attrs() -> Attrs {
+    pub(super) fn attrs() -> Attrs {
         Attrs {
             mode: 0o644,
             ..Attrs::default()

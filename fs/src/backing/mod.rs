@@ -710,7 +710,6 @@ impl State {
             .map(|(i, _)| *i)
             .collect();
         for ino in orphans {
-            let p = self.orphan_path(ino);
             let Some((is_dir, named)) = self
                 .nodes
                 .get(&ino)
@@ -718,16 +717,7 @@ impl State {
             else {
                 continue;
             };
-            let r = if is_dir {
-                fs::remove_dir_all(&p)
-            } else {
-                fs::remove_file(&p)
-            };
-            match r {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
+            self.remove_orphan_name(ino, is_dir)?;
             if named {
                 // A hard link kept it alive; it keeps its other names.
                 if let Some(n) = self.nodes.get_mut(&ino) {

@@ -61,21 +61,27 @@ impl State {
         out
     }
 
-    pub(super) fn delete_orphan(&mut self, ino: Ino) -> io::Result<()> {
-        if !self.only_orphan(ino) {
-            return Ok(());
-        }
+    /// Removes `.durafs/orphans/<ino>` (with what is beneath a directory);
+    /// already gone is fine.
+    pub(super) fn remove_orphan_name(&self, ino: Ino, is_dir: bool) -> io::Result<()> {
         let p = self.orphan_path(ino);
-        let r = if self.nodes.get(&ino).is_some_and(|n| n.kind == Kind::Dir) {
+        let r = if is_dir {
             fs::remove_dir_all(&p)
         } else {
             fs::remove_file(&p)
         };
         match r {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
         }
+    }
+
+    pub(super) fn delete_orphan(&mut self, ino: Ino) -> io::Result<()> {
+        if !self.only_orphan(ino) {
+            return Ok(());
+        }
+        let is_dir = self.nodes.get(&ino).is_some_and(|n| n.kind == Kind::Dir);
+        self.remove_orphan_name(ino, is_dir)?;
         self.orphaned.remove(&ino);
         self.forget_subtree(ino);
         Ok(())

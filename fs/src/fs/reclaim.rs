@@ -66,16 +66,10 @@ impl DuraFs {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::attrs;
     use super::super::{DuraFs, FsOptions};
     use crate::model::crash::CrashState;
-    use crate::model::{Attrs, Kind, ROOT, Survival};
-
-    fn attrs() -> Attrs {
-        Attrs {
-            mode: 0o644,
-            ..Attrs::default()
-        }
-    }
+    use crate::model::{Kind, ROOT, Survival};
 
     fn durable_file(fs: &DuraFs, name: &[u8], data: &[u8]) -> u64 {
         let f = fs
