@@ -98,6 +98,21 @@ const NAMES: [&str; 9] = [
 ];
 
 impl Fsx {
+    /// An exerciser over the existing file `path`, expected empty.
+    fn new(seed: u64, path: std::path::PathBuf) -> Fsx {
+        Fsx {
+            seed,
+            rng: Rng(seed),
+            file: Fsx::open(&path),
+            path,
+            shadow: Vec::new(),
+            synced: Vec::new(),
+            history: VecDeque::new(),
+            op: 0,
+            counts: [0; 9],
+        }
+    }
+
     fn open(path: &std::path::Path) -> File {
         OpenOptions::new()
             .read(true)
@@ -362,17 +377,7 @@ fn run(seed: u64, ops: usize) {
     File::create(&path).expect("create");
     // The name is durable: drop-all cuts keep the file.
     fsync_dir(&v.mnt);
-    let mut fsx = Fsx {
-        seed,
-        rng: Rng(seed),
-        file: Fsx::open(&path),
-        path,
-        shadow: Vec::new(),
-        synced: Vec::new(),
-        history: VecDeque::new(),
-        op: 0,
-        counts: [0; 9],
-    };
+    let mut fsx = Fsx::new(seed, path);
     let started = std::time::Instant::now();
     for i in 0..ops {
         fsx.op = i;
@@ -423,17 +428,7 @@ fn the_checker_detects_a_wrong_byte() {
     let v = Vol::new(Persistence::Posix);
     let path = v.p("f");
     std::fs::write(&path, b"abcdef").expect("write");
-    let fsx = Fsx {
-        seed: 0,
-        rng: Rng(0),
-        file: Fsx::open(&path),
-        path,
-        shadow: Vec::new(),
-        synced: Vec::new(),
-        history: VecDeque::new(),
-        op: 0,
-        counts: [0; 9],
-    };
+    let fsx = Fsx::new(0, path);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         fsx.check(&fsx.file, b"abcXef", "self-test")
     }));
