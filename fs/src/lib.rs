@@ -4,6 +4,14 @@
 //! the exact byte ranges not yet made durable and, for every directory, the
 //! entries not yet made durable, and that computes what a power cut leaves.
 
+// The `shuttle` feature swaps the model's locks for shuttle's, which work
+// only inside a shuttle test: a daemon built with it would fail at once.
+#[cfg(all(feature = "shuttle", not(test)))]
+compile_error!(
+    "the `shuttle` feature is for durafs's own unit tests only: \
+     cargo test -p durafs --features shuttle --lib shuttle"
+);
+
 pub mod backing;
 pub mod control;
 pub mod explore;

@@ -14,7 +14,7 @@ impl Model {
     pub fn write(&self, ino: Ino, offset: u64, data: Bytes, now: Timestamp) -> FsResult<u32> {
         let node = self.node(ino)?;
         let mut n = node.lock();
-        self.check_cut()?;
+        self.usable(&n)?;
         self.write_locked(ino, &mut n, offset, data, now)
     }
 
@@ -23,7 +23,7 @@ impl Model {
     pub fn append(&self, ino: Ino, data: Bytes, now: Timestamp) -> FsResult<u64> {
         let node = self.node(ino)?;
         let mut n = node.lock();
-        self.check_cut()?;
+        self.usable(&n)?;
         let at = n.size;
         self.write_locked(ino, &mut n, at, data, now)?;
         Ok(at)
@@ -61,6 +61,7 @@ impl Model {
     pub fn read(&self, ino: Ino, offset: u64, len: u64) -> FsResult<Vec<Segment>> {
         let node = self.node(ino)?;
         let n = node.lock();
+        self.usable(&n)?;
         check_file(&n)?;
         if offset >= n.size {
             return Ok(Vec::new());
@@ -73,7 +74,7 @@ impl Model {
     pub fn setattr(&self, ino: Ino, set: SetAttrs, now: Timestamp) -> FsResult<Stat> {
         let node = self.node(ino)?;
         let mut n = node.lock();
-        self.check_cut()?;
+        self.usable(&n)?;
         if let Some(size) = set.size {
             if n.kind == Kind::Dir {
                 return Err(FsError::IsDir);
@@ -85,8 +86,6 @@ impl Model {
             truncate_live(&mut n, size);
             n.attrs.mtime = now;
             n.attrs.ctime = now;
-            n.pending
-                .insert(self.next_seq(), Op::Truncate { ino, size });
         }
         let before = n.attrs;
         if let Some(m) = set.mode {
@@ -104,11 +103,20 @@ impl Model {
         if let Some(t) = set.mtime {
             n.attrs.mtime = t;
         }
-        if n.attrs != before || set.mode.is_some() || set.uid.is_some() || set.gid.is_some() {
+        let changed =
+            n.attrs != before || set.mode.is_some() || set.uid.is_some() || set.gid.is_some();
+        if changed {
             n.attrs.ctime = now;
+        }
+        // One call's operations take consecutive sequence numbers.
+        let mut seq = self.next_seqs(u64::from(set.size.is_some()) + u64::from(changed));
+        if let Some(size) = set.size {
+            n.pending.insert(seq, Op::Truncate { ino, size });
+            seq += 1;
+        }
+        if changed {
             let attrs = n.attrs;
-            n.pending
-                .insert(self.next_seq(), Op::SetAttrs { ino, attrs });
+            n.pending.insert(seq, Op::SetAttrs { ino, attrs });
         }
         Ok(n.stat(ino))
     }
@@ -124,7 +132,7 @@ impl Model {
     ) -> FsResult<()> {
         let node = self.node(ino)?;
         let mut n = node.lock();
-        self.check_cut()?;
+        self.usable(&n)?;
         check_file(&n)?;
         if len == 0 {
             return Err(FsError::Invalid);
@@ -197,8 +205,14 @@ impl Model {
             let mut ns = self.ns.lock();
             self.check_cut()?;
             let node = self.node(ino)?;
+            self.usable(&node.lock())?;
             let undo = self.commit_names(&mut ns, |_| true, &mut out);
             let mut n = node.lock();
+            if let Err(e) = self.usable(&n) {
+                drop(n);
+                self.undo_names(&mut ns, undo);
+                return Err(e);
+            }
             let res = self.flush_applied(ino, &mut n, !datasync, out, apply);
             drop(n);
             if res.is_err() {
@@ -210,7 +224,7 @@ impl Model {
         } else {
             let node = self.node(ino)?;
             let mut n = node.lock();
-            self.check_cut()?;
+            self.usable(&n)?;
             Ok(self.flush_applied(ino, &mut n, !datasync, out, apply))
         }
     }
@@ -347,6 +361,7 @@ impl Model {
         };
         let node = self.node(ino)?;
         let mut n = node.lock();
+        self.usable(&n)?;
         Ok(Some((
             ino,
             self.flush_applied(ino, &mut n, false, Vec::new(), apply),

@@ -18,7 +18,10 @@
 //! Concurrency: per-inode state sits in a `DashMap` of per-inode mutexes; the
 //! read/write/fsync path of a file takes only that file's lock. Namespace
 //! operations take the namespace lock, then inode locks in ascending order.
-//! A global sequence number (an atomic) orders all operations.
+//! A global sequence number (an atomic) orders all operations; the operations
+//! one call records take consecutive numbers.
+//! The locks come from `sync.rs`, which swaps in shuttle's under the `shuttle`
+//! feature so `shuttle_tests.rs` can explore their interleavings.
 //!
 //! The rules are documented in `docs/durability.md`.
 
@@ -32,12 +35,15 @@ pub mod overlay;
 mod report;
 pub mod rng;
 pub mod store;
+mod sync;
 pub mod types;
 
 #[cfg(test)]
 mod reference;
 #[cfg(test)]
 mod scenarios;
+#[cfg(all(test, feature = "shuttle"))]
+mod shuttle_tests;
 #[cfg(test)]
 mod tests;
 
@@ -48,11 +54,10 @@ pub use store::{Image, ImageInode, MemStore, Tree, TreeNode};
 pub use types::*;
 
 use bytes::Bytes;
-use dashmap::DashMap;
-use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+use sync::{AtomicBool, AtomicU64, DashMap, Mutex};
 
 /// Settings of a model.
 #[derive(Clone, Copy, Debug)]
@@ -95,6 +100,10 @@ pub(crate) struct Node {
     pub overlay: overlay::Overlay,
     /// Unsynced data and attribute operations on this inode, by sequence.
     pub pending: BTreeMap<u64, Op>,
+    /// Dropped by [`Model::forget`]. A call that took the inode from the
+    /// map before that and locks it after finds this set and fails as if
+    /// it had come later, so nothing is done to a node no one can see.
+    pub gone: bool,
 }
 
 impl Node {
@@ -205,6 +214,7 @@ impl Model {
                 base_end: size,
                 overlay: overlay::Overlay::default(),
                 pending: BTreeMap::new(),
+                gone: false,
             };
             nodes.insert(*ino, Arc::new(Mutex::new(node)));
         }
@@ -226,7 +236,13 @@ impl Model {
     }
 
     fn next_seq(&self) -> u64 {
-        self.seq.fetch_add(1, Ordering::SeqCst)
+        self.next_seqs(1)
+    }
+
+    /// The first of `n` consecutive sequence numbers, for a call that
+    /// records `n` operations: no other call's operation falls between them.
+    fn next_seqs(&self, n: u64) -> u64 {
+        self.seq.fetch_add(n, Ordering::SeqCst)
     }
 
     fn alloc_ino(&self) -> Ino {
@@ -239,6 +255,15 @@ impl Model {
             .get(&ino)
             .map(|n| Arc::clone(n.value()))
             .ok_or(FsError::NotFound)
+    }
+
+    /// Checks that calls on node `n` (locked) may go on: the model is not
+    /// cut and `n` was not forgotten.
+    fn usable(&self, n: &Node) -> FsResult<()> {
+        if n.gone {
+            return Err(FsError::NotFound);
+        }
+        self.check_cut()
     }
 
     fn check_cut(&self) -> FsResult<()> {
@@ -337,6 +362,7 @@ impl Model {
     pub fn getattr(&self, ino: Ino) -> FsResult<Stat> {
         let node = self.node(ino)?;
         let n = node.lock();
+        self.usable(&n)?;
         Ok(n.stat(ino))
     }
 
@@ -365,6 +391,7 @@ impl Model {
     pub fn readlink(&self, ino: Ino) -> FsResult<Bytes> {
         let node = self.node(ino)?;
         let n = node.lock();
+        self.usable(&n)?;
         n.target.clone().ok_or(FsError::Invalid)
     }
 
@@ -376,8 +403,9 @@ impl Model {
         }
         self.nodes
             .remove_if(&ino, |_, n| {
-                let n = n.lock();
-                n.nlink == 0 && n.pending.is_empty()
+                let mut n = n.lock();
+                n.gone = n.nlink == 0 && n.pending.is_empty();
+                n.gone
             })
             .is_some()
     }

@@ -2,12 +2,16 @@
 //! points that commit names (fsyncdir, sync-all, the journal).
 //!
 //! Lock order: the namespace lock, then inode locks in ascending number.
+//! A call holds the locks of every inode it changes ([`Held`]) from its
+//! first change to the moment it takes its sequence numbers, so a data or
+//! attribute call on those inodes falls wholly before or wholly after it,
+//! in the live view and in the order of the pending operations alike.
 
 use super::op::{EntryChange, NewInode, NsKind, Op};
+use super::sync::{Mutex, MutexGuard};
 use super::types::*;
 use super::{Model, Namespace, Node};
 use bytes::Bytes;
-use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -50,14 +54,17 @@ impl Model {
             base_end: 0,
             overlay: Default::default(),
             pending: BTreeMap::new(),
+            gone: false,
         };
         let init = node.init();
         let stat = node.stat(ino);
         self.nodes.insert(ino, Arc::new(Mutex::new(node)));
+        let nodes = self.nodes_of(&[parent]);
+        let mut held = Held::lock(&nodes);
         if kind == Kind::Dir {
             ns.dirs.insert(ino, BTreeMap::new());
             ns.parent.insert(ino, (parent, name.to_vec()));
-            self.adjust_nlink(parent, 1);
+            held.adjust_nlink(parent, 1);
         }
         if let Some(d) = ns.dirs.get_mut(&parent) {
             d.insert(name.to_vec(), (ino, kind));
@@ -90,6 +97,7 @@ impl Model {
         self.check_cut()?;
         let node = self.node(ino)?;
         let mut n = node.lock();
+        self.usable(&n)?;
         if n.kind == Kind::Dir {
             return Err(FsError::NotPermitted);
         }
@@ -149,7 +157,9 @@ impl Model {
             }
             _ => {}
         }
-        self.drop_entry(&mut ns, parent, name, ino, kind, now);
+        let nodes = self.nodes_of(&[parent, ino]);
+        let mut held = Held::lock(&nodes);
+        drop_entry(&mut ns, &mut held, parent, name, ino, kind, now);
         let what = if want_dir {
             NsKind::Rmdir
         } else {
@@ -168,51 +178,6 @@ impl Model {
             },
         );
         Ok(())
-    }
-
-    /// Removes `parent/name -> ino` from the live namespace and fixes link
-    /// counts. The caller records the operation.
-    fn drop_entry(
-        &self,
-        ns: &mut Namespace,
-        parent: Ino,
-        name: &[u8],
-        ino: Ino,
-        kind: Kind,
-        now: Timestamp,
-    ) {
-        if let Some(d) = ns.dirs.get_mut(&parent) {
-            d.remove(name);
-        }
-        if kind == Kind::Dir {
-            ns.dirs.remove(&ino);
-            ns.parent.remove(&ino);
-            self.adjust_nlink(parent, -1);
-            self.set_nlink(ino, |_| 0, now);
-        } else {
-            self.set_nlink(ino, |l| l.saturating_sub(1), now);
-        }
-    }
-
-    fn adjust_nlink(&self, dir: Ino, delta: i32) {
-        if let Some(node) = self.nodes.get(&dir).map(|n| Arc::clone(n.value())) {
-            let mut n = node.lock();
-            n.nlink = n.nlink.saturating_add_signed(delta);
-        }
-    }
-
-    fn set_nlink(&self, ino: Ino, f: impl Fn(u32) -> u32, now: Timestamp) {
-        if let Some(node) = self.nodes.get(&ino).map(|n| Arc::clone(n.value())) {
-            let mut n = node.lock();
-            n.nlink = f(n.nlink);
-            n.attrs.ctime = now;
-        }
-    }
-
-    fn init_of(&self, ino: Ino) -> FsResult<NewInode> {
-        let node = self.node(ino)?;
-        let n = node.lock();
-        Ok(n.init())
     }
 
     /// `renameat2(2)` with `RENAME_NOREPLACE` / `RENAME_EXCHANGE`.
@@ -270,7 +235,21 @@ impl Model {
                 }
             }
         }
-        let src_init = self.init_of(src)?;
+        let exchanged = match (flags.exchange, dst) {
+            (true, Some((d, _))) => Some(d),
+            _ => None,
+        };
+        // IMPORTANT: the initial states go into the pending operations, so
+        // they and the operations' sequence numbers are taken under the
+        // inodes' locks: a concurrent setattr is either in them and
+        // numbered before, or numbered after.
+        let mut inos = vec![src, parent, newparent];
+        inos.extend(dst.map(|d| d.0));
+        let nodes = self.nodes_of(&inos);
+        let mut held = Held::lock(&nodes);
+        let src_init = held.init(src)?;
+        let dst_init = exchanged.map(|d| held.init(d)).transpose()?;
+        let seq = self.next_seqs(if parent == newparent { 1 } else { 2 });
         // Live namespace.
         if let Some(dm) = ns.dirs.get_mut(&parent) {
             dm.remove(name);
@@ -287,14 +266,14 @@ impl Model {
                 if dkind == Kind::Dir {
                     ns.parent.insert(d, (parent, name.to_vec()));
                     if parent != newparent {
-                        self.adjust_nlink(parent, 1);
-                        self.adjust_nlink(newparent, -1);
+                        held.adjust_nlink(parent, 1);
+                        held.adjust_nlink(newparent, -1);
                     }
                 }
-                src_change.target = Some((d, self.init_of(d)?));
+                src_change.target = dst_init.map(|i| (d, i));
             }
             (false, Some((d, dkind))) => {
-                self.drop_entry(&mut ns, newparent, newname, d, dkind, now);
+                drop_entry(&mut ns, &mut held, newparent, newname, d, dkind, now);
             }
             _ => {}
         }
@@ -304,11 +283,11 @@ impl Model {
         if src_kind == Kind::Dir {
             ns.parent.insert(src, (newparent, newname.to_vec()));
             if parent != newparent {
-                self.adjust_nlink(parent, -1);
-                self.adjust_nlink(newparent, 1);
+                held.adjust_nlink(parent, -1);
+                held.adjust_nlink(newparent, 1);
             }
         }
-        self.set_nlink(src, |l| l, now);
+        held.set_nlink(src, |l| l, now);
         // Pending operations: one per directory touched.
         let dst_change = EntryChange {
             name: newname.to_vec(),
@@ -321,7 +300,7 @@ impl Model {
                 NsKind::Rename
             };
             ns.pending.insert(
-                self.next_seq(),
+                seq,
                 Op::Names {
                     dir: parent,
                     what,
@@ -338,7 +317,7 @@ impl Model {
                 (NsKind::RenameTo, NsKind::RenameFrom)
             };
             ns.pending.insert(
-                self.next_seq(),
+                seq,
                 Op::Names {
                     dir: newparent,
                     what: to_what,
@@ -347,7 +326,7 @@ impl Model {
                 },
             );
             ns.pending.insert(
-                self.next_seq(),
+                seq + 1,
                 Op::Names {
                     dir: parent,
                     what: from_what,
@@ -357,6 +336,81 @@ impl Model {
             );
         }
         Ok(())
+    }
+}
+
+impl Model {
+    /// The nodes of those of `inos` that exist, ascending, without repeats.
+    fn nodes_of(&self, inos: &[Ino]) -> Vec<(Ino, Arc<Mutex<Node>>)> {
+        let mut inos = inos.to_vec();
+        inos.sort_unstable();
+        inos.dedup();
+        inos.into_iter()
+            .filter_map(|i| self.nodes.get(&i).map(|n| (i, Arc::clone(n.value()))))
+            .collect()
+    }
+}
+
+/// The locks of the inodes one namespace call changes, taken together in
+/// ascending order (see the module doc). The inode map is never read while
+/// they are held: `forget` locks an inode while it holds the map.
+struct Held<'a>(Vec<(Ino, MutexGuard<'a, Node>)>);
+
+impl<'a> Held<'a> {
+    fn lock(nodes: &'a [(Ino, Arc<Mutex<Node>>)]) -> Held<'a> {
+        Held(nodes.iter().map(|(i, n)| (*i, n.lock())).collect())
+    }
+
+    fn get(&mut self, ino: Ino) -> Option<&mut Node> {
+        self.0
+            .iter_mut()
+            .find(|(i, _)| *i == ino)
+            .map(|(_, g)| &mut **g)
+    }
+
+    /// The initial state of `ino`, for a pending operation that links it.
+    fn init(&mut self, ino: Ino) -> FsResult<NewInode> {
+        match self.get(ino) {
+            Some(n) if !n.gone => Ok(n.init()),
+            _ => Err(FsError::NotFound),
+        }
+    }
+
+    fn adjust_nlink(&mut self, dir: Ino, delta: i32) {
+        if let Some(n) = self.get(dir) {
+            n.nlink = n.nlink.saturating_add_signed(delta);
+        }
+    }
+
+    fn set_nlink(&mut self, ino: Ino, f: impl Fn(u32) -> u32, now: Timestamp) {
+        if let Some(n) = self.get(ino) {
+            n.nlink = f(n.nlink);
+            n.attrs.ctime = now;
+        }
+    }
+}
+
+/// Removes `parent/name -> ino` from the live namespace and fixes link
+/// counts. The caller records the operation.
+fn drop_entry(
+    ns: &mut Namespace,
+    held: &mut Held<'_>,
+    parent: Ino,
+    name: &[u8],
+    ino: Ino,
+    kind: Kind,
+    now: Timestamp,
+) {
+    if let Some(d) = ns.dirs.get_mut(&parent) {
+        d.remove(name);
+    }
+    if kind == Kind::Dir {
+        ns.dirs.remove(&ino);
+        ns.parent.remove(&ino);
+        held.adjust_nlink(parent, -1);
+        held.set_nlink(ino, |_| 0, now);
+    } else {
+        held.set_nlink(ino, |l| l.saturating_sub(1), now);
     }
 }
 
