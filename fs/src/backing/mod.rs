@@ -88,6 +88,7 @@
 //! [`Backing::apply`] returns. Within a batch the order is not power-cut
 //! safe (only kill -9 safe).
 
+mod extents;
 pub mod limits;
 mod ns;
 mod reclaim;
@@ -353,6 +354,16 @@ impl Backing {
             .is_some_and(|n| n.orphan && n.phys.is_empty())
     }
 
+    /// The open backing file of regular file `ino`; `None` when the store
+    /// holds no such file (its content is all zeros).
+    fn stored_file(&self, ino: Ino) -> io::Result<Option<Arc<File>>> {
+        let mut st = self.state.lock();
+        match st.nodes.get(&ino).map(|n| n.kind) {
+            Some(Kind::File) => st.file(ino).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// Deletes orphan `ino` and what lies beneath it. The caller guarantees
     /// that no later effect names any inode of its [`Orphan::takes`].
     pub fn delete_orphan(&self, ino: Ino) -> io::Result<()> {
@@ -362,13 +373,7 @@ impl Backing {
     /// Reads `len` durable bytes of `ino` at `offset` into `out` (zeros past
     /// the end of the file, or when `ino` is unknown).
     pub fn read(&self, ino: Ino, offset: u64, len: u64, out: &mut Vec<u8>) -> io::Result<()> {
-        let file = {
-            let mut st = self.state.lock();
-            match st.nodes.get(&ino).map(|n| n.kind) {
-                Some(Kind::File) => Some(st.file(ino)?),
-                _ => None,
-            }
-        };
+        let file = self.stored_file(ino)?;
         let start = out.len();
         let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         out.resize(start + len, 0);

@@ -15,7 +15,7 @@
 use super::{DuraFs, Result};
 use crate::model::{FsError, Ino, Kind, ROOT};
 use crate::trace::{
-    Data, Header, InitEntry, InitInode, Recorder, TRACE_VERSION, Text, Trace, TraceOp,
+    Data, Extent, Header, InitEntry, InitInode, Recorder, TRACE_VERSION, Text, Trace, TraceOp,
 };
 use parking_lot::{Condvar, Mutex};
 use std::fmt;
@@ -272,6 +272,44 @@ impl DuraFs {
     }
 
     /// The durable tree now (nothing may be pending), as a trace header.
+    /// The non-zero 4 KiB blocks of file `ino` as extents. Nothing is
+    /// unsynced when tracing starts, so the file's content is the backing
+    /// file's, and only the ranges where that holds data are read.
+    fn initial_extents(&self, ino: Ino, size: u64) -> io::Result<Vec<Extent>> {
+        const BLOCK: usize = 4096;
+        let err = |e: super::Error| io::Error::other(format!("reading the starting tree: {e}"));
+        let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
+        for (start, len) in self.backing.data_ranges(ino, size)? {
+            let end = start + len;
+            let mut off = start;
+            while off < end {
+                let want = (end - off).min(1 << 20) as u32;
+                let chunk = self.read(ino, off, want).map_err(err)?;
+                if chunk.is_empty() {
+                    break;
+                }
+                for (i, block) in chunk.chunks(BLOCK).enumerate() {
+                    if block.iter().all(|b| *b == 0) {
+                        continue;
+                    }
+                    let at = off + (i * BLOCK) as u64;
+                    match out.last_mut() {
+                        Some((o, d)) if *o + d.len() as u64 == at => d.extend_from_slice(block),
+                        _ => out.push((at, block.to_vec())),
+                    }
+                }
+                off += chunk.len() as u64;
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|(offset, d)| Extent {
+                offset,
+                data: Data(d.into()),
+            })
+            .collect())
+    }
+
     fn initial_header(&self) -> io::Result<Header> {
         let err = |e: super::Error| io::Error::other(format!("reading the starting tree: {e}"));
         let mut inodes = Vec::new();
@@ -287,20 +325,10 @@ impl DuraFs {
                 size: st.size,
                 target: None,
                 data: None,
+                extents: Vec::new(),
             };
             match st.kind {
-                Kind::File if st.size > 0 => {
-                    let mut data = Vec::with_capacity(st.size as usize);
-                    while (data.len() as u64) < st.size {
-                        let want = (st.size - data.len() as u64).min(1 << 20) as u32;
-                        let chunk = self.read(ino, data.len() as u64, want).map_err(err)?;
-                        if chunk.is_empty() {
-                            break;
-                        }
-                        data.extend_from_slice(&chunk);
-                    }
-                    inode.data = Some(Data(data.into()));
-                }
+                Kind::File if st.size > 0 => inode.extents = self.initial_extents(ino, st.size)?,
                 Kind::Symlink => inode.target = Some(Data(self.readlink(ino).map_err(err)?)),
                 Kind::Dir => {
                     for (name, child, _) in self.model.readdir(ino).map_err(|e| err(e.into()))? {

@@ -15,16 +15,24 @@
 //! # File format (JSON lines, UTF-8)
 //!
 //! ```text
-//! line 1   header  {"durafs_trace":1,"model":"posix",
+//! line 1   header  {"durafs_trace":2,"model":"posix",
 //!                   "inodes":[{"ino":1,"kind":"dir","attrs":{..},"size":0,
-//!                              "target":null,"data":null}, ...],
+//!                              "target":null,"data":null},
+//!                             {"ino":2,"kind":"file",..,"size":4294967300,
+//!                              "data":null,"extents":[{"offset":0,"data":"aGVhZA=="},
+//!                                {"offset":4294967296,"data":"dGFpbA=="}]}, ...],
 //!                   "entries":[{"dir":1,"name":"a","ino":2}, ...]}
 //! line 2.. event   {"n":1,"op":"write","ino":2,"offset":0,"data":"aGVsbG8=",
 //!                   "t":{"secs":..,"nanos":..},"paths":["/a"]}
 //! ```
 //!
 //! * The header holds the durable tree the recording started from: every
-//!   inode with its attributes and content, and every directory entry.
+//!   inode with its attributes and content, and every directory entry. A
+//!   file's content is its `extents`: the 4 KiB blocks that are not all
+//!   zeros, merged where adjacent (holes are skipped with `SEEK_DATA`, so a
+//!   sparse file costs its data only); everything else up to `size` is
+//!   zeros. Version 1 wrote the whole content as `data` from offset 0;
+//!   it is still read.
 //! * `n` numbers events from 1 without gaps; `op` names the call and the
 //!   other fields are its arguments as the model received them (inode
 //!   numbers, timestamps, the attributes a create resolved), plus results a
@@ -48,8 +56,9 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufWriter, Write};
 
-/// Version written in the header.
-pub const TRACE_VERSION: u32 = 1;
+/// Version written in the header (version 1, without `extents`, is still
+/// read).
+pub const TRACE_VERSION: u32 = 2;
 
 /// A name: a JSON string when it is UTF-8, `{"b64": ...}` otherwise.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -311,9 +320,19 @@ pub struct InitInode {
     pub size: u64,
     #[serde(default)]
     pub target: Option<Data>,
-    /// File content (absent: all zeros up to `size`).
+    /// Version 1: file content from offset 0 (absent: zeros up to `size`).
     #[serde(default)]
     pub data: Option<Data>,
+    /// File content: non-zero parts, ascending; zeros elsewhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extents: Vec<Extent>,
+}
+
+/// Bytes of a file of the starting tree at `offset`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extent {
+    pub offset: u64,
+    pub data: Data,
 }
 
 /// One directory entry of the starting tree.
@@ -397,7 +416,7 @@ impl Trace {
             line: 1,
             what: format!("bad header: {e}"),
         })?;
-        if header.durafs_trace != TRACE_VERSION {
+        if !(1..=TRACE_VERSION).contains(&header.durafs_trace) {
             return Err(TraceError::Format {
                 line: 1,
                 what: format!(

@@ -102,6 +102,22 @@ impl Replayer {
                     data: d.0.clone(),
                 });
             }
+            for e in &i.extents {
+                if e.offset.saturating_add(e.data.0.len() as u64) > i.size {
+                    return Err(bad_header(format!(
+                        "#{}: {} bytes at {} for size {}",
+                        i.ino,
+                        e.data.0.len(),
+                        e.offset,
+                        i.size
+                    )));
+                }
+                store.apply(&Effect::Write {
+                    ino: i.ino,
+                    offset: e.offset,
+                    data: e.data.0.clone(),
+                });
+            }
             store.apply(&Effect::Extend {
                 ino: i.ino,
                 size: i.size,

@@ -300,3 +300,68 @@ fn a_before_trigger_freezes_the_volume_before_the_call_takes_effect() {
 fn an_after_trigger_freezes_the_volume_after_the_call_took_effect() {
     assert_eq!(trip(false), (b"data".to_vec(), 4));
 }
+
+/// Regression: the header held every file's whole content, so tracing a
+/// volume with a 1 GiB sparse file read and stored 1 GiB of zeros.
+#[test]
+fn a_sparse_file_enters_the_header_by_its_non_zero_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = DuraFs::open(dir.path(), FsOptions::default()).unwrap();
+    let f = fs
+        .create(ROOT, b"sparse", Kind::File, attrs(0o644), None)
+        .unwrap();
+    let far = 1u64 << 30;
+    fs.write(f.ino, 0, b"head").unwrap();
+    fs.write(f.ino, 5000, &[0; 100]).unwrap();
+    fs.write(f.ino, 8190, b"xy").unwrap();
+    fs.write(f.ino, far, b"tail").unwrap();
+    fs.sync().unwrap();
+    fs.start_trace(true, None).unwrap();
+    fs.write(f.ino, 10, b"after").unwrap();
+    let trace = fs.finish_trace().unwrap().unwrap();
+
+    let inode = trace.header.inodes.iter().find(|i| i.ino == f.ino).unwrap();
+    assert_eq!(inode.size, far + 4);
+    assert!(inode.data.is_none());
+    let got: Vec<(u64, usize)> = inode
+        .extents
+        .iter()
+        .map(|e| (e.offset, e.data.0.len()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(0, 8192), (far, 4)],
+        "blocks 0 and 1 merged, the zero-only block 2.. skipped"
+    );
+    let mut text = Vec::new();
+    trace.write(&mut text).unwrap();
+    assert!(text.len() < 64 * 1024, "{} bytes", text.len());
+
+    let mut r = Replayer::new(&Trace::read(&text[..]).unwrap().header).unwrap();
+    for ev in &trace.events {
+        r.apply(ev).unwrap();
+    }
+    let mut want = vec![0u8; 8200];
+    want[..4].copy_from_slice(b"head");
+    want[8190..8192].copy_from_slice(b"xy");
+    let mut d = Vec::new();
+    r.durable().read(f.ino, 0, 8200, &mut d);
+    assert_eq!(d, want);
+    d.clear();
+    r.durable().read(f.ino, far - 2, 6, &mut d);
+    assert_eq!(d, b"\0\0tail");
+    let live = crate::model::store::read_all(r.model(), r.durable(), f.ino).unwrap();
+    assert_eq!(live.len() as u64, far + 4);
+    assert_eq!(&live[..15], b"head\0\0\0\0\0\0after");
+}
+
+/// A version 1 header (whole content in `data`) is still read.
+#[test]
+fn a_version_1_header_is_still_replayed() {
+    let line = r#"{"durafs_trace":1,"model":"posix","inodes":[{"ino":1,"kind":"dir","attrs":{"mode":493,"uid":0,"gid":0,"rdev":0,"atime":{"secs":0,"nanos":0},"mtime":{"secs":0,"nanos":0},"ctime":{"secs":0,"nanos":0}},"size":0,"target":null,"data":null},{"ino":2,"kind":"file","attrs":{"mode":420,"uid":0,"gid":0,"rdev":0,"atime":{"secs":0,"nanos":0},"mtime":{"secs":0,"nanos":0},"ctime":{"secs":0,"nanos":0}},"size":8,"target":null,"data":"aGVsbG8="}],"entries":[{"dir":1,"name":"f","ino":2}]}"#;
+    let trace = Trace::read(format!("{line}\n").as_bytes()).unwrap();
+    let r = Replayer::new(&trace.header).unwrap();
+    let mut d = Vec::new();
+    r.durable().read(2, 0, 8, &mut d);
+    assert_eq!(d, b"hello\0\0\0");
+}
