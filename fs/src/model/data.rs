@@ -342,6 +342,13 @@ impl Model {
         apply: impl FnOnce(&[Effect]) -> Result<(), E>,
     ) -> FsResult<Option<(Ino, Result<(), E>)>> {
         self.check_cut()?;
+        // IMPORTANT: the scan visits inodes one at a time while writers go
+        // on, so it only weighs operations numbered before it began: it
+        // sees every one of those, and they stay older than anything added
+        // meanwhile, so the inode it picks is still the oldest dirty one
+        // when it is flushed (regression test
+        // `shuttle_writeback_picks_the_inode_oldest_when_it_flushes`).
+        let start = self.seq.load(Ordering::SeqCst);
         let mut oldest: Option<(u64, Ino)> = None;
         for e in self.nodes.iter() {
             let n = e.value().lock();
@@ -349,7 +356,8 @@ impl Model {
                 .pending
                 .iter()
                 .find(|(_, op)| op.is_data())
-                .map(|(s, _)| *s);
+                .map(|(s, _)| *s)
+                .filter(|s| *s < start);
             if let Some(s) = first {
                 if oldest.is_none_or(|(o, _)| s < o) {
                     oldest = Some((s, *e.key()));
