@@ -342,13 +342,20 @@ impl Model {
         }
         let ino = {
             let ns = self.ns.lock();
-            let dir = ns
-                .dirs
-                .get(&parent)
-                .ok_or_else(|| self.not_dir_or_gone(parent))?;
+            let dir = self.entries(&ns, parent)?;
             dir.get(name).map(|e| e.0).ok_or(FsError::NotFound)?
         };
         self.getattr(ino)
+    }
+
+    /// The live entries of directory `dir`: `NotDir` when `dir` is another
+    /// kind of inode, `NotFound` when it is gone.
+    fn entries<'n>(
+        &self,
+        ns: &'n Namespace,
+        dir: Ino,
+    ) -> FsResult<&'n BTreeMap<Name, (Ino, Kind)>> {
+        ns.dirs.get(&dir).ok_or_else(|| self.not_dir_or_gone(dir))
     }
 
     fn not_dir_or_gone(&self, ino: Ino) -> FsError {
@@ -370,7 +377,7 @@ impl Model {
     pub fn readdir(&self, dir: Ino) -> FsResult<Vec<(Name, Ino, Kind)>> {
         self.check_cut()?;
         let ns = self.ns.lock();
-        let entries = ns.dirs.get(&dir).ok_or_else(|| self.not_dir_or_gone(dir))?;
+        let entries = self.entries(&ns, dir)?;
         Ok(entries
             .iter()
             .map(|(name, (ino, kind))| (name.clone(), *ino, *kind))

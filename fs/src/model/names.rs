@@ -32,10 +32,7 @@ impl Model {
         }
         let mut ns = self.ns.lock();
         self.check_cut()?;
-        let dir = ns
-            .dirs
-            .get(&parent)
-            .ok_or_else(|| self.not_dir_or_gone(parent))?;
+        let dir = self.entries(&ns, parent)?;
         if dir.contains_key(name) {
             return Err(FsError::Exists);
         }
@@ -144,10 +141,7 @@ impl Model {
     fn remove(&self, parent: Ino, name: &[u8], want_dir: bool, now: Timestamp) -> FsResult<()> {
         let mut ns = self.ns.lock();
         self.check_cut()?;
-        let dir = ns
-            .dirs
-            .get(&parent)
-            .ok_or_else(|| self.not_dir_or_gone(parent))?;
+        let dir = self.entries(&ns, parent)?;
         let (ino, kind) = *dir.get(name).ok_or(FsError::NotFound)?;
         match (want_dir, kind == Kind::Dir) {
             (false, true) => return Err(FsError::IsDir),
@@ -196,15 +190,9 @@ impl Model {
         }
         let mut ns = self.ns.lock();
         self.check_cut()?;
-        let src_dir = ns
-            .dirs
-            .get(&parent)
-            .ok_or_else(|| self.not_dir_or_gone(parent))?;
+        let src_dir = self.entries(&ns, parent)?;
         let (src, src_kind) = *src_dir.get(name).ok_or(FsError::NotFound)?;
-        let dst_dir = ns
-            .dirs
-            .get(&newparent)
-            .ok_or_else(|| self.not_dir_or_gone(newparent))?;
+        let dst_dir = self.entries(&ns, newparent)?;
         let dst = dst_dir.get(newname).copied();
         if flags.noreplace && dst.is_some() {
             return Err(FsError::Exists);
