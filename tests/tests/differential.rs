@@ -13,6 +13,11 @@ use durafs_tests::diff::*;
 use std::fs;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 
+// Owners, groups and times. In a subdirectory so that Cargo does not
+// build it as a test of its own.
+#[path = "differential/attrs.rs"]
+mod attrs;
+
 #[test]
 fn posix_seed_1() {
     let s = fuzz_from_env(Persistence::Posix, 1, 500);
