@@ -255,6 +255,50 @@ fn a_time_before_1970_with_nanoseconds_is_set_exactly() {
     assert_eq!(s.cases.get("mtime-checked-at-cut"), Some(&1), "{s:?}");
 }
 
+/// Bug (fixed): the first fsync of a new file with data left BACKING's
+/// file with the host's time of the write as its mtime, not the durable one
+/// the model (and `durafs explore`) predicts: the file was created with its
+/// attributes (`Effect::Alloc`) and the writes after it changed the mtime.
+/// Now every flush that writes data ends with the durable attributes
+/// (`Model::flush_node`). Found by `posix_writeback_cache_seed_7` with
+/// `DURAFS_DIFF_SEED=500` (10,000 ops), shrunk; no writeback cache needed.
+#[test]
+fn an_explicit_mtime_survives_the_first_fsync_of_a_new_file() {
+    for setup in [
+        Setup::full(Persistence::Posix),
+        Setup::writeback(Persistence::Posix),
+    ] {
+        for policy in [CutPolicy::KeepAll, CutPolicy::DropAll] {
+            let ops = [
+                create("c", 0o4755),
+                Op::Write {
+                    path: "c",
+                    off: 4096,
+                    len: 883,
+                    fill: 223,
+                    append: false,
+                },
+                Op::Utimens {
+                    path: "c",
+                    atime: Time::At {
+                        secs: 1_000_000_000,
+                        nanos: 0,
+                    },
+                    mtime: Time::At {
+                        secs: 1_500_000_000,
+                        nanos: 999_999_999,
+                    },
+                },
+                Op::Fsync { path: "c" },
+                Op::FsyncDir { path: "." },
+                Op::Cut { policy, seed: 1 },
+            ];
+            let s = check(setup, &ops).unwrap_or_else(|f| panic!("{setup} {policy:?}: {}", f.what));
+            assert_eq!(s.cases["mtime-checked-at-cut"], 1);
+        }
+    }
+}
+
 /// Bug (open): the model never changes a directory's mtime (or ctime) when
 /// its entries change; Linux filesystems set both to the time of the
 /// change. Here the directory keeps the mtime `utimensat` gave it after a
