@@ -299,6 +299,36 @@ fn an_explicit_mtime_survives_the_first_fsync_of_a_new_file() {
     }
 }
 
+/// Bug (fixed): a set-user-ID bit set again after a chown was lost in
+/// BACKING: storing the attributes chowned the backing file, which clears
+/// the bit on the host, and then compared the mode read before the chown,
+/// so it did not chmod (`backing::set_attrs`). The remount showed `0o755`.
+/// Found while fixing the bug above.
+#[test]
+fn a_set_user_id_bit_set_after_a_chown_survives_a_cut() {
+    let ops = [
+        create("f", 0o4755),
+        Op::SyncAll,
+        Op::Chown {
+            path: "f",
+            uid: Some(1000),
+            gid: None,
+        },
+        Op::Chmod {
+            path: "f",
+            mode: 0o4755,
+        },
+        Op::SyncAll,
+        Op::Cut {
+            policy: CutPolicy::DropAll,
+            seed: 0,
+        },
+    ];
+    let r = run(Setup::full(Persistence::Posix), &ops);
+    let f = &r.tree().0["f"];
+    assert_eq!((f.mode, f.uid), (0o4755, 1000));
+}
+
 /// Bug (open): the model never changes a directory's mtime (or ctime) when
 /// its entries change; Linux filesystems set both to the time of the
 /// change. Here the directory keeps the mtime `utimensat` gave it after a
