@@ -81,7 +81,12 @@
 //! comes from durafs's own trace, so it still must match the remount
 //! exactly; results and trees must still equal the native side's. In
 //! practice a step's tree read sends every named file's pages, so what the
-//! kernel holds across steps is the pages of open unlinked files.
+//! kernel holds across steps is the pages (and times) of open unlinked
+//! files, which it sends when it chooses: the pending list at a cut, and
+//! what a random, prefix or torn cut keeps, can differ between runs of one
+//! seed, and so can the rest of the sequence. Each run is still checked
+//! exactly against its own trace; a shrink may then report that a failure
+//! did not reproduce.
 //!
 //! On a discrepancy, [`fuzz`] shrinks the sequence (greedy delta debugging,
 //! each try on fresh volumes) and panics with the seed and the shrunk
