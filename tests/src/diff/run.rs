@@ -399,42 +399,12 @@ pub fn run_generated(
 
 impl Runner {
     /// Cuts the volume under `policy` and remounts it; checks the recovered
-    /// tree against the model's prediction (and, for keep-all, the live
-    /// tree). The descriptors of both sides are closed: durafs's once the
-    /// mount is cut (what the kernel still cached for them is lost with
-    /// it), the native ones with them.
+    /// tree against the model's prediction, made after the remount from the
+    /// trace and pending list taken just before the cut (and, for keep-all,
+    /// against the live tree). The descriptors of both sides are closed:
+    /// durafs's once the mount is cut (what the kernel still cached for
+    /// them is lost with it), the native ones with them.
     fn cut(&mut self, policy: CutPolicy, seed: u64, step: usize, op: &Op) -> Result<Tree, Failure> {
-        let v = &self.v;
-        let live = untimed(read_volume(v, step, op)?.0);
-        // No call takes effect from here on (a writeback the kernel starts
-        // now waits for the cut and fails), so the trace holds everything
-        // the cut sees.
-        v.fs().freeze();
-        let trace = v
-            .fs()
-            .finish_trace()
-            .expect("the volume is traced")
-            .expect("the trace is kept in memory");
-        let mut r = Replayer::new(&trace.header)
-            .map_err(|e| fail(step, op, "replay", format!("trace header: {e}")))?;
-        for ev in &trace.events {
-            r.apply(ev)
-                .map_err(|e| fail(step, op, "replay", format!("{e} ({ev})")))?;
-        }
-        let pending = r.pending();
-        let on_volume = v.fs().pending();
-        if pending != on_volume {
-            return Err(fail(
-                step,
-                op,
-                "replay",
-                format!(
-                    "the replayed model has {} pending operations, the volume {}",
-                    pending.len(),
-                    on_volume.len()
-                ),
-            ));
-        }
         let opts = CrashOptions {
             policy: match policy {
                 CutPolicy::KeepAll => Policy::KeepAll,
@@ -449,6 +419,43 @@ impl Runner {
             garbage: policy == CutPolicy::Torn && seed % 2 == 0,
             ..CrashOptions::default()
         };
+        let live = untimed(read_volume(&self.v, step, op)?.0);
+        let open = self.fds.open_slots().iter().filter(|o| **o).count();
+        // IMPORTANT: frozen, no call takes effect (a writeback the kernel
+        // starts now waits for the cut and fails), so the trace holds all
+        // the cut sees. Nothing here may fail before the cut: a frozen
+        // volume cannot unmount.
+        let fs = self.v.fs();
+        fs.freeze();
+        let trace = fs.finish_trace();
+        let on_volume = fs.pending();
+        self.v.cut_with(opts);
+        self.fds.close_all();
+        self.native_fds.close_all();
+        self.opened = [None; SLOTS as usize];
+        self.v.remount();
+        let trace = trace
+            .expect("the volume is traced")
+            .expect("the trace is kept in memory");
+        let mut r = Replayer::new(&trace.header)
+            .map_err(|e| fail(step, op, "replay", format!("trace header: {e}")))?;
+        for ev in &trace.events {
+            r.apply(ev)
+                .map_err(|e| fail(step, op, "replay", format!("{e} ({ev})")))?;
+        }
+        let pending = r.pending();
+        if pending != on_volume {
+            return Err(fail(
+                step,
+                op,
+                "replay",
+                format!(
+                    "the replayed model has {} pending operations, the volume {}",
+                    pending.len(),
+                    on_volume.len()
+                ),
+            ));
+        }
         let state = crash_state(&pending, &opts);
         let mut store = r.durable().clone();
         store.apply_all(&state.effects(&pending));
@@ -456,16 +463,10 @@ impl Runner {
         let stamped = self
             .stamps
             .at_cut(&predicted, &inos, policy == CutPolicy::KeepAll);
-        let open = self.fds.open_slots().iter().filter(|o| **o).count();
         self.stats.cuts += 1;
         self.stats.pending_at_cuts += pending.len();
         self.cases("fds-open-at-cut", open);
         self.cases("mtime-checked-at-cut", stamped.len());
-        self.v.cut_with(opts);
-        self.fds.close_all();
-        self.native_fds.close_all();
-        self.opened = [None; SLOTS as usize];
-        self.v.remount();
         let mut recovered = read_volume(&self.v, step, op)?.0;
         predicted.retain_mtimes(|p| stamped.contains_key(p));
         recovered.retain_mtimes(|p| stamped.contains_key(p));
