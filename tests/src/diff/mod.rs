@@ -52,14 +52,15 @@
 //!
 //! A [`Op::Cut`] cuts the power on the durafs volume and remounts it. The
 //! volume is traced from each mount on; before the cut the live tree is
-//! read, the volume is frozen (no later call takes effect), and the trace is
-//! replayed on the in-memory model ([`durafs::trace::replay::Replayer`]),
-//! the crash state the same [`durafs::model::crash::CrashOptions`] choose is
-//! applied to a copy of its durable store, and the remounted tree must
-//! equal that prediction (owners, groups and stamped mtimes included);
-//! under `keep-all` it must also equal the live tree before the cut. The
-//! native directory is then rebuilt from the recovered tree (owners set,
-//! times not; stamps end).
+//! read, the volume is frozen (no later call takes effect) and its trace
+//! and pending list are taken. After the remount the trace is replayed on
+//! the in-memory model ([`durafs::trace::replay::Replayer`]), which must
+//! end with the same pending list, the crash state the same
+//! [`durafs::model::crash::CrashOptions`] choose is applied to a copy of its
+//! durable store, and the remounted tree must equal that prediction
+//! (owners, groups and stamped mtimes included); under `keep-all` it must
+//! also equal the live tree before the cut. The native directory is then
+//! rebuilt from the recovered tree (owners set, times not; stamps end).
 //!
 //! Descriptors do not survive a cut: durafs's are closed once the mount is
 //! cut (on a writeback-cache mount, what the kernel still cached for them
