@@ -90,8 +90,23 @@ fn attr(st: &Stat) -> FileAttr {
 
 fn time_of(t: TimeOrNow) -> crate::model::Timestamp {
     match t {
-        TimeOrNow::SpecificTime(t) => core::to_timestamp(t),
+        TimeOrNow::SpecificTime(t) => kernel_time(t),
         TimeOrNow::Now => core::now(),
+    }
+}
+
+/// The time the kernel sent as `(secs, nanos)`, i.e. `secs + nanos / 10^9`.
+/// fuser 0.18 (`time::system_time_from_time`) turns it into
+/// `UNIX_EPOCH - (|secs| s + nanos ns)` when `secs < 0`, a second and a
+/// fraction too early; this undoes that exactly. Checked through a mount
+/// by `differential::a_time_before_1970_with_nanoseconds_is_set_exactly`.
+fn kernel_time(t: SystemTime) -> crate::model::Timestamp {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(_) => core::to_timestamp(t),
+        Err(e) => crate::model::Timestamp {
+            secs: -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+            nanos: e.duration().subsec_nanos(),
+        },
     }
 }
 

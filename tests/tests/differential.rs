@@ -3,7 +3,8 @@
 //! against the model at every power cut (see `durafs_tests::diff`).
 //!
 //! Soak: `DURAFS_DIFF_OPS=N DURAFS_DIFF_SEED=S cargo test -p durafs-tests
-//! --test differential -- --nocapture posix_seed_1` runs N ops from seed S.
+//! --test differential -- --nocapture posix_seed_1` runs N ops from seed S
+//! (the same for `posix_full_seed_5`, `posix_writeback_cache_seed_7`, ...).
 
 use durafs::model::crash::{CrashOptions, Policy, crash_state};
 use durafs::trace::replay::Replayer;
@@ -12,6 +13,14 @@ use durafs_tests::diff::tree::{NodeKind, Tree};
 use durafs_tests::diff::*;
 use std::fs;
 use std::os::unix::fs::{FileExt, PermissionsExt};
+
+// Descriptors held open and writeback-cache mounts; owners, groups and
+// times. In subdirectories so that Cargo does not build them as tests of
+// their own.
+#[path = "differential/attrs.rs"]
+mod attrs;
+#[path = "differential/fds.rs"]
+mod fds;
 
 #[test]
 fn posix_seed_1() {
@@ -32,6 +41,26 @@ fn posix_seed_3() {
 #[test]
 fn journal_seed_4() {
     fuzz_from_env(Persistence::Journal, 4, 400);
+}
+
+#[test]
+fn posix_full_seed_5() {
+    fuzz_from_env(Setup::full(Persistence::Posix), 5, 300);
+}
+
+#[test]
+fn journal_full_seed_6() {
+    fuzz_from_env(Setup::full(Persistence::Journal), 6, 300);
+}
+
+#[test]
+fn posix_writeback_cache_seed_7() {
+    fuzz_from_env(Setup::writeback(Persistence::Posix), 7, 300);
+}
+
+#[test]
+fn journal_writeback_cache_seed_8() {
+    fuzz_from_env(Setup::writeback(Persistence::Journal), 8, 300);
 }
 
 #[test]

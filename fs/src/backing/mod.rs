@@ -444,9 +444,11 @@ fn create_node(path: &Path, init: &NewInode) -> io::Result<()> {
 /// Sets owner, mode, atime and mtime of `path` (never following a symlink).
 /// ctime cannot be set: it is the host's.
 fn set_attrs(path: &Path, kind: Kind, a: &Attrs) -> io::Result<()> {
-    let md = fs::symlink_metadata(path)?;
+    let mut md = fs::symlink_metadata(path)?;
     if md.uid() != a.uid || md.gid() != a.gid {
         std::os::unix::fs::lchown(path, Some(a.uid), Some(a.gid))?;
+        // IMPORTANT: the host's chown cleared set-user-ID and set-group-ID.
+        md = fs::symlink_metadata(path)?;
     }
     if kind != Kind::Symlink && md.mode() & 0o7777 != a.mode & 0o7777 {
         fs::set_permissions(path, fs::Permissions::from_mode(a.mode & 0o7777))?;

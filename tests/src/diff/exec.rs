@@ -1,8 +1,9 @@
 //! Runs one [`Op`] on a directory tree through plain system calls and
 //! returns what the calls returned: the value, or the errno of the first
-//! call that failed. Every descriptor is opened and closed within the op.
+//! call that failed. Every descriptor is opened and closed within the op;
+//! the descriptors held across operations are in [`super::fds`].
 
-use super::{Falloc, Op, Ren, pattern};
+use super::{Falloc, Op, Ren, Time, pattern};
 use std::ffi::CString;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
@@ -16,6 +17,13 @@ pub enum Outcome {
     Wrote(usize),
     /// Bytes a read returned.
     Read(Vec<u8>),
+    /// What `lstat` shows after a `utimensat` of the times it set
+    /// explicitly ([`Time::At`]), as `(secs, nanos)`; `None` for times
+    /// omitted or set to now.
+    Times {
+        atime: Option<(i64, i64)>,
+        mtime: Option<(i64, i64)>,
+    },
     /// The errno of the call that failed.
     Err(i32),
 }
@@ -29,6 +37,7 @@ impl fmt::Debug for Outcome {
                 let nz = d.iter().filter(|b| **b != 0).count();
                 write!(f, "read {} bytes ({nz} non-zero)", d.len())
             }
+            Outcome::Times { atime, mtime } => write!(f, "atime {atime:?}, mtime {mtime:?}"),
             Outcome::Err(e) => write!(f, "errno {e} ({})", std::io::Error::from_raw_os_error(*e)),
         }
     }
@@ -38,17 +47,17 @@ fn c(root: &Path, rel: &str) -> CString {
     CString::new(root.join(rel).as_os_str().as_bytes()).expect("no NUL in paths")
 }
 
-fn errno() -> i32 {
+pub(super) fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
 /// `Ok(())` when `rc` is 0, else the errno.
-fn zero(rc: libc::c_int) -> Result<(), i32> {
+pub(super) fn zero(rc: libc::c_int) -> Result<(), i32> {
     if rc == 0 { Ok(()) } else { Err(errno()) }
 }
 
 /// An open descriptor, closed on drop.
-struct Fd(libc::c_int);
+pub(super) struct Fd(pub(super) libc::c_int);
 
 impl Drop for Fd {
     fn drop(&mut self) {
@@ -57,7 +66,7 @@ impl Drop for Fd {
     }
 }
 
-fn open(root: &Path, rel: &str, flags: libc::c_int, mode: u32) -> Result<Fd, i32> {
+pub(super) fn open(root: &Path, rel: &str, flags: libc::c_int, mode: u32) -> Result<Fd, i32> {
     let p = c(root, rel);
     // SAFETY: a valid NUL-terminated path.
     let fd = unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) };
@@ -65,7 +74,8 @@ fn open(root: &Path, rel: &str, flags: libc::c_int, mode: u32) -> Result<Fd, i32
 }
 
 /// Runs `op` on the tree at `root`. [`Op::SyncAll`] and [`Op::Cut`] are
-/// volume operations the harness does; here they do nothing.
+/// volume operations the harness does; here they do nothing. Panics on a
+/// descriptor operation ([`super::Fds::apply`] runs those).
 pub fn apply(root: &Path, op: &Op) -> Outcome {
     match run(root, op) {
         Ok(o) => o,
@@ -206,6 +216,84 @@ fn run(root: &Path, op: &Op) -> Result<Outcome, i32> {
             zero(unsafe { libc::fsync(fd.0) })?;
             Ok(Outcome::Done)
         }
+        Op::Chown { path, uid, gid } => {
+            let p = c(root, path);
+            // -1 leaves the id unchanged.
+            let id = |x: Option<u32>| x.unwrap_or(u32::MAX);
+            zero(unsafe {
+                libc::fchownat(
+                    libc::AT_FDCWD,
+                    p.as_ptr(),
+                    id(uid),
+                    id(gid),
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            })?;
+            Ok(Outcome::Done)
+        }
+        Op::Utimens { path, atime, mtime } => {
+            let p = c(root, path);
+            let times = [timespec(atime), timespec(mtime)];
+            zero(unsafe {
+                libc::utimensat(
+                    libc::AT_FDCWD,
+                    p.as_ptr(),
+                    times.as_ptr(),
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            })?;
+            let st = lstat(root, path)?;
+            let set = |t: Time, secs: i64, nanos: i64| match t {
+                Time::At { .. } => Some((secs, nanos)),
+                Time::Omit | Time::Now => None,
+            };
+            Ok(Outcome::Times {
+                atime: set(atime, st.st_atime, st.st_atime_nsec),
+                mtime: set(mtime, st.st_mtime, st.st_mtime_nsec),
+            })
+        }
+        Op::Open { .. }
+        | Op::FdWrite { .. }
+        | Op::FdRead { .. }
+        | Op::FdTruncate { .. }
+        | Op::FdFsync { .. }
+        | Op::FdClose { .. } => panic!("{op}: descriptor operations run on a `Fds` (diff::fds)"),
         Op::SyncAll | Op::Cut { .. } => Ok(Outcome::Done),
     }
+}
+
+fn timespec(t: Time) -> libc::timespec {
+    match t {
+        Time::Omit => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        Time::Now => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        Time::At { secs, nanos } => libc::timespec {
+            tv_sec: secs as libc::time_t,
+            tv_nsec: libc::c_long::from(nanos as i32),
+        },
+    }
+}
+
+/// `lstat(2)` of `rel` under `root`.
+pub(super) fn lstat(root: &Path, rel: &str) -> Result<libc::stat, i32> {
+    let p = c(root, rel);
+    // SAFETY: an all-zero stat is a valid value to be overwritten; a valid
+    // path and out-pointer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    zero(unsafe { libc::lstat(p.as_ptr(), &mut st) })?;
+    Ok(st)
+}
+
+/// `stat(2)` of `rel` under `root` (following a symlink).
+pub(super) fn stat(root: &Path, rel: &str) -> Result<libc::stat, i32> {
+    let p = c(root, rel);
+    // SAFETY: as in `lstat`.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    zero(unsafe { libc::stat(p.as_ptr(), &mut st) })?;
+    Ok(st)
 }

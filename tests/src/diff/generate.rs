@@ -5,37 +5,77 @@
 //! list: replaying it does not consult the generator.
 
 use super::tree::{NodeKind, Tree};
-use super::{CutPolicy, DIRS, Falloc, MAX_WRITE, Op, PATHS, REGIONS, Ren, Rng, TARGETS};
+use super::{
+    CutPolicy, DIRS, Falloc, MAX_WRITE, Mix, Op, OpenMode, PATHS, REGIONS, Ren, Rng, SLOTS,
+    TARGETS, Time,
+};
 
-/// Generator state: the RNG, when the next cut is due, and the files and
-/// directories of the current tree (those among [`PATHS`]).
+/// Explicit times [`Op::Utimens`] sets, `(secs, nanos)`: whole and
+/// fractional seconds, before the epoch and past 2038.
+pub const STAMPS: &[(i64, u32)] = &[
+    (1_000_000_000, 0),
+    (1_234_567_890, 123_456_789),
+    (1_500_000_000, 999_999_999),
+    (-86_400, 0),
+    (-1_000_000, 250_000_000),
+    (1 << 33, 1),
+];
+
+/// The paths each descriptor slot was opened at (`None`: empty).
+pub type Opened = [Option<&'static str>; SLOTS as usize];
+
+/// Generator state: the RNG, which operations it makes, when the next cut
+/// is due, the files and directories of the current tree (those among
+/// [`PATHS`]) and the paths the open descriptors were opened at.
 #[derive(Clone, Debug)]
 pub struct Gen {
     r: Rng,
+    mix: Mix,
     count: usize,
     next_cut: usize,
     files: Vec<&'static str>,
     links: Vec<&'static str>,
     dirs: Vec<&'static str>,
+    opened: Opened,
+    /// The op [`Mix::Full`] chose to come next.
+    follow: Option<Op>,
 }
 
 impl Gen {
+    /// A generator of [`Mix::Classic`] sequences.
     pub fn new(seed: u64) -> Gen {
+        Gen::with_mix(seed, Mix::Classic)
+    }
+
+    pub fn with_mix(seed: u64, mix: Mix) -> Gen {
         let mut r = Rng::new(seed);
         let next_cut = 100 + r.below(201) as usize;
         Gen {
             r,
+            mix,
             count: 0,
             next_cut,
             files: Vec::new(),
             links: Vec::new(),
             dirs: Vec::new(),
+            opened: [None; SLOTS as usize],
+            follow: None,
         }
     }
 
-    /// The next operation for a volume that now holds `tree`: a cut every
-    /// 100 to 300 operations, otherwise [`Gen::op`].
+    /// The next operation for a volume that now holds `tree`, with no
+    /// descriptor open: see [`Gen::next_with`].
     pub fn next(&mut self, tree: &Tree) -> Op {
+        self.next_with(tree, [None; SLOTS as usize])
+    }
+
+    /// The next operation for a volume that now holds `tree` and whose
+    /// descriptor slots were opened at `opened`: a cut every 100 to 300
+    /// operations, otherwise (for [`Mix::Full`], often) a descriptor,
+    /// owner or time operation (an explicit time is followed by an fsync
+    /// of its path 40% of the time), or [`Gen::op`].
+    pub fn next_with(&mut self, tree: &Tree, opened: Opened) -> Op {
+        self.opened = opened;
         self.count += 1;
         if self.count == self.next_cut {
             self.next_cut += 100 + self.r.below(201) as usize;
@@ -43,6 +83,9 @@ impl Gen {
                 policy: self.r.pick(&CutPolicy::ALL),
                 seed: self.r.below(1 << 20),
             };
+        }
+        if let Some(op) = self.follow.take() {
+            return op;
         }
         self.files.clear();
         self.links.clear();
@@ -54,6 +97,11 @@ impl Gen {
                     NodeKind::Symlink(_) => self.links.push(p),
                     _ => self.files.push(p),
                 }
+            }
+        }
+        if self.mix == Mix::Full {
+            if let Some(op) = self.full_op() {
+                return op;
             }
         }
         self.op()
@@ -104,6 +152,15 @@ impl Gen {
         }
     }
 
+    /// A write length: mostly short.
+    fn write_len(&mut self) -> u32 {
+        if self.r.chance(80) {
+            1 + self.r.below(1500) as u32
+        } else {
+            1 + self.r.below(u64::from(MAX_WRITE)) as u32
+        }
+    }
+
     /// An offset inside a region, leaving room for `room` bytes.
     fn offset(&mut self, room: u64) -> u64 {
         let r = &mut self.r;
@@ -122,6 +179,145 @@ impl Gen {
             _ => r.below(span),
         };
         start + off
+    }
+
+    /// A slot: usually an open one.
+    fn slot(&mut self) -> u8 {
+        let open: Vec<u8> = (0..SLOTS)
+            .filter(|s| self.opened[*s as usize].is_some())
+            .collect();
+        if !open.is_empty() && self.r.chance(90) {
+            self.r.pick(&open)
+        } else {
+            self.r.below(u64::from(SLOTS)) as u8
+        }
+    }
+
+    /// The top-level directory of a two-deep path (itself for one deep).
+    fn top(path: &'static str) -> &'static str {
+        path.split_once('/').map_or(path, |(top, _)| top)
+    }
+
+    /// A time for [`Op::Utimens`].
+    fn time(&mut self) -> Time {
+        match self.r.below(100) {
+            0..15 => Time::Omit,
+            15..20 => Time::Now,
+            _ => {
+                let (secs, nanos) = self.r.pick(STAMPS);
+                Time::At { secs, nanos }
+            }
+        }
+    }
+
+    fn id(&mut self) -> Option<u32> {
+        self.r.pick(&[Some(0), Some(1000), Some(1001), None])
+    }
+
+    /// For [`Mix::Full`]: a descriptor, owner or time operation, or an
+    /// unlink or rename aimed at a path a descriptor was opened at; `None`
+    /// (about half the time) for a classic [`Gen::op`].
+    fn full_op(&mut self) -> Option<Op> {
+        let any_open = self.opened.iter().any(Option::is_some);
+        let mut n = self.r.below(100);
+        if !any_open && (7..32).contains(&n) {
+            // Nothing to use: open something.
+            n = 0;
+        }
+        Some(match n {
+            0..7 => {
+                let empty: Vec<u8> = (0..SLOTS)
+                    .filter(|s| self.opened[*s as usize].is_none())
+                    .collect();
+                let slot = if empty.is_empty() {
+                    self.r.below(u64::from(SLOTS)) as u8
+                } else {
+                    self.r.pick(&empty)
+                };
+                let how = self.r.pick(&[
+                    OpenMode::ReadWrite,
+                    OpenMode::ReadWrite,
+                    OpenMode::Append,
+                    OpenMode::Create,
+                    OpenMode::Create,
+                    OpenMode::ReadOnly,
+                ]);
+                let path = match how {
+                    OpenMode::Create if self.r.chance(50) => self.any(),
+                    OpenMode::ReadOnly => self.entry(),
+                    _ => self.file(),
+                };
+                Op::Open { slot, path, how }
+            }
+            7..17 => {
+                let len = self.write_len();
+                Op::FdWrite {
+                    slot: self.slot(),
+                    off: self.offset(u64::from(len)),
+                    len,
+                    fill: self.r.below(256) as u8,
+                }
+            }
+            17..20 => Op::FdRead {
+                slot: self.slot(),
+                off: self.offset(0),
+                len: 1 + self.r.below(8192) as u32,
+            },
+            20..23 => Op::FdTruncate {
+                slot: self.slot(),
+                size: if self.r.chance(20) { 0 } else { self.offset(0) },
+            },
+            23..29 => Op::FdFsync {
+                slot: self.slot(),
+                datasync: self.r.chance(30),
+            },
+            29..32 => Op::FdClose { slot: self.slot() },
+            32..40 => {
+                let open: Vec<&'static str> = self.opened.iter().flatten().copied().collect();
+                if open.is_empty() {
+                    return None;
+                }
+                let p = self.r.pick(&open);
+                match self.r.below(4) {
+                    0 => Op::Unlink { path: p },
+                    1 => Op::Rename {
+                        from: p,
+                        to: self.any(),
+                        flags: Ren::Plain,
+                    },
+                    // A rename over it.
+                    2 => Op::Rename {
+                        from: self.file(),
+                        to: p,
+                        flags: Ren::Plain,
+                    },
+                    // Its directory moves.
+                    _ => Op::Rename {
+                        from: Self::top(p),
+                        to: self.r.pick(&PATHS[..4]),
+                        flags: self.r.pick(&[Ren::Plain, Ren::Exchange]),
+                    },
+                }
+            }
+            40..43 => Op::Chown {
+                path: self.entry(),
+                uid: self.id(),
+                gid: self.id(),
+            },
+            43..46 => {
+                let path = self.entry();
+                if self.r.chance(40) {
+                    // So that explicit times are often durable at a cut.
+                    self.follow = Some(Op::Fsync { path });
+                }
+                Op::Utimens {
+                    path,
+                    atime: self.time(),
+                    mtime: self.time(),
+                }
+            }
+            _ => return None,
+        })
     }
 
     fn mode(&mut self, dir: bool) -> u32 {
@@ -152,11 +348,7 @@ impl Gen {
                 trunc: self.r.chance(25),
             },
             10..28 => {
-                let len = if self.r.chance(80) {
-                    1 + self.r.below(1500) as u32
-                } else {
-                    1 + self.r.below(u64::from(MAX_WRITE)) as u32
-                };
+                let len = self.write_len();
                 Op::Write {
                     path: self.file(),
                     off: self.offset(u64::from(len)),

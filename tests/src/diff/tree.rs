@@ -1,10 +1,12 @@
 //! The visible tree a differential run compares: every path with its kind,
-//! permission bits, nlink, the earlier path it is a hard link of, size,
-//! content (whole up to [`FULL_LIMIT`], else the [`REGIONS`] windows and a
-//! few probes) and symlink target. Read from a directory ([`Tree::read`]),
-//! predicted from a durable [`MemStore`] ([`Tree::of_store`]), written into
-//! an empty directory ([`Tree::materialise`]), and compared with a readable
-//! list of differences ([`Tree::diff`]).
+//! permission bits, owner and group, nlink, the earlier path it is a hard
+//! link of, size, content (whole up to [`FULL_LIMIT`], else the [`REGIONS`]
+//! windows and a few probes), symlink target, and the mtime where the
+//! harness kept it ([`Tree::retain_mtimes`]). Read from a directory
+//! ([`Tree::read`]), predicted from a durable [`MemStore`]
+//! ([`Tree::of_store`]), written into an empty directory
+//! ([`Tree::materialise`]), and compared with a readable list of
+//! differences ([`Tree::diff`]).
 
 use super::{FULL_LIMIT, REGIONS};
 use durafs::model::{Kind, MemStore, ROOT};
@@ -38,6 +40,11 @@ pub struct Node {
     pub kind: NodeKind,
     /// Permission bits (`0o7777`).
     pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// `(secs, nanos)`: kept only where the harness knows both sides must
+    /// agree (see [`Tree::retain_mtimes`]), else `None`.
+    pub mtime: Option<(i64, i64)>,
     pub nlink: u64,
     /// For a non-directory with several names, the first of them in path
     /// order.
@@ -58,7 +65,14 @@ impl fmt::Debug for Node {
             NodeKind::Symlink(t) => write!(f, "symlink -> {:?}", String::from_utf8_lossy(t))?,
             NodeKind::Other(m) => write!(f, "special {m:#o}")?,
         }
-        write!(f, ", mode {:#o}, nlink {}", self.mode, self.nlink)?;
+        write!(
+            f,
+            ", mode {:#o}, owner {}:{}, nlink {}",
+            self.mode, self.uid, self.gid, self.nlink
+        )?;
+        if let Some((s, n)) = self.mtime {
+            write!(f, ", mtime {s}.{n:09}")?;
+        }
         if let Some(l) = &self.link_of {
             write!(f, ", hard link of {l}")?;
         }
@@ -101,19 +115,47 @@ fn link_groups<K: std::hash::Hash + Eq + Copy>(t: &mut Tree, ids: &BTreeMap<Stri
     }
 }
 
+/// `(st_dev, st_ino)` of each path of a tree read by [`Tree::read_ids`].
+pub type Ids = BTreeMap<String, (u64, u64)>;
+
 impl Tree {
-    /// The tree under `root` as system calls show it.
+    /// The tree under `root` as system calls show it (no mtimes).
     pub fn read(root: &Path) -> io::Result<Tree> {
+        let (mut t, _) = Tree::read_ids(root)?;
+        t.retain_mtimes(|_| false);
+        Ok(t)
+    }
+
+    /// As [`Tree::read`], with every mtime and the identity of each path.
+    pub fn read_ids(root: &Path) -> io::Result<(Tree, Ids)> {
         let mut t = Tree::default();
         let mut ids = BTreeMap::new();
         walk(root, "", &mut t, &mut ids)?;
         link_groups(&mut t, &ids);
-        Ok(t)
+        Ok((t, ids))
+    }
+
+    /// Keeps the mtime of the paths `keep` accepts; the others' are no
+    /// longer compared.
+    pub fn retain_mtimes(&mut self, keep: impl Fn(&str) -> bool) {
+        for (p, n) in self.0.iter_mut() {
+            if !keep(p) {
+                n.mtime = None;
+            }
+        }
     }
 
     /// The tree a remount finds in the durable `store` after a crash:
-    /// only what the root reaches ([`MemStore::after_crash`]).
+    /// only what the root reaches ([`MemStore::after_crash`]); no mtimes.
     pub fn of_store(store: &MemStore) -> Tree {
+        let (mut t, _) = Tree::of_store_ids(store);
+        t.retain_mtimes(|_| false);
+        t
+    }
+
+    /// As [`Tree::of_store`], with every mtime and the inode number of each
+    /// path (the model's, which a mount shows as `st_ino` until it is cut).
+    pub fn of_store_ids(store: &MemStore) -> (Tree, BTreeMap<String, u64>) {
         let s = store.after_crash();
         let img = s.image();
         let mut t = Tree::default();
@@ -149,11 +191,15 @@ impl Tree {
                 };
                 *count.entry(*ino).or_insert(0) += 1;
                 ids.insert(path.clone(), *ino);
+                let m = i.attrs.mtime;
                 t.0.insert(
                     path,
                     Node {
                         kind,
                         mode: i.attrs.mode & 0o7777,
+                        uid: i.attrs.uid,
+                        gid: i.attrs.gid,
+                        mtime: Some((m.secs, i64::from(m.nanos))),
                         nlink: 0,
                         link_of: None,
                     },
@@ -181,11 +227,11 @@ impl Tree {
             };
         }
         link_groups(&mut t, &ids);
-        t
+        (t, ids)
     }
 
     /// Writes the tree into the empty directory `dir`; files are sparse
-    /// outside their compared pieces.
+    /// outside their compared pieces. Owners are set; times are not.
     pub fn materialise(&self, dir: &Path) -> io::Result<()> {
         let mut dirs = Vec::new();
         for (path, node) in &self.0 {
@@ -196,6 +242,7 @@ impl Tree {
                 fs::hard_link(dir.join(first), &p)?;
                 continue;
             }
+            let owner = |p: &Path| std::os::unix::fs::lchown(p, Some(node.uid), Some(node.gid));
             match &node.kind {
                 NodeKind::File { size, data } => {
                     let f = fs::File::create(&p)?;
@@ -205,14 +252,18 @@ impl Tree {
                             f.write_all_at(d, *o)?;
                         }
                     }
+                    // chown before chmod: a chown clears set-user-ID.
+                    owner(&p)?;
                     f.set_permissions(fs::Permissions::from_mode(node.mode))?;
                 }
                 NodeKind::Dir => {
                     fs::create_dir(&p)?;
+                    owner(&p)?;
                     dirs.push((p, node.mode));
                 }
                 NodeKind::Symlink(t) => {
-                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(t), &p)?
+                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(t), &p)?;
+                    owner(&p)?;
                 }
                 NodeKind::Other(m) => {
                     return Err(io::Error::other(format!("{path}: cannot make type {m:#o}")));
@@ -317,6 +368,9 @@ fn walk(
             Node {
                 kind,
                 mode: md.mode() & 0o7777,
+                uid: md.uid(),
+                gid: md.gid(),
+                mtime: Some((md.mtime(), md.mtime_nsec())),
                 nlink: md.nlink(),
                 link_of: None,
             },
