@@ -95,6 +95,7 @@ mod reclaim;
 mod scan;
 #[cfg(test)]
 mod tests;
+mod times;
 
 use crate::failpoint;
 use crate::fsio;
@@ -182,6 +183,8 @@ struct NodeInfo {
     /// It also has the name `.durafs/orphans/<ino>`.
     /// Invariant: every inode but the root has a physical name or this.
     orphan: bool,
+    /// `(atime, mtime)` the store last gave it (module `times`).
+    times: Option<(Timestamp, Timestamp)>,
 }
 
 /// A directory whose entries a batch changed (for `real_fsync`).
@@ -211,6 +214,8 @@ struct State {
     touched_files: BTreeSet<Ino>,
     /// Candidates for [`Backing::orphans`] (see `reclaim`).
     orphaned: BTreeSet<Ino>,
+    /// Inodes whose times the host changed since the store set them.
+    disturbed: BTreeSet<Ino>,
 }
 
 /// The backing store over a directory. All methods take `&self`; one lock
@@ -278,6 +283,7 @@ impl Backing {
             touched_dirs: BTreeSet::new(),
             touched_files: BTreeSet::new(),
             orphaned: BTreeSet::new(),
+            disturbed: BTreeSet::new(),
         };
         let image = scan(&root, &mut st)?;
         if opts.real_fsync {
@@ -314,7 +320,8 @@ impl Backing {
     /// ordered as the module documentation argues.
     pub fn apply(&self, effects: &[Effect]) -> io::Result<()> {
         let mut st = self.state.lock();
-        let res = st.apply_batch(effects);
+        // IMPORTANT: the times go back before anything is fsynced.
+        let res = st.apply_batch(effects).and_then(|()| st.restore_times());
         let synced = if self.opts.real_fsync {
             st.sync_touched().map(|n| {
                 self.fsyncs.fetch_add(n, Ordering::Relaxed);
@@ -337,7 +344,8 @@ impl Backing {
     pub fn after_crash(&self) -> io::Result<()> {
         let mut st = self.state.lock();
         st.settle_dirs()?;
-        st.delete_orphans()
+        st.delete_orphans()?;
+        st.restore_times()
     }
 
     /// The inodes only `.durafs/orphans/` holds: no durable entry reaches
@@ -453,12 +461,17 @@ fn set_attrs(path: &Path, kind: Kind, a: &Attrs) -> io::Result<()> {
     if kind != Kind::Symlink && md.mode() & 0o7777 != a.mode & 0o7777 {
         fs::set_permissions(path, fs::Permissions::from_mode(a.mode & 0o7777))?;
     }
+    set_times(path, a.atime, a.mtime)
+}
+
+/// Sets atime and mtime of `path` (never following a symlink).
+fn set_times(path: &Path, atime: Timestamp, mtime: Timestamp) -> io::Result<()> {
     let c = cpath(path)?;
     let t = |t: Timestamp| libc::timespec {
         tv_sec: t.secs as libc::time_t,
         tv_nsec: libc::c_long::from(t.nanos.min(999_999_999) as i32),
     };
-    let times = [t(a.atime), t(a.mtime)];
+    let times = [t(atime), t(mtime)];
     // SAFETY: valid path and a two-element timespec array.
     cvt(unsafe {
         libc::utimensat(
@@ -626,6 +639,7 @@ impl State {
                 };
                 let p = self.ino_path(*ino)?;
                 set_attrs(&p, kind, attrs)?;
+                self.set_times(*ino, attrs);
                 self.touched_files.insert(*ino);
                 Ok(())
             }
@@ -639,6 +653,7 @@ impl State {
         }
         let file = self.file(ino)?;
         self.touched_files.insert(ino);
+        self.disturbed.insert(ino);
         f(&file)
     }
 
@@ -660,6 +675,7 @@ impl State {
                 kind: init.kind,
                 phys: Vec::new(),
                 orphan: false,
+                times: Some((init.attrs.atime, init.attrs.mtime)),
             },
         );
         self.set_orphan(ino);

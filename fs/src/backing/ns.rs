@@ -31,8 +31,13 @@ impl State {
         }
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.phys.push((dir, name.to_vec()));
+            if n.kind == Kind::Dir {
+                // Its `..` may have changed, and with it its times.
+                self.disturbed.insert(ino);
+            }
         }
         self.touched_dirs.insert(Touched::Dir(dir));
+        self.disturbed.insert(dir);
     }
 
     fn phys_remove(&mut self, dir: Ino, name: &[u8]) -> Option<Ino> {
@@ -41,6 +46,7 @@ impl State {
             n.phys.retain(|(d, nm)| !(*d == dir && nm == name));
         }
         self.touched_dirs.insert(Touched::Dir(dir));
+        self.disturbed.insert(dir);
         Some(ino)
     }
 

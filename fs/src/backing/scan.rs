@@ -44,6 +44,7 @@ pub(super) fn scan(root: &Path, st: &mut State) -> Result<Image, BackingError> {
             kind: Kind::Dir,
             phys: Vec::new(),
             orphan: false,
+            times: Some(times_of(&md)),
         },
     );
     let mut next = ROOT + 1;
@@ -87,6 +88,7 @@ pub(super) fn scan(root: &Path, st: &mut State) -> Result<Image, BackingError> {
                             kind,
                             phys: Vec::new(),
                             orphan: false,
+                            times: Some(times_of(&md)),
                         },
                     );
                     if kind == Kind::Dir {
@@ -115,6 +117,12 @@ fn image_inode(kind: Kind, md: &fs::Metadata, target: Option<bytes::Bytes>) -> I
         size: if kind == Kind::File { md.len() } else { 0 },
         target,
     }
+}
+
+/// `(atime, mtime)` of a host file.
+fn times_of(md: &fs::Metadata) -> (Timestamp, Timestamp) {
+    let a = attrs_of(md);
+    (a.atime, a.mtime)
 }
 
 /// The durafs attributes of a host file.

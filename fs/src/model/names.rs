@@ -58,6 +58,8 @@ impl Model {
         self.nodes.insert(ino, Arc::new(Mutex::new(node)));
         let nodes = self.nodes_of(&[parent]);
         let mut held = Held::lock(&nodes);
+        // The call's time: the caller stamps a new inode's times with it.
+        held.touch(parent, attrs.ctime);
         if kind == Kind::Dir {
             ns.dirs.insert(ino, BTreeMap::new());
             ns.parent.insert(ino, (parent, name.to_vec()));
@@ -92,9 +94,10 @@ impl Model {
         check_name(newname)?;
         let mut ns = self.ns.lock();
         self.check_cut()?;
-        let node = self.node(ino)?;
-        let mut n = node.lock();
-        self.usable(&n)?;
+        let nodes = self.nodes_of(&[ino, newparent]);
+        let mut held = Held::lock(&nodes);
+        let n = held.get(ino).ok_or(FsError::NotFound)?;
+        self.usable(n)?;
         if n.kind == Kind::Dir {
             return Err(FsError::NotPermitted);
         }
@@ -113,6 +116,7 @@ impl Model {
         n.attrs.ctime = now;
         let init = n.init();
         let stat = n.stat(ino);
+        held.touch(newparent, now);
         ns.pending.insert(
             self.next_seq(),
             Op::Names {
@@ -154,6 +158,7 @@ impl Model {
         let nodes = self.nodes_of(&[parent, ino]);
         let mut held = Held::lock(&nodes);
         drop_entry(&mut ns, &mut held, parent, name, ino, kind, now);
+        held.touch(parent, now);
         let what = if want_dir {
             NsKind::Rmdir
         } else {
@@ -276,6 +281,8 @@ impl Model {
             }
         }
         held.set_nlink(src, |l| l, now);
+        held.touch(parent, now);
+        held.touch(newparent, now);
         // Pending operations: one per directory touched.
         let dst_change = EntryChange {
             name: newname.to_vec(),
@@ -361,6 +368,14 @@ impl<'a> Held<'a> {
         match self.get(ino) {
             Some(n) if !n.gone => Ok(n.init()),
             _ => Err(FsError::NotFound),
+        }
+    }
+
+    /// Directory `dir`'s entries changed at `now`: its mtime and ctime.
+    fn touch(&mut self, dir: Ino, now: Timestamp) {
+        if let Some(n) = self.get(dir) {
+            n.attrs.mtime = now;
+            n.attrs.ctime = now;
         }
     }
 

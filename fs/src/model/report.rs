@@ -18,7 +18,9 @@ pub struct FileReport {
     pub unsynced_bytes: u64,
     /// `(durable, live)` size when they differ.
     pub size_change: Option<(u64, u64)>,
-    /// Attributes (mode, owner, times) differ from the durable ones.
+    /// Attributes (mode, owner, times) differ from the durable ones. For a
+    /// directory, times count only when set explicitly: those its entry
+    /// changes set go with the entries, reported as names.
     pub attrs_pending: bool,
     /// Nothing of this inode is durable yet.
     pub new_inode: bool,
@@ -102,7 +104,17 @@ impl Model {
                 None if n.kind == Kind::File && n.size > 0 => Some((0, n.size)),
                 _ => None,
             };
-            let attrs_pending = n.durable.is_some_and(|d| d.attrs != n.attrs);
+            let attrs_pending = n.durable.is_some_and(|d| {
+                if n.kind == Kind::Dir {
+                    (d.attrs.mode, d.attrs.uid, d.attrs.gid)
+                        != (n.attrs.mode, n.attrs.uid, n.attrs.gid)
+                        || n.pending
+                            .values()
+                            .any(|op| matches!(op, Op::SetAttrs { .. }))
+                } else {
+                    d.attrs != n.attrs
+                }
+            });
             if ranges.is_empty() && size_change.is_none() && !attrs_pending && n.pending.is_empty()
             {
                 continue;

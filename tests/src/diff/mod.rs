@@ -41,10 +41,10 @@
 //! only for inodes whose mtime an explicit `utimensat` set (*stamped*,
 //! [`Stamps`]) and while the native side still shows that time there: then
 //! durafs must show it too, at every path of the inode and through every
-//! slot open on it. At a cut, stamped files and symlinks (not directories:
-//! a known BACKING divergence, see [`Stamps::at_cut`]) are compared when
-//! the prediction is exact for them, under keep-all or once an fsync of
-//! the file or a sync-all made the stamp durable; the prediction and the
+//! slot open on it. At a cut, stamped inodes ([`Stamps::at_cut`]) are
+//! compared when the prediction is exact for them, under keep-all or once
+//! an fsync of the file or directory or a sync-all made the stamp durable;
+//! the prediction and the
 //! remount must both show the stamped time. atime is compared only in the
 //! `utimensat` result (every read may change it natively).
 //!

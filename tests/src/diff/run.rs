@@ -142,6 +142,10 @@ fn is_file(st: &libc::stat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFREG
 }
 
+fn is_dir(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+}
+
 fn mtime(st: &libc::stat) -> (i64, i64) {
     (st.st_mtime, st.st_mtime_nsec)
 }
@@ -283,8 +287,9 @@ impl Runner {
                     self.stamps.set(st.st_ino, *set);
                 }
             }
-            Op::Fsync { path } => {
-                if let Some(st) = stat(mnt, path).ok().filter(is_file) {
+            // fsync of a file or a directory makes its attributes durable.
+            Op::Fsync { path } | Op::FsyncDir { path } => {
+                if let Some(st) = stat(mnt, path).ok().filter(|st| is_file(st) || is_dir(st)) {
                     self.stamps.synced(st.st_ino);
                 }
             }

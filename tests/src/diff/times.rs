@@ -12,15 +12,15 @@
 //! implicit time.
 //!
 //! At a cut the predicted and the remounted trees are compared on the
-//! mtimes of stamped files and symlinks (not directories: see
-//! [`Stamps::at_cut`]) when the prediction is exact for them: under
-//! keep-all (everything pending applies, the last of it the stamp's
-//! attribute change or later ones carrying the same mtime), or when the
-//! stamp was made durable by an fsync of the file or a sync-all and
-//! nothing changed the mtime since; both must show the stamp's time.
+//! mtimes of stamped inodes ([`Stamps::at_cut`]) when the prediction is
+//! exact for them: under keep-all (everything pending applies, the last of
+//! it the stamp's attribute change or later ones carrying the same mtime),
+//! or when the stamp was made durable by an fsync of the file or directory
+//! or a sync-all and nothing changed the mtime since; both must show the
+//! stamp's time.
 //! Stamps end at a cut (the native side is rebuilt without times).
 
-use super::tree::{Ids, NodeKind, Tree};
+use super::tree::{Ids, Tree};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// An explicit mtime, `(secs, nanos)`, and whether it is durable.
@@ -130,11 +130,7 @@ impl Stamps {
     /// The paths of the `predicted` tree (`inos` gives each one's model
     /// inode number) whose mtime the cut check compares, each with the
     /// mtime the stamp set: the prediction and the remount must both show
-    /// it. Directories are left out: BACKING renames a directory's last
-    /// removed entries into its orphans at the end of a batch, after the
-    /// batch set its times, so the remount shows the host's time of that
-    /// batch (`differential::attrs::a_directory_mtime_set_by_utimensat_survives_a_keep_all_cut`,
-    /// ignored).
+    /// it.
     pub fn at_cut(
         &self,
         predicted: &Tree,
@@ -142,7 +138,7 @@ impl Stamps {
         keep_all: bool,
     ) -> BTreeMap<String, (i64, i64)> {
         inos.iter()
-            .filter(|(p, _)| predicted.0.get(*p).is_some_and(|n| n.kind != NodeKind::Dir))
+            .filter(|(p, _)| predicted.0.contains_key(*p))
             .filter_map(|(p, ino)| {
                 let s = self.0.get(ino).filter(|s| keep_all || s.durable)?;
                 Some((p.clone(), s.mtime))

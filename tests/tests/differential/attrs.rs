@@ -329,36 +329,82 @@ fn a_set_user_id_bit_set_after_a_chown_survives_a_cut() {
     assert_eq!((f.mode, f.uid), (0o4755, 1000));
 }
 
-/// Bug (open): the model never changes a directory's mtime (or ctime) when
-/// its entries change; Linux filesystems set both to the time of the
-/// change. Here the directory keeps the mtime `utimensat` gave it after a
-/// file is created in it. The differential tester does not see it: it
-/// compares a directory's mtime only while the native side still shows the
-/// one set explicitly.
+/// Regression: the model never changed a directory's mtime (or ctime) when
+/// its entries changed; Linux filesystems set both to the time of the
+/// change. Each entry change here, on the host and through durafs, must
+/// move the stamped mtime of the directories it changes (both of a rename).
 #[test]
-#[ignore = "open bug: directory mtime not updated by entry changes"]
-fn creating_an_entry_changes_the_directory_mtime() {
+fn changing_entries_changes_the_directory_mtime() {
     let v = Vol::new(Persistence::Posix);
     let host = tempfile::tempdir().expect("tempdir");
+    type Change = fn(&Path);
+    let changes: [(&str, &[&str], Change); 6] = [
+        ("create", &["d"], |r| {
+            fs::write(r.join("d/f"), b"x").expect("create")
+        }),
+        ("mkdir", &["d"], |r| {
+            fs::create_dir(r.join("d/s")).expect("mkdir")
+        }),
+        ("link", &["e"], |r| {
+            fs::hard_link(r.join("d/f"), r.join("e/l")).expect("link")
+        }),
+        ("rename", &["d", "e"], |r| {
+            fs::rename(r.join("d/f"), r.join("e/f")).expect("rename")
+        }),
+        ("unlink", &["e"], |r| {
+            fs::remove_file(r.join("e/l")).expect("unlink")
+        }),
+        ("rmdir", &["d"], |r| {
+            fs::remove_dir(r.join("d/s")).expect("rmdir")
+        }),
+    ];
     for root in [host.path(), v.mnt.as_path()] {
         fs::create_dir(root.join("d")).expect("mkdir");
-        set_times(&root.join("d"), 1_000_000_000);
-        fs::write(root.join("d/f"), b"x").expect("create");
-        let m = fs::metadata(root.join("d")).expect("stat");
-        assert_ne!(m.mtime(), 1_000_000_000, "{}", root.display());
+        fs::create_dir(root.join("e")).expect("mkdir");
+        for (what, dirs, change) in changes {
+            for d in dirs {
+                set_times(&root.join(d), 1_000_000_000);
+            }
+            change(root);
+            for d in dirs {
+                let m = fs::metadata(root.join(d)).expect("stat");
+                assert_ne!(
+                    m.mtime(),
+                    1_000_000_000,
+                    "{what}: {d} in {}",
+                    root.display()
+                );
+            }
+        }
     }
 }
 
-/// Bug (open): a directory's mtime set by `utimensat` is not what a
-/// keep-all cut recovers, though it was the last change to the directory
-/// (the model predicts it). BACKING renames the last entry of a removed
-/// file into its orphans at the end of the batch, after the batch set the
-/// directory's times, so the remount shows the host's time of the cut. The
-/// differential tester leaves directories out of its mtime check at cuts
-/// for this reason. Found by `posix_writeback_cache_seed_7` with
-/// `DURAFS_DIFF_SEED=202` (2,000 ops), shrunk (it needs no writeback cache).
+/// An fsync of a directory makes its own attributes durable, as on Linux:
+/// its mode and the mtime `utimensat` gave it survive a drop-all cut.
 #[test]
-#[ignore = "open bug: BACKING changes a directory after setting its times"]
+fn an_fsync_of_a_directory_makes_its_attributes_durable() {
+    let mut v = Vol::new(Persistence::Posix);
+    fs::create_dir(v.p("d")).expect("mkdir");
+    durafs_tests::fsync_dir(&v.mnt);
+    fs::set_permissions(v.p("d"), fs::Permissions::from_mode(0o700)).expect("chmod");
+    set_times(&v.p("d"), 1 << 33);
+    durafs_tests::fsync_dir(&v.p("d"));
+    v.cut(durafs::model::crash::Policy::DropAll);
+    v.remount();
+    let m = fs::metadata(v.p("d")).expect("stat after the cut");
+    assert_eq!((m.mode() & 0o7777, m.mtime()), (0o700, 1 << 33));
+}
+
+/// Regression: a directory's mtime set by `utimensat` was not what a
+/// keep-all cut recovered, though it was the last change to the directory
+/// (the model predicts it): BACKING renamed the last entry of a removed
+/// file into its orphans at the end of the batch, after the batch set the
+/// directory's times, so the remount showed the host's time of the cut.
+/// Found by `posix_writeback_cache_seed_7` with `DURAFS_DIFF_SEED=202`
+/// (2,000 ops), shrunk (it needs no writeback cache). The store now gives
+/// back the times it recorded to every inode the host changed
+/// (`backing::times`).
+#[test]
 fn a_directory_mtime_set_by_utimensat_survives_a_keep_all_cut() {
     let mut v = Vol::new(Persistence::Posix);
     fs::create_dir(v.p("c")).expect("mkdir");
