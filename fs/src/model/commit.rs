@@ -57,15 +57,13 @@ impl Model {
             Persistence::Posix => self.commit_names(&mut ns, |op| op.dir() == Some(dir), &mut out),
             Persistence::Journal => self.commit_names(&mut ns, |_| true, &mut out),
         };
-        // As fsync(2) of a directory, it also makes the directory's own
-        // attributes durable (mode, owner, and the times its entry changes
-        // set), once the directory exists durably.
+        // As fsync(2) of a directory, it also makes the directory inode
+        // durable with its attributes (mode, owner, and the times its entry
+        // changes set), as fsync of a file does a new file's.
         let node = self.nodes.get(&dir).map(|n| Arc::clone(n.value()));
         let mut n = node.as_ref().map(|n| n.lock());
         let res = match n.as_deref_mut() {
-            Some(n) if n.kind == Kind::Dir && n.durable.is_some() => {
-                self.flush_applied(dir, n, true, out, apply)
-            }
+            Some(n) if n.kind == Kind::Dir => self.flush_applied(dir, n, true, out, apply),
             _ => apply(&out),
         };
         // IMPORTANT: before the undo, which may lock the same inode.

@@ -419,3 +419,70 @@ fn a_directory_mtime_set_by_utimensat_survives_a_keep_all_cut() {
     assert_eq!(m.mtime(), 1 << 33);
     assert_eq!(m.permissions().mode() & 0o7777, 0o755);
 }
+
+/// Regression (soak seed 2203 of `posix_writeback_cache_seed_7`, shrunk):
+/// an fsync of a directory whose own name was not durable yet left its
+/// attributes pending, so a cut that kept its creation showed the creation
+/// time, not the mtime `utimensat` gave it before the fsync.
+#[test]
+fn an_fsync_of_a_new_directory_makes_its_stamp_durable() {
+    let ops = [
+        Op::Mkdir {
+            path: "d",
+            mode: 0o500,
+        },
+        Op::Rename {
+            from: "d",
+            to: "b",
+            flags: Ren::NoReplace,
+        },
+        Op::Open {
+            slot: 0,
+            path: "a",
+            how: OpenMode::Create,
+        },
+        Op::Write {
+            path: "a",
+            off: 11776,
+            len: 1410,
+            fill: 84,
+            append: false,
+        },
+        Op::FdWrite {
+            slot: 0,
+            off: 0,
+            len: 5989,
+            fill: 111,
+        },
+        Op::Mkdir {
+            path: "b/c",
+            mode: 0o1777,
+        },
+        Op::Utimens {
+            path: "b/c",
+            atime: Time::At {
+                secs: -86400,
+                nanos: 0,
+            },
+            mtime: Time::At {
+                secs: -1000000,
+                nanos: 250000000,
+            },
+        },
+        Op::Fsync { path: "b/c" },
+        Op::Cut {
+            policy: CutPolicy::Torn,
+            seed: 894397,
+        },
+    ];
+    // Cuts that keep the directory's creation but not every later change.
+    for policy in [CutPolicy::Torn, CutPolicy::Random, CutPolicy::Prefix] {
+        for seed in 0..24 {
+            let mut ops = ops;
+            ops[8] = Op::Cut { policy, seed };
+            if let Err(f) = check(Setup::full(Persistence::Posix), &ops) {
+                panic!("{policy:?} seed {seed}: {}", f.what);
+            }
+        }
+    }
+}
