@@ -99,7 +99,14 @@
 //!
 //! # Soak mode
 //!
-//! `DURAFS_DIFF_OPS=N` makes the tests in `tests/tests/differential.rs`
+//! The binary `diff-soak` runs long sequences over a range of seeds:
+//!
+//! ```text
+//! cargo run -p durafs-tests --bin diff-soak -- --ops 20000 --seed 7 --seeds 4 --setup posix-wb
+//! ```
+//!
+//! (setups `posix`, `journal`, `posix-full`, `journal-full`, `posix-wb`,
+//! `journal-wb`). In the test suite, `DURAFS_DIFF_OPS=N` makes the tests in `tests/tests/differential.rs`
 //! that call [`fuzz_from_env`] run `N` operations each, and
 //! `DURAFS_DIFF_SEED=S` fixes the seed (otherwise their own). For example:
 //!
