@@ -278,8 +278,7 @@ impl Model {
                 d
             }
         };
-        let wrote = n.kind == Kind::File && (had_data || n.size != dur.size);
-        if wrote {
+        if n.kind == Kind::File && (had_data || n.size != dur.size) {
             if n.base_end < dur.size {
                 out.push(Effect::Truncate {
                     ino,
@@ -314,11 +313,9 @@ impl Model {
         });
         self.dirty_bytes.fetch_sub(freed, Ordering::Relaxed);
         let attrs = if with_attrs { n.attrs } else { dur.attrs };
-        // IMPORTANT: also after data effects: writing a backing file sets
-        // its mtime to the host's time, and the durable attributes (those
-        // of the `Alloc` of a new file, or the old ones under fdatasync)
-        // must be what the store ends with.
-        if needs_attrs || wrote {
+        // Writing a backing file sets its mtime to the host's time; the
+        // store gives back the durable times itself (`backing::times`).
+        if needs_attrs {
             out.push(Effect::SetAttrs { ino, attrs });
         }
         n.durable = Some(DurableMeta {
