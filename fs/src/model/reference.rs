@@ -269,6 +269,10 @@ impl RefFs {
             }
             Persistence::Journal => self.commit(|op| matches!(op, ROp::Names { .. })),
         }
+        // fsync(2) of a directory also makes the directory inode durable,
+        // even while no durable entry names it.
+        self.ensure_durable(dir);
+        self.commit(|op| op.ino() == Some(dir));
     }
 
     pub fn sync_all(&mut self) {

@@ -594,3 +594,25 @@ fn a_failed_fsync_apply_leaves_the_file_live_and_pending() {
         assert_eq!(m.dirty_bytes(), 0);
     }
 }
+
+/// Regression (found by `posix_model_matches_reference` in CI): fsync of a
+/// directory no name makes durable yet makes its inode durable, so a crash
+/// that drops the `mkdir` but keeps a later link into the directory and a
+/// rename naming it shows the linked entry. The reference had not learned
+/// the rule and showed the directory empty.
+#[test]
+fn fsyncdir_of_an_unnamed_directory_keeps_its_later_entries() {
+    for p in [Persistence::Posix, Persistence::Journal] {
+        run_case(
+            p,
+            &[
+                Step::Mkdir(0, 1),
+                Step::Fsyncdir(89),
+                Step::Create(0, 0),
+                Step::Link(0, 73, 0),
+                Step::Mkdir(0, 2),
+                Step::Rename(39, 1, 41, 0, 0),
+            ],
+        );
+    }
+}
