@@ -29,6 +29,12 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     d.sync_all()
 }
 
+/// As [`fsync_dir`], on a directory already open (for reading): the
+/// backing store reaches its directories through descriptors, never paths.
+pub fn fsync_dir_handle(dir: &File) -> io::Result<()> {
+    dir.sync_all()
+}
+
 /// Atomically replaces `path` with `contents`, durably.
 ///
 /// Order: write `path.tmp`, fsync it, rename over `path`, fsync the parent

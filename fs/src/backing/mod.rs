@@ -88,26 +88,30 @@
 //! [`Backing::apply`] returns. Within a batch the order is not power-cut
 //! safe (only kill -9 safe).
 
+mod at;
 mod extents;
 pub mod limits;
+mod loc;
 mod ns;
 mod reclaim;
 mod scan;
 #[cfg(test)]
 mod tests;
 mod times;
+mod undo;
 
 use crate::failpoint;
 use crate::fsio;
-use crate::model::{Attrs, Effect, Image, Ino, Kind, Name, NewInode, ROOT, Timestamp};
+use crate::model::{Effect, Image, Ino, Kind, Name, NewInode, Timestamp};
+use loc::{create_node, set_attrs};
 use parking_lot::Mutex;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ffi::{CString, OsStr};
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -198,7 +202,17 @@ enum Touched {
 /// Everything behind the store's lock.
 #[derive(Debug)]
 struct State {
-    root: PathBuf,
+    /// The backing root, opened once (its own path may be long).
+    root_fd: loc::Dir,
+    /// `.durafs/orphans/` and `.durafs/tmp/`.
+    orphans_fd: loc::Dir,
+    tmp_fd: loc::Dir,
+    /// Resolved directories by inode (module `loc`). Behind the store's
+    /// lock; a cell so that resolving needs only `&self`.
+    dirs: RefCell<HashMap<Ino, loc::Dir>>,
+    /// What the running batch changed in `logical` and `links` (module
+    /// `undo`); `None` between batches.
+    undo: Option<undo::Undo>,
     nodes: HashMap<Ino, NodeInfo>,
     /// Durable entries of every durable directory (the `MemStore` view).
     logical: HashMap<Ino, BTreeMap<Name, Ino>>,
@@ -257,23 +271,27 @@ impl Backing {
         fs::create_dir_all(path).map_err(io_at(path))?;
         let root = fs::canonicalize(path).map_err(io_at(path))?;
         let meta = root.join(META_DIR);
-        fs::create_dir_all(&meta).map_err(io_at(&meta))?;
+        let root_fd = at::open_dir_path(&root).map_err(io_at(&root))?;
+        let meta_fd = sub_dir(root_fd.as_fd(), META_DIR, &meta)?;
         let lock = if lock {
-            Some(lock_store(&root, &meta)?)
+            Some(lock_store(&root, meta_fd.as_fd(), &meta)?)
         } else {
             None
         };
-        for sub in ["orphans", "tmp"] {
-            let p = meta.join(sub);
-            match fs::remove_dir_all(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_at(&p)(e)),
-            }
-            fs::create_dir_all(&p).map_err(io_at(&p))?;
-        }
+        // A reader (unlocked) must not empty the directories of the store
+        // it reads back.
+        let sub = |name| match lock {
+            Some(_) => fresh_dir(meta_fd.as_fd(), name, &meta),
+            None => sub_dir(meta_fd.as_fd(), name, &meta.join(name)),
+        };
+        let orphans_fd = Arc::new(sub("orphans")?);
+        let tmp_fd = Arc::new(sub("tmp")?);
         let mut st = State {
-            root: root.clone(),
+            root_fd: Arc::new(root_fd),
+            orphans_fd,
+            tmp_fd,
+            dirs: RefCell::new(HashMap::new()),
+            undo: None,
             nodes: HashMap::new(),
             logical: HashMap::new(),
             links: HashMap::new(),
@@ -287,7 +305,9 @@ impl Backing {
         };
         let image = scan(&root, &mut st)?;
         if opts.real_fsync {
-            fsio::fsync_dir(&meta).map_err(io_at(&meta))?;
+            at::open_dir(meta_fd.as_fd(), at::DOT)
+                .and_then(|d| fsio::fsync_dir_handle(&d))
+                .map_err(io_at(&meta))?;
         }
         let b = Backing {
             root,
@@ -318,8 +338,15 @@ impl Backing {
 
     /// Applies a batch of effects (see the contract in [`crate::model::op`]),
     /// ordered as the module documentation argues.
+    ///
+    /// On failure the store's record of the durable names is put back as
+    /// it was before the batch, as the model puts its own back, so that a
+    /// retry of the same effects does the same work again (and fails again
+    /// while the cause remains) instead of finding nothing to do. What the
+    /// batch already did on disk stays (module `undo`).
     pub fn apply(&self, effects: &[Effect]) -> io::Result<()> {
         let mut st = self.state.lock();
+        st.undo = Some(undo::Undo::default());
         // IMPORTANT: the times go back before anything is fsynced.
         let res = st.apply_batch(effects).and_then(|()| st.restore_times());
         let synced = if self.opts.real_fsync {
@@ -331,7 +358,12 @@ impl Backing {
         };
         st.touched_dirs.clear();
         st.touched_files.clear();
-        res.and(synced)
+        let res = res.and(synced);
+        let undo = st.undo.take();
+        if res.is_err() {
+            st.roll_back(undo);
+        }
+        res
     }
 
     /// What a crash followed by fsck leaves: every directory reached by
@@ -403,84 +435,34 @@ impl Backing {
     }
 }
 
-/// Scans `root` into `st` and an image, numbering inodes from [`ROOT`].
-fn cpath(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+/// Opens (creating if missing) directory `name` of `parent`; `path` names
+/// it in errors.
+fn sub_dir(
+    parent: std::os::fd::BorrowedFd<'_>,
+    name: &str,
+    path: &Path,
+) -> Result<OwnedFd, BackingError> {
+    let c = at::cname(name.as_bytes()).map_err(io_at(path))?;
+    match at::mkdir(parent, &c, 0o755) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io_at(path)(e)),
+        _ => {}
+    }
+    at::walk(parent, &c).map_err(io_at(path))
 }
 
-fn cvt(r: libc::c_int) -> io::Result<()> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
+/// Empties (creating if missing) directory `name` of `meta`.
+fn fresh_dir(
+    meta: std::os::fd::BorrowedFd<'_>,
+    name: &str,
+    meta_path: &Path,
+) -> Result<OwnedFd, BackingError> {
+    let p = meta_path.join(name);
+    let c = at::cname(name.as_bytes()).map_err(io_at(&p))?;
+    match at::remove_all(meta, &c) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_at(&p)(e)),
+        _ => {}
     }
-}
-
-/// Creates `path` as a fresh inode described by `init` (empty content).
-fn create_node(path: &Path, init: &NewInode) -> io::Result<()> {
-    let mode = init.attrs.mode & 0o7777;
-    match init.kind {
-        Kind::File => {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode)
-                .open(path)?;
-        }
-        Kind::Dir => fs::create_dir(path)?,
-        Kind::Symlink => {
-            let t = init.target.as_deref().unwrap_or_default();
-            std::os::unix::fs::symlink(OsStr::from_bytes(t), path)?;
-        }
-        k => {
-            let fmt = match k {
-                Kind::Fifo => libc::S_IFIFO,
-                Kind::Socket => libc::S_IFSOCK,
-                Kind::CharDev => libc::S_IFCHR,
-                _ => libc::S_IFBLK,
-            };
-            let c = cpath(path)?;
-            // SAFETY: `c` is a valid NUL-terminated path.
-            cvt(unsafe {
-                libc::mknod(c.as_ptr(), fmt | mode, libc::dev_t::from(init.attrs.rdev))
-            })?;
-        }
-    }
-    set_attrs(path, init.kind, &init.attrs)
-}
-
-/// Sets owner, mode, atime and mtime of `path` (never following a symlink).
-/// ctime cannot be set: it is the host's.
-fn set_attrs(path: &Path, kind: Kind, a: &Attrs) -> io::Result<()> {
-    let mut md = fs::symlink_metadata(path)?;
-    if md.uid() != a.uid || md.gid() != a.gid {
-        std::os::unix::fs::lchown(path, Some(a.uid), Some(a.gid))?;
-        // IMPORTANT: the host's chown cleared set-user-ID and set-group-ID.
-        md = fs::symlink_metadata(path)?;
-    }
-    if kind != Kind::Symlink && md.mode() & 0o7777 != a.mode & 0o7777 {
-        fs::set_permissions(path, fs::Permissions::from_mode(a.mode & 0o7777))?;
-    }
-    set_times(path, a.atime, a.mtime)
-}
-
-/// Sets atime and mtime of `path` (never following a symlink).
-fn set_times(path: &Path, atime: Timestamp, mtime: Timestamp) -> io::Result<()> {
-    let c = cpath(path)?;
-    let t = |t: Timestamp| libc::timespec {
-        tv_sec: t.secs as libc::time_t,
-        tv_nsec: libc::c_long::from(t.nanos.min(999_999_999) as i32),
-    };
-    let times = [t(atime), t(mtime)];
-    // SAFETY: valid path and a two-element timespec array.
-    cvt(unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })
+    sub_dir(meta, name, &p)
 }
 
 /// Punches a hole (reads as zeros, size unchanged), or writes zeros where
@@ -520,59 +502,13 @@ fn zero_range(f: &File, offset: u64, len: u64) -> io::Result<()> {
 }
 
 impl State {
-    fn meta(&self) -> PathBuf {
-        self.root.join(META_DIR)
-    }
-
-    fn orphan_path(&self, ino: Ino) -> PathBuf {
-        self.meta().join("orphans").join(ino.to_string())
-    }
-
-    fn tmp_path(&self, ino: Ino) -> PathBuf {
-        self.meta().join("tmp").join(ino.to_string())
-    }
-
-    /// The path of an inode: its oldest physical name, or its orphan name.
-    fn ino_path(&self, ino: Ino) -> io::Result<PathBuf> {
-        let mut parts: Vec<&[u8]> = Vec::new();
-        let mut cur = ino;
-        let base = loop {
-            if cur == ROOT {
-                break self.root.clone();
-            }
-            let n = self.nodes.get(&cur).ok_or_else(|| not_found(cur))?;
-            match n.phys.first() {
-                Some((p, name)) => {
-                    parts.push(name);
-                    cur = *p;
-                }
-                None if n.orphan => break self.orphan_path(cur),
-                None => return Err(not_found(cur)),
-            }
-            if parts.len() > 4096 {
-                return Err(io::Error::other(format!(
-                    "durafs backing: path of #{ino} loops"
-                )));
-            }
-        };
-        let mut p = base;
-        for part in parts.iter().rev() {
-            p.push(OsStr::from_bytes(part));
-        }
-        Ok(p)
-    }
-
-    fn name_path(&self, dir: Ino, name: &[u8]) -> io::Result<PathBuf> {
-        Ok(self.ino_path(dir)?.join(OsStr::from_bytes(name)))
-    }
-
     /// An open handle on regular file `ino` (cached).
     fn file(&mut self, ino: Ino) -> io::Result<Arc<File>> {
         if let Some(f) = self.files.get(&ino) {
             return Ok(Arc::clone(f));
         }
-        let p = self.ino_path(ino)?;
-        let f = Arc::new(OpenOptions::new().read(true).write(true).open(&p)?);
+        let at = self.loc(ino)?;
+        let f = Arc::new(at::open_file(at.fd(), at.name())?);
         if self.files.len() >= MAX_OPEN_FILES {
             self.files.clear();
         }
@@ -637,8 +573,7 @@ impl State {
                 let Some(kind) = self.nodes.get(ino).map(|n| n.kind) else {
                     return Ok(());
                 };
-                let p = self.ino_path(*ino)?;
-                set_attrs(&p, kind, attrs)?;
+                set_attrs(&self.loc(*ino)?, kind, attrs)?;
                 self.set_times(*ino, attrs);
                 self.touched_files.insert(*ino);
                 Ok(())
@@ -662,13 +597,14 @@ impl State {
         if self.nodes.contains_key(&ino) {
             return Ok(());
         }
-        let p = self.orphan_path(ino);
-        match fs::symlink_metadata(&p) {
-            Ok(md) if md.is_dir() => fs::remove_dir_all(&p)?,
-            Ok(_) => fs::remove_file(&p)?,
-            Err(_) => {}
+        let at = self.orphan_loc(ino);
+        match at::remove_all(at.fd(), at.name()) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
         }
-        create_node(&p, init)?;
+        // The number may have named a directory the cache still holds.
+        self.forget_dir(ino);
+        create_node(&at, init)?;
         self.nodes.insert(
             ino,
             NodeInfo {
@@ -701,8 +637,8 @@ impl State {
                     n += 1;
                 }
                 Some(Kind::Dir) => {
-                    if let Ok(p) = self.ino_path(ino) {
-                        fsio::fsync_dir(&p)?;
+                    if let Ok(d) = self.dir_fd(ino) {
+                        fsio::fsync_dir_handle(&at::open_dir(d.as_fd(), at::DOT)?)?;
                         n += 1;
                     }
                 }
@@ -711,15 +647,15 @@ impl State {
         }
         let dirs: Vec<Touched> = self.touched_dirs.iter().copied().collect();
         for d in dirs {
-            let p = match d {
-                Touched::Dir(ino) => match self.ino_path(ino) {
-                    Ok(p) => p,
+            let d = match d {
+                Touched::Dir(ino) => match self.dir_fd(ino) {
+                    Ok(d) => d,
                     Err(_) => continue,
                 },
-                Touched::Orphans => self.meta().join("orphans"),
-                Touched::Tmp => self.meta().join("tmp"),
+                Touched::Orphans => Arc::clone(&self.orphans_fd),
+                Touched::Tmp => Arc::clone(&self.tmp_fd),
             };
-            fsio::fsync_dir(&p)?;
+            fsio::fsync_dir_handle(&at::open_dir(d.as_fd(), at::DOT)?)?;
             n += 1;
         }
         Ok(n)
@@ -754,9 +690,4 @@ impl State {
     }
 }
 
-fn not_found(ino: Ino) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("durafs backing: inode #{ino} has no path"),
-    )
-}
+

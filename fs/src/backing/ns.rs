@@ -9,11 +9,11 @@
 //!   entries, or a stale entry queued in `stale`, or none (an orphan);
 //! * `phys_dirs[d][n] == x` iff `(d, n)` is in `nodes[x].phys`.
 
-use super::{State, Touched, attrs_of, cpath, cvt, set_attrs};
+use super::loc::set_attrs;
+use super::{State, Touched, at, attrs_of};
 use crate::failpoint;
 use crate::model::{Ino, Kind, Name, NewInode, ROOT};
 use std::collections::{BTreeSet, VecDeque};
-use std::fs;
 use std::io;
 
 impl State {
@@ -98,6 +98,8 @@ impl State {
         if let Some(y) = old {
             self.drop_logical(dir, name, y)?;
         }
+        self.note_entry(dir, name);
+        self.note_links(ino);
         if let Some(d) = self.logical.get_mut(&dir) {
             d.insert(name.to_vec(), ino);
         }
@@ -134,6 +136,8 @@ impl State {
     /// Removes the logical entry `dir/name -> y` and handles its physical
     /// name: removed now when `y` keeps another entry, else at batch end.
     fn drop_logical(&mut self, dir: Ino, name: &[u8], y: Ino) -> io::Result<()> {
+        self.note_entry(dir, name);
+        self.note_links(y);
         if let Some(d) = self.logical.get_mut(&dir) {
             d.remove(name);
         }
@@ -147,8 +151,8 @@ impl State {
         match (self.kind(y), has_other) {
             (Some(Kind::Dir), true) => self.relocate(y),
             (Some(_), true) => {
-                let p = self.name_path(dir, name)?;
-                fs::remove_file(&p)?;
+                let at = self.name_loc(dir, name)?;
+                at::unlink(at.fd(), at.name())?;
                 self.phys_remove(dir, name);
                 Ok(())
             }
@@ -172,8 +176,8 @@ impl State {
             match n {
                 Some((Kind::Dir, _, _)) => self.relocate(y)?,
                 Some((_, phys, orphan)) if phys > 1 || orphan => {
-                    let p = self.name_path(dir, &name)?;
-                    fs::remove_file(&p)?;
+                    let at = self.name_loc(dir, &name)?;
+                    at::unlink(at.fd(), at.name())?;
                     self.phys_remove(dir, &name);
                 }
                 Some(_) => self.move_to_orphans(y, None)?,
@@ -212,8 +216,8 @@ impl State {
         let Some((d, n)) = self.nodes.get(&y).and_then(|n| n.phys.first().cloned()) else {
             return Ok(());
         };
-        let from = self.name_path(d, &n)?;
-        fs::rename(&from, self.orphan_path(y))?;
+        let (from, to) = (self.name_loc(d, &n)?, self.orphan_loc(y));
+        at::rename(from.fd(), from.name(), to.fd(), to.name())?;
         self.phys_remove(d, &n);
         self.set_orphan(y);
         self.touched_dirs.insert(Touched::Orphans);
@@ -272,15 +276,15 @@ impl State {
             );
             return Ok(());
         }
-        let target = self.name_path(dir, name)?;
+        let target = self.name_loc(dir, name)?;
         if let Some(y) = self.phys_at(dir, name) {
             self.evict(dir, name, y, kind)?;
         }
         let orphan_only = self.nodes.get(&x).is_some_and(|n| n.phys.is_empty());
         if kind == Kind::Dir || orphan_only {
-            let from = self.ino_path(x)?;
+            let from = self.loc(x)?;
             let old = self.nodes.get(&x).and_then(|n| n.phys.first().cloned());
-            fs::rename(&from, &target)?;
+            at::rename(from.fd(), from.name(), target.fd(), target.name())?;
             match old {
                 Some((d, n)) => {
                     self.phys_remove(d, &n);
@@ -293,12 +297,12 @@ impl State {
                 }
             }
         } else {
-            let from = self.ino_path(x)?;
-            let tmp = self.tmp_path(x);
-            let _ = fs::remove_file(&tmp);
-            fs::hard_link(&from, &tmp)?;
+            let from = self.loc(x)?;
+            let tmp = self.tmp_loc(x);
+            let _ = at::unlink(tmp.fd(), tmp.name());
+            at::link(from.fd(), from.name(), tmp.fd(), tmp.name())?;
             failpoint::pass("apply");
-            fs::rename(&tmp, &target)?;
+            at::rename(tmp.fd(), tmp.name(), target.fd(), target.name())?;
             self.touched_dirs.insert(Touched::Tmp);
         }
         if self.phys_at(dir, name).is_some() {
@@ -318,16 +322,17 @@ impl State {
         else {
             return Ok(());
         };
-        let p = self.name_path(dir, name)?;
+        let p = self.name_loc(dir, name)?;
         if ykind != Kind::Dir {
             if phys == 1 && !orphan {
-                fs::hard_link(&p, self.orphan_path(y))?;
+                let o = self.orphan_loc(y);
+                at::link(p.fd(), p.name(), o.fd(), o.name())?;
                 self.set_orphan(y);
                 self.touched_dirs.insert(Touched::Orphans);
             }
             if incoming == Kind::Dir {
                 // Not atomic: a directory cannot be renamed over a file.
-                fs::remove_file(&p)?;
+                at::unlink(p.fd(), p.name())?;
                 self.phys_remove(dir, name);
             }
             return Ok(());
@@ -343,10 +348,13 @@ impl State {
             // entries made in it later: regression test
             // `backing_places_directories_reached_twice_where_the_model_does`,
             // seed 1131.)
-            let md = fs::symlink_metadata(&p)?;
-            let copy = self.orphan_path(y);
-            fs::create_dir(&copy)?;
+            let md = at::lstat(p.fd(), p.name())?;
+            let copy = self.orphan_loc(y);
+            at::mkdir(copy.fd(), copy.name(), 0o700)?;
             set_attrs(&copy, Kind::Dir, &attrs_of(&md))?;
+            // IMPORTANT: `y` is now the copy; the rename over `p` destroys
+            // the directory a cached handle of `y` would still reach.
+            self.forget_dir(y);
             self.phys_remove(dir, name);
             self.set_orphan(y);
             self.touched_dirs.insert(Touched::Orphans);
@@ -392,23 +400,16 @@ impl State {
         {
             return Ok(false);
         }
-        let (p1, p2) = (self.name_path(d1, n1)?, self.name_path(d2, n2)?);
-        let (c1, c2) = (cpath(&p1)?, cpath(&p2)?);
-        // SAFETY: two valid NUL-terminated paths.
-        cvt(unsafe {
-            libc::renameat2(
-                libc::AT_FDCWD,
-                c1.as_ptr(),
-                libc::AT_FDCWD,
-                c2.as_ptr(),
-                libc::RENAME_EXCHANGE,
-            )
-        })?;
+        let (p1, p2) = (self.name_loc(d1, n1)?, self.name_loc(d2, n2)?);
+        at::exchange(p1.fd(), p1.name(), p2.fd(), p2.name())?;
         self.phys_remove(d1, n1);
         self.phys_remove(d2, n2);
         self.phys_add(d1, n1, y);
         self.phys_add(d2, n2, x);
         for (dir, name, new, old) in [(d1, n1, y, x), (d2, n2, x, y)] {
+            self.note_entry(dir, name);
+            self.note_links(old);
+            self.note_links(new);
             if let Some(d) = self.logical.get_mut(&dir) {
                 d.insert(name.to_vec(), new);
             }
@@ -466,6 +467,7 @@ impl State {
             let Some(node) = self.nodes.remove(&i) else {
                 continue;
             };
+            self.forget_dir(i);
             self.files.remove(&i);
             for (d, n) in self.links.remove(&i).unwrap_or_default() {
                 if let Some(m) = self.logical.get_mut(&d) {

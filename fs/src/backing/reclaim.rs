@@ -11,9 +11,8 @@
 //! Invariant: `State::orphaned` holds every inode whose only name is its
 //! orphan name (it may hold more: stale candidates are dropped when read).
 
-use super::State;
+use super::{State, at};
 use crate::model::{Ino, Kind};
-use std::fs;
 use std::io;
 
 /// An inode only `.durafs/orphans/` holds, with what deleting it deletes.
@@ -64,11 +63,11 @@ impl State {
     /// Removes `.durafs/orphans/<ino>` (with what is beneath a directory);
     /// already gone is fine.
     pub(super) fn remove_orphan_name(&self, ino: Ino, is_dir: bool) -> io::Result<()> {
-        let p = self.orphan_path(ino);
+        let at = self.orphan_loc(ino);
         let r = if is_dir {
-            fs::remove_dir_all(&p)
+            at::remove_all(at.fd(), at.name())
         } else {
-            fs::remove_file(&p)
+            at::unlink(at.fd(), at.name())
         };
         match r {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),

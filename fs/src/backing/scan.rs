@@ -1,26 +1,26 @@
 //! Opening a backing directory: the exclusive lock, and the scan that
 //! turns the existing tree into the durable [`Image`] a model starts from.
 
-use super::{BackingError, META_DIR, NodeInfo, State, io_at};
+use super::{BackingError, META_DIR, NodeInfo, State, at, io_at};
 use crate::model::{Attrs, Image, ImageInode, Ino, Kind, ROOT, Timestamp};
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::{self, File};
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 /// Takes the store's exclusive lock; the kernel drops it when the process
 /// dies, so a killed daemon never leaves the directory locked.
-pub(super) fn lock_store(root: &Path, meta: &Path) -> Result<File, BackingError> {
-    use std::os::fd::AsRawFd;
-    let path = meta.join("lock");
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io_at(&path))?;
+pub(super) fn lock_store(
+    root: &Path,
+    meta: BorrowedFd<'_>,
+    meta_path: &Path,
+) -> Result<File, BackingError> {
+    let path = meta_path.join("lock");
+    let f = at::open_or_create(meta, c"lock", 0o644).map_err(io_at(&path))?;
     // SAFETY: a valid open descriptor.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let e = io::Error::last_os_error();
@@ -34,9 +34,12 @@ pub(super) fn lock_store(root: &Path, meta: &Path) -> Result<File, BackingError>
     Ok(f)
 }
 
+/// Reads the tree under the root into `st` and the image, numbering inodes
+/// from [`ROOT`]. Every directory is read through its location (module
+/// `loc`), so depth is no limit; `root` names things in errors only.
 pub(super) fn scan(root: &Path, st: &mut State) -> Result<Image, BackingError> {
     let mut image = Image::default();
-    let md = fs::symlink_metadata(root).map_err(io_at(root))?;
+    let md = at::lstat(st.root_fd.as_fd(), at::DOT).map_err(io_at(root))?;
     image.inodes.insert(ROOT, image_inode(Kind::Dir, &md, None));
     st.nodes.insert(
         ROOT,
@@ -49,17 +52,20 @@ pub(super) fn scan(root: &Path, st: &mut State) -> Result<Image, BackingError> {
     );
     let mut next = ROOT + 1;
     let mut seen: HashMap<(u64, u64), Ino> = HashMap::new();
+    // Directories to read, with their path for error messages only.
     let mut stack = vec![(ROOT, root.to_path_buf())];
     while let Some((dir, path)) = stack.pop() {
+        let fd = st.dir_fd(dir).map_err(io_at(&path))?;
+        let mut names = at::list(fd.as_fd()).map_err(io_at(&path))?;
+        names.sort();
         let mut entries = BTreeMap::new();
-        for ent in fs::read_dir(&path).map_err(io_at(&path))? {
-            let ent = ent.map_err(io_at(&path))?;
-            let name = ent.file_name().as_bytes().to_vec();
+        for name in names {
             if dir == ROOT && name == META_DIR.as_bytes() {
                 continue;
             }
-            let p = ent.path();
-            let md = fs::symlink_metadata(&p).map_err(io_at(&p))?;
+            let p = path.join(OsStr::from_bytes(&name));
+            let c = at::cname(&name).map_err(io_at(&p))?;
+            let md = at::lstat(fd.as_fd(), &c).map_err(io_at(&p))?;
             let kind = kind_of(&md.file_type()).ok_or_else(|| BackingError::Unsupported {
                 path: p.clone(),
                 what: "unknown file type".into(),
@@ -73,11 +79,7 @@ pub(super) fn scan(root: &Path, st: &mut State) -> Result<Image, BackingError> {
                     seen.insert(key, ino);
                     let target = match kind {
                         Kind::Symlink => Some(bytes::Bytes::from(
-                            fs::read_link(&p)
-                                .map_err(io_at(&p))?
-                                .as_os_str()
-                                .as_bytes()
-                                .to_vec(),
+                            at::readlink(fd.as_fd(), &c).map_err(io_at(&p))?,
                         )),
                         _ => None,
                     };
@@ -92,7 +94,7 @@ pub(super) fn scan(root: &Path, st: &mut State) -> Result<Image, BackingError> {
                         },
                     );
                     if kind == Kind::Dir {
-                        stack.push((ino, p.clone()));
+                        stack.push((ino, p));
                     }
                     ino
                 }

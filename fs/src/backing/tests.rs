@@ -447,3 +447,92 @@ fn a_backing_directory_serves_one_store_at_a_time() {
     drop(first);
     Backing::open(dir.path(), BackingOptions::default()).expect("open after the first closed");
 }
+
+fn long_name(i: usize) -> Vec<u8> {
+    vec![b'A' + (i % 26) as u8; 255]
+}
+
+/// Regression: the store joined absolute paths from the backing root, so a
+/// tree shorter than PATH_MAX inside the mount (16 directories of 255-byte
+/// names) failed with `ENAMETOOLONG` in BACKING. It is stored, a deep
+/// directory is moved (its cached handle follows it), a deep file gets a
+/// hard link and loses its deep name, and all of it reads back.
+#[test]
+fn a_tree_deeper_than_path_max_is_stored_moved_and_read_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut run = Run::new(dir.path(), Persistence::Posix, 1);
+    let t = Timestamp::default();
+    let mut chain = vec![ROOT];
+    for i in 0..16 {
+        let d = *chain.last().expect("parent");
+        let ino = run.m.create(d, &long_name(i), Kind::Dir, attrs(0o755), None);
+        chain.push(ino.expect("mkdir").ino);
+    }
+    let bottom = chain[16];
+    let f = run.m.create(bottom, b"f", Kind::File, attrs(0o644), None);
+    let f = f.expect("create").ino;
+    run.m.write(f, 0, Bytes::from_static(b"deep data"), t).expect("write");
+    let e = run.m.sync_all();
+    run.durable(e);
+    assert_same(&run.mem, dir.path(), "16 x 255 bytes");
+    run.m
+        .rename(chain[9], &long_name(9), chain[3], b"moved", RenameFlags::default(), t)
+        .expect("rename");
+    run.m.link(f, ROOT, b"hl", t).expect("link");
+    let e = run.m.sync_all();
+    run.durable(e);
+    run.m.unlink(bottom, b"f", t).expect("unlink");
+    let e = run.m.sync_all();
+    run.durable(e);
+    assert_same(&run.mem, dir.path(), "after a rename, a link and an unlink");
+    let mut data = Vec::new();
+    run.b.read(f, 0, 9, &mut data).expect("read");
+    assert_eq!(data, b"deep data");
+}
+
+/// A directory 300 levels deep (short names) resolves, and a fresh open
+/// (the scan) finds all of it.
+#[test]
+fn a_directory_300_levels_deep_is_stored_and_scanned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut run = Run::new(dir.path(), Persistence::Journal, 1);
+    let mut d = ROOT;
+    for _ in 0..300 {
+        d = run.m.create(d, b"d", Kind::Dir, attrs(0o755), None);
+        d = d.expect("mkdir").ino;
+    }
+    run.m
+        .create(d, b"leaf", Kind::Symlink, attrs(0o777), Some(b"t"))
+        .expect("symlink");
+    let e = run.m.sync_all();
+    run.durable(e);
+    assert_same(&run.mem, dir.path(), "300 levels");
+}
+
+/// Regression: a batch that failed after the store had recorded its new
+/// name (here, the hard link a second name is made with fails) left the
+/// name recorded, so the retry found nothing to do and succeeded without
+/// storing it; `durafs umount` then reported success and lost it.
+#[test]
+fn a_failed_batch_is_put_back_and_its_retry_fails_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (b, _) = Backing::open(dir.path(), BackingOptions::default()).expect("open");
+    let init = NewInode {
+        kind: Kind::File,
+        attrs: attrs(0o644),
+        target: None,
+    };
+    let link = |name: &[u8]| Effect::Link {
+        dir: ROOT,
+        name: name.to_vec(),
+        ino: 2,
+        init: init.clone(),
+    };
+    b.apply(&[link(b"a")]).expect("first name");
+    // A second name is made as a hard link in `.durafs/tmp/`: take it away.
+    fs::remove_dir(dir.path().join(META_DIR).join("tmp")).expect("rmdir tmp");
+    assert!(b.apply(&[link(b"b")]).is_err(), "no tmp directory");
+    let retry = b.apply(&[link(b"b")]);
+    assert!(retry.is_err(), "the retry stored nothing yet returned Ok");
+    assert!(!dir.path().join("b").exists());
+}

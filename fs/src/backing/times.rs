@@ -13,7 +13,8 @@
 //! [`NodeInfo::times`]: super::NodeInfo
 //! [`State::disturbed`]: super::State
 
-use super::{State, set_times};
+use super::State;
+use super::loc::set_times;
 use crate::model::{Attrs, Ino};
 use std::io;
 
@@ -33,8 +34,7 @@ impl State {
             let Some((atime, mtime)) = self.nodes.get(&ino).and_then(|n| n.times) else {
                 continue;
             };
-            let p = self.ino_path(ino)?;
-            set_times(&p, atime, mtime)?;
+            set_times(&self.loc(ino)?, atime, mtime)?;
         }
         Ok(())
     }
