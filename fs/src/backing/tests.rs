@@ -465,18 +465,29 @@ fn a_tree_deeper_than_path_max_is_stored_moved_and_read_back() {
     let mut chain = vec![ROOT];
     for i in 0..16 {
         let d = *chain.last().expect("parent");
-        let ino = run.m.create(d, &long_name(i), Kind::Dir, attrs(0o755), None);
+        let ino = run
+            .m
+            .create(d, &long_name(i), Kind::Dir, attrs(0o755), None);
         chain.push(ino.expect("mkdir").ino);
     }
     let bottom = chain[16];
     let f = run.m.create(bottom, b"f", Kind::File, attrs(0o644), None);
     let f = f.expect("create").ino;
-    run.m.write(f, 0, Bytes::from_static(b"deep data"), t).expect("write");
+    run.m
+        .write(f, 0, Bytes::from_static(b"deep data"), t)
+        .expect("write");
     let e = run.m.sync_all();
     run.durable(e);
     assert_same(&run.mem, dir.path(), "16 x 255 bytes");
     run.m
-        .rename(chain[9], &long_name(9), chain[3], b"moved", RenameFlags::default(), t)
+        .rename(
+            chain[9],
+            &long_name(9),
+            chain[3],
+            b"moved",
+            RenameFlags::default(),
+            t,
+        )
         .expect("rename");
     run.m.link(f, ROOT, b"hl", t).expect("link");
     let e = run.m.sync_all();
@@ -490,7 +501,7 @@ fn a_tree_deeper_than_path_max_is_stored_moved_and_read_back() {
     assert_eq!(data, b"deep data");
 }
 
-/// A directory 300 levels deep (short names) resolves, and a fresh open
+/// A directory 300 levels deep (20-byte names: 6300 bytes of path) resolves, and a fresh open
 /// (the scan) finds all of it.
 #[test]
 fn a_directory_300_levels_deep_is_stored_and_scanned() {
@@ -498,11 +509,17 @@ fn a_directory_300_levels_deep_is_stored_and_scanned() {
     let mut run = Run::new(dir.path(), Persistence::Journal, 1);
     let mut d = ROOT;
     for _ in 0..300 {
-        d = run.m.create(d, b"d", Kind::Dir, attrs(0o755), None);
-        d = d.expect("mkdir").ino;
+        let made = run.m.create(d, &[b'd'; 20], Kind::Dir, attrs(0o755), None);
+        d = made.expect("mkdir").ino;
     }
     run.m
-        .create(d, b"leaf", Kind::Symlink, attrs(0o777), Some(b"t"))
+        .create(
+            d,
+            b"leaf",
+            Kind::Symlink,
+            attrs(0o777),
+            Some(Bytes::from_static(b"t")),
+        )
         .expect("symlink");
     let e = run.m.sync_all();
     run.durable(e);
