@@ -32,6 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 mod hooks;
 mod reclaim;
 mod summary;
+mod unmount;
 
 use crate::trace::{Data, Text, TraceOp};
 use hooks::Hooks;
@@ -189,6 +190,8 @@ pub struct DuraFs {
     writebacks: AtomicU64,
     written_back_bytes: AtomicU64,
     hooks: Hooks,
+    /// Why the sync at unmount failed (module `unmount`).
+    unmount_failure: Mutex<Option<String>>,
 }
 
 fn backing_err(what: &str, e: io::Error) -> Error {
@@ -237,6 +240,7 @@ impl DuraFs {
             writebacks: AtomicU64::new(0),
             written_back_bytes: AtomicU64::new(0),
             hooks: Hooks::default(),
+            unmount_failure: Mutex::new(None),
         })
     }
 

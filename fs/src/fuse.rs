@@ -277,12 +277,8 @@ impl Filesystem for Adapter {
     }
 
     fn destroy(&mut self) {
-        if !self.fs.is_cut() {
-            // A real unmount writes everything back.
-            if let Err(e) = self.fs.sync() {
-                log::error!("durafs: persisting at unmount: {e}");
-            }
-        }
+        // A real unmount writes everything back.
+        self.fs.sync_at_unmount();
         // The owner may be gone already; nothing else to tell.
         let _ = self.events.send(MountEvent::Unmounted);
     }

@@ -269,8 +269,16 @@ impl Mounted {
     }
 
     /// Unmounts cleanly: everything is persisted first, as a real unmount
-    /// does. Fails with `EBUSY` (still mounted) while files are open.
+    /// does. Fails with `EBUSY` (still mounted) while files are open, and
+    /// with the store's error (still mounted, nothing lost) when not
+    /// everything could be persisted.
     pub fn unmount(mut self) -> io::Result<()> {
+        self.unmount_inner()
+    }
+
+    /// As [`Mounted::unmount`], keeping the mount (and `self`) when it
+    /// fails; after a success dropping `self` does nothing.
+    pub fn try_unmount(&mut self) -> io::Result<()> {
         self.unmount_inner()
     }
 
@@ -279,7 +287,14 @@ impl Mounted {
             return Ok(());
         };
         if let Err(e) = self.fs.sync() {
-            log::warn!("durafs: persisting before unmount: {e}");
+            // IMPORTANT: never unmount over unpersisted changes: the kernel
+            // would call `destroy`, whose sync can only log its failure.
+            self.session = Some(session);
+            log::warn!("durafs: persisting before unmount: {e}; still mounted");
+            return Err(io::Error::other(format!(
+                "{} stays mounted: not everything could be persisted ({e})",
+                self.mountpoint.display()
+            )));
         }
         match umount(&self.mountpoint) {
             Ok(true) => {}

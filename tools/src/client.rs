@@ -1,6 +1,7 @@
 //! The commands that drive a running daemon through its control file.
 
 use crate::{CutArgs, MountArgs, Result, daemon, err, render};
+use durafs::backing::META_DIR;
 use durafs::control::CONTROL_NAME;
 use serde_json::Value;
 use std::fs::{File, OpenOptions};
@@ -159,8 +160,11 @@ pub fn umount(mnt: &Path, lazy: bool) -> Result<()> {
         return Ok(());
     }
     let mut ctl = Control::open(mnt)?;
-    let pid = daemon_pid(&ctl.request("status")?)?;
-    ctl.request("sync")?;
+    let st = ctl.request("status")?;
+    let pid = daemon_pid(&st)?;
+    if let Err(why) = ctl.request("sync") {
+        return persist_failed(ctl, pid, mnt, lazy, &why.to_string());
+    }
     drop(ctl);
     let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(mnt.as_os_str()))
         .map_err(|_| err("the mountpoint contains a NUL byte"))?;
@@ -178,7 +182,53 @@ pub fn umount(mnt: &Path, lazy: bool) -> Result<()> {
             return Err(err(format!("unmounting {}: {e}", mnt.display())));
         }
     }
-    wait_exit(pid, mnt)
+    wait_exit(pid, mnt)?;
+    match st["volume"]["backing"].as_str() {
+        Some(b) => unmount_failure(Path::new(b), mnt),
+        None => Ok(()),
+    }
+}
+
+/// Fails with what the daemon recorded if its own sync at unmount (of
+/// changes made after ours) failed.
+fn unmount_failure(backing: &Path, mnt: &Path) -> Result<()> {
+    let path = backing.join(META_DIR).join(daemon::UNMOUNT_FAILED);
+    let Ok(text) = std::fs::read(&path) else {
+        return Ok(());
+    };
+    let _ = std::fs::remove_file(&path);
+    let v: Value = serde_json::from_slice(&text).unwrap_or_default();
+    Err(err(format!(
+        "{} unmounted, but the daemon could not persist everything at unmount ({}); what \
+         was not durable is lost:\n{}",
+        mnt.display(),
+        v["error"].as_str().unwrap_or("no reason recorded"),
+        render::status(&v["status"]).trim_end()
+    )))
+}
+
+/// The sync before an unmount failed: without `--lazy` the volume stays
+/// mounted and nothing is lost; with it, the unsynced operations are given
+/// up by a drop-all cut (the durable state is exactly what the model says
+/// is durable), the mount goes, and the error lists what was lost.
+fn persist_failed(mut ctl: Control, pid: i32, mnt: &Path, lazy: bool, why: &str) -> Result<()> {
+    if !lazy {
+        return Err(err(format!(
+            "{} stays mounted: not everything could be persisted ({why}); fix the cause and \
+             run `durafs umount` again, or `durafs umount --lazy` to unmount and lose what \
+             `durafs status` lists",
+            mnt.display()
+        )));
+    }
+    let reply = ctl.request("cut --policy drop-all")?;
+    drop(ctl);
+    wait_exit(pid, mnt)?;
+    Err(err(format!(
+        "{} unmounted (--lazy), but not everything could be persisted ({why}); what was not \
+         durable is lost:\n{}",
+        mnt.display(),
+        render::cut(&reply["cut"]).trim_end()
+    )))
 }
 
 /// Waits until process `pid` has exited (without polling: a pidfd).

@@ -20,6 +20,10 @@ use std::sync::Arc;
 
 /// Name of the daemon's log inside `BACKING/.durafs/`.
 pub const LOG_FILE: &str = "daemon.log";
+/// Written inside `BACKING/.durafs/` when the sync at unmount failed (JSON:
+/// `error`, and `status`, the report of what was not persisted); read and
+/// removed by `durafs umount`, removed by the next daemon at start.
+pub const UNMOUNT_FAILED: &str = "unmount-failed";
 const READY: &str = "ready";
 
 pub fn mount(args: MountArgs) -> Result<()> {
@@ -163,7 +167,11 @@ fn serve(args: &MountArgs, persistence: Persistence) -> Result<()> {
         }
         MountEvent::Unmounted => {
             log::info!("durafs: unmounted");
+            let fs = Arc::clone(mounted.fs());
             mounted.join();
+            if let Some(why) = fs.unmount_failure() {
+                record_unmount_failure(&fs, &why);
+            }
         }
         MountEvent::Stop => {
             if let Err(e) = mounted.unmount() {
@@ -172,6 +180,20 @@ fn serve(args: &MountArgs, persistence: Persistence) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Leaves `BACKING/.durafs/unmount-failed` for `durafs umount`.
+fn record_unmount_failure(fs: &DuraFs, why: &str) {
+    let path = fs.backing_root().join(META_DIR).join(UNMOUNT_FAILED);
+    let status: serde_json::Value =
+        serde_json::from_slice(&durafs::control::status_reply(fs)).unwrap_or_default();
+    let v = serde_json::json!({ "error": why, "status": status });
+    if let Err(e) = durafs::fsio::rewrite_atomic(&path, v.to_string().as_bytes()) {
+        log::error!(
+            "durafs: recording the failed unmount in {}: {e}",
+            path.display()
+        );
+    }
 }
 
 fn redirect_stdout_to_null() {
@@ -201,6 +223,8 @@ fn start(args: &MountArgs, persistence: Persistence) -> Result<Mounted> {
         dirty_limit: args.dirty_limit,
     };
     let fs = DuraFs::open(&backing, opts).map_err(|e| err(format!("backing directory {e}")))?;
+    // A record left by an earlier daemon is no news of this one.
+    let _ = fs::remove_file(backing.join(META_DIR).join(UNMOUNT_FAILED));
     if let Some(t) = &args.trace {
         let file = File::create(t).map_err(|e| err(format!("--trace {}: {e}", t.display())))?;
         fs.start_trace(false, Some(file))

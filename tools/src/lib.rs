@@ -34,9 +34,13 @@ pub enum Command {
     /// Mount BACKING at MOUNTPOINT; returns once the mount is ready.
     Mount(MountArgs),
     /// Persist everything, then unmount cleanly (waits for the daemon).
+    /// If not everything can be persisted it fails with the reason and the
+    /// volume stays mounted.
     Umount {
         mountpoint: PathBuf,
-        /// Detach even if files are open (they get errors afterwards).
+        /// Detach even if files are open (they get errors afterwards); if
+        /// not everything can be persisted, unmount anyway (a drop-all cut)
+        /// and fail listing exactly what was lost.
         #[arg(long)]
         lazy: bool,
     },

@@ -38,7 +38,20 @@
 //! directory is then found at its oldest entry, also a legal crash state.
 //!
 //! Per inode we store `(parent ino, name)` pairs, never full paths, so a
-//! directory rename needs no update beneath it: paths resolve recursively.
+//! directory rename needs no update beneath it.
+//!
+//! # Locations, not paths
+//!
+//! Rule: no operation on `BACKING` goes through a path joined from the
+//! backing root (one below 16 names of 255 bytes exceeds PATH_MAX although
+//! every path inside the mount is fine). An inode resolves to a location,
+//! `(open parent directory, name)` (module `loc`): directories are walked
+//! one `openat(O_PATH)` per level from the root, or from
+//! `.durafs/orphans/`, and cached by inode (an `O_PATH` handle follows its
+//! directory across renames; the cache forgets a directory whose inode is
+//! destroyed). Every system call names one component in such a directory
+//! (module `at`, the only `unsafe` of the namespace code). The root, the
+//! orphans and tmp directories are opened once.
 //!
 //! # Kill -9 safety (the ordering argument)
 //!
@@ -62,6 +75,10 @@
 //!   the batch, so the move is a single `rename(2)`: atomic.
 //! * **Exchange** (two Links swapping two entries): one
 //!   `renameat2(RENAME_EXCHANGE)`: atomic.
+//!
+//! (Each `rename(2)` above is a `renameat2` between two resolved parent
+//! directories: the same single atomic call, so the argument is unchanged.
+//! Resolving a location only opens directories; it changes nothing.)
 //! * **Unlink**: a name whose inode has another name is unlinked; a last
 //!   name is renamed into the orphans at the end of the batch. Removing a
 //!   name is what the fsync asked for; the inode itself was never lost.
@@ -73,7 +90,8 @@
 //! * **Truncate / Extend**: `set_len` to the size the fsync makes durable;
 //!   a shrink below the durable size happens only because the application
 //!   shrank the file (the truncate is one of the operations being synced).
-//! * **SetAttrs**: `chown`, `chmod`, `utimensat` in place; each is atomic.
+//! * **SetAttrs**: `fchownat`, `fchmodat`, `utimensat` in place; each is
+//!   atomic.
 //!
 //! **Not safe yet** (the window is two renames wide, and only reachable
 //! through unusual effect orders): replacing a directory that is not empty
@@ -87,6 +105,15 @@
 //! of each batch, so that a batch survives a power cut of the host once
 //! [`Backing::apply`] returns. Within a batch the order is not power-cut
 //! safe (only kill -9 safe).
+//!
+//! # A failed batch
+//!
+//! When a system call fails, [`Backing::apply`] returns the error and puts
+//! the logical view back as it was before the batch (module `undo`), as the
+//! model puts the durability point back; what the batch did on disk stays,
+//! and the physical records describe it. A retry then does the same work
+//! again: it fails again while the cause remains, and is never a success
+//! with nothing stored.
 
 mod at;
 mod extents;
