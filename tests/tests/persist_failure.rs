@@ -212,3 +212,31 @@ fn durafs_umount_lazy_that_cannot_persist_unmounts_and_lists_what_was_lost() {
     assert!(!sm.mnt().join("b").exists(), "b was reported lost");
     drop(guard);
 }
+
+/// A plain `umount` (no `durafs umount` sync first): the kernel's own sync
+/// at the end of the session (FUSE `destroy`) fails, and cannot fail the
+/// unmount any more; the daemon records it, with what was not persisted,
+/// where `durafs umount` reads it.
+#[test]
+fn a_failed_sync_at_destroy_is_recorded_with_what_was_lost() {
+    let sm = Small::new();
+    let (b, m) = (s(&sm.backing()), s(&sm.mnt()));
+    ok(&["mount", &b, &m]);
+    let guard = CliMount(sm.mnt());
+    let out = durafs(&["status", &m, "--json"]);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    let pid = st["volume"]["pid"].as_i64().expect("pid") as i32;
+    durable_a_and_pending_link(&sm.mnt());
+    sm.fill();
+    // SAFETY: a valid NUL-terminated path; the result is checked.
+    let rc = unsafe { libc::umount2(cpath(&sm.mnt()).as_ptr(), 0) };
+    assert_eq!(rc, 0, "umount: {}", io::Error::last_os_error());
+    std::mem::forget(guard);
+    durafs_tests::wait_exit(pid);
+    let record = sm.backing().join(".durafs").join("unmount-failed");
+    let v: serde_json::Value =
+        serde_json::from_slice(&fs::read(&record).expect("the record")).expect("JSON");
+    let why = v["error"].as_str().unwrap_or_default();
+    assert!(why.contains("No space left"), "{v}");
+    assert_eq!(v["status"]["status"]["pending_ops"], 1, "{v}");
+}

@@ -193,8 +193,9 @@ pub fn umount(mnt: &Path, lazy: bool) -> Result<()> {
 /// changes made after ours) failed.
 fn unmount_failure(backing: &Path, mnt: &Path) -> Result<()> {
     let path = backing.join(META_DIR).join(daemon::UNMOUNT_FAILED);
-    let Ok(text) = std::fs::read(&path) else {
-        return Ok(());
+    let text = match std::fs::read(&path) {
+        Ok(t) if !t.is_empty() => t,
+        _ => return Ok(()),
     };
     let _ = std::fs::remove_file(&path);
     let v: Value = serde_json::from_slice(&text).unwrap_or_default();

@@ -20,9 +20,10 @@ use std::sync::Arc;
 
 /// Name of the daemon's log inside `BACKING/.durafs/`.
 pub const LOG_FILE: &str = "daemon.log";
-/// Written inside `BACKING/.durafs/` when the sync at unmount failed (JSON:
-/// `error`, and `status`, the report of what was not persisted); read and
-/// removed by `durafs umount`, removed by the next daemon at start.
+/// Inside `BACKING/.durafs/`: empty while serving; when the sync at unmount
+/// failed, JSON with `error` and `status` (the report of what was not
+/// persisted). Read and removed by `durafs umount`; emptied by the next
+/// daemon at start.
 pub const UNMOUNT_FAILED: &str = "unmount-failed";
 const READY: &str = "ready";
 
@@ -174,25 +175,47 @@ fn serve(args: &MountArgs, persistence: Persistence) -> Result<()> {
             }
         }
         MountEvent::Stop => {
+            let fs = Arc::clone(mounted.fs());
             if let Err(e) = mounted.unmount() {
                 log::warn!("durafs: clean unmount failed ({e}); detached lazily");
+                record_unmount_failure(&fs, &e.to_string());
             }
         }
     }
     Ok(())
 }
 
-/// Leaves `BACKING/.durafs/unmount-failed` for `durafs umount`.
+/// Leaves `BACKING/.durafs/unmount-failed` for `durafs umount`: written
+/// in place into the file [`reserve_unmount_record`] made, so that a backing
+/// out of inodes (often the cause) can still take it.
 fn record_unmount_failure(fs: &DuraFs, why: &str) {
     let path = fs.backing_root().join(META_DIR).join(UNMOUNT_FAILED);
     let status: serde_json::Value =
         serde_json::from_slice(&durafs::control::status_reply(fs)).unwrap_or_default();
     let v = serde_json::json!({ "error": why, "status": status });
-    if let Err(e) = durafs::fsio::rewrite_atomic(&path, v.to_string().as_bytes()) {
+    let written = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .and_then(|mut f| {
+            f.write_all(v.to_string().as_bytes())?;
+            durafs::fsio::fsync_file(&f)
+        });
+    if let Err(e) = written {
         log::error!(
-            "durafs: recording the failed unmount in {}: {e}",
+            "durafs: recording the failed unmount in {}: {e}; not persisted: {v}",
             path.display()
         );
+    }
+}
+
+/// Creates `BACKING/.durafs/unmount-failed` empty (no failure yet): a
+/// record left by an earlier daemon is no news of this one.
+fn reserve_unmount_record(backing: &Path) {
+    let path = backing.join(META_DIR).join(UNMOUNT_FAILED);
+    if let Err(e) = File::create(&path) {
+        log::warn!("durafs: {}: {e}", path.display());
     }
 }
 
@@ -223,8 +246,7 @@ fn start(args: &MountArgs, persistence: Persistence) -> Result<Mounted> {
         dirty_limit: args.dirty_limit,
     };
     let fs = DuraFs::open(&backing, opts).map_err(|e| err(format!("backing directory {e}")))?;
-    // A record left by an earlier daemon is no news of this one.
-    let _ = fs::remove_file(backing.join(META_DIR).join(UNMOUNT_FAILED));
+    reserve_unmount_record(&backing);
     if let Some(t) = &args.trace {
         let file = File::create(t).map_err(|e| err(format!("--trace {}: {e}", t.display())))?;
         fs.start_trace(false, Some(file))
