@@ -617,8 +617,9 @@ fn write_fsync(p: &Path, data: &[u8]) -> io::Result<()> {
 }
 
 /// The checks shared by both backing-full tests: after the failure, the
-/// durable file is intact, the volume serves, and after a remount small
-/// durable writes work again.
+/// durable file is intact, the volume serves, a clean unmount that cannot
+/// persist everything fails and keeps the mount, and after a cut and a
+/// remount small durable writes work again.
 fn after_enospc(sb: &mut SmallBacking, durable: &[u8]) {
     assert_eq!(
         fs::read(sb.p("durable")).expect("read durable"),
@@ -629,7 +630,18 @@ fn after_enospc(sb: &mut SmallBacking, durable: &[u8]) {
     fsync_dir(&sb.mnt);
     fs::write(sb.p("unsynced"), b"held in memory").expect("a small write still works");
     assert_eq!(fs::read(sb.p("unsynced")).expect("read"), b"held in memory");
-    sb.remount();
+    // The model still holds the unsynced bytes of the deleted `big` (and
+    // its stored part fills the backing), so the unmount's sync fails.
+    // Before, the unmount went on and `unsynced` lost its data silently;
+    // now it fails and the volume stays mounted.
+    let m = sb.mounted.as_mut().expect("mounted");
+    let e = m.try_unmount().expect_err("the backing is still full");
+    assert!(e.to_string().contains("stays mounted"), "{e}");
+    assert_eq!(
+        fs::read(sb.p("unsynced")).expect("still mounted"),
+        b"held in memory"
+    );
+    sb.cut_and_remount();
     assert_eq!(
         fs::read(sb.p("durable")).expect("read durable after remount"),
         durable

@@ -632,6 +632,7 @@ impl State {
         // The number may have named a directory the cache still holds.
         self.forget_dir(ino);
         create_node(&at, init)?;
+        self.note_created(ino);
         self.nodes.insert(
             ino,
             NodeInfo {

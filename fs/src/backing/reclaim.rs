@@ -33,7 +33,7 @@ impl State {
         }
     }
 
-    fn only_orphan(&self, ino: Ino) -> bool {
+    pub(super) fn only_orphan(&self, ino: Ino) -> bool {
         self.nodes
             .get(&ino)
             .is_some_and(|n| n.orphan && n.phys.is_empty())
@@ -47,17 +47,25 @@ impl State {
                 self.orphaned.remove(&ino);
                 continue;
             }
-            let mut takes = vec![ino];
-            let mut i = 0;
-            while i < takes.len() {
-                if let Some(d) = self.phys_dirs.get(&takes[i]) {
-                    takes.extend(d.values().copied());
-                }
-                i += 1;
-            }
-            out.push(Orphan { ino, takes });
+            out.push(Orphan {
+                ino,
+                takes: self.beneath(ino),
+            });
         }
         out
+    }
+
+    /// `ino` and, for a directory, every inode physically beneath it.
+    pub(super) fn beneath(&self, ino: Ino) -> Vec<Ino> {
+        let mut takes = vec![ino];
+        let mut i = 0;
+        while i < takes.len() {
+            if let Some(d) = self.phys_dirs.get(&takes[i]) {
+                takes.extend(d.values().copied());
+            }
+            i += 1;
+        }
+        takes
     }
 
     /// Removes `.durafs/orphans/<ino>` (with what is beneath a directory);

@@ -553,3 +553,41 @@ fn a_failed_batch_is_put_back_and_its_retry_fails_again() {
     assert!(retry.is_err(), "the retry stored nothing yet returned Ok");
     assert!(!dir.path().join("b").exists());
 }
+
+/// An inode a failed batch created (the model counts it not durable again)
+/// does not stay in the orphans holding the space its data took.
+#[test]
+fn a_failed_batch_deletes_the_orphans_it_made() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (b, _) = Backing::open(dir.path(), BackingOptions::default()).expect("open");
+    let init = NewInode {
+        kind: Kind::File,
+        attrs: attrs(0o644),
+        target: None,
+    };
+    let link = |name: &[u8], ino| Effect::Link {
+        dir: ROOT,
+        name: name.to_vec(),
+        ino,
+        init: init.clone(),
+    };
+    b.apply(&[link(b"a", 2)]).expect("first name");
+    fs::remove_dir(dir.path().join(META_DIR).join("tmp")).expect("rmdir tmp");
+    let batch = [
+        Effect::Alloc {
+            ino: 3,
+            init: init.clone(),
+        },
+        Effect::Write {
+            ino: 3,
+            offset: 0,
+            data: Bytes::from(vec![1u8; 1 << 20]),
+        },
+        link(b"b", 2),
+    ];
+    assert!(b.apply(&batch).is_err(), "no tmp directory");
+    let orphans = dir.path().join(META_DIR).join("orphans");
+    let left: Vec<_> = fs::read_dir(&orphans).expect("ls").collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(b.orphans().is_empty());
+}
