@@ -96,6 +96,13 @@ pub(super) fn open_or_create(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io:
     openat(dir, name, flags, mode).map(File::from)
 }
 
+/// Takes an exclusive `flock` on `f` without waiting (`EWOULDBLOCK` when
+/// another holds it); the kernel drops it when the descriptor closes.
+pub(super) fn lock_exclusive(f: &File) -> io::Result<()> {
+    // SAFETY: a valid open descriptor.
+    cvt(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) })
+}
+
 /// Creates the empty regular file `dir/name` (it must not exist).
 pub(super) fn create_file(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;

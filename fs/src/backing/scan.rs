@@ -6,8 +6,7 @@ use crate::model::{Attrs, Image, ImageInode, Ino, Kind, ROOT, Timestamp};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::{self, File};
-use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
@@ -21,9 +20,7 @@ pub(super) fn lock_store(
 ) -> Result<File, BackingError> {
     let path = meta_path.join("lock");
     let f = at::open_or_create(meta, c"lock", 0o644).map_err(io_at(&path))?;
-    // SAFETY: a valid open descriptor.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let e = io::Error::last_os_error();
+    if let Err(e) = at::lock_exclusive(&f) {
         return Err(match e.raw_os_error() {
             Some(libc::EWOULDBLOCK) => BackingError::InUse {
                 path: root.to_path_buf(),
