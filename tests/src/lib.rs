@@ -4,6 +4,7 @@
 //! Without `/dev/fuse` or root the tests fail with a message saying so.
 
 pub mod diff;
+pub mod tools;
 use durafs::fs::{CutSummary, DuraFs, FsOptions};
 use durafs::model::Persistence;
 use durafs::model::crash::{CrashOptions, Policy};
@@ -55,9 +56,30 @@ impl Vol {
         Vol::with_mount(opts, MountOptions::default())
     }
 
+    /// A fresh volume every user may use (`allow_other`), in a temp dir
+    /// of mode 0755.
+    pub fn allow_other(persistence: Persistence) -> Vol {
+        let opts = FsOptions {
+            persistence,
+            ..FsOptions::default()
+        };
+        Vol::with_mount(
+            opts,
+            MountOptions {
+                allow_other: true,
+                ..MountOptions::default()
+            },
+        )
+    }
+
     /// A fresh volume with `opts`, mounted with `mount_opts`.
     pub fn with_mount(opts: FsOptions, mount_opts: MountOptions) -> Vol {
+        use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().expect("tempdir");
+        if mount_opts.allow_other {
+            fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
+                .expect("chmod 755 the temp dir");
+        }
         let backing = tmp.path().join("backing");
         let mnt = tmp.path().join("mnt");
         fs::create_dir(&mnt).expect("mkdir mnt");

@@ -90,6 +90,27 @@ pub fn mark(mnt: Option<std::path::PathBuf>, label: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether the mount at `mnt` has the super option `opt` (e.g.
+/// `allow_other`), from `/proc/self/mountinfo`; false when it cannot tell.
+fn has_super_option(mnt: &Path, opt: &str) -> bool {
+    let Ok(mnt) = std::fs::canonicalize(mnt) else {
+        return false;
+    };
+    let Some(want) = mnt.to_str().map(|m| m.replace(' ', "\\040")) else {
+        return false;
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    // The last line for a path is the mount on top.
+    info.lines()
+        .filter(|l| l.split(' ').nth(4) == Some(want.as_str()))
+        .filter_map(|l| l.split_once(" - "))
+        .filter_map(|(_, right)| right.split(' ').nth(2))
+        .next_back()
+        .is_some_and(|opts| opts.split(',').any(|o| o == opt))
+}
+
 fn daemon_pid(status: &Value) -> Result<i32> {
     status["volume"]["pid"]
         .as_u64()
@@ -102,6 +123,8 @@ pub fn cut(args: CutArgs) -> Result<()> {
     let mut ctl = Control::open(mnt)?;
     let st = ctl.request("status")?;
     let pid = daemon_pid(&st)?;
+    // Read before the mount dies: the remount keeps it.
+    let allow_other = has_super_option(mnt, "allow_other");
     let mut cmd = format!(
         "cut --policy {} --sector {}",
         args.crash.policy, args.crash.sector
@@ -139,6 +162,7 @@ pub fn cut(args: CutArgs) -> Result<()> {
             trace: None,
             threads: 2,
             writeback_cache: false,
+            allow_other,
             daemonized: false,
             backing: backing.into(),
             mountpoint: mnt.to_path_buf(),
