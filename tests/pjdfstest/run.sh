@@ -20,23 +20,26 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 tarball=${PJDFSTEST_TARBALL:-$repo/../shared/third-party/pjdfstest-85a8aea.tar.gz}
 cache=${PJDFSTEST_CACHE:-$repo/target/pjdfstest}
 
-# Two or three files of each group: the common cases (00), errors, and the
-# permission checks (other uids, sticky directories, set-id bits).
+# A few files of each group: the common cases (00), errors, and the
+# permission checks (other uids, set-id bits). Left out for time: the
+# slowest files (rename/09 and 10, unlink/00, link/00: 15-19 s each on a
+# debug build), the full run has them; chown/00 (about 100 s: it waits for
+# ctime to tick) stays, as it checks the clearing of set-id bits.
 QUICK=(
   chmod/00.t chmod/05.t chmod/07.t chmod/12.t
   chown/00.t chown/05.t chown/07.t
   ftruncate/00.t ftruncate/05.t ftruncate/06.t
   granular/00.t granular/01.t granular/02.t
-  link/00.t link/02.t link/06.t link/07.t
+  link/02.t link/06.t link/07.t
   mkdir/00.t mkdir/05.t mkdir/06.t
   mkfifo/00.t mkfifo/05.t
   mknod/00.t mknod/11.t
   open/00.t open/02.t open/05.t open/06.t open/07.t
-  rename/00.t rename/09.t rename/10.t rename/21.t
+  rename/00.t rename/21.t
   rmdir/00.t rmdir/07.t rmdir/11.t
   symlink/00.t symlink/05.t symlink/06.t
   truncate/00.t truncate/05.t truncate/06.t
-  unlink/00.t unlink/05.t unlink/11.t
+  unlink/05.t unlink/11.t
   utimensat/00.t utimensat/05.t utimensat/06.t utimensat/07.t
 )
 
