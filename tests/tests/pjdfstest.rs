@@ -13,7 +13,10 @@ const EXE: &str = env!("CARGO_BIN_EXE_durafs-cli");
 /// `(files, subtests, failed)` from the script's last line,
 /// `pjdfstest: files=N subtests=M failed=K seconds=S`.
 fn totals(stdout: &str) -> Option<(u64, u64, u64)> {
-    let line = stdout.lines().rev().find(|l| l.starts_with("pjdfstest: files="))?;
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("pjdfstest: files="))?;
     let field = |name: &str| -> Option<u64> {
         line.split_whitespace()
             .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))?
@@ -59,7 +62,10 @@ fn pjdfstest_quick_has_no_failed_subtest() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let Some((files, subtests, failed)) = totals(&stdout) else {
-        panic!("run.sh printed no totals ({}):\n{stdout}\n{stderr}", out.status);
+        panic!(
+            "run.sh printed no totals ({}):\n{stdout}\n{stderr}",
+            out.status
+        );
     };
     // The script prints prove's summary (the failing files) on stderr.
     assert_eq!(failed, 0, "failed subtests:\n{stderr}");

@@ -589,7 +589,10 @@ fn a_sticky_directory_protects_each_users_files() {
     assert!(ok, "{out}");
     for script in ["rm -f nobodys", "mv nobodys stolen", "mv others nobodys"] {
         let (ok, out) = sh_as(OTHER, &tmp, script);
-        assert!(!ok && out.contains("Operation not permitted"), "{script}: {out}");
+        assert!(
+            !ok && out.contains("Operation not permitted"),
+            "{script}: {out}"
+        );
     }
     // The file's mode still lets the other user write it.
     let (ok, out) = sh_as(OTHER, &tmp, "echo more >> nobodys");
