@@ -89,3 +89,45 @@ fn test_volume_cuts_and_remounts_in_place() {
     assert!(!vol.path().join("lost").exists());
     write_file(&vol.path().join("after"), b"usable", false).expect("the remount is usable");
 }
+
+#[test]
+fn a_test_volume_with_allow_other_serves_another_user() {
+    use durafs::mount::MountOptions;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    let mo = MountOptions {
+        allow_other: true,
+        ..MountOptions::default()
+    };
+    let mut vol = TestVolume::with_mount_options(FsOptions::default(), mo).expect("mount");
+    let dir = vol.path().join("svc");
+    fs::create_dir(&dir).expect("mkdir");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let out = std::process::Command::new("sh")
+        .args(["-c", "echo rec > log && sync log"])
+        .current_dir(&dir)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("sh as uid 65534");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fs::metadata(dir.join("log")).expect("stat").uid(), 65534);
+    vol.sync().expect("sync");
+    vol.cut(CrashOptions {
+        policy: Policy::DropAll,
+        ..Default::default()
+    })
+    .expect("cut");
+    // The remount keeps the mount options.
+    let out = std::process::Command::new("cat")
+        .arg(vol.path().join("svc/log"))
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("cat as uid 65534");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "rec\n");
+}
