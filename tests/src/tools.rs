@@ -1,5 +1,6 @@
-//! Tools the tests run (fio, pjdfstest's tool chain, setfattr): installed
-//! with apt-get when missing, never skipped. One `apt-get` at a time in
+//! Tools the tests run (fio, pjdfstest's tool chain, setpriv; setfattr
+//! and getfattr: `require("setfattr", "attr")`): installed with apt-get
+//! when missing, never skipped. One `apt-get` at a time in
 //! this process, `apt-get update` at most once; another process holding
 //! dpkg's lock is waited for by apt itself (`DPkg::Lock::Timeout`).
 

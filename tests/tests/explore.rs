@@ -275,6 +275,7 @@ fn set_up_errors_exit_2_with_a_reason() {
 /// control file is refused to others.
 #[test]
 fn allow_other_records_a_program_of_another_user() {
+    durafs_tests::tools::require("setpriv", "util-linux");
     let s = Scratch::new(&[("log", "")]);
     let workload = "chmod 666 log && setpriv --reuid=65534 --regid=65534 --clear-groups \
                     sh -c 'echo rec >> log && sync log' && durafs mark rec";

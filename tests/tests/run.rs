@@ -227,6 +227,7 @@ fn a_bad_trigger_is_a_usage_error() {
 /// drops root) works on the volume; the cut keeps what it fsynced.
 #[test]
 fn allow_other_lets_a_program_of_another_user_run_on_the_volume() {
+    durafs_tests::tools::require("setpriv", "util-linux");
     let s = Scratch::new();
     let as_nobody = format!(
         "chmod 666 log && setpriv --reuid=65534 --regid=65534 --clear-groups sh -c '{APPENDS}'"

@@ -93,6 +93,9 @@ read _ || true
 
 #[test]
 fn a_non_root_service_keeps_exactly_what_it_fsynced_across_a_cut() {
+    // Every child of this test holds this process's descriptors (see
+    // `durafs_tests::spawning`), so the other test's remount waits.
+    let _spawning = durafs_tests::spawning();
     let v = Volume::mount();
     let data = v.mnt().join("data");
     // Set up as an administrator would (initdb, chown), all durable.
@@ -164,4 +167,53 @@ fn a_non_root_service_keeps_exactly_what_it_fsynced_across_a_cut() {
         fs::read_to_string(v.backing().join("data/log")).expect("backing"),
         "rec1\nrec2\nrec3\nrec4\n"
     );
+}
+
+/// The Rust API's `TestVolume` with `allow_other`: a process of another
+/// user works on it, and the remount after a cut keeps the option.
+#[test]
+fn a_test_volume_with_allow_other_serves_another_user() {
+    use durafs::fs::FsOptions;
+    use durafs::model::crash::{CrashOptions, Policy};
+    use durafs::mount::MountOptions;
+    use durafs::testing::TestVolume;
+    let mo = MountOptions {
+        allow_other: true,
+        ..MountOptions::default()
+    };
+    let mut vol = TestVolume::with_mount_options(FsOptions::default(), mo).expect("mount");
+    let dir = vol.path().join("svc");
+    fs::create_dir(&dir).expect("mkdir");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let as_service = |cmd: &str| {
+        let _spawning = durafs_tests::spawning();
+        Command::new("sh")
+            .args(["-c", cmd])
+            .current_dir(&dir)
+            .uid(SERVICE_UID)
+            .gid(SERVICE_UID)
+            .output()
+            .expect("sh as the service")
+    };
+    let out = as_service("echo rec > log && sync log");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::metadata(dir.join("log")).expect("stat").uid(),
+        SERVICE_UID
+    );
+    vol.sync().expect("sync");
+    {
+        let _quiet = durafs_tests::quiesce();
+        vol.cut(CrashOptions {
+            policy: Policy::DropAll,
+            ..Default::default()
+        })
+        .expect("cut");
+    }
+    let out = as_service("cat log");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "rec\n");
 }
