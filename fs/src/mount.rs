@@ -41,6 +41,11 @@ pub struct MountOptions {
     /// seen by durafs: a status omits it and a cut discards it, as a power
     /// cut discards a real page cache. fsync and close send it first.
     pub writeback_cache: bool,
+    /// Let every user of the machine use the mount (`allow_other`), the
+    /// kernel checking each access against the files' modes and owners
+    /// (`default_permissions`, always on). The control file stays the
+    /// mounting user's (and root's) only. Off: only the mounting user.
+    pub allow_other: bool,
 }
 
 impl Default for MountOptions {
@@ -48,6 +53,7 @@ impl Default for MountOptions {
         MountOptions {
             threads: 2,
             writeback_cache: false,
+            allow_other: false,
         }
     }
 }
@@ -94,8 +100,9 @@ fn open_dev_fuse() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Mounts `fs` at `mountpoint` (options: `default_permissions`, only the
-/// mounting user may access it; fsname `durafs`, type `fuse.durafs`).
+/// Mounts `fs` at `mountpoint` (options: `default_permissions`, `nosuid`,
+/// `nodev`; only the mounting user may access it unless
+/// [`MountOptions::allow_other`]; fsname `durafs`, type `fuse.durafs`).
 /// Returns once the kernel's INIT handshake is done: the mount is usable.
 pub fn mount(fs: Arc<DuraFs>, mountpoint: &Path, opts: &MountOptions) -> io::Result<Mounted> {
     use std::os::fd::AsRawFd;
@@ -103,8 +110,9 @@ pub fn mount(fs: Arc<DuraFs>, mountpoint: &Path, opts: &MountOptions) -> io::Res
     let target = cstring(mountpoint)?;
     // SAFETY: plain getters.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let allow_other = if opts.allow_other { ",allow_other" } else { "" };
     let data = CString::new(format!(
-        "fd={},rootmode=40000,user_id={uid},group_id={gid},default_permissions",
+        "fd={},rootmode=40000,user_id={uid},group_id={gid},default_permissions{allow_other}",
         dev.as_raw_fd()
     ))
     .map_err(|_| io::Error::other("mount options contain a NUL byte"))?;
@@ -142,8 +150,14 @@ pub fn mount(fs: Arc<DuraFs>, mountpoint: &Path, opts: &MountOptions) -> io::Res
     );
     let mut cfg = Config::default();
     cfg.n_threads = Some(opts.threads.max(1));
-    let started =
-        fuser::Session::from_fd(adapter, dev, SessionACL::Owner, cfg).and_then(|s| s.spawn());
+    // The kernel already refuses other users without `allow_other`; the
+    // session's ACL repeats that choice (fuser checks each request's uid).
+    let acl = if opts.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    let started = fuser::Session::from_fd(adapter, dev, acl, cfg).and_then(|s| s.spawn());
     match started {
         Ok(session) => {
             if opts.writeback_cache {

@@ -36,6 +36,7 @@ pub struct TestVolume {
     // Declared first: unmounted before the directories are removed.
     mounted: Option<Mounted>,
     opts: FsOptions,
+    mount_opts: MountOptions,
     backing: PathBuf,
     mnt: PathBuf,
     _tmp: tempfile::TempDir,
@@ -62,13 +63,25 @@ impl TestVolume {
 
     /// A volume with `opts`.
     pub fn with_options(opts: FsOptions) -> io::Result<TestVolume> {
+        TestVolume::with_mount_options(opts, MountOptions::default())
+    }
+
+    /// A volume with `opts`, mounted with `mount_opts`. With
+    /// [`MountOptions::allow_other`] every user may use it (a test that
+    /// runs a service as another user) and its temp dir is mode 0755.
+    pub fn with_mount_options(opts: FsOptions, mount_opts: MountOptions) -> io::Result<TestVolume> {
+        use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir()?;
+        if mount_opts.allow_other {
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))?;
+        }
         let backing = tmp.path().join("backing");
         let mnt = tmp.path().join("mnt");
         std::fs::create_dir(&mnt)?;
         let mut v = TestVolume {
             mounted: None,
             opts,
+            mount_opts,
             backing,
             mnt,
             _tmp: tmp,
@@ -79,7 +92,7 @@ impl TestVolume {
 
     fn mount(&mut self) -> io::Result<()> {
         let fs = DuraFs::open(&self.backing, self.opts).map_err(|e| other("backing", e))?;
-        self.mounted = Some(mount(Arc::new(fs), &self.mnt, &MountOptions::default())?);
+        self.mounted = Some(mount(Arc::new(fs), &self.mnt, &self.mount_opts)?);
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 //! Without `/dev/fuse` or root the tests fail with a message saying so.
 
 pub mod diff;
+pub mod tools;
 use durafs::fs::{CutSummary, DuraFs, FsOptions};
 use durafs::model::Persistence;
 use durafs::model::crash::{CrashOptions, Policy};
@@ -11,7 +12,30 @@ use durafs::model::rng::SplitMix64;
 use durafs::mount::{MountOptions, Mounted, mount};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// A process started by a test holds a copy of every descriptor of the
+/// test process from its fork until its exec has closed them, which the
+/// kernel may finish after the parent saw the exec succeed (or, forked
+/// without exec, until it exits). Among them are the volumes'
+/// `BACKING/.durafs/lock` descriptors, whose `flock` thus outlives their
+/// volume: a remount in that window fails with "another durafs process is
+/// serving this backing directory" (seen under strace: a `setpriv` child
+/// cloned just before a cut released the lock). Tests that start processes
+/// hold [`spawning`] until the child has exited; a remount holds
+/// [`quiesce`], so no child of this process exists while a volume is
+/// reopened.
+static SPAWNS: RwLock<()> = RwLock::new(());
+
+/// Held from starting a process until it has exited (see [`SPAWNS`]).
+pub fn spawning() -> RwLockReadGuard<'static, ()> {
+    SPAWNS.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Held while a volume is reopened (see [`SPAWNS`]).
+pub fn quiesce() -> RwLockWriteGuard<'static, ()> {
+    SPAWNS.write().unwrap_or_else(|p| p.into_inner())
+}
 
 /// A volume mounted in this process: a backing directory and a mount point.
 pub struct Vol {
@@ -55,9 +79,30 @@ impl Vol {
         Vol::with_mount(opts, MountOptions::default())
     }
 
+    /// A fresh volume every user may use (`allow_other`), in a temp dir
+    /// of mode 0755.
+    pub fn allow_other(persistence: Persistence) -> Vol {
+        let opts = FsOptions {
+            persistence,
+            ..FsOptions::default()
+        };
+        Vol::with_mount(
+            opts,
+            MountOptions {
+                allow_other: true,
+                ..MountOptions::default()
+            },
+        )
+    }
+
     /// A fresh volume with `opts`, mounted with `mount_opts`.
     pub fn with_mount(opts: FsOptions, mount_opts: MountOptions) -> Vol {
+        use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().expect("tempdir");
+        if mount_opts.allow_other {
+            fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
+                .expect("chmod 755 the temp dir");
+        }
         let backing = tmp.path().join("backing");
         let mnt = tmp.path().join("mnt");
         fs::create_dir(&mnt).expect("mkdir mnt");
@@ -102,6 +147,7 @@ impl Vol {
         if let Some(m) = self.mounted.take() {
             m.unmount().expect("unmount");
         }
+        let _quiet = quiesce();
         self.mounted = Some(mount_with(
             &self.backing,
             &self.mnt,

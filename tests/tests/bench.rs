@@ -1,4 +1,5 @@
-//! `durafs bench` as users run it (needs fio, root and /dev/fuse): a quick
+//! `durafs bench` as users run it (needs root and /dev/fuse; fio is
+//! installed when missing, `durafs_tests::tools::require`): a quick
 //! run gives every figure, positive, and leaves its directory empty with
 //! nothing mounted under it; `--only` rejects unknown workloads.
 
@@ -60,6 +61,7 @@ fn positive(v: &serde_json::Value, what: &str) -> f64 {
 
 #[test]
 fn quick_bench_reports_every_figure_and_leaves_nothing_behind() {
+    durafs_tests::tools::require("fio", "fio");
     let parent = Parent {
         tmp: tempfile::tempdir().expect("tempdir"),
     };

@@ -228,3 +228,56 @@ fn a_mount_traced_by_hand_is_explored_afterwards_and_marks_reach_the_check() {
     let e = fails(&["mark", "no volume"]);
     assert!(e.contains("DURAFS_MOUNT"), "{e}");
 }
+
+/// Runs `durafs ARGS` with its stdout on a pipe whose reader is already
+/// gone; (exit status, stderr).
+fn into_closed_pipe(args: &[&str]) -> (std::process::ExitStatus, String) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    // SAFETY: a valid out-array; the result is checked.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both descriptors were just created and are owned here.
+    let (reader, writer) = unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    drop(reader);
+    let out = Command::new(EXE)
+        .args(args)
+        .stdout(std::process::Stdio::from(writer))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("running the durafs binary");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Regression: `durafs status MNT | head` panicked with "failed printing
+/// to stdout: Broken pipe". A printing command whose reader is gone now
+/// ends by SIGPIPE, silently, and the daemon serving the mount lives on.
+#[test]
+fn printing_into_a_closed_pipe_ends_quietly_and_spares_the_daemon() {
+    use std::os::unix::process::ExitStatusExt;
+    let d = Daemon::mount(&[]);
+    fs::write(d.p("f"), b"unsynced").expect("write");
+    let mnt = d.m();
+    for args in [
+        vec!["status", mnt.as_str()],
+        vec!["status", mnt.as_str(), "--json"],
+        vec!["demo", "--help"],
+    ] {
+        let (status, stderr) = into_closed_pipe(&args);
+        assert!(!stderr.contains("panicked"), "durafs {args:?}: {stderr}");
+        assert!(
+            status.signal() == Some(libc::SIGPIPE) || status.success(),
+            "durafs {args:?}: {status}; {stderr}"
+        );
+    }
+    // The mount still answers, so the daemon did not die of SIGPIPE.
+    assert_eq!(fs::read(d.p("f")).expect("read"), b"unsynced");
+    assert!(d.status()["status"]["pending_ops"].as_u64() > Some(0));
+}

@@ -268,3 +268,18 @@ fn set_up_errors_exit_2_with_a_reason() {
     let out = s.durafs(&["explore", "--replay", "missing.jsonl", "--check", "true"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `explore --allow-other`: the recorded program may be another user's
+/// (uid 65534 appending to a log it fsyncs), and its crash states are
+/// explored as any other's. Marks come from the mounting user (root): the
+/// control file is refused to others.
+#[test]
+fn allow_other_records_a_program_of_another_user() {
+    durafs_tests::tools::require("setpriv", "util-linux");
+    let s = Scratch::new(&[("log", "")]);
+    let workload = "chmod 666 log && setpriv --reuid=65534 --regid=65534 --clear-groups \
+                    sh -c 'echo rec >> log && sync log' && durafs mark rec";
+    let check = r#"! grep -qx rec "$DURAFS_MARKS" || grep -qx rec log"#;
+    let e = s.explore(&["--allow-other"], check, workload);
+    e.passes();
+}

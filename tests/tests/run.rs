@@ -222,3 +222,32 @@ fn a_bad_trigger_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cut"));
 }
+
+/// `run --allow-other`: a program of another user (uid 65534, as a service
+/// drops root) works on the volume; the cut keeps what it fsynced.
+#[test]
+fn allow_other_lets_a_program_of_another_user_run_on_the_volume() {
+    durafs_tests::tools::require("setpriv", "util-linux");
+    let s = Scratch::new();
+    let as_nobody = format!(
+        "chmod 666 log && setpriv --reuid=65534 --regid=65534 --clear-groups sh -c '{APPENDS}'"
+    );
+    let out = s.run(&[
+        "--allow-other",
+        "--cut",
+        "after-fsync=2",
+        "--check",
+        "cat log && stat -c %u:%a log",
+        "--",
+        "sh",
+        "-c",
+        &as_nobody,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "durafs run failed: {stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1\n2\n0:666\n",
+        "{stderr}"
+    );
+}

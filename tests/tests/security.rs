@@ -48,6 +48,9 @@ fn the_mount_has_default_permissions_and_no_allow_other() {
 /// stat, open for reading and opendir on `paths` (0 for success).
 fn as_nobody(paths: &[PathBuf]) -> Vec<[i32; 3]> {
     let cs: Vec<CString> = paths.iter().map(|p| cpath(p)).collect();
+    // The child never execs: it holds this process's descriptors until it
+    // exits.
+    let _spawning = durafs_tests::spawning();
     let mut fds = [0i32; 2];
     // SAFETY: a valid out-array.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
@@ -423,4 +426,214 @@ fn no_crash_state_writes_through_a_symlink() {
             }
         }
     }
+}
+
+// ---- `allow_other`: other users, as the permission bits say ----
+
+/// Runs `sh -c script` in `dir` as `uid`:`uid` with no supplementary
+/// groups; `(succeeded, stdout and stderr)`. Under
+/// [`durafs_tests::spawning`]: the child holds this process's descriptors.
+fn sh_as(uid: u32, dir: &Path, script: &str) -> (bool, String) {
+    durafs_tests::tools::require("setpriv", "util-linux");
+    let _spawning = durafs_tests::spawning();
+    let out = std::process::Command::new("setpriv")
+        .args([
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".to_string(),
+            "sh".to_string(),
+            "-c".to_string(),
+            format!("cd \"$0\" && {{ {script}\n}}"),
+        ])
+        .arg(dir)
+        .output()
+        .expect("running setpriv");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn mode_uid_gid(p: &Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    (m.mode() & 0o7777, m.uid(), m.gid())
+}
+
+const NOBODY: u32 = 65534;
+const OTHER: u32 = 65533;
+
+#[test]
+fn an_allow_other_mount_has_allow_other_and_default_permissions() {
+    let v = Vol::allow_other(Persistence::Posix);
+    let (mount_opts, _, super_opts) = mountinfo(&v.mnt);
+    let sopts: Vec<&str> = super_opts.split(',').collect();
+    assert!(sopts.contains(&"default_permissions"), "{super_opts}");
+    assert!(sopts.contains(&"allow_other"), "{super_opts}");
+    let mopts: Vec<&str> = mount_opts.split(',').collect();
+    assert!(mopts.contains(&"nosuid"), "{mount_opts}");
+    assert!(mopts.contains(&"nodev"), "{mount_opts}");
+}
+
+#[test]
+fn another_uid_uses_an_allow_other_mount_as_the_modes_say() {
+    let v = Vol::allow_other(Persistence::Posix);
+    fs::set_permissions(&v.mnt, fs::Permissions::from_mode(0o755)).expect("chmod root");
+    fs::write(v.p("public"), b"public").expect("write");
+    fs::set_permissions(v.p("public"), fs::Permissions::from_mode(0o644)).expect("chmod");
+    fs::write(v.p("private"), b"private").expect("write");
+    fs::set_permissions(v.p("private"), fs::Permissions::from_mode(0o600)).expect("chmod");
+    fs::create_dir(v.p("shared")).expect("mkdir");
+    fs::set_permissions(v.p("shared"), fs::Permissions::from_mode(0o777)).expect("chmod");
+
+    let (ok, out) = sh_as(NOBODY, &v.mnt, "cat public");
+    assert!(ok && out == "public", "a 0644 file is readable: {out}");
+    for (script, what) in [
+        ("cat private", "a 0600 file of root"),
+        ("echo x >> public", "writing a 0644 file of root"),
+        ("mkdir mine", "mkdir in a 0755 directory of root"),
+        ("rm public", "unlink in a 0755 directory of root"),
+    ] {
+        let (ok, out) = sh_as(NOBODY, &v.mnt, script);
+        assert!(!ok && out.contains("Permission denied"), "{what}: {out}");
+    }
+    // In a 0777 directory: new files and directories are the caller's.
+    let (ok, out) = sh_as(
+        NOBODY,
+        &v.p("shared"),
+        "umask 022 && echo data > f && mkdir d && ln -s f s && mkfifo p",
+    );
+    assert!(ok, "{out}");
+    assert_eq!(mode_uid_gid(&v.p("shared/f")), (0o644, NOBODY, NOBODY));
+    assert_eq!(mode_uid_gid(&v.p("shared/d")), (0o755, NOBODY, NOBODY));
+    assert_eq!(mode_uid_gid(&v.p("shared/s")).1, NOBODY);
+    assert_eq!(mode_uid_gid(&v.p("shared/p")), (0o644, NOBODY, NOBODY));
+    // Durably so: BACKING holds the same owners after a cut.
+    fsync_file(&v.p("shared/f"));
+    fsync_dir(&v.p("shared"));
+    fsync_dir(&v.mnt);
+    let mut v = v;
+    v.cut(Policy::DropAll);
+    v.remount();
+    assert_eq!(mode_uid_gid(&v.p("shared/f")), (0o644, NOBODY, NOBODY));
+    assert_eq!(fs::read(v.p("shared/f")).expect("read"), b"data\n");
+    let (ok, out) = sh_as(OTHER, &v.p("shared"), "echo more >> f");
+    assert!(!ok && out.contains("Permission denied"), "{out}");
+}
+
+#[test]
+fn the_control_file_stays_the_owners_under_allow_other() {
+    let v = Vol::allow_other(Persistence::Posix);
+    fs::set_permissions(&v.mnt, fs::Permissions::from_mode(0o755)).expect("chmod root");
+    fs::write(v.p("f"), b"unsynced").expect("write");
+    assert_eq!(mode_uid_gid(&v.p(".durafs")), (0o600, 0, 0));
+    // The same refusal as without allow_other (the kernel: mode 0600).
+    for script in ["cat .durafs", "echo sync > .durafs", "echo cut > .durafs"] {
+        let (ok, out) = sh_as(NOBODY, &v.mnt, script);
+        assert!(!ok && out.contains("Permission denied"), "{script}: {out}");
+    }
+    // A process of another uid that may override file modes
+    // (CAP_DAC_OVERRIDE) passes the kernel's check; durafs's own check of
+    // the caller's uid (`control_open`) still refuses it. The control
+    // case shows that such a process reads a 0600 file of root.
+    let secret = v.mnt.parent().expect("parent").join("secret");
+    durafs_tests::tools::require("setpriv", "util-linux");
+    fs::write(&secret, b"root only").expect("write secret");
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let privileged = |args: &[&str]| {
+        let _spawning = durafs_tests::spawning();
+        let out = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=+dac_override",
+                "--ambient-caps=+dac_override",
+            ])
+            .args(args)
+            .output()
+            .expect("running setpriv (util-linux)");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, out) = privileged(&["cat", secret.to_str().expect("utf8")]);
+    assert!(ok && out == "root only", "control: {out}");
+    let ctl = v.p(".durafs");
+    let (ok, out) = privileged(&["cat", ctl.to_str().expect("utf8")]);
+    assert!(!ok && out.contains("Permission denied"), "{out}");
+    let (ok, out) = privileged(&["sh", "-c", &format!("echo cut > {}", ctl.display())]);
+    assert!(!ok && out.contains("Permission denied"), "{out}");
+    // Nothing happened: no cut, the data still unsynced; root still drives it.
+    assert!(!v.fs().is_cut());
+    assert!(v.fs().status().pending_ops > 0);
+    let reply = fs::read_to_string(&ctl).expect("the owner reads the control file");
+    assert!(reply.contains("\"ok\":true"), "{reply}");
+}
+
+#[test]
+fn the_bookkeeping_directory_is_unreachable_for_other_users_too() {
+    let v = Vol::allow_other(Persistence::Posix);
+    fs::set_permissions(&v.mnt, fs::Permissions::from_mode(0o755)).expect("chmod root");
+    for script in ["ls .durafs/", "cat .durafs/lock", "ls .durafs/orphans"] {
+        let (ok, out) = sh_as(NOBODY, &v.mnt, script);
+        assert!(
+            !ok && (out.contains("Not a directory") || out.contains("Permission denied")),
+            "{script}: {out}"
+        );
+    }
+    let (ok, out) = sh_as(NOBODY, &v.mnt, "ls -a");
+    assert!(ok && !out.contains(".durafs"), "{out}");
+}
+
+#[test]
+fn a_sticky_directory_protects_each_users_files() {
+    let v = Vol::allow_other(Persistence::Posix);
+    fs::set_permissions(&v.mnt, fs::Permissions::from_mode(0o755)).expect("chmod root");
+    fs::create_dir(v.p("tmp")).expect("mkdir");
+    fs::set_permissions(v.p("tmp"), fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let tmp = v.p("tmp");
+    let (ok, out) = sh_as(NOBODY, &tmp, "echo n > nobodys && chmod 666 nobodys");
+    assert!(ok, "{out}");
+    let (ok, out) = sh_as(OTHER, &tmp, "echo o > others");
+    assert!(ok, "{out}");
+    for script in ["rm -f nobodys", "mv nobodys stolen", "mv others nobodys"] {
+        let (ok, out) = sh_as(OTHER, &tmp, script);
+        assert!(
+            !ok && out.contains("Operation not permitted"),
+            "{script}: {out}"
+        );
+    }
+    // The file's mode still lets the other user write it.
+    let (ok, out) = sh_as(OTHER, &tmp, "echo more >> nobodys");
+    assert!(ok, "{out}");
+    // Its owner, and root, may remove it.
+    let (ok, out) = sh_as(NOBODY, &tmp, "mv nobodys mine && rm mine");
+    assert!(ok, "{out}");
+    fs::remove_file(tmp.join("others")).expect("root removes any file");
+    assert_eq!(fs::read_dir(&tmp).expect("readdir").count(), 0);
+}
+
+#[test]
+fn set_id_bits_are_cleared_by_a_write_of_another_user_and_by_chown() {
+    let v = Vol::allow_other(Persistence::Posix);
+    fs::set_permissions(&v.mnt, fs::Permissions::from_mode(0o755)).expect("chmod root");
+    fs::write(v.p("prog"), b"#!/bin/sh\n").expect("write");
+    fs::set_permissions(v.p("prog"), fs::Permissions::from_mode(0o6777)).expect("chmod");
+    assert_eq!(mode_uid_gid(&v.p("prog")).0, 0o6777);
+    let (ok, out) = sh_as(NOBODY, &v.mnt, "echo 'echo hi' >> prog");
+    assert!(ok, "{out}");
+    assert_eq!(mode_uid_gid(&v.p("prog")), (0o777, 0, 0));
+    // chown drops them too (also root's), on files.
+    fs::set_permissions(v.p("prog"), fs::Permissions::from_mode(0o6755)).expect("chmod");
+    std::os::unix::fs::chown(v.p("prog"), Some(NOBODY), None).expect("chown");
+    assert_eq!(mode_uid_gid(&v.p("prog")), (0o755, NOBODY, 0));
+    // A new file in a set-group-ID directory gets the directory's group;
+    // a new directory inherits the bit.
+    fs::create_dir(v.p("g")).expect("mkdir");
+    std::os::unix::fs::chown(v.p("g"), None, Some(OTHER)).expect("chgrp");
+    fs::set_permissions(v.p("g"), fs::Permissions::from_mode(0o2777)).expect("chmod");
+    let (ok, out) = sh_as(NOBODY, &v.p("g"), "umask 022 && : > f && mkdir d");
+    assert!(ok, "{out}");
+    assert_eq!(mode_uid_gid(&v.p("g/f")), (0o644, NOBODY, OTHER));
+    assert_eq!(mode_uid_gid(&v.p("g/d")), (0o2755, NOBODY, OTHER));
 }

@@ -91,6 +91,31 @@ pub fn mark(mnt: Option<std::path::PathBuf>, label: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether the mount at `mnt` has the super option `opt` (e.g.
+/// `allow_other`), from `/proc/self/mountinfo`; false when it cannot tell.
+fn has_super_option(mnt: &Path, opt: &str) -> bool {
+    let (Ok(mnt), Ok(info)) = (
+        std::fs::canonicalize(mnt),
+        std::fs::read_to_string("/proc/self/mountinfo"),
+    ) else {
+        return false;
+    };
+    mnt.to_str().is_some_and(|m| super_option_in(&info, m, opt))
+}
+
+/// Whether, in the mountinfo text `info`, the topmost mount at `mnt` has
+/// the super option `opt`.
+fn super_option_in(info: &str, mnt: &str, opt: &str) -> bool {
+    let want = mnt.replace(' ', "\\040");
+    // The last line for a path is the mount on top.
+    info.lines()
+        .filter(|l| l.split(' ').nth(4) == Some(want.as_str()))
+        .filter_map(|l| l.split_once(" - "))
+        .filter_map(|(_, right)| right.split(' ').nth(2))
+        .next_back()
+        .is_some_and(|opts| opts.split(',').any(|o| o == opt))
+}
+
 fn daemon_pid(status: &Value) -> Result<i32> {
     status["volume"]["pid"]
         .as_u64()
@@ -103,6 +128,8 @@ pub fn cut(args: CutArgs) -> Result<()> {
     let mut ctl = Control::open(mnt)?;
     let st = ctl.request("status")?;
     let pid = daemon_pid(&st)?;
+    // Read before the mount dies: the remount keeps it.
+    let allow_other = has_super_option(mnt, "allow_other");
     let mut cmd = format!(
         "cut --policy {} --sector {}",
         args.crash.policy, args.crash.sector
@@ -140,6 +167,7 @@ pub fn cut(args: CutArgs) -> Result<()> {
             trace: None,
             threads: 2,
             writeback_cache: false,
+            allow_other,
             daemonized: false,
             backing: backing.into(),
             mountpoint: mnt.to_path_buf(),
@@ -274,5 +302,26 @@ fn wait_exit(pid: i32, mnt: &Path) -> Result<()> {
             "waiting for daemon {pid}: {}",
             io::Error::last_os_error()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super_option_in;
+
+    const INFO: &str = "\
+36 25 0:32 / /tmp/a\\040b/mnt rw,nosuid,nodev - fuse.durafs durafs rw,user_id=0,group_id=0,default_permissions,allow_other
+37 25 0:33 / /tmp/c/mnt rw,nosuid,nodev - fuse.durafs durafs rw,user_id=0,group_id=0,default_permissions
+38 37 0:34 / /tmp/c/mnt rw,nosuid,nodev - fuse.durafs durafs rw,user_id=0,group_id=0,default_permissions,allow_other
+";
+
+    #[test]
+    fn the_topmost_mount_at_a_path_gives_the_options() {
+        assert!(super_option_in(INFO, "/tmp/a b/mnt", "allow_other"));
+        assert!(super_option_in(INFO, "/tmp/c/mnt", "allow_other"));
+        assert!(super_option_in(INFO, "/tmp/c/mnt", "default_permissions"));
+        assert!(!super_option_in(INFO, "/tmp/c/mnt", "allow"));
+        assert!(!super_option_in(INFO, "/tmp/d/mnt", "allow_other"));
+        assert!(!super_option_in(INFO, "/tmp/a b", "allow_other"));
     }
 }

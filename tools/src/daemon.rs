@@ -66,6 +66,9 @@ fn spawn_daemon(args: &MountArgs) -> Result<()> {
     if args.writeback_cache {
         cmd.arg("--writeback-cache");
     }
+    if args.allow_other {
+        cmd.arg("--allow-other");
+    }
     if let Some(t) = &args.trace {
         // The daemon's working directory may differ: pass it absolute.
         let t = std::path::absolute(t).map_err(|e| err(format!("--trace {}: {e}", t.display())))?;
@@ -258,6 +261,7 @@ fn start(args: &MountArgs, persistence: Persistence) -> Result<Mounted> {
         &MountOptions {
             threads: args.threads.max(1),
             writeback_cache: args.writeback_cache,
+            allow_other: args.allow_other,
         },
     )
     .map_err(|e| err(e.to_string()))

@@ -110,6 +110,10 @@ pub struct VolumeArgs {
     /// Durability model: posix or journal.
     #[arg(long, default_value = "posix")]
     pub model: String,
+    /// Let every user reach the volume, as `durafs mount --allow-other`
+    /// (the temp dir holding it is made traversable; a --dir must be).
+    #[arg(long)]
+    pub allow_other: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -279,6 +283,11 @@ pub struct MountArgs {
     /// sends them: see docs/performance.md.
     #[arg(long)]
     pub writeback_cache: bool,
+    /// Let every user of the machine use the mount, the kernel checking
+    /// modes and owners (`allow_other`). The control file stays the
+    /// mounting user's. Default: only the mounting user.
+    #[arg(long)]
+    pub allow_other: bool,
     /// Internal: this process is the background daemon; report readiness
     /// on stdout.
     #[arg(long, hide = true)]
@@ -308,6 +317,9 @@ pub struct CutArgs {
 /// Runs the command line of this process.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Mount(_)) {
+        default_sigpipe();
+    }
     let foreground = matches!(&cli.command, Command::Mount(m) if m.foreground || m.daemonized);
     // fuser logs an error for every reply the kernel no longer wants; after
     // a power cut that is expected, so only the daemon's log keeps them.
@@ -330,6 +342,17 @@ pub fn run() -> ExitCode {
         Command::Bench(args) => return exit_code(bench::bench(&args), setup_failure),
     };
     exit_code(result.map(|()| ExitCode::SUCCESS), ExitCode::FAILURE)
+}
+
+/// Restores SIGPIPE's default action (Rust ignores it), so a printing
+/// command whose reader went away (`durafs status MNT | head`) ends quietly
+/// by that signal, as CLI tools do, instead of panicking in `println!`.
+/// Not for `mount`: the daemon must outlive whoever reads its ready pipe.
+fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to its default.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 fn exit_code(r: Result<ExitCode>, on_error: ExitCode) -> ExitCode {

@@ -94,7 +94,22 @@ pub struct WorkDir {
     _tmp: Option<tempfile::TempDir>,
 }
 
+/// Gives `dir` mode 0755, so that other users can reach what is under it.
+pub fn traversable(dir: &Path) -> Result<()> {
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
+        .map_err(|e| err(format!("chmod 755 {}: {e}", dir.display())))
+}
+
 impl WorkDir {
+    /// Lets other users traverse a temp dir (for `--allow-other`); a
+    /// directory the user gave is left as it is.
+    pub fn open_to_all(&self) -> Result<()> {
+        match self._tmp {
+            Some(_) => traversable(&self.path),
+            None => Ok(()),
+        }
+    }
+
     /// `dir` when given (created; must be empty or missing), else a temp dir.
     pub fn new(dir: Option<&Path>, prefix: &str) -> Result<WorkDir> {
         match dir {
@@ -182,16 +197,21 @@ fn copy_dir(from: &Path, to: &Path, top: bool) -> std::result::Result<(), (PathB
 }
 
 /// A fresh volume: `BACKING` (seeded from `init`) mounted at `MNT`, both
-/// under `dir`.
+/// under `dir`. With `allow_other`, every user may use the mount and `dir`
+/// is made traversable (its parent must be, see [`WorkDir::open_to_all`]).
 pub fn volume(
     dir: &Path,
     init: Option<&Path>,
     opts: FsOptions,
+    allow_other: bool,
     prepare: impl FnOnce(&DuraFs) -> Result<()>,
 ) -> Result<Mounted> {
     let backing = dir.join("backing");
     let mnt = dir.join("mnt");
     fs::create_dir_all(&mnt).map_err(|e| err(format!("{}: {e}", mnt.display())))?;
+    if allow_other {
+        traversable(dir)?;
+    }
     if let Some(init) = init {
         copy_tree(init, &backing)?;
     }
@@ -202,6 +222,7 @@ pub fn volume(
         &mnt,
         &MountOptions {
             threads: 4,
+            allow_other,
             ..MountOptions::default()
         },
     )

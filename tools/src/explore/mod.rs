@@ -86,6 +86,9 @@ pub fn explore(args: &ExploreArgs) -> Result<ExitCode> {
         None => tempfile::Builder::new().prefix("durafs-explore-").tempdir(),
     }
     .map_err(|e| err(format!("creating a scratch directory: {e}")))?;
+    if args.volume.allow_other {
+        workload::traversable(work.path())?;
+    }
 
     let started = Instant::now();
     let trace = match &args.replay {
@@ -165,10 +168,16 @@ fn record(args: &ExploreArgs, persistence: Persistence, dir: &Path) -> Result<Tr
         persistence,
         ..FsOptions::default()
     };
-    let mounted = workload::volume(dir, args.volume.init.as_deref(), opts, |fs| {
-        fs.start_trace(true, None)
-            .map_err(|e| err(format!("tracing: {e}")))
-    })?;
+    let mounted = workload::volume(
+        dir,
+        args.volume.init.as_deref(),
+        opts,
+        args.volume.allow_other,
+        |fs| {
+            fs.start_trace(true, None)
+                .map_err(|e| err(format!("tracing: {e}")))
+        },
+    )?;
     let mnt = mounted.mountpoint().to_path_buf();
     let status = spawn(&args.command, &mnt, &[(ENV_MOUNT, &mnt)])?
         .wait()

@@ -74,6 +74,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         policy,
     };
     let work = WorkDir::new(args.dir.as_deref(), "durafs-run-")?;
+    if args.volume.allow_other {
+        work.open_to_all()?;
+    }
     let total = match trigger {
         Trigger::Random => Some(count_ops(&plan, &work.path().join("count"))?),
         _ => None,
@@ -124,10 +127,16 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
 fn count_ops(plan: &Plan<'_>, dir: &Path) -> Result<u64> {
     let (tx, rx) = mpsc::channel();
     let wire = Arc::new(Wire::new(Trigger::Exit, tx.clone()));
-    let mounted = workload::volume(dir, plan.args.volume.init.as_deref(), plan.opts, |fs| {
-        fs.set_tripwire(wire)
-            .map_err(|e| err(format!("tripwire: {e}")))
-    })?;
+    let mounted = workload::volume(
+        dir,
+        plan.args.volume.init.as_deref(),
+        plan.opts,
+        plan.args.volume.allow_other,
+        |fs| {
+            fs.set_tripwire(wire)
+                .map_err(|e| err(format!("tripwire: {e}")))
+        },
+    )?;
     let mnt = mounted.mountpoint().to_path_buf();
     let mut child = spawn(&plan.args.command, &mnt, &[(ENV_MOUNT, &mnt)])?;
     let status = child
@@ -152,10 +161,16 @@ fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> 
     let args = plan.args;
     let (tx, rx) = mpsc::channel();
     let wire = Arc::new(Wire::new(t.clone(), tx.clone()));
-    let mounted = workload::volume(dir, args.volume.init.as_deref(), plan.opts, |fs| {
-        fs.set_tripwire(wire)
-            .map_err(|e| err(format!("tripwire: {e}")))
-    })?;
+    let mounted = workload::volume(
+        dir,
+        args.volume.init.as_deref(),
+        plan.opts,
+        plan.args.volume.allow_other,
+        |fs| {
+            fs.set_tripwire(wire)
+                .map_err(|e| err(format!("tripwire: {e}")))
+        },
+    )?;
     let fs = Arc::clone(mounted.fs());
     let mnt = mounted.mountpoint().to_path_buf();
     let started = Instant::now();
@@ -218,8 +233,10 @@ fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> 
     let _ = waiter.join();
     report(t, seed, &hit, ops, exited.as_ref(), &cut);
 
-    let post = workload::volume(dir, None, plan.opts, |_| Ok(()))
-        .map_err(|e| err(format!("remounting after the cut: {}", e.0)))?;
+    let post = workload::volume(dir, None, plan.opts, plan.args.volume.allow_other, |_| {
+        Ok(())
+    })
+    .map_err(|e| err(format!("remounting after the cut: {}", e.0)))?;
     let check = match &args.check {
         Some(c) => {
             let marks_file = dir.join("marks");
