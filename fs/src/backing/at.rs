@@ -103,6 +103,13 @@ pub(super) fn lock_exclusive(f: &File) -> io::Result<()> {
     cvt(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) })
 }
 
+/// Drops the `flock` on `f`'s open file description, also for every copy
+/// of the descriptor a forked child still holds.
+pub(super) fn unlock(f: &File) -> io::Result<()> {
+    // SAFETY: a valid open descriptor.
+    cvt(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) })
+}
+
 /// Creates the empty regular file `dir/name` (it must not exist).
 pub(super) fn create_file(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;

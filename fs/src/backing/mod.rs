@@ -268,7 +268,7 @@ pub struct Backing {
     state: Mutex<State>,
     /// Holds an exclusive `flock` on `.durafs/lock` until the store is
     /// dropped or [`Backing::release`]d.
-    lock: Mutex<Option<File>>,
+    lock: Mutex<Option<scan::StoreLock>>,
     /// fsyncs of the backing directory made (`real_fsync`).
     fsyncs: AtomicU64,
 }

@@ -11,13 +11,31 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
+/// The store's exclusive `flock` on `.durafs/lock`.
+///
+/// Invariant: dropping it releases the lock at once. Closing the descriptor
+/// would not: a child forked by any thread of this process shares the open
+/// file description (and its lock) from its fork until its exec or exit,
+/// and a remount in that window would find the directory "in use"
+/// (regression test `a_child_forked_while_mounted_does_not_keep_the_store_locked`).
+#[derive(Debug)]
+pub(super) struct StoreLock(File);
+
+impl Drop for StoreLock {
+    fn drop(&mut self) {
+        if let Err(e) = at::unlock(&self.0) {
+            log::warn!("durafs backing: releasing .durafs/lock: {e}");
+        }
+    }
+}
+
 /// Takes the store's exclusive lock; the kernel drops it when the process
 /// dies, so a killed daemon never leaves the directory locked.
 pub(super) fn lock_store(
     root: &Path,
     meta: BorrowedFd<'_>,
     meta_path: &Path,
-) -> Result<File, BackingError> {
+) -> Result<StoreLock, BackingError> {
     let path = meta_path.join("lock");
     let f = at::open_or_create(meta, c"lock", 0o644).map_err(io_at(&path))?;
     if let Err(e) = at::lock_exclusive(&f) {
@@ -28,7 +46,7 @@ pub(super) fn lock_store(
             _ => io_at(&path)(e),
         });
     }
-    Ok(f)
+    Ok(StoreLock(f))
 }
 
 /// Reads the tree under the root into `st` and the image, numbering inodes

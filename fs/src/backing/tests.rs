@@ -448,6 +448,40 @@ fn a_backing_directory_serves_one_store_at_a_time() {
     Backing::open(dir.path(), BackingOptions::default()).expect("open after the first closed");
 }
 
+/// A child forked while the store is open shares its lock's open file
+/// description until it execs or exits; closing the store must release the
+/// lock all the same, or a remount in that window finds it "in use".
+#[test]
+fn a_child_forked_while_mounted_does_not_keep_the_store_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Backing::open(dir.path(), BackingOptions::default()).expect("first open");
+    let mut fds = [0i32; 2];
+    // SAFETY: a valid out-array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: the child only reads from the pipe and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+    if pid == 0 {
+        let mut b = 0u8;
+        // SAFETY: async-signal-safe calls on memory prepared before the fork.
+        unsafe {
+            libc::close(fds[1]);
+            libc::read(fds[0], (&mut b as *mut u8).cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    // SAFETY: the parent's copy of the read end.
+    unsafe { libc::close(fds[0]) };
+    drop(first);
+    let again = Backing::open(dir.path(), BackingOptions::default());
+    // SAFETY: closing the write end lets the child exit; reaping it.
+    unsafe {
+        libc::close(fds[1]);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+    again.expect("the store reopens while the forked child still lives");
+}
+
 fn long_name(i: usize) -> Vec<u8> {
     vec![b'A' + (i % 26) as u8; 255]
 }
