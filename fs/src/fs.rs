@@ -32,6 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 mod hooks;
 mod reclaim;
 mod summary;
+mod xattr;
 
 use crate::trace::{Data, Text, TraceOp};
 use hooks::Hooks;
@@ -189,6 +190,8 @@ pub struct DuraFs {
     writebacks: AtomicU64,
     written_back_bytes: AtomicU64,
     hooks: Hooks,
+    /// The extended attribute namespaces `BACKING` holds.
+    xattr_support: crate::backing::xattrs::Support,
 }
 
 fn backing_err(what: &str, e: io::Error) -> Error {
@@ -218,6 +221,16 @@ impl DuraFs {
                 default.max_file_size
             }
         };
+        // IMPORTANT: only the namespaces the backing filesystem holds, or a
+        // setxattr is accepted that no fsync can make durable.
+        let xattr_support =
+            crate::backing::xattrs::probe(&scratch).map_err(|e| BackingError::Unsupported {
+                path: path.to_path_buf(),
+                what: format!("probing extended attributes: {e}"),
+            })?;
+        if !xattr_support.user {
+            log::warn!("durafs: the backing filesystem has no user.* xattrs: setxattr refused");
+        }
         // IMPORTANT: no larger than the backing filesystem holds, or a write
         // is accepted that no fsync can make durable.
         let cfg = Config {
@@ -237,6 +250,7 @@ impl DuraFs {
             writebacks: AtomicU64::new(0),
             written_back_bytes: AtomicU64::new(0),
             hooks: Hooks::default(),
+            xattr_support,
         })
     }
 

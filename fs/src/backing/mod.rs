@@ -96,6 +96,7 @@ mod scan;
 #[cfg(test)]
 mod tests;
 mod times;
+pub mod xattrs;
 
 use crate::failpoint;
 use crate::fsio;
@@ -640,6 +641,16 @@ impl State {
                 let p = self.ino_path(*ino)?;
                 set_attrs(&p, kind, attrs)?;
                 self.set_times(*ino, attrs);
+                self.touched_files.insert(*ino);
+                Ok(())
+            }
+            Effect::SetXattr { ino, name, value } => {
+                let value = value.as_deref();
+                match self.nodes.get(ino).map(|n| n.kind) {
+                    None => return Ok(()),
+                    Some(Kind::File) => xattrs::fset(&*self.file(*ino)?, name, value)?,
+                    Some(_) => xattrs::lset(&self.ino_path(*ino)?, name, value)?,
+                }
                 self.touched_files.insert(*ino);
                 Ok(())
             }

@@ -347,6 +347,7 @@ impl State {
             let copy = self.orphan_path(y);
             fs::create_dir(&copy)?;
             set_attrs(&copy, Kind::Dir, &attrs_of(&md))?;
+            super::xattrs::copy(&p, &copy)?;
             self.phys_remove(dir, name);
             self.set_orphan(y);
             self.touched_dirs.insert(Touched::Orphans);
