@@ -418,3 +418,40 @@ fn o_tmpfile_fails_with_eopnotsupp() {
     assert_eq!(fd, -1);
     assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "{e}");
 }
+
+/// A ramfs mounted for the test's life (it has no extended attributes).
+struct Ramfs(std::path::PathBuf);
+
+impl Drop for Ramfs {
+    fn drop(&mut self) {
+        let c = cpath(&self.0);
+        // SAFETY: a NUL-terminated path; failure only leaks a mount.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+#[test]
+fn a_backing_without_xattrs_refuses_setxattr_with_eopnotsupp() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let backing = tmp.path().join("backing");
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&backing).expect("mkdir backing");
+    fs::create_dir(&mnt).expect("mkdir mnt");
+    let (src, dst, ty) = (
+        cpath(Path::new("none")),
+        cpath(&backing),
+        cpath(Path::new("ramfs")),
+    );
+    // SAFETY: NUL-terminated strings and no data.
+    let r = unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), ty.as_ptr(), 0, std::ptr::null()) };
+    assert_eq!(r, 0, "mount ramfs: {}", io::Error::last_os_error());
+    let _ramfs = Ramfs(backing.clone());
+    let m = durafs_tests::mount_at(&backing, &mnt, durafs::fs::FsOptions::default());
+    let f = mnt.join("f");
+    fs::write(&f, b"x").expect("create");
+    assert_eq!(errno(set(&f, "user.k", b"v", 0)), libc::EOPNOTSUPP);
+    assert_eq!(errno(set(&f, "trusted.k", b"v", 0)), libc::EOPNOTSUPP);
+    assert_eq!(errno(get(&f, "user.k")), libc::ENODATA);
+    assert_eq!(list(&f).expect("list"), Vec::<String>::new());
+    drop(m);
+}
