@@ -709,16 +709,23 @@ impl Filesystem for Adapter {
         reply: ReplyEmpty,
     ) {
         let mode = match flags {
+            _ if ino.0 == CONTROL_INO => return reply.error(Errno::EOPNOTSUPP),
             0 => XattrMode::Any,
             libc::XATTR_CREATE => XattrMode::Create,
             libc::XATTR_REPLACE => XattrMode::Replace,
-            _ => return reply.error(Errno::EINVAL),
+            _ => {
+                log::debug!("durafs: setxattr: unknown flags {flags:#x}");
+                return reply.error(Errno::EINVAL);
+            }
         };
         let r = self.fs.setxattr(ino.0, name.as_bytes(), value, mode);
         Self::empty("setxattr", r, reply);
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if ino.0 == CONTROL_INO {
+            return reply.error(Errno::ENODATA);
+        }
         match self.fs.getxattr(ino.0, name.as_bytes()) {
             Ok(v) => xattr_reply(&v, size, reply),
             Err(e) => reply.error(errno("getxattr", &e)),
@@ -726,6 +733,9 @@ impl Filesystem for Adapter {
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if ino.0 == CONTROL_INO {
+            return xattr_reply(&[], size, reply);
+        }
         match self.fs.listxattr(ino.0, req.uid() == 0) {
             Ok(v) => xattr_reply(&v, size, reply),
             Err(e) => reply.error(errno("listxattr", &e)),
@@ -733,6 +743,9 @@ impl Filesystem for Adapter {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if ino.0 == CONTROL_INO {
+            return reply.error(Errno::ENODATA);
+        }
         Self::empty(
             "removexattr",
             self.fs.removexattr(ino.0, name.as_bytes()),

@@ -136,6 +136,11 @@ fn xattr_calls_follow_linux_semantics() {
     fs::create_dir(&d).expect("mkdir");
     set(&d, "user.dir", b"dv", 0).expect("set on a directory");
     assert_eq!(get(&d, "user.dir").expect("get dir"), b"dv");
+    // The control file has none and takes none.
+    let ctl = v.p(".durafs");
+    assert_eq!(errno(get(&ctl, "user.k")), libc::ENODATA);
+    assert_eq!(errno(set(&ctl, "user.k", b"v", 0)), libc::EOPNOTSUPP);
+    assert_eq!(list(&ctl).expect("list control"), Vec::<String>::new());
 }
 
 /// The durable xattrs of `rel` after a cut with `policy` and a remount.
