@@ -118,3 +118,70 @@ impl DuraFs {
         self.setattr(ino, set)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::FsOptions;
+    use crate::model::{Attrs, ROOT};
+
+    fn mode_of(fs: &DuraFs, ino: Ino) -> u32 {
+        fs.getattr(ino).unwrap().attrs.mode
+    }
+
+    #[test]
+    fn drop_setid_keeps_set_group_id_without_group_execute() {
+        assert_eq!(drop_setid(0o6755), 0o755);
+        assert_eq!(drop_setid(0o6745), 0o2745);
+        assert_eq!(drop_setid(0o1777), 0o1777);
+    }
+
+    #[test]
+    fn setattr_killpriv_clears_on_chown_and_unprivileged_truncate_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = DuraFs::open(dir.path(), FsOptions::default()).unwrap();
+        let a = |mode| Attrs {
+            mode,
+            ..Attrs::default()
+        };
+        let f = fs
+            .create(ROOT, b"f", Kind::File, a(0o6755), None)
+            .unwrap()
+            .ino;
+        let d = fs
+            .create(ROOT, b"d", Kind::Dir, a(0o2755), None)
+            .unwrap()
+            .ino;
+        let size = SetAttrs {
+            size: Some(0),
+            ..SetAttrs::default()
+        };
+        fs.setattr_killpriv(f, size, true).unwrap();
+        assert_eq!(mode_of(&fs, f), 0o6755, "root keeps them on truncate");
+        fs.setattr_killpriv(f, size, false).unwrap();
+        assert_eq!(mode_of(&fs, f), 0o755);
+        let chown = SetAttrs {
+            uid: Some(1),
+            ..SetAttrs::default()
+        };
+        fs.setattr(
+            f,
+            SetAttrs {
+                mode: Some(0o4755),
+                ..SetAttrs::default()
+            },
+        )
+        .unwrap();
+        fs.setattr_killpriv(f, chown, true).unwrap();
+        assert_eq!(mode_of(&fs, f), 0o755, "a chown clears them even for root");
+        fs.setattr_killpriv(d, chown, true).unwrap();
+        assert_eq!(mode_of(&fs, d), 0o2755, "not on a directory");
+        let explicit = SetAttrs {
+            mode: Some(0o4700),
+            uid: Some(2),
+            ..SetAttrs::default()
+        };
+        fs.setattr_killpriv(f, explicit, false).unwrap();
+        assert_eq!(mode_of(&fs, f), 0o4700, "an explicit mode wins");
+    }
+}
