@@ -34,6 +34,10 @@ const STORED: [&[u8]; 2] = [b"user.", b"trusted."];
 pub struct Support {
     pub user: bool,
     pub trusted: bool,
+    /// The largest name plus value length one attribute alone may have
+    /// (ext4 without `ea_inode`: about 4 KiB, one block; tmpfs, xfs: the
+    /// Linux limit).
+    pub max_entry: usize,
 }
 
 impl Support {
@@ -176,10 +180,18 @@ pub fn probe(dir: &Path) -> io::Result<Support> {
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTSUP | libc::EPERM)) => Ok(false),
         Err(e) => Err(e),
     };
-    let support = try_ns(b"user.durafs.probe").and_then(|user| {
+    let (user_name, trusted_name) = (&b"user.durafs.probe"[..], &b"trusted.durafs.probe"[..]);
+    let support = try_ns(user_name).and_then(|user| {
+        let trusted = try_ns(trusted_name)?;
+        let max_entry = match (user, trusted) {
+            (true, _) => user_name.len() + max_value(&f, user_name)?,
+            (false, true) => trusted_name.len() + max_value(&f, trusted_name)?,
+            (false, false) => 0,
+        };
         Ok(Support {
             user,
-            trusted: try_ns(b"trusted.durafs.probe")?,
+            trusted,
+            max_entry,
         })
     });
     drop(f);
@@ -187,4 +199,28 @@ pub fn probe(dir: &Path) -> io::Result<Support> {
     let support = support?;
     removed?;
     Ok(support)
+}
+
+/// The largest value attribute `name` of `f` may take (up to the Linux
+/// limit, 64 KiB): a binary search, the attribute removed again.
+fn max_value(f: &File, name: &[u8]) -> io::Result<usize> {
+    // Invariant: a value of `lo` bytes is accepted, of `hi` bytes refused.
+    let (mut lo, mut hi) = (0usize, crate::model::XATTR_SIZE_MAX + 1);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match fset(f, name, Some(&vec![0u8; mid])) {
+            Ok(()) => lo = mid,
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOSPC | libc::E2BIG | libc::ERANGE)
+                ) =>
+            {
+                hi = mid
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    fset(f, name, None)?;
+    Ok(lo)
 }

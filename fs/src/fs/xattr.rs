@@ -42,11 +42,19 @@ impl DuraFs {
 
     /// Sets extended attribute `name` of `ino` (live at once; durable with
     /// fsync, not fdatasync). Names in namespaces `BACKING` cannot hold are
-    /// refused with `EOPNOTSUPP`.
+    /// refused with `EOPNOTSUPP`, an attribute larger than it holds with
+    /// `ENOSPC`.
     pub fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], mode: XattrMode) -> Result<()> {
         check_xattr_name(name)?;
         if !self.xattr_support.allows(name) {
             return Err(FsError::NotSupported.into());
+        }
+        // IMPORTANT: as the backing filesystem itself answers, rather than
+        // accept an attribute no fsync could store. (The probe knows one
+        // attribute alone; several that together pass the inode's capacity
+        // still fail at fsync: docs/durability.md, Limits.)
+        if name.len() + value.len() > self.xattr_support.max_entry {
+            return Err(FsError::NoSpace.into());
         }
         let value = Bytes::copy_from_slice(value);
         let t = now();

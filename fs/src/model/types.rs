@@ -211,6 +211,9 @@ pub enum FsError {
     /// Not supported here, e.g. an extended attribute namespace durafs
     /// does not store (`EOPNOTSUPP`).
     NotSupported,
+    /// More than the backing store can ever hold, e.g. an extended
+    /// attribute larger than its filesystem takes (`ENOSPC`).
+    NoSpace,
 }
 
 impl FsError {
@@ -232,6 +235,7 @@ impl FsError {
             FsError::Range => libc::ERANGE,
             FsError::ValueTooBig => libc::E2BIG,
             FsError::NotSupported => libc::EOPNOTSUPP,
+            FsError::NoSpace => libc::ENOSPC,
         }
     }
 }
@@ -254,6 +258,7 @@ impl fmt::Display for FsError {
             FsError::Range => "result out of range",
             FsError::ValueTooBig => "attribute value too large",
             FsError::NotSupported => "operation not supported",
+            FsError::NoSpace => "no space left on device",
         })
     }
 }
