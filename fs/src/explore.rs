@@ -256,6 +256,9 @@ pub struct SnapEntry {
     pub node: SnapNode,
     /// Permission bits.
     pub mode: u32,
+    /// Extended attributes, by name (none for a hard link's later names:
+    /// they share the first one's inode).
+    pub xattrs: Vec<(Vec<u8>, bytes::Bytes)>,
 }
 
 /// A post-crash tree, ready to be written into a directory.
@@ -274,10 +277,17 @@ impl Snapshot {
             .0
             .into_iter()
             .map(|(path, (node, ino))| {
-                let mode = image.inodes.get(&ino).map_or(0o644, |i| i.attrs.mode) & 0o7777;
+                let inode = image.inodes.get(&ino);
+                let mode = inode.map_or(0o644, |i| i.attrs.mode) & 0o7777;
+                let mut xattrs: Vec<(Vec<u8>, bytes::Bytes)> = inode
+                    .map(|i| i.xattrs.clone().into_iter().collect())
+                    .unwrap_or_default();
                 let node = match node {
                     TreeNode::File(data) => match first.get(&ino) {
-                        Some(p) => SnapNode::HardLink(p.clone()),
+                        Some(p) => {
+                            xattrs.clear();
+                            SnapNode::HardLink(p.clone())
+                        }
                         None => {
                             first.insert(ino, path.clone());
                             SnapNode::File(data)
@@ -287,7 +297,12 @@ impl Snapshot {
                     TreeNode::Symlink(t) => SnapNode::Symlink(t),
                     TreeNode::Special(k) => SnapNode::Special(k),
                 };
-                SnapEntry { path, node, mode }
+                SnapEntry {
+                    path,
+                    node,
+                    mode,
+                    xattrs,
+                }
             })
             .collect();
         Snapshot { entries }
@@ -308,7 +323,7 @@ impl Snapshot {
                 SnapNode::HardLink(p) => std::fs::hard_link(at(p), &path)?,
                 SnapNode::Dir => {
                     std::fs::create_dir(&path)?;
-                    dirs.push((path, e.mode));
+                    dirs.push((path.clone(), e.mode));
                 }
                 SnapNode::Symlink(t) => {
                     std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(t), &path)?
@@ -321,7 +336,10 @@ impl Snapshot {
                         return Err(io::Error::last_os_error());
                     }
                 }
-                SnapNode::Special(_) => {}
+                SnapNode::Special(_) => continue,
+            }
+            for (name, value) in &e.xattrs {
+                crate::backing::xattrs::lset(&path, name, Some(value))?;
             }
         }
         // Modes last, deepest first: a read-only directory still got its

@@ -33,6 +33,7 @@ mod hooks;
 mod reclaim;
 mod summary;
 mod unmount;
+mod xattr;
 
 use crate::trace::{Data, Text, TraceOp};
 use hooks::Hooks;
@@ -192,6 +193,8 @@ pub struct DuraFs {
     hooks: Hooks,
     /// Why the sync at unmount failed (module `unmount`).
     unmount_failure: Mutex<Option<String>>,
+    /// The extended attribute namespaces `BACKING` holds.
+    xattr_support: crate::backing::xattrs::Support,
 }
 
 fn backing_err(what: &str, e: io::Error) -> Error {
@@ -221,6 +224,16 @@ impl DuraFs {
                 default.max_file_size
             }
         };
+        // IMPORTANT: only the namespaces the backing filesystem holds, or a
+        // setxattr is accepted that no fsync can make durable.
+        let xattr_support =
+            crate::backing::xattrs::probe(&scratch).map_err(|e| BackingError::Unsupported {
+                path: path.to_path_buf(),
+                what: format!("probing extended attributes: {e}"),
+            })?;
+        if !xattr_support.user {
+            log::warn!("durafs: the backing filesystem has no user.* xattrs: setxattr refused");
+        }
         // IMPORTANT: no larger than the backing filesystem holds, or a write
         // is accepted that no fsync can make durable.
         let cfg = Config {
@@ -241,6 +254,7 @@ impl DuraFs {
             written_back_bytes: AtomicU64::new(0),
             hooks: Hooks::default(),
             unmount_failure: Mutex::new(None),
+            xattr_support,
         })
     }
 

@@ -6,7 +6,9 @@
 use crate::control::{self, CONTROL_NAME};
 use crate::fs::{self as core, DuraFs, Error};
 use crate::model::ROOT;
-use crate::model::{Attrs, Fallocate, FsError, Kind, RenameFlags as ModelRename, SetAttrs, Stat};
+use crate::model::{
+    Attrs, Fallocate, FsError, Kind, RenameFlags as ModelRename, SetAttrs, Stat, XattrMode,
+};
 use crate::mount::MountEvent;
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -110,6 +112,20 @@ fn kernel_time(t: SystemTime) -> crate::model::Timestamp {
     }
 }
 
+/// Answers a `getxattr` / `listxattr` of a caller with a `size`-byte
+/// buffer: the size alone for a size query (`size == 0`), `ERANGE` when
+/// `value` does not fit.
+fn xattr_reply(value: &[u8], size: u32, reply: ReplyXattr) {
+    let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
+    if size == 0 {
+        reply.size(len);
+    } else if len > size {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(value);
+    }
+}
+
 /// Inode number of the control file (never allocated by the model).
 pub const CONTROL_INO: u64 = u64::MAX - 1;
 
@@ -134,6 +150,8 @@ pub(crate) struct Adapter {
     control: DashMap<u64, Mutex<ControlHandle>>,
     next_fh: AtomicU64,
     writeback_cache: bool,
+    /// The kernel agreed to `FUSE_HANDLE_KILLPRIV_V2`.
+    killpriv: bool,
 }
 
 impl Adapter {
@@ -152,6 +170,7 @@ impl Adapter {
             control: DashMap::new(),
             next_fh: AtomicU64::new(1),
             writeback_cache,
+            killpriv: false,
         }
     }
 
@@ -268,6 +287,17 @@ impl Filesystem for Adapter {
         if let Err(missing) = config.add_capabilities(plus) {
             log::info!("durafs: kernel lacks {missing:?}; plain readdir only");
         }
+        // IMPORTANT: KILLPRIV_V2 makes the kernel mark the superblock
+        // SB_NOSEC, so after one `getxattr("security.capability")` per inode
+        // a write no longer asks (one round trip per write otherwise); in
+        // exchange durafs clears set-ID bits itself (`kill_setid`,
+        // `setattr_killpriv`).
+        self.killpriv = config
+            .add_capabilities(fuser::InitFlags::FUSE_HANDLE_KILLPRIV_V2)
+            .is_ok();
+        if !self.killpriv {
+            log::info!("durafs: kernel lacks HANDLE_KILLPRIV_V2; it clears set-ID bits itself");
+        }
         if self.writeback_cache
             && let Err(missing) = config.add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE)
         {
@@ -308,7 +338,7 @@ impl Filesystem for Adapter {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -341,7 +371,12 @@ impl Filesystem for Adapter {
             atime: atime.map(time_of),
             mtime: mtime.map(time_of),
         };
-        match self.fs.setattr(ino.0, set) {
+        let r = if self.killpriv {
+            self.fs.setattr_killpriv(ino.0, set, req.uid() == 0)
+        } else {
+            self.fs.setattr(ino.0, set)
+        };
+        match r {
             Ok(st) => reply.attr(&TTL, &attr(&st)),
             Err(e) => reply.error(errno("setattr", &e)),
         }
@@ -509,13 +544,18 @@ impl Filesystem for Adapter {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         if ino.0 == CONTROL_INO {
             return self.control_write(fh, data, reply);
+        }
+        if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
+            && let Err(e) = self.fs.kill_setid(ino.0)
+        {
+            return reply.error(errno("write", &e));
         }
         match self.fs.write(ino.0, offset, data) {
             Ok(n) => reply.written(n),
@@ -654,33 +694,59 @@ impl Filesystem for Adapter {
         }
     }
 
-    // Extended attributes are not supported. `ENOSYS` (not `ENOTSUP`) makes
-    // the kernel remember that and answer `EOPNOTSUPP` itself from then on;
-    // otherwise every write asks for `security.capability` first (to drop
-    // set-uid bits), a round trip per write.
     fn setxattr(
         &self,
-        _: &Request,
-        _: INodeNo,
-        _: &OsStr,
-        _: &[u8],
-        _: i32,
-        _: u32,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::ENOSYS);
+        let mode = match flags {
+            _ if ino.0 == CONTROL_INO => return reply.error(Errno::EOPNOTSUPP),
+            0 => XattrMode::Any,
+            libc::XATTR_CREATE => XattrMode::Create,
+            libc::XATTR_REPLACE => XattrMode::Replace,
+            _ => {
+                log::debug!("durafs: setxattr: unknown flags {flags:#x}");
+                return reply.error(Errno::EINVAL);
+            }
+        };
+        let r = self.fs.setxattr(ino.0, name.as_bytes(), value, mode);
+        Self::empty("setxattr", r, reply);
     }
 
-    fn getxattr(&self, _: &Request, _: INodeNo, _: &OsStr, _: u32, reply: ReplyXattr) {
-        reply.error(Errno::ENOSYS);
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if ino.0 == CONTROL_INO {
+            return reply.error(Errno::ENODATA);
+        }
+        match self.fs.getxattr(ino.0, name.as_bytes()) {
+            Ok(v) => xattr_reply(&v, size, reply),
+            Err(e) => reply.error(errno("getxattr", &e)),
+        }
     }
 
-    fn listxattr(&self, _: &Request, _: INodeNo, _: u32, reply: ReplyXattr) {
-        reply.error(Errno::ENOSYS);
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if ino.0 == CONTROL_INO {
+            return xattr_reply(&[], size, reply);
+        }
+        match self.fs.listxattr(ino.0, req.uid() == 0) {
+            Ok(v) => xattr_reply(&v, size, reply),
+            Err(e) => reply.error(errno("listxattr", &e)),
+        }
     }
 
-    fn removexattr(&self, _: &Request, _: INodeNo, _: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::ENOSYS);
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if ino.0 == CONTROL_INO {
+            return reply.error(Errno::ENODATA);
+        }
+        Self::empty(
+            "removexattr",
+            self.fs.removexattr(ino.0, name.as_bytes()),
+            reply,
+        );
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
@@ -732,6 +798,10 @@ impl Filesystem for Adapter {
             libc::FALLOC_FL_KEEP_SIZE => Fallocate::KeepSize,
             m if m == libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE => {
                 Fallocate::PunchHole
+            }
+            libc::FALLOC_FL_ZERO_RANGE => Fallocate::ZeroRange,
+            m if m == libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE => {
+                Fallocate::ZeroRangeKeepSize
             }
             _ => return reply.error(Errno::EOPNOTSUPP),
         };

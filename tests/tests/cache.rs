@@ -96,9 +96,8 @@ fn cut_and_remount_read_the_durable_bytes_not_cached_ones() {
     assert_eq!(fs::read(v.p("f")).expect("read after remount"), b"durable");
 }
 
-fn xattr_errno(path: &Path, set: bool) -> Option<i32> {
+fn xattr_errno(path: &Path, name: &std::ffi::CStr, set: bool) -> Option<i32> {
     let p = CString::new(path.as_os_str().as_bytes()).expect("path");
-    let name = c"user.durafs";
     let mut buf = [0u8; 16];
     // SAFETY: valid NUL-terminated strings and a buffer of the given size.
     let rc = unsafe {
@@ -117,15 +116,22 @@ fn xattr_errno(path: &Path, set: bool) -> Option<i32> {
 }
 
 #[test]
-fn extended_attributes_are_unsupported_every_time() {
+fn security_xattrs_are_unsupported_every_time_and_user_xattrs_work() {
     let v = Vol::new(Persistence::Posix);
     fs::write(v.p("f"), b"data").expect("write");
+    let (user, security) = (c"user.durafs", c"security.durafs");
+    assert_eq!(xattr_errno(&v.p("f"), user, false), Some(libc::ENODATA));
     for _ in 0..2 {
-        assert_eq!(xattr_errno(&v.p("f"), false), Some(libc::EOPNOTSUPP));
-        assert_eq!(xattr_errno(&v.p("f"), true), Some(libc::EOPNOTSUPP));
+        assert_eq!(xattr_errno(&v.p("f"), security, false), Some(libc::ENODATA));
+        assert_eq!(
+            xattr_errno(&v.p("f"), security, true),
+            Some(libc::EOPNOTSUPP)
+        );
+        assert_eq!(xattr_errno(&v.p("f"), user, true), None);
+        assert_eq!(xattr_errno(&v.p("f"), user, false), None);
     }
-    // Writes still work once the kernel knows (it no longer asks per write
-    // whether set-uid bits must be dropped).
+    // Writes still work (with HANDLE_KILLPRIV_V2 the kernel no longer asks
+    // per write whether set-uid bits must be dropped).
     let mut f = OpenOptions::new()
         .append(true)
         .open(v.p("f"))

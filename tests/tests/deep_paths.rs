@@ -146,7 +146,10 @@ fn a_tree_deeper_than_path_max_in_backing_survives_sync_and_remount() {
     let mut v = Vol::new(Persistence::Posix);
     let names = long_names();
     let dirs = mkdirs(&v.mnt, &names);
-    write_file(dirs.last().expect("bottom"), "f", b"at the bottom", false);
+    let bottom_dir = dirs.last().expect("bottom");
+    write_file(bottom_dir, "f", b"at the bottom", false);
+    set_xattr(&at(bottom_dir, "f"), "user.deep", b"file");
+    set_xattr(&at(bottom_dir, "."), "trusted.deep", b"dir");
     drop(dirs);
     v.fs().sync().expect("durafs sync of a deep tree");
     assert_eq!(v.fs().status().pending_ops, 0, "nothing left unsynced");
@@ -158,6 +161,52 @@ fn a_tree_deeper_than_path_max_in_backing_survives_sync_and_remount() {
         got.get(&bottom).map(String::as_str),
         Some("file \"at the bottom\"")
     );
+    let dirs = mkdirs_open(&v.mnt, &names);
+    let bottom_dir = dirs.last().expect("bottom");
+    assert_eq!(get_xattr(&at(bottom_dir, "f"), "user.deep"), b"file");
+    assert_eq!(get_xattr(&at(bottom_dir, "."), "trusted.deep"), b"dir");
+}
+
+/// Opens the existing `names` nested under `top`, from `top` down.
+fn mkdirs_open(top: &Path, names: &[String]) -> Vec<File> {
+    let mut dirs = vec![File::open(top).expect("open top")];
+    for n in names {
+        let sub = File::open(at(dirs.last().expect("parent"), n)).expect("open directory");
+        dirs.push(sub);
+    }
+    dirs
+}
+
+fn cstr(p: &Path) -> std::ffi::CString {
+    std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).expect("no NUL")
+}
+
+/// Sets extended attribute `name` of `p` (following the `/proc` link).
+fn set_xattr(p: &Path, name: &str, value: &[u8]) {
+    let (cp, cn) = (cstr(p), std::ffi::CString::new(name).expect("name"));
+    // SAFETY: NUL-terminated strings and a buffer of the length passed.
+    let r = unsafe {
+        libc::setxattr(
+            cp.as_ptr(),
+            cn.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(r, 0, "setxattr {name}: {}", std::io::Error::last_os_error());
+}
+
+/// Extended attribute `name` of `p` (at most 256 bytes).
+fn get_xattr(p: &Path, name: &str) -> Vec<u8> {
+    let (cp, cn) = (cstr(p), std::ffi::CString::new(name).expect("name"));
+    let mut buf = vec![0u8; 256];
+    // SAFETY: NUL-terminated strings and a buffer of the length passed.
+    let r = unsafe { libc::getxattr(cp.as_ptr(), cn.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = usize::try_from(r)
+        .unwrap_or_else(|_| panic!("getxattr {name}: {}", std::io::Error::last_os_error()));
+    buf.truncate(n);
+    buf
 }
 
 /// Every cut policy, with the tree fsynced by the application or left

@@ -48,6 +48,10 @@ pub fn status(v: &Value) -> String {
             if f["attrs_pending"] == Value::Bool(true) {
                 notes.push("attributes".to_string());
             }
+            if let Some(x) = f["xattrs_pending"].as_array() {
+                let names: Vec<&str> = x.iter().filter_map(Value::as_str).collect();
+                notes.push(format!("xattrs {} (fsync)", names.join(" ")));
+            }
             let _ = writeln!(
                 out,
                 "  {}  {} bytes  {}{}",
@@ -128,6 +132,28 @@ mod tests {
         assert!(s.contains("14 unsynced bytes in 1 files"), "{s}");
         assert!(s.contains("f  14 bytes  12..26  (size 12 -> 26)"), "{s}");
         assert!(s.contains("create f: fsync directory /"), "{s}");
+    }
+
+    #[test]
+    fn status_lists_pending_xattrs() {
+        let v: Value = serde_json::json!({
+            "ok": true,
+            "status": {
+                "model": "posix",
+                "files": [{"ino": 2, "path": "f", "ranges": [], "unsynced_bytes": 0,
+                           "size_change": null, "attrs_pending": true,
+                           "xattrs_pending": ["user.a", "user.b"], "new_inode": false}],
+                "names": [],
+                "unsynced_bytes": 0,
+                "pending_ops": 2
+            },
+            "volume": {"writebacks": 0}
+        });
+        let s = status(&v);
+        assert!(
+            s.contains("(attributes, xattrs user.a user.b (fsync))"),
+            "{s}"
+        );
     }
 
     #[test]

@@ -74,6 +74,12 @@ pub(super) fn walk(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
     )
 }
 
+/// A handle on any inode `dir/name` itself (`O_PATH`, a symlink not
+/// followed): what `/proc/self/fd/N` then names (module `xattrs`).
+pub(super) fn node(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    openat(dir, name, libc::O_PATH | libc::O_NOFOLLOW, 0)
+}
+
 /// Directory `dir/name` opened for listing and fsync.
 pub(super) fn open_dir(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<File> {
     openat(

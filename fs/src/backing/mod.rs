@@ -126,6 +126,7 @@ mod scan;
 mod tests;
 mod times;
 mod undo;
+pub mod xattrs;
 
 use crate::failpoint;
 use crate::fsio;
@@ -602,6 +603,19 @@ impl State {
                 };
                 set_attrs(&self.loc(*ino)?, kind, attrs)?;
                 self.set_times(*ino, attrs);
+                self.touched_files.insert(*ino);
+                Ok(())
+            }
+            Effect::SetXattr { ino, name, value } => {
+                let value = value.as_deref();
+                match self.nodes.get(ino).map(|n| n.kind) {
+                    None => return Ok(()),
+                    Some(Kind::File) => xattrs::fset(&*self.file(*ino)?, name, value)?,
+                    Some(_) => {
+                        let at = self.loc(*ino)?;
+                        xattrs::set_at(at.fd(), at.name(), name, value)?
+                    }
+                }
                 self.touched_files.insert(*ino);
                 Ok(())
             }

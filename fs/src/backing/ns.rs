@@ -352,6 +352,7 @@ impl State {
             let copy = self.orphan_loc(y);
             at::mkdir(copy.fd(), copy.name(), 0o700)?;
             set_attrs(&copy, Kind::Dir, &attrs_of(&md))?;
+            super::xattrs::copy(&p, &copy)?;
             // IMPORTANT: `y` is now the copy; the rename over `p` destroys
             // the directory a cached handle of `y` would still reach.
             self.forget_dir(y);

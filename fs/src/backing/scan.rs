@@ -55,7 +55,9 @@ pub(super) fn lock_store(
 pub(super) fn scan(root: &Path, st: &mut State) -> Result<Image, BackingError> {
     let mut image = Image::default();
     let md = at::lstat(st.root_fd.as_fd(), at::DOT).map_err(io_at(root))?;
-    image.inodes.insert(ROOT, image_inode(Kind::Dir, &md, None));
+    let mut root_inode = image_inode(Kind::Dir, &md, None);
+    root_inode.xattrs = super::xattrs::list_at(st.root_fd.as_fd(), at::DOT).map_err(io_at(root))?;
+    image.inodes.insert(ROOT, root_inode);
     st.nodes.insert(
         ROOT,
         NodeInfo {
@@ -98,7 +100,9 @@ pub(super) fn scan(root: &Path, st: &mut State) -> Result<Image, BackingError> {
                         )),
                         _ => None,
                     };
-                    image.inodes.insert(ino, image_inode(kind, &md, target));
+                    let mut inode = image_inode(kind, &md, target);
+                    inode.xattrs = super::xattrs::list_at(fd.as_fd(), &c).map_err(io_at(&p))?;
+                    image.inodes.insert(ino, inode);
                     st.nodes.insert(
                         ino,
                         NodeInfo {
@@ -133,6 +137,7 @@ fn image_inode(kind: Kind, md: &fs::Metadata, target: Option<bytes::Bytes>) -> I
         attrs: attrs_of(md),
         size: if kind == Kind::File { md.len() } else { 0 },
         target,
+        xattrs: BTreeMap::new(),
     }
 }
 

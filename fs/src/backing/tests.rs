@@ -104,6 +104,17 @@ fn assert_same(mem: &MemStore, dir: &Path, ctx: &str) {
         path_attrs(&got, &back_img),
         "{ctx}: attributes differ"
     );
+    let xattrs = |t: &Tree, img: &Image| -> BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Bytes>> {
+        t.0.iter()
+            .filter(|(_, (_, ino))| !img.inodes[ino].xattrs.is_empty())
+            .map(|(p, (_, ino))| (p.clone(), img.inodes[ino].xattrs.clone()))
+            .collect()
+    };
+    assert_eq!(
+        xattrs(&want, &want_img),
+        xattrs(&got, &back_img),
+        "{ctx}: extended attributes differ"
+    );
 }
 
 struct Run {
@@ -257,6 +268,17 @@ impl Run {
             (16, _) if r % 3 == 0 => {
                 let e = self.m.sync_all();
                 self.durable(e);
+            }
+            (16, _) => {
+                let target = if r % 2 == 0 { f.unwrap_or(d) } else { d };
+                let name = [&b"user.a"[..], b"user.b", b"trusted.c"][((r >> 4) % 3) as usize];
+                if (r >> 8) % 4 == 0 {
+                    drop(self.m.removexattr(target, name, now));
+                } else {
+                    let value = Bytes::from(vec![(r >> 12) as u8; 1 + (r >> 20) as usize % 100]);
+                    let mode = crate::model::XattrMode::Any;
+                    drop(self.m.setxattr(target, name, value, mode, now));
+                }
             }
             _ => {}
         }

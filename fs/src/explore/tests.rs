@@ -244,3 +244,55 @@ fn a_snapshot_materialises_files_links_directories_and_modes() {
     use std::os::unix::fs::FileTypeExt;
     std::fs::set_permissions(p.join("d"), std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+#[test]
+fn explored_states_keep_fsynced_xattrs_lose_unsynced_ones_and_materialise_them() {
+    use crate::model::XattrMode;
+    let trace = record(|fs| {
+        let f = fs
+            .create(ROOT, b"x", Kind::File, attrs(0o644), None)
+            .unwrap()
+            .ino;
+        fs.setxattr(f, b"user.synced", b"1", XattrMode::Any)
+            .unwrap();
+        fs.fsync(f, false).unwrap();
+        fs.fsyncdir(ROOT).unwrap();
+        fs.setxattr(f, b"user.unsynced", b"2", XattrMode::Any)
+            .unwrap();
+    });
+    let (states, _) = all(&trace, &ExploreOptions::default());
+    // Every state where `x` exists, by the xattrs it has: each crash point
+    // keeps or drops the unsynced ones, and after the fsync `user.synced`
+    // is always there.
+    let names = |s: &super::Snapshot| -> Option<Vec<Vec<u8>>> {
+        let e = s.entries.iter().find(|e| e.path == b"x")?;
+        Some(e.xattrs.iter().map(|(n, _)| n.clone()).collect())
+    };
+    let seen: std::collections::BTreeSet<Vec<Vec<u8>>> =
+        states.iter().filter_map(|s| names(&s.snapshot)).collect();
+    let (synced, unsynced) = (b"user.synced".to_vec(), b"user.unsynced".to_vec());
+    assert!(seen.contains(&vec![synced.clone()]), "{seen:?}");
+    assert!(
+        seen.contains(&vec![synced.clone(), unsynced.clone()]),
+        "{seen:?}"
+    );
+    assert!(!seen.contains(&vec![unsynced]), "{seen:?}");
+    let after_fsync = states.iter().filter(|s| s.point >= 3);
+    assert!(
+        after_fsync
+            .filter_map(|s| names(&s.snapshot))
+            .all(|n| n.contains(&synced)),
+        "an fsynced xattr was lost"
+    );
+    let both = states
+        .iter()
+        .find(|s| names(&s.snapshot).is_some_and(|n| n.len() == 2))
+        .expect("a state with both");
+    let dir = tempfile::tempdir().unwrap();
+    both.snapshot.materialise(dir.path()).unwrap();
+    let got = crate::backing::xattrs::list(&dir.path().join("x")).unwrap();
+    assert_eq!(
+        got.get(&b"user.unsynced"[..]).map(|v| &v[..]),
+        Some(&b"2"[..])
+    );
+}

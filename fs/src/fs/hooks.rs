@@ -15,7 +15,8 @@
 use super::{DuraFs, Result};
 use crate::model::{FsError, Ino, Kind, ROOT};
 use crate::trace::{
-    Data, Extent, Header, InitEntry, InitInode, Recorder, TRACE_VERSION, Text, Trace, TraceOp,
+    Data, Extent, Header, InitEntry, InitInode, InitXattr, Recorder, TRACE_VERSION, Text, Trace,
+    TraceOp,
 };
 use parking_lot::{Condvar, Mutex};
 use std::fmt;
@@ -264,6 +265,8 @@ impl DuraFs {
             TraceOp::Setattr { ino, .. }
             | TraceOp::Write { ino, .. }
             | TraceOp::Fallocate { ino, .. }
+            | TraceOp::Setxattr { ino, .. }
+            | TraceOp::Removexattr { ino, .. }
             | TraceOp::Fsync { ino, .. }
             | TraceOp::Writeback { ino } => vec![of(*ino)],
             TraceOp::Fsyncdir { dir } => vec![of(*dir)],
@@ -326,7 +329,15 @@ impl DuraFs {
                 target: None,
                 data: None,
                 extents: Vec::new(),
+                xattrs: Vec::new(),
             };
+            for name in self.model.listxattr(ino).map_err(|e| err(e.into()))? {
+                let value = self.model.getxattr(ino, &name).map_err(|e| err(e.into()))?;
+                inode.xattrs.push(InitXattr {
+                    name: Text(name),
+                    value: Data(value),
+                });
+            }
             match st.kind {
                 Kind::File if st.size > 0 => inode.extents = self.initial_extents(ino, st.size)?,
                 Kind::Symlink => inode.target = Some(Data(self.readlink(ino).map_err(err)?)),

@@ -151,6 +151,13 @@ impl Model {
                         .insert(self.next_seq(), Op::Allocate { ino, offset, len });
                 }
             }
+            Fallocate::ZeroRange | Fallocate::ZeroRangeKeepSize => {
+                let grow = mode == Fallocate::ZeroRange && end > n.size;
+                if grow && end > self.cfg.max_file_size {
+                    return Err(FsError::TooBig);
+                }
+                zero_range(self, ino, &mut n, offset, end, grow, now);
+            }
             Fallocate::PunchHole => {
                 let end = end.min(n.size);
                 if offset < end {
@@ -303,6 +310,18 @@ impl Model {
             n.overlay.clear();
             n.base_end = n.size;
         }
+        if with_attrs {
+            // In their order: a later set or removal of a name wins.
+            for op in n.pending.values() {
+                if let Op::SetXattr { ino, name, value } = op {
+                    out.push(Effect::SetXattr {
+                        ino: *ino,
+                        name: name.clone(),
+                        value: value.clone(),
+                    });
+                }
+            }
+        }
         let mut freed = 0;
         n.pending.retain(|_, op| {
             let goes = op.is_data() || with_attrs;
@@ -377,6 +396,40 @@ impl Model {
             self.flush_applied(ino, &mut n, false, Vec::new(), apply),
         )))
     }
+}
+
+/// `FALLOC_FL_ZERO_RANGE` of `[offset, end)`: recorded as a punch of the
+/// part inside the live size, then (`grow`) an allocate to `end`, with
+/// consecutive sequence numbers; a crash may keep either, as each is lost
+/// or kept like a write.
+fn zero_range(
+    m: &Model,
+    ino: Ino,
+    n: &mut Node,
+    offset: u64,
+    end: u64,
+    grow: bool,
+    now: Timestamp,
+) {
+    let zend = end.min(n.size);
+    let zero = offset < zend;
+    if !zero && !grow {
+        return;
+    }
+    let mut seq = m.next_seqs(u64::from(zero) + u64::from(grow));
+    if zero {
+        n.overlay.zero(offset, zend - offset);
+        let len = zend - offset;
+        n.pending.insert(seq, Op::Punch { ino, offset, len });
+        seq += 1;
+    }
+    if grow {
+        n.size = end;
+        let len = end - offset;
+        n.pending.insert(seq, Op::Allocate { ino, offset, len });
+    }
+    n.attrs.mtime = now;
+    n.attrs.ctime = now;
 }
 
 fn check_file(n: &Node) -> FsResult<()> {

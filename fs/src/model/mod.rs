@@ -37,6 +37,7 @@ pub mod rng;
 pub mod store;
 mod sync;
 pub mod types;
+mod xattr;
 
 #[cfg(test)]
 mod reference;
@@ -100,6 +101,9 @@ pub(crate) struct Node {
     pub overlay: overlay::Overlay,
     /// Unsynced data and attribute operations on this inode, by sequence.
     pub pending: BTreeMap<u64, Op>,
+    /// Live extended attributes (the durable ones are in the store; the
+    /// difference is the pending [`Op::SetXattr`] operations).
+    pub xattrs: BTreeMap<Name, Bytes>,
     /// Dropped by [`Model::forget`]. A call that took the inode from the
     /// map before that and locks it after finds this set and fails as if
     /// it had come later, so nothing is done to a node no one can see.
@@ -161,6 +165,7 @@ impl Model {
                 attrs: root_attrs,
                 size: 0,
                 target: None,
+                xattrs: BTreeMap::new(),
             },
         );
         image.entries.insert(ROOT, BTreeMap::new());
@@ -214,6 +219,7 @@ impl Model {
                 base_end: size,
                 overlay: overlay::Overlay::default(),
                 pending: BTreeMap::new(),
+                xattrs: i.xattrs.clone(),
                 gone: false,
             };
             nodes.insert(*ino, Arc::new(Mutex::new(node)));

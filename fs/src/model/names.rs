@@ -51,6 +51,7 @@ impl Model {
             base_end: 0,
             overlay: Default::default(),
             pending: BTreeMap::new(),
+            xattrs: BTreeMap::new(),
             gone: false,
         };
         let init = node.init();

@@ -14,8 +14,8 @@
 //!   exist yet it is created from `init` (empty). Skipped when `dir` does not
 //!   exist.
 //! * `Unlink` removes `dir[name]` if present.
-//! * `Write`, `Truncate`, `Extend`, `Zero` and `SetAttrs` are skipped when
-//!   `ino` does not exist.
+//! * `Write`, `Truncate`, `Extend`, `Zero`, `SetAttrs` and `SetXattr` are
+//!   skipped when `ino` does not exist.
 //! * Inodes that no entry reaches survive until the store is materialised after
 //!   a crash, when they are discarded (what fsck does with orphans).
 
@@ -78,6 +78,13 @@ pub enum Op {
     Punch { ino: Ino, offset: u64, len: u64 },
     /// Attributes replaced (chmod, chown, utimes).
     SetAttrs { ino: Ino, attrs: Attrs },
+    /// One extended attribute set (`Some`) or removed (`None`): an
+    /// attribute, durable with fsync but not fdatasync.
+    SetXattr {
+        ino: Ino,
+        name: Name,
+        value: Option<Bytes>,
+    },
 }
 
 impl Op {
@@ -89,7 +96,8 @@ impl Op {
             | Op::Truncate { ino, .. }
             | Op::Allocate { ino, .. }
             | Op::Punch { ino, .. }
-            | Op::SetAttrs { ino, .. } => Some(*ino),
+            | Op::SetAttrs { ino, .. }
+            | Op::SetXattr { ino, .. } => Some(*ino),
         }
     }
 
@@ -189,6 +197,11 @@ impl Op {
                 ino: *ino,
                 attrs: *attrs,
             }),
+            (Op::SetXattr { ino, name, value }, _) => out.push(Effect::SetXattr {
+                ino: *ino,
+                name: name.clone(),
+                value: value.clone(),
+            }),
         }
     }
 }
@@ -271,6 +284,12 @@ pub enum Effect {
         ino: Ino,
         attrs: Attrs,
     },
+    /// Extended attribute `name` set to `value`, or removed (`None`).
+    SetXattr {
+        ino: Ino,
+        name: Name,
+        value: Option<Bytes>,
+    },
 }
 
 impl Op {
@@ -298,6 +317,15 @@ impl Op {
                 format!("punch hole #{ino} [{offset}, {})", offset + len)
             }
             Op::SetAttrs { ino, .. } => format!("setattr #{ino}"),
+            Op::SetXattr { ino, name, value } => format!(
+                "{} #{ino} {}",
+                if value.is_some() {
+                    "setxattr"
+                } else {
+                    "removexattr"
+                },
+                String::from_utf8_lossy(name)
+            ),
         }
     }
 }

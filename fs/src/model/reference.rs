@@ -12,6 +12,7 @@ pub struct RInode {
     pub kind: Kind,
     pub data: Vec<u8>,
     pub target: Vec<u8>,
+    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -47,6 +48,12 @@ pub enum ROp {
     Attr {
         ino: Ino,
     },
+    /// An extended attribute set (`Some`) or removed (`None`).
+    Xattr {
+        ino: Ino,
+        name: Vec<u8>,
+        value: Option<Vec<u8>>,
+    },
 }
 
 impl ROp {
@@ -57,7 +64,8 @@ impl ROp {
             | ROp::Truncate { ino, .. }
             | ROp::Allocate { ino, .. }
             | ROp::Punch { ino, .. }
-            | ROp::Attr { ino } => Some(*ino),
+            | ROp::Attr { ino }
+            | ROp::Xattr { ino, .. } => Some(*ino),
         }
     }
 }
@@ -71,6 +79,7 @@ impl RTree {
                 kind: Kind::Dir,
                 data: vec![],
                 target: vec![],
+                xattrs: BTreeMap::new(),
             },
         );
         t.dirs.insert(ROOT, BTreeMap::new());
@@ -91,6 +100,7 @@ impl RTree {
                             if !self.inodes.contains_key(ino) {
                                 let fresh = RInode {
                                     data: vec![],
+                                    xattrs: BTreeMap::new(),
                                     ..init.clone()
                                 };
                                 if fresh.kind == Kind::Dir {
@@ -108,6 +118,14 @@ impl RTree {
                             }
                         }
                     }
+                }
+            }
+            ROp::Xattr { ino, name, value } => {
+                if let Some(i) = self.inodes.get_mut(ino) {
+                    match value {
+                        Some(v) => i.xattrs.insert(name.clone(), v.clone()),
+                        None => i.xattrs.remove(name),
+                    };
                 }
             }
             other => {
@@ -143,6 +161,36 @@ impl RTree {
                 }
             }
         }
+    }
+
+    /// The extended attributes of every reachable path that has any (paths
+    /// as in [`RTree::shapes`]).
+    pub fn xattrs(&self) -> BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>> {
+        let mut out = BTreeMap::new();
+        let mut seen = std::collections::BTreeSet::from([ROOT]);
+        let mut queue = std::collections::VecDeque::from([(ROOT, Vec::new())]);
+        while let Some((dir, prefix)) = queue.pop_front() {
+            for (name, ino) in self.dirs.get(&dir).into_iter().flatten() {
+                let Some(i) = self.inodes.get(ino) else {
+                    continue;
+                };
+                let mut p = prefix.clone();
+                if !p.is_empty() {
+                    p.push(b'/');
+                }
+                p.extend_from_slice(name);
+                if i.kind == Kind::Dir {
+                    if !seen.insert(*ino) {
+                        continue;
+                    }
+                    queue.push_back((*ino, p.clone()));
+                }
+                if !i.xattrs.is_empty() {
+                    out.insert(p, i.xattrs.clone());
+                }
+            }
+        }
+        out
     }
 
     /// Paths reachable from the root, as in `MemStore::tree` (first path in
@@ -244,6 +292,7 @@ impl RefFs {
             if let Some(i) = self.live.inodes.get(&ino) {
                 let fresh = RInode {
                     data: vec![],
+                    xattrs: BTreeMap::new(),
                     ..i.clone()
                 };
                 if fresh.kind == Kind::Dir {
@@ -259,7 +308,10 @@ impl RefFs {
             self.commit(|op| matches!(op, ROp::Names { .. }));
         }
         self.ensure_durable(ino);
-        self.commit(|op| op.ino() == Some(ino) && (!datasync || !matches!(op, ROp::Attr { .. })));
+        self.commit(|op| {
+            op.ino() == Some(ino)
+                && (!datasync || !matches!(op, ROp::Attr { .. } | ROp::Xattr { .. }))
+        });
     }
 
     pub fn fsyncdir(&mut self, dir: Ino) {
@@ -281,10 +333,15 @@ impl RefFs {
 
     /// The durable tree with the pending operations `kept` applied.
     pub fn crash(&self, kept: &[(usize, Survival)]) -> BTreeMap<Vec<u8>, TreeNode> {
+        self.crash_tree(kept).shapes()
+    }
+
+    /// As [`RefFs::crash`], the whole tree.
+    pub fn crash_tree(&self, kept: &[(usize, Survival)]) -> RTree {
         let mut t = self.durable.clone();
         for (i, how) in kept {
             t.apply(&self.pending[*i], how);
         }
-        t.shapes()
+        t
     }
 }

@@ -22,6 +22,10 @@ pub struct FileReport {
     /// directory, times count only when set explicitly: those its entry
     /// changes set go with the entries, reported as names.
     pub attrs_pending: bool,
+    /// Extended attributes set or removed since the inode's attributes
+    /// were last durable, in the order first changed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub xattrs_pending: Vec<String>,
     /// Nothing of this inode is durable yet.
     pub new_inode: bool,
 }
@@ -110,11 +114,20 @@ impl Model {
                         != (n.attrs.mode, n.attrs.uid, n.attrs.gid)
                         || n.pending
                             .values()
-                            .any(|op| matches!(op, Op::SetAttrs { .. }))
+                            .any(|op| matches!(op, Op::SetAttrs { .. } | Op::SetXattr { .. }))
                 } else {
                     d.attrs != n.attrs
                 }
             });
+            let mut xattrs_pending: Vec<String> = Vec::new();
+            for op in n.pending.values() {
+                if let Op::SetXattr { name, .. } = op {
+                    let name = String::from_utf8_lossy(name).into_owned();
+                    if !xattrs_pending.contains(&name) {
+                        xattrs_pending.push(name);
+                    }
+                }
+            }
             if ranges.is_empty() && size_change.is_none() && !attrs_pending && n.pending.is_empty()
             {
                 continue;
@@ -128,6 +141,7 @@ impl Model {
                 unsynced_bytes,
                 size_change,
                 attrs_pending,
+                xattrs_pending,
                 new_inode: n.durable.is_none(),
             });
         }
@@ -161,6 +175,16 @@ impl Model {
                 format!("punch hole {} [{offset}, {})", path(*ino), offset + len)
             }
             Op::SetAttrs { ino, .. } => format!("setattr {}", path(*ino)),
+            Op::SetXattr { ino, name, value } => format!(
+                "{} {} {}",
+                if value.is_some() {
+                    "setxattr"
+                } else {
+                    "removexattr"
+                },
+                path(*ino),
+                String::from_utf8_lossy(name)
+            ),
         }
     }
 }

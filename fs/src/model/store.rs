@@ -20,6 +20,8 @@ pub struct ImageInode {
     pub attrs: Attrs,
     pub size: u64,
     pub target: Option<Bytes>,
+    /// Extended attributes.
+    pub xattrs: BTreeMap<Name, Bytes>,
 }
 
 /// A durable namespace: inodes and directory entries.
@@ -147,6 +149,7 @@ struct MemInode {
     attrs: Attrs,
     target: Option<Bytes>,
     data: Sparse,
+    xattrs: BTreeMap<Name, Bytes>,
 }
 
 /// An in-memory durable store. Applies effects; materialises trees.
@@ -167,6 +170,7 @@ impl MemStore {
                 attrs: root_attrs,
                 target: None,
                 data: Sparse::default(),
+                xattrs: BTreeMap::new(),
             },
         );
         s.entries.insert(ROOT, BTreeMap::new());
@@ -209,6 +213,14 @@ impl MemStore {
                     i.attrs = *attrs;
                 }
             }
+            Effect::SetXattr { ino, name, value } => {
+                if let Some(i) = self.inodes.get_mut(ino) {
+                    match value {
+                        Some(v) => i.xattrs.insert(name.clone(), v.clone()),
+                        None => i.xattrs.remove(name),
+                    };
+                }
+            }
         }
     }
 
@@ -230,6 +242,7 @@ impl MemStore {
                 attrs: init.attrs,
                 target: init.target.clone(),
                 data: Sparse::default(),
+                xattrs: BTreeMap::new(),
             },
         );
         if init.kind == Kind::Dir {
@@ -302,6 +315,7 @@ impl MemStore {
                             attrs: i.attrs,
                             size: i.data.size,
                             target: i.target.clone(),
+                            xattrs: i.xattrs.clone(),
                         },
                     )
                 })
@@ -347,6 +361,37 @@ impl MemStore {
             prefix.truncate(len);
         }
     }
+}
+
+impl MemStore {
+    /// The extended attributes of every path reachable from the root that
+    /// has any (paths as in [`MemStore::tree`]).
+    pub fn xattrs(&self) -> BTreeMap<Vec<u8>, BTreeMap<Name, Bytes>> {
+        self.tree()
+            .0
+            .into_iter()
+            .filter_map(|(path, (_, ino))| {
+                let x = &self.inodes.get(&ino)?.xattrs;
+                (!x.is_empty()).then(|| (path, x.clone()))
+            })
+            .collect()
+    }
+}
+
+/// The live extended attributes of every path of `model` that has any.
+pub fn live_xattrs(model: &Model) -> FsResult<BTreeMap<Vec<u8>, BTreeMap<Name, Bytes>>> {
+    let mut out = BTreeMap::new();
+    for (path, (_, ino)) in live_tree(model, &MemStore::default())?.0 {
+        let mut x = BTreeMap::new();
+        for name in model.listxattr(ino)? {
+            let v = model.getxattr(ino, &name)?;
+            x.insert(name, v);
+        }
+        if !x.is_empty() {
+            out.insert(path, x);
+        }
+    }
+    Ok(out)
 }
 
 /// One node of a [`Tree`].

@@ -63,6 +63,10 @@ enum Step {
     Punch(u8, u64, u64),
     Allocate(u8, u64, u64),
     Chmod(u8, u32),
+    /// On a file or directory: name index, value byte, flags index.
+    SetXattr(u8, u8, u8, u8),
+    RemoveXattr(u8, u8),
+    ZeroRange(u8, u64, u64, bool),
     Link(u8, u8, u8),
     Unlink(u8, u8),
     Rmdir(u8, u8),
@@ -83,6 +87,9 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (any::<u8>(), 0u64..3000, 1u64..2000).prop_map(|(f, o, l)| Step::Punch(f, o, l)),
         1 => (any::<u8>(), 0u64..5000, 1u64..2000).prop_map(|(f, o, l)| Step::Allocate(f, o, l)),
         1 => (any::<u8>(), 0u32..0o777).prop_map(|(f, m)| Step::Chmod(f, m)),
+        2 => (any::<u8>(), 0u8..3, any::<u8>(), 0u8..3).prop_map(|(f, n, v, m)| Step::SetXattr(f, n, v, m)),
+        1 => (any::<u8>(), 0u8..3).prop_map(|(f, n)| Step::RemoveXattr(f, n)),
+        1 => (any::<u8>(), 0u64..5000, 1u64..3000, any::<bool>()).prop_map(|(f, o, l, k)| Step::ZeroRange(f, o, l, k)),
         1 => (any::<u8>(), any::<u8>(), 0u8..4).prop_map(|(f, d, n)| Step::Link(f, d, n)),
         2 => (any::<u8>(), 0u8..4).prop_map(|(d, n)| Step::Unlink(d, n)),
         1 => (any::<u8>(), 0u8..4).prop_map(|(d, n)| Step::Rmdir(d, n)),
@@ -212,6 +219,7 @@ impl Harness {
                     kind,
                     data: vec![],
                     target: target.map(|t| t.to_vec()).unwrap_or_default(),
+                    xattrs: BTreeMap::new(),
                 };
                 self.r.record(ROp::Names {
                     dir: d,
@@ -271,6 +279,32 @@ impl Harness {
                 self.m.setattr(f, set, now).expect("chmod");
                 self.r.record(ROp::Attr { ino: f });
             }
+            Step::SetXattr(..) | Step::RemoveXattr(..) => self.xattr_step(s, &dirs, &files, now),
+            Step::ZeroRange(f, off, len, keep) => {
+                let Some(f) = file(f) else { return };
+                let mode = if keep {
+                    Fallocate::ZeroRangeKeepSize
+                } else {
+                    Fallocate::ZeroRange
+                };
+                self.m
+                    .fallocate(f, off, len, mode, now)
+                    .expect("zero range");
+                let size = self.r.live.inodes[&f].data.len() as u64;
+                if off < size {
+                    self.r.record(ROp::Punch {
+                        ino: f,
+                        off,
+                        len: (off + len).min(size) - off,
+                    });
+                }
+                if !keep && off + len > size {
+                    self.r.record(ROp::Allocate {
+                        ino: f,
+                        end: off + len,
+                    });
+                }
+            }
             Step::Link(f, d, n) => {
                 let Some(f) = file(f) else { return };
                 let (d, name) = (dir(d), NAMES[n as usize]);
@@ -284,6 +318,7 @@ impl Harness {
                     kind: Kind::File,
                     data: vec![],
                     target: vec![],
+                    xattrs: BTreeMap::new(),
                 };
                 self.r.record(ROp::Names {
                     dir: d,
@@ -343,6 +378,49 @@ impl Harness {
         }
     }
 
+    /// A setxattr or removexattr on a file or directory, checked against
+    /// the reference's live attributes.
+    fn xattr_step(&mut self, s: &Step, dirs: &[Ino], files: &[Ino], now: Timestamp) {
+        const XNAMES: [&[u8]; 3] = [b"user.a", b"user.b", b"trusted.c"];
+        let all: Vec<Ino> = files.iter().chain(dirs).copied().collect();
+        let (t, n) = match *s {
+            Step::SetXattr(t, n, ..) | Step::RemoveXattr(t, n) => (t, n),
+            _ => return,
+        };
+        let ino = all[t as usize % all.len()];
+        let name = XNAMES[n as usize % XNAMES.len()];
+        let exists = self.r.live.inodes[&ino].xattrs.contains_key(name);
+        let (got, value) = match *s {
+            Step::SetXattr(_, _, v, m) => {
+                let mode = [XattrMode::Any, XattrMode::Create, XattrMode::Replace][m as usize % 3];
+                let value = vec![v; 1 + v as usize % 7];
+                let got = self
+                    .m
+                    .setxattr(ino, name, bytes::Bytes::from(value.clone()), mode, now);
+                let want = match (mode, exists) {
+                    (XattrMode::Create, true) => Err(FsError::Exists),
+                    (XattrMode::Replace, false) => Err(FsError::NoData),
+                    _ => Ok(()),
+                };
+                assert_eq!(got, want, "setxattr {mode:?}");
+                (got, Some(value))
+            }
+            _ => {
+                let got = self.m.removexattr(ino, name, now);
+                let want = if exists { Ok(()) } else { Err(FsError::NoData) };
+                assert_eq!(got, want, "removexattr");
+                (got, None)
+            }
+        };
+        if got.is_ok() {
+            self.r.record(ROp::Xattr {
+                ino,
+                name: name.to_vec(),
+                value,
+            });
+        }
+    }
+
     fn rename(&mut self, d1: Ino, n1: &[u8], d2: Ino, n2: &[u8], fl: u8, now: Timestamp) {
         let flags = RenameFlags {
             noreplace: fl == 1,
@@ -382,6 +460,7 @@ impl Harness {
         }
         let init = |ino: Ino, h: &Harness| RInode {
             data: vec![],
+            xattrs: BTreeMap::new(),
             ..h.r.live.inodes[&ino].clone()
         };
         let src_change = (
@@ -439,6 +518,11 @@ impl Harness {
             self.r.durable.shapes(),
             "durable views differ"
         );
+        assert_eq!(
+            xattrs_of(&self.store),
+            self.r.durable.xattrs(),
+            "durable xattrs differ"
+        );
         let mut states = Vec::new();
         for policy in Policy::ALL {
             for seed in 0..3 {
@@ -471,6 +555,13 @@ impl Harness {
                 self.r.crash(&st.kept),
                 "crash state differs from the reference: {st}"
             );
+            let mut s = self.store.clone();
+            s.apply_all(&st.effects(&pending));
+            assert_eq!(
+                xattrs_of(&s),
+                self.r.crash_tree(&st.kept).xattrs(),
+                "crash xattrs differ from the reference: {st}"
+            );
         }
         let keep_all = crash_state(
             &pending,
@@ -487,6 +578,13 @@ impl Harness {
     }
 }
 
+/// The extended attributes of a store, as the reference reports them.
+fn xattrs_of(s: &MemStore) -> BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>> {
+    let conv =
+        |x: BTreeMap<Name, bytes::Bytes>| x.into_iter().map(|(k, v)| (k, v.to_vec())).collect();
+    s.xattrs().into_iter().map(|(p, x)| (p, conv(x))).collect()
+}
+
 fn run_case(p: Persistence, steps: &[Step]) {
     let mut h = Harness::new(p);
     for s in steps {
@@ -496,6 +594,12 @@ fn run_case(p: Persistence, steps: &[Step]) {
             h.r.live.shapes(),
             "live views differ after {s:?}"
         );
+        let live: BTreeMap<_, BTreeMap<_, _>> = store::live_xattrs(&h.m)
+            .expect("live xattrs")
+            .into_iter()
+            .map(|(p, x)| (p, x.into_iter().map(|(k, v)| (k, v.to_vec())).collect()))
+            .collect();
+        assert_eq!(live, h.r.live.xattrs(), "live xattrs differ after {s:?}");
     }
     h.check_durable_side();
     let eff = h.m.sync_all();

@@ -15,6 +15,26 @@ pub type Name = Vec<u8>;
 /// Longest name accepted (as Linux's `NAME_MAX`).
 pub const NAME_MAX: usize = 255;
 
+/// Longest extended attribute name, prefix included (Linux's
+/// `XATTR_NAME_MAX`).
+pub const XATTR_NAME_MAX: usize = 255;
+
+/// Largest extended attribute value (Linux's `XATTR_SIZE_MAX`).
+pub const XATTR_SIZE_MAX: usize = 65536;
+
+/// How `setxattr` treats an existing attribute.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XattrMode {
+    /// Create or replace.
+    #[default]
+    Any,
+    /// Fail with [`FsError::Exists`] if it exists (`XATTR_CREATE`).
+    Create,
+    /// Fail with [`FsError::NoData`] if it does not exist (`XATTR_REPLACE`).
+    Replace,
+}
+
 /// What an inode is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -112,6 +132,12 @@ pub enum Fallocate {
     /// Deallocate: the range reads as zeros; size unchanged
     /// (`FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`).
     PunchHole,
+    /// The range reads as zeros and the size grows to cover it
+    /// (`FALLOC_FL_ZERO_RANGE`).
+    ZeroRange,
+    /// The range reads as zeros; size unchanged
+    /// (`FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE`).
+    ZeroRangeKeepSize,
 }
 
 /// How fsync relates to the namespace.
@@ -175,6 +201,19 @@ pub enum FsError {
     NotPermitted,
     /// The filesystem was cut and serves nothing more (`EIO`).
     Cut,
+    /// No such extended attribute (`ENODATA`).
+    NoData,
+    /// An extended attribute name is empty or too long, or a reply does not
+    /// fit the caller's buffer (`ERANGE`).
+    Range,
+    /// An extended attribute value is too large (`E2BIG`).
+    ValueTooBig,
+    /// Not supported here, e.g. an extended attribute namespace durafs
+    /// does not store (`EOPNOTSUPP`).
+    NotSupported,
+    /// More than the backing store can ever hold, e.g. an extended
+    /// attribute larger than its filesystem takes (`ENOSPC`).
+    NoSpace,
 }
 
 impl FsError {
@@ -192,6 +231,11 @@ impl FsError {
             FsError::TooManyLinks => libc::EMLINK,
             FsError::NotPermitted => libc::EPERM,
             FsError::Cut => libc::EIO,
+            FsError::NoData => libc::ENODATA,
+            FsError::Range => libc::ERANGE,
+            FsError::ValueTooBig => libc::E2BIG,
+            FsError::NotSupported => libc::EOPNOTSUPP,
+            FsError::NoSpace => libc::ENOSPC,
         }
     }
 }
@@ -210,6 +254,11 @@ impl fmt::Display for FsError {
             FsError::TooManyLinks => "too many links",
             FsError::NotPermitted => "operation not permitted",
             FsError::Cut => "the power was cut: this mount serves nothing more",
+            FsError::NoData => "no such attribute",
+            FsError::Range => "result out of range",
+            FsError::ValueTooBig => "attribute value too large",
+            FsError::NotSupported => "operation not supported",
+            FsError::NoSpace => "no space left on device",
         })
     }
 }
@@ -229,4 +278,24 @@ pub fn check_name(name: &[u8]) -> FsResult<()> {
         return Err(FsError::NameTooLong);
     }
     Ok(())
+}
+
+/// Checks an extended attribute name: the namespaces durafs stores are
+/// `user.` and `trusted.` (see `docs/durability.md`); `security.` and
+/// `system.` (POSIX ACLs) are [`FsError::NotSupported`].
+pub fn check_xattr_name(name: &[u8]) -> FsResult<()> {
+    if name.is_empty() || name.len() > XATTR_NAME_MAX {
+        return Err(FsError::Range);
+    }
+    if name.contains(&0) {
+        return Err(FsError::Invalid);
+    }
+    let stored = [&b"user."[..], &b"trusted."[..]]
+        .iter()
+        .any(|p| name.len() > p.len() && name.starts_with(p));
+    if stored {
+        Ok(())
+    } else {
+        Err(FsError::NotSupported)
+    }
 }

@@ -15,12 +15,13 @@
 //! # File format (JSON lines, UTF-8)
 //!
 //! ```text
-//! line 1   header  {"durafs_trace":2,"model":"posix",
+//! line 1   header  {"durafs_trace":3,"model":"posix",
 //!                   "inodes":[{"ino":1,"kind":"dir","attrs":{..},"size":0,
 //!                              "target":null,"data":null},
 //!                             {"ino":2,"kind":"file",..,"size":4294967300,
 //!                              "data":null,"extents":[{"offset":0,"data":"aGVhZA=="},
-//!                                {"offset":4294967296,"data":"dGFpbA=="}]}, ...],
+//!                                {"offset":4294967296,"data":"dGFpbA=="}],
+//!                              "xattrs":[{"name":"user.k","value":"dg=="}]}, ...],
 //!                   "entries":[{"dir":1,"name":"a","ino":2}, ...]}
 //! line 2.. event   {"n":1,"op":"write","ino":2,"offset":0,"data":"aGVsbG8=",
 //!                   "t":{"secs":..,"nanos":..},"paths":["/a"]}
@@ -32,7 +33,15 @@
 //!   zeros, merged where adjacent (holes are skipped with `SEEK_DATA`, so a
 //!   sparse file costs its data only); everything else up to `size` is
 //!   zeros. Version 1 wrote the whole content as `data` from offset 0;
-//!   it is still read.
+//!   it is still read. An inode's extended attributes are `xattrs` (name,
+//!   base64 value), omitted when it has none; version 3 added them and the
+//!   `setxattr` / `removexattr` events (versions 1 and 2 are still read:
+//!   they have neither).
+//! * Events added in version 3:
+//!   `{"op":"setxattr","ino":2,"name":"user.k","value":"dg==","mode":"any","t":..}`
+//!   (`mode`: `any`, `create` or `replace`, the `XATTR_*` flag) and
+//!   `{"op":"removexattr","ino":2,"name":"user.k","t":..}`; `fallocate`
+//!   gained the modes `zero-range` and `zero-range-keep-size`.
 //! * `n` numbers events from 1 without gaps; `op` names the call and the
 //!   other fields are its arguments as the model received them (inode
 //!   numbers, timestamps, the attributes a create resolved), plus results a
@@ -46,7 +55,7 @@
 
 pub mod replay;
 
-use crate::model::{Attrs, Fallocate, Ino, Kind, Persistence, SetAttrs, Timestamp};
+use crate::model::{Attrs, Fallocate, Ino, Kind, Persistence, SetAttrs, Timestamp, XattrMode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
@@ -56,9 +65,9 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufWriter, Write};
 
-/// Version written in the header (version 1, without `extents`, is still
-/// read).
-pub const TRACE_VERSION: u32 = 2;
+/// Version written in the header (versions 1, without `extents`, and 2,
+/// without extended attributes, are still read).
+pub const TRACE_VERSION: u32 = 3;
 
 /// A name: a JSON string when it is UTF-8, `{"b64": ...}` otherwise.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -170,6 +179,19 @@ pub enum TraceOp {
         mode: Fallocate,
         t: Timestamp,
     },
+    Setxattr {
+        ino: Ino,
+        name: Text,
+        value: Data,
+        #[serde(default)]
+        mode: XattrMode,
+        t: Timestamp,
+    },
+    Removexattr {
+        ino: Ino,
+        name: Text,
+        t: Timestamp,
+    },
     Fsync {
         ino: Ino,
         datasync: bool,
@@ -192,8 +214,8 @@ impl TraceOp {
     /// The operation's name as triggers and reports use it: `create`,
     /// `mkdir`, `symlink`, `mknod`, `link`, `unlink`, `rmdir`, `rename`,
     /// `truncate` (a setattr of the size alone), `setattr`, `write`,
-    /// `fallocate`, `fsync`, `fdatasync`, `fsyncdir`, `sync`, `writeback`,
-    /// `mark`.
+    /// `fallocate`, `setxattr`, `removexattr`, `fsync`, `fdatasync`,
+    /// `fsyncdir`, `sync`, `writeback`, `mark`.
     pub fn name(&self) -> &'static str {
         match self {
             TraceOp::Create { kind, .. } => match kind {
@@ -217,6 +239,8 @@ impl TraceOp {
             }
             TraceOp::Write { .. } => "write",
             TraceOp::Fallocate { .. } => "fallocate",
+            TraceOp::Setxattr { .. } => "setxattr",
+            TraceOp::Removexattr { .. } => "removexattr",
             TraceOp::Fsync {
                 datasync: false, ..
             } => "fsync",
@@ -242,6 +266,8 @@ impl TraceOp {
         "setattr",
         "write",
         "fallocate",
+        "setxattr",
+        "removexattr",
         "fsync",
         "fdatasync",
         "fsyncdir",
@@ -285,6 +311,9 @@ impl TraceOp {
             TraceOp::Rename { .. } | TraceOp::Link { .. } => {
                 format!("{name} {} -> {}", p(0), p(1))
             }
+            TraceOp::Setxattr { name: x, .. } | TraceOp::Removexattr { name: x, .. } => {
+                format!("{name} {} {}", p(0), String::from_utf8_lossy(&x.0))
+            }
             TraceOp::Sync => name.to_string(),
             TraceOp::Mark { label } => format!("{name} {label:?}"),
             _ => format!("{name} {}", p(0)),
@@ -326,6 +355,16 @@ pub struct InitInode {
     /// File content: non-zero parts, ascending; zeros elsewhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extents: Vec<Extent>,
+    /// Extended attributes, by name (version 3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<InitXattr>,
+}
+
+/// One extended attribute of an inode of the starting tree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitXattr {
+    pub name: Text,
+    pub value: Data,
 }
 
 /// Bytes of a file of the starting tree at `offset`.

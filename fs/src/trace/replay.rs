@@ -40,6 +40,11 @@ impl Replayer {
                     attrs: i.attrs,
                     size,
                     target: i.target.as_ref().map(|t| t.0.clone()),
+                    xattrs: i
+                        .xattrs
+                        .iter()
+                        .map(|x| (x.name.0.clone(), x.value.0.clone()))
+                        .collect(),
                 },
             );
             if i.kind == Kind::Dir {
@@ -84,6 +89,15 @@ impl Replayer {
                 if i.kind == Kind::Dir && seen.insert(*ino) {
                     queue.push_back(*ino);
                 }
+            }
+        }
+        for i in &header.inodes {
+            for x in &i.xattrs {
+                store.apply(&Effect::SetXattr {
+                    ino: i.ino,
+                    name: x.name.0.clone(),
+                    value: Some(x.value.0.clone()),
+                });
             }
         }
         for i in header.inodes.iter().filter(|i| i.kind == Kind::File) {
@@ -239,6 +253,22 @@ impl Replayer {
                 t,
             } => {
                 m.fallocate(*ino, *offset, *len, *mode, *t)
+                    .map_err(|e| fail(e.to_string()))?;
+                Vec::new()
+            }
+            TraceOp::Setxattr {
+                ino,
+                name,
+                value,
+                mode,
+                t,
+            } => {
+                m.setxattr(*ino, &name.0, value.0.clone(), *mode, *t)
+                    .map_err(|e| fail(e.to_string()))?;
+                Vec::new()
+            }
+            TraceOp::Removexattr { ino, name, t } => {
+                m.removexattr(*ino, &name.0, *t)
                     .map_err(|e| fail(e.to_string()))?;
                 Vec::new()
             }

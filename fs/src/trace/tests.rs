@@ -365,3 +365,94 @@ fn a_version_1_header_is_still_replayed() {
     r.durable().read(2, 0, 8, &mut d);
     assert_eq!(d, b"hello\0\0\0");
 }
+
+/// The extended attributes of every path of a store, as `getxattr` on a
+/// volume opened over it shows them.
+fn xattrs_after_open(dir: &std::path::Path) -> BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Bytes>> {
+    let fs = DuraFs::open(dir, FsOptions::default()).unwrap();
+    crate::model::store::live_xattrs(fs.model()).unwrap()
+}
+
+#[test]
+fn xattrs_and_zero_range_are_traced_replayed_and_in_the_header() {
+    use crate::model::{Fallocate, XattrMode};
+    let dir = tempfile::tempdir().unwrap();
+    let fs = DuraFs::open(dir.path(), FsOptions::default()).unwrap();
+    let f = fs
+        .create(ROOT, b"f", Kind::File, attrs(0o644), None)
+        .unwrap()
+        .ino;
+    fs.write(f, 0, &[1u8; 4096]).unwrap();
+    fs.setxattr(f, b"user.start", b"s", XattrMode::Any).unwrap();
+    fs.sync().unwrap();
+    fs.start_trace(true, None).unwrap();
+    fs.setxattr(f, b"user.kept", b"k", XattrMode::Create)
+        .unwrap();
+    fs.fsync(f, false).unwrap();
+    fs.removexattr(f, b"user.start").unwrap();
+    fs.setxattr(ROOT, b"trusted.lost", b"l", XattrMode::Any)
+        .unwrap();
+    fs.fallocate(f, 1000, 5000, Fallocate::ZeroRange).unwrap();
+    fs.fsync(f, true).unwrap();
+    let trace = fs.finish_trace().unwrap().unwrap();
+
+    let start = &trace
+        .header
+        .inodes
+        .iter()
+        .find(|i| i.ino == f)
+        .unwrap()
+        .xattrs;
+    assert_eq!(start.len(), 1);
+    assert_eq!(start[0].name.0, b"user.start");
+    let names: Vec<&str> = trace.events.iter().map(|e| e.op.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "setxattr",
+            "fsync",
+            "removexattr",
+            "setxattr",
+            "fallocate",
+            "fdatasync"
+        ]
+    );
+    let mut bytes = Vec::new();
+    trace.write(&mut bytes).unwrap();
+    assert_eq!(Trace::read(&bytes[..]).unwrap(), trace);
+
+    let mut r = Replayer::new(&trace.header).unwrap();
+    for ev in &trace.events {
+        r.apply(ev).unwrap();
+    }
+    let ops = |p: Vec<crate::model::PendingOp>| p.into_iter().map(|p| p.op).collect::<Vec<Op>>();
+    assert_eq!(ops(r.pending()), ops(fs.pending()));
+    assert_eq!(ops(r.pending()).len(), 2, "the removal and the root's set");
+    fs.cut(CrashOptions {
+        policy: Policy::DropAll,
+        ..CrashOptions::default()
+    })
+    .unwrap();
+    drop(fs);
+    let want: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Bytes>> = r.durable().xattrs();
+    assert_eq!(
+        want.get(&b"f"[..])
+            .map(|x| x.keys().cloned().collect::<Vec<_>>()),
+        Some(vec![b"user.kept".to_vec(), b"user.start".to_vec()])
+    );
+    assert_eq!(xattrs_after_open(dir.path()), want);
+}
+
+#[test]
+fn a_version_2_trace_is_still_read() {
+    let text = concat!(
+        r#"{"durafs_trace":2,"model":"posix","inodes":[{"ino":1,"kind":"dir","#,
+        r#""attrs":{"mode":493,"uid":0,"gid":0,"rdev":0,"#,
+        r#""atime":{"secs":0,"nanos":0},"mtime":{"secs":0,"nanos":0},"#,
+        r#""ctime":{"secs":0,"nanos":0}},"size":0}],"entries":[]}"#,
+        "\n"
+    );
+    let trace = Trace::read(text.as_bytes()).unwrap();
+    assert!(trace.header.inodes[0].xattrs.is_empty());
+    Replayer::new(&trace.header).unwrap();
+}

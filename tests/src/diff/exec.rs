@@ -154,6 +154,8 @@ fn run(root: &Path, op: &Op) -> Result<Outcome, i32> {
                 Falloc::Alloc => 0,
                 Falloc::KeepSize => libc::FALLOC_FL_KEEP_SIZE,
                 Falloc::Punch => libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                Falloc::Zero => libc::FALLOC_FL_ZERO_RANGE,
+                Falloc::ZeroKeepSize => libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
             };
             zero(unsafe { libc::fallocate(fd.0, m, off as libc::off_t, len as libc::off_t) })?;
             Ok(Outcome::Done)

@@ -368,11 +368,19 @@ impl Gen {
             },
             41..47 => {
                 let len = 1 + self.r.below(9000);
+                // In the order the fields were drawn before ZERO_RANGE.
+                let path = self.file();
+                let mut mode = self
+                    .r
+                    .pick(&[Falloc::Alloc, Falloc::KeepSize, Falloc::Punch]);
+                // Only in the full mix: classic sequences stay as they were
+                // (`classic_generation_is_unchanged`).
+                if self.mix == Mix::Full && self.r.chance(40) {
+                    mode = self.r.pick(&[Falloc::Zero, Falloc::ZeroKeepSize]);
+                }
                 Op::Fallocate {
-                    path: self.file(),
-                    mode: self
-                        .r
-                        .pick(&[Falloc::Alloc, Falloc::KeepSize, Falloc::Punch]),
+                    path,
+                    mode,
                     off: self.offset(len),
                     len,
                 }

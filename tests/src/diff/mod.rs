@@ -175,6 +175,10 @@ pub enum Falloc {
     KeepSize,
     /// `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`.
     Punch,
+    /// `FALLOC_FL_ZERO_RANGE`.
+    Zero,
+    /// `FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE`.
+    ZeroKeepSize,
 }
 
 /// renameat2 flags.
