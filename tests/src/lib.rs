@@ -12,30 +12,7 @@ use durafs::model::rng::SplitMix64;
 use durafs::mount::{MountOptions, Mounted, mount};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-
-/// A process started by a test holds a copy of every descriptor of the
-/// test process from its fork until its exec has closed them, which the
-/// kernel may finish after the parent saw the exec succeed (or, forked
-/// without exec, until it exits). Among them are the volumes'
-/// `BACKING/.durafs/lock` descriptors, whose `flock` thus outlives their
-/// volume: a remount in that window fails with "another durafs process is
-/// serving this backing directory" (seen under strace: a `setpriv` child
-/// cloned just before a cut released the lock). Tests that start processes
-/// hold [`spawning`] until the child has exited; a remount holds
-/// [`quiesce`], so no child of this process exists while a volume is
-/// reopened.
-static SPAWNS: RwLock<()> = RwLock::new(());
-
-/// Held from starting a process until it has exited (see [`SPAWNS`]).
-pub fn spawning() -> RwLockReadGuard<'static, ()> {
-    SPAWNS.read().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Held while a volume is reopened (see [`SPAWNS`]).
-pub fn quiesce() -> RwLockWriteGuard<'static, ()> {
-    SPAWNS.write().unwrap_or_else(|p| p.into_inner())
-}
+use std::sync::Arc;
 
 /// A volume mounted in this process: a backing directory and a mount point.
 pub struct Vol {
@@ -147,7 +124,6 @@ impl Vol {
         if let Some(m) = self.mounted.take() {
             m.unmount().expect("unmount");
         }
-        let _quiet = quiesce();
         self.mounted = Some(mount_with(
             &self.backing,
             &self.mnt,

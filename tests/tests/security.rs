@@ -48,9 +48,6 @@ fn the_mount_has_default_permissions_and_no_allow_other() {
 /// stat, open for reading and opendir on `paths` (0 for success).
 fn as_nobody(paths: &[PathBuf]) -> Vec<[i32; 3]> {
     let cs: Vec<CString> = paths.iter().map(|p| cpath(p)).collect();
-    // The child never execs: it holds this process's descriptors until it
-    // exits.
-    let _spawning = durafs_tests::spawning();
     let mut fds = [0i32; 2];
     // SAFETY: a valid out-array.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
@@ -431,11 +428,9 @@ fn no_crash_state_writes_through_a_symlink() {
 // ---- `allow_other`: other users, as the permission bits say ----
 
 /// Runs `sh -c script` in `dir` as `uid`:`uid` with no supplementary
-/// groups; `(succeeded, stdout and stderr)`. Under
-/// [`durafs_tests::spawning`]: the child holds this process's descriptors.
+/// groups; `(succeeded, stdout and stderr)`.
 fn sh_as(uid: u32, dir: &Path, script: &str) -> (bool, String) {
     durafs_tests::tools::require("setpriv", "util-linux");
-    let _spawning = durafs_tests::spawning();
     let out = std::process::Command::new("setpriv")
         .args([
             format!("--reuid={uid}"),
@@ -540,7 +535,6 @@ fn the_control_file_stays_the_owners_under_allow_other() {
     fs::write(&secret, b"root only").expect("write secret");
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).expect("chmod");
     let privileged = |args: &[&str]| {
-        let _spawning = durafs_tests::spawning();
         let out = std::process::Command::new("setpriv")
             .args([
                 "--reuid=65534",

@@ -93,9 +93,6 @@ read _ || true
 
 #[test]
 fn a_non_root_service_keeps_exactly_what_it_fsynced_across_a_cut() {
-    // Every child of this test holds this process's descriptors (see
-    // `durafs_tests::spawning`), so the other test's remount waits.
-    let _spawning = durafs_tests::spawning();
     let v = Volume::mount();
     let data = v.mnt().join("data");
     // Set up as an administrator would (initdb, chown), all durable.
@@ -186,7 +183,6 @@ fn a_test_volume_with_allow_other_serves_another_user() {
     fs::create_dir(&dir).expect("mkdir");
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).expect("chmod");
     let as_service = |cmd: &str| {
-        let _spawning = durafs_tests::spawning();
         Command::new("sh")
             .args(["-c", cmd])
             .current_dir(&dir)
@@ -206,14 +202,11 @@ fn a_test_volume_with_allow_other_serves_another_user() {
         SERVICE_UID
     );
     vol.sync().expect("sync");
-    {
-        let _quiet = durafs_tests::quiesce();
-        vol.cut(CrashOptions {
-            policy: Policy::DropAll,
-            ..Default::default()
-        })
-        .expect("cut");
-    }
+    vol.cut(CrashOptions {
+        policy: Policy::DropAll,
+        ..Default::default()
+    })
+    .expect("cut");
     let out = as_service("cat log");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "rec\n");
 }
