@@ -89,6 +89,10 @@ impl DuraFs {
     /// caller without `CAP_FSETID` (`FUSE_WRITE_KILL_SUIDGID`), as the chmod
     /// the kernel itself sends without `KILLPRIV_V2`: a separate setattr,
     /// recorded and traced as one.
+    ///
+    /// Invariant: no setattr of `ino` falls between the read and the set:
+    /// the kernel holds the inode's lock (`i_rwsem`) across a write and
+    /// across every setattr, so the two calls see the same mode.
     pub fn kill_setid(&self, ino: Ino) -> Result<()> {
         let st = self.getattr(ino)?;
         let mode = drop_setid(st.attrs.mode);
