@@ -20,6 +20,7 @@ use crate::model::enumerate::{EnumOptions, count, enumerate};
 use crate::model::{Kind, MemStore, Survival, TreeNode};
 use crate::trace::replay::Replayer;
 use crate::trace::{Trace, TraceError};
+pub use sparse::{SparseEntry, SparseSnapshot};
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::io;
@@ -79,9 +80,10 @@ pub struct OpFate {
     pub fate: String,
 }
 
-/// One crash state to check.
+/// One crash state to check; its tree is a [`Snapshot`] by default, or a
+/// [`SparseSnapshot`] (from [`sparse_states`]).
 #[derive(Clone, Debug)]
-pub struct State {
+pub struct State<S = Snapshot> {
     /// From 1, in generation order.
     pub id: usize,
     /// Events applied before the crash.
@@ -97,7 +99,27 @@ pub struct State {
     pub ops: Vec<OpFate>,
     /// Pending operations dropped entirely.
     pub dropped: usize,
-    pub snapshot: Snapshot,
+    pub snapshot: S,
+}
+
+/// A crash state whose files share the model's memory.
+pub type SparseState = State<SparseSnapshot>;
+
+impl<S> State<S> {
+    /// The same state with its tree converted by `f`.
+    pub fn map<T>(self, f: impl FnOnce(S) -> T) -> State<T> {
+        State {
+            id: self.id,
+            point: self.point,
+            after: self.after,
+            marks: self.marks,
+            description: self.description,
+            seed: self.seed,
+            ops: self.ops,
+            dropped: self.dropped,
+            snapshot: f(self.snapshot),
+        }
+    }
 }
 
 /// What generation saw.
@@ -152,6 +174,19 @@ pub fn states(
     opts: &ExploreOptions,
     mut sink: impl FnMut(State) -> bool,
 ) -> Result<Stats, TraceError> {
+    sparse_states(trace, opts, |s| sink(s.map(|t| t.to_snapshot())))
+}
+
+/// [`states`] with each tree as a [`SparseSnapshot`]: the same states, in
+/// the same order, with the same numbers, but a state costs the chunk
+/// count of its files rather than their bytes (file content is shared
+/// with the replayed model, copied only where the state wrote), so big
+/// sparse files such as filesystem images stay cheap.
+pub fn sparse_states(
+    trace: &Trace,
+    opts: &ExploreOptions,
+    mut sink: impl FnMut(SparseState) -> bool,
+) -> Result<Stats, TraceError> {
     let pts = points(trace, opts.at);
     let mut stats = Stats {
         events: trace.events.len(),
@@ -184,7 +219,7 @@ pub fn states(
             }
             let mut store = r.durable().clone();
             store.apply_all(&cs.effects(&pending));
-            let snapshot = Snapshot::of(&store);
+            let snapshot = SparseSnapshot::of(&store);
             let mut h = std::collections::hash_map::DefaultHasher::new();
             snapshot.hash(&mut h);
             marks.hash(&mut h);
@@ -237,10 +272,11 @@ pub fn states(
     Ok(stats)
 }
 
-/// One node of a [`Snapshot`].
+/// One node of a [`Snapshot`] (file content `F`: bytes, or a
+/// [`crate::model::FileData`] in a [`SparseSnapshot`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum SnapNode {
-    File(Vec<u8>),
+pub enum SnapNode<F = Vec<u8>> {
+    File(F),
     /// Another name of the file at this earlier path.
     HardLink(Vec<u8>),
     Dir,
@@ -250,10 +286,10 @@ pub enum SnapNode {
 
 /// One path of a [`Snapshot`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct SnapEntry {
+pub struct SnapEntry<F = Vec<u8>> {
     /// Relative, `/`-separated; parents come before their children.
     pub path: Vec<u8>,
-    pub node: SnapNode,
+    pub node: SnapNode<F>,
     /// Permission bits.
     pub mode: u32,
     /// Extended attributes, by name (none for a hard link's later names:
@@ -311,45 +347,62 @@ impl Snapshot {
     /// Writes the tree into `dir`, which must exist and be empty. Sockets
     /// and device nodes are left out (a checker rarely needs them).
     pub fn materialise(&self, dir: &Path) -> io::Result<()> {
-        let at = |p: &[u8]| -> PathBuf { dir.join(std::ffi::OsStr::from_bytes(p)) };
-        let mut dirs = Vec::new();
-        for e in &self.entries {
-            let path = at(&e.path);
-            match &e.node {
-                SnapNode::File(data) => {
-                    std::fs::write(&path, data)?;
-                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(e.mode))?;
-                }
-                SnapNode::HardLink(p) => std::fs::hard_link(at(p), &path)?,
-                SnapNode::Dir => {
-                    std::fs::create_dir(&path)?;
-                    dirs.push((path.clone(), e.mode));
-                }
-                SnapNode::Symlink(t) => {
-                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(t), &path)?
-                }
-                SnapNode::Special(Kind::Fifo) => {
-                    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-                        .map_err(io::Error::other)?;
-                    // SAFETY: a valid NUL-terminated path.
-                    if unsafe { libc::mkfifo(c.as_ptr(), e.mode as libc::mode_t) } != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                SnapNode::Special(_) => continue,
-            }
-            for (name, value) in &e.xattrs {
-                crate::backing::xattrs::lset(&path, name, Some(value))?;
-            }
-        }
-        // Modes last, deepest first: a read-only directory still got its
-        // children.
-        for (path, mode) in dirs.into_iter().rev() {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
-        }
-        Ok(())
+        materialise(&self.entries, dir)
     }
 }
 
+/// File content that [`materialise`] can write into a new file.
+trait Content {
+    fn create(&self, path: &Path) -> io::Result<()>;
+}
+
+impl Content for Vec<u8> {
+    fn create(&self, path: &Path) -> io::Result<()> {
+        std::fs::write(path, self)
+    }
+}
+
+/// Writes `entries` into `dir`, which must exist and be empty.
+fn materialise<F: Content>(entries: &[SnapEntry<F>], dir: &Path) -> io::Result<()> {
+    let at = |p: &[u8]| -> PathBuf { dir.join(std::ffi::OsStr::from_bytes(p)) };
+    let mut dirs = Vec::new();
+    for e in entries {
+        let path = at(&e.path);
+        match &e.node {
+            SnapNode::File(data) => {
+                data.create(&path)?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(e.mode))?;
+            }
+            SnapNode::HardLink(p) => std::fs::hard_link(at(p), &path)?,
+            SnapNode::Dir => {
+                std::fs::create_dir(&path)?;
+                dirs.push((path.clone(), e.mode));
+            }
+            SnapNode::Symlink(t) => {
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(t), &path)?
+            }
+            SnapNode::Special(Kind::Fifo) => {
+                let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+                    .map_err(io::Error::other)?;
+                // SAFETY: a valid NUL-terminated path.
+                if unsafe { libc::mkfifo(c.as_ptr(), e.mode as libc::mode_t) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            SnapNode::Special(_) => continue,
+        }
+        for (name, value) in &e.xattrs {
+            crate::backing::xattrs::lset(&path, name, Some(value))?;
+        }
+    }
+    // Modes last, deepest first: a read-only directory still got its
+    // children.
+    for (path, mode) in dirs.into_iter().rev() {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+mod sparse;
 #[cfg(test)]
 mod tests;

@@ -51,7 +51,7 @@ mod tests;
 pub use op::{Effect, EntryChange, NewInode, NsKind, Op, PendingOp, Survival};
 pub use overlay::Segment;
 pub use report::{FileReport, NameReport, Report};
-pub use store::{Image, ImageInode, MemStore, Tree, TreeNode};
+pub use store::{FileData, Image, ImageInode, MemStore, SparseNode, Tree, TreeNode};
 pub use types::*;
 
 use bytes::Bytes;

@@ -12,6 +12,7 @@ use super::overlay::Segment;
 use super::types::*;
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 /// The durable metadata of one inode.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,13 +73,51 @@ impl Image {
     }
 }
 
-const CHUNK: u64 = 4096;
+/// The unit of [`MemStore`] file content and of [`FileData`] extents.
+pub const CHUNK: u64 = 4096;
+
+/// One chunk of file content, shared between clones of a store until one
+/// of them writes it (copy on write): cloning a store costs its chunk
+/// count, not its bytes.
+pub type Chunk = Arc<[u8; CHUNK as usize]>;
 
 /// Sparse file content: 4 KiB chunks, absent chunks read as zeros.
+/// Invariant: bytes of the last chunk past `size` are zero, and no chunk
+/// lies wholly past `size`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Sparse {
     size: u64,
-    chunks: BTreeMap<u64, Box<[u8]>>,
+    chunks: BTreeMap<u64, Chunk>,
+}
+
+/// A file's content as its size and its non-zero chunks, sharing the
+/// store's memory. Canonical: two `FileData` are equal exactly when the
+/// files' bytes are (all-zero chunks are left out, and bytes past `size`
+/// in the last chunk are zero).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FileData {
+    pub size: u64,
+    /// `(byte offset, chunk)`, offsets multiples of [`CHUNK`], ascending.
+    pub chunks: Vec<(u64, Chunk)>,
+}
+
+impl FileData {
+    /// The whole content, holes as zeros.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0u8; self.size as usize];
+        for (off, c) in &self.chunks {
+            let start = *off as usize;
+            let n = (self.size as usize).saturating_sub(start).min(c.len());
+            v[start..start + n].copy_from_slice(&c[..n]);
+        }
+        v
+    }
+
+    /// The bytes of chunk `(off, c)` that lie inside the file.
+    pub fn within<'a>(&self, off: u64, c: &'a Chunk) -> &'a [u8] {
+        let n = self.size.saturating_sub(off).min(CHUNK) as usize;
+        &c[..n]
+    }
 }
 
 impl Sparse {
@@ -92,8 +131,8 @@ impl Sparse {
             let chunk = self
                 .chunks
                 .entry(idx)
-                .or_insert_with(|| vec![0u8; CHUNK as usize].into_boxed_slice());
-            chunk[within..within + n].copy_from_slice(&rest[..n]);
+                .or_insert_with(|| Arc::new([0u8; CHUNK as usize]));
+            Arc::make_mut(chunk)[within..within + n].copy_from_slice(&rest[..n]);
             rest = &rest[n..];
             pos += n as u64;
         }
@@ -108,7 +147,7 @@ impl Sparse {
             let within = (pos % CHUNK) as usize;
             let n = ((end - pos) as usize).min(CHUNK as usize - within);
             if let Some(c) = self.chunks.get_mut(&idx) {
-                c[within..within + n].fill(0);
+                Arc::make_mut(c)[within..within + n].fill(0);
             }
             pos += n as u64;
         }
@@ -121,6 +160,18 @@ impl Sparse {
             self.chunks.split_off(&first_dead);
         }
         self.size = size;
+    }
+
+    fn data(&self) -> FileData {
+        FileData {
+            size: self.size,
+            chunks: self
+                .chunks
+                .iter()
+                .filter(|(_, c)| c.iter().any(|&b| b != 0))
+                .map(|(idx, c)| (idx * CHUNK, c.clone()))
+                .collect(),
+        }
     }
 
     fn read(&self, offset: u64, len: u64, out: &mut Vec<u8>) {
@@ -326,13 +377,33 @@ impl MemStore {
 
     /// The path-level view of what is reachable from the root.
     pub fn tree(&self) -> Tree {
-        let mut t = Tree::default();
+        Tree(self.paths(|d| TreeNode::File(d.to_vec())))
+    }
+
+    /// [`Self::tree`] with file content as [`FileData`] (no copy of the
+    /// bytes: the chunks are shared with this store).
+    pub fn sparse_tree(&self) -> BTreeMap<Vec<u8>, (SparseNode, Ino)> {
+        self.paths(SparseNode::File)
+    }
+
+    /// The paths reachable after a crash, files made by `file`.
+    fn paths<T>(&self, file: impl Fn(FileData) -> T) -> BTreeMap<Vec<u8>, (T, Ino)>
+    where
+        T: From<Kind> + From<Vec<u8>>,
+    {
+        let mut t = BTreeMap::new();
         let s = self.after_crash();
-        s.walk(ROOT, &mut Vec::new(), &mut t);
+        s.walk(ROOT, &mut Vec::new(), &mut t, &file);
         t
     }
 
-    fn walk(&self, dir: Ino, prefix: &mut Vec<u8>, t: &mut Tree) {
+    fn walk<T: From<Kind> + From<Vec<u8>>>(
+        &self,
+        dir: Ino,
+        prefix: &mut Vec<u8>,
+        t: &mut BTreeMap<Vec<u8>, (T, Ino)>,
+        file: &impl Fn(FileData) -> T,
+    ) {
         for (name, ino) in self.entries.get(&dir).into_iter().flatten() {
             let Some(i) = self.inodes.get(ino) else {
                 continue;
@@ -343,20 +414,13 @@ impl MemStore {
             }
             prefix.extend_from_slice(name);
             let node = match i.kind {
-                Kind::File => {
-                    let mut v = Vec::new();
-                    i.data.read(0, i.data.size, &mut v);
-                    TreeNode::File(v)
-                }
-                Kind::Dir => TreeNode::Dir,
-                Kind::Symlink => {
-                    TreeNode::Symlink(i.target.as_deref().unwrap_or_default().to_vec())
-                }
-                k => TreeNode::Special(k),
+                Kind::File => file(i.data.data()),
+                Kind::Symlink => T::from(i.target.as_deref().unwrap_or_default().to_vec()),
+                k => T::from(k),
             };
-            t.0.insert(prefix.clone(), (node, *ino));
+            t.insert(prefix.clone(), (node, *ino));
             if i.kind == Kind::Dir {
-                self.walk(*ino, prefix, t);
+                self.walk(*ino, prefix, t, file);
             }
             prefix.truncate(len);
         }
@@ -401,6 +465,49 @@ pub enum TreeNode {
     Dir,
     Symlink(Vec<u8>),
     Special(Kind),
+}
+
+/// Not a file nor a symlink: `Dir` or `Special`.
+impl From<Kind> for TreeNode {
+    fn from(k: Kind) -> TreeNode {
+        match k {
+            Kind::Dir => TreeNode::Dir,
+            k => TreeNode::Special(k),
+        }
+    }
+}
+
+/// A symlink's target.
+impl From<Vec<u8>> for TreeNode {
+    fn from(target: Vec<u8>) -> TreeNode {
+        TreeNode::Symlink(target)
+    }
+}
+
+/// A [`TreeNode`] whose file content is a [`FileData`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SparseNode {
+    File(FileData),
+    Dir,
+    Symlink(Vec<u8>),
+    Special(Kind),
+}
+
+/// Not a file nor a symlink: `Dir` or `Special`.
+impl From<Kind> for SparseNode {
+    fn from(k: Kind) -> SparseNode {
+        match k {
+            Kind::Dir => SparseNode::Dir,
+            k => SparseNode::Special(k),
+        }
+    }
+}
+
+/// A symlink's target.
+impl From<Vec<u8>> for SparseNode {
+    fn from(target: Vec<u8>) -> SparseNode {
+        SparseNode::Symlink(target)
+    }
 }
 
 /// A filesystem as paths (relative, `/`-separated bytes) to nodes and the

@@ -10,7 +10,9 @@ use crate::workload::{
     write_marks,
 };
 use crate::{ExploreArgs, Result, err};
-use durafs::explore::{CrashPoints, ExploreOptions, OpFate, State, Stats, states};
+use durafs::explore::{
+    CrashPoints, ExploreOptions, OpFate, SparseState as State, Stats, sparse_states as states,
+};
 use durafs::fs::FsOptions;
 use durafs::model::Persistence;
 use durafs::model::enumerate::EnumOptions;
