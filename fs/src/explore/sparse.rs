@@ -178,3 +178,6 @@ impl FileData {
         f.set_len(self.size)
     }
 }
+
+#[cfg(test)]
+mod tests;
