@@ -8,13 +8,15 @@
 //! start with durafs, even runs with native, to cancel warm-up bias. The
 //! report gives each side's median, the ratio durafs/native, the target
 //! and whether it is met, then the durafs-only `memory` (the run with the
-//! highest peak: a bound must hold every time) and `explore` (medians).
+//! highest peak: a bound must hold every time), `explore` and
+//! `explore-ext4` (medians; see `block`).
 //! Figures of fio jobs that fsync include the fsyncs (see `fio`).
 //!
 //! Ctrl-C: fio runs in its own process group, killed on a signal
 //! (`workload::kill_children_on_interrupt`); the harness then unwinds and
 //! every `Volume` unmounts itself. Missed targets are results, not errors.
 
+mod block;
 mod fio;
 mod host;
 mod meta;
@@ -140,6 +142,7 @@ struct Samples {
     durafs: BTreeMap<Workload, Vec<f64>>,
     memory: Vec<MemorySample>,
     explore: Vec<ExploreSample>,
+    explore_ext4: Vec<block::BlockSample>,
 }
 
 pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
@@ -154,6 +157,9 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
     }
     if selected.iter().any(|w| w.job(&Sizes::new(true)).is_some()) {
         fio::check_installed()?;
+    }
+    if selected.contains(&Workload::ExploreExt4) {
+        block::check_installed()?;
     }
     let mut notes = Vec::new();
     if selected.contains(&Workload::SeqReadCold) {
@@ -202,6 +208,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
         workloads,
         memory: report::Memory::worst(&samples.memory),
         explore: report::Explore::median(&samples.explore),
+        explore_ext4: report::ExploreExt4::median(&samples.explore_ext4),
         notes,
     };
     if args.json {
@@ -284,6 +291,18 @@ fn run_all(ctx: &Ctx, selected: &[Workload], runs: usize) -> Result<Samples> {
                 &format!("explore durafs: {} states in {:.2} s", e.states, e.seconds),
             );
             s.explore.push(e);
+        }
+        if selected.contains(&Workload::ExploreExt4) {
+            let b = block::explore_ext4(ctx)?;
+            progress(
+                run,
+                runs,
+                &format!(
+                    "explore-ext4 durafs: {} states in {:.2} s, the check alone {:.1}/s",
+                    b.explore.states, b.explore.seconds, b.check_per_second
+                ),
+            );
+            s.explore_ext4.push(b);
         }
     }
     Ok(s)

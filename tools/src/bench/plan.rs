@@ -20,11 +20,12 @@ pub enum Workload {
     Metadata,
     Memory,
     Explore,
+    ExploreExt4,
 }
 
 use Workload::*;
 
-pub const ALL: [Workload; 10] = [
+pub const ALL: [Workload; 11] = [
     SeqWrite,
     SeqRead,
     SeqReadCold,
@@ -35,6 +36,7 @@ pub const ALL: [Workload; 10] = [
     Metadata,
     Memory,
     Explore,
+    ExploreExt4,
 ];
 
 /// The workloads run on both sides, each group on one fresh native
@@ -61,6 +63,7 @@ impl Workload {
             Metadata => "metadata",
             Memory => "memory",
             Explore => "explore",
+            ExploreExt4 => "explore-ext4",
         }
     }
 
@@ -71,12 +74,12 @@ impl Workload {
             RandWrite | Append | AppendReal => Unit::Iops,
             Metadata => Unit::OpsPerSec,
             Memory => Unit::Mib,
-            Explore => Unit::StatesPerSec,
+            Explore | ExploreExt4 => Unit::StatesPerSec,
         }
     }
 
-    /// The least acceptable durafs/native ratio (for `explore`: states per
-    /// second; `memory` has a limit of its own).
+    /// The least acceptable durafs/native ratio (for `explore` and
+    /// `explore-ext4`: states per second; `memory` has a limit of its own).
     pub fn target(self) -> f64 {
         match self {
             SeqWrite => 0.7,
@@ -87,6 +90,7 @@ impl Workload {
             Metadata => 0.25,
             Memory => 0.0,
             Explore => 100.0,
+            ExploreExt4 => 20.0,
         }
     }
 
@@ -118,7 +122,7 @@ impl Workload {
                 ..Job::new("write", 4 << 10, s.x4_each, "x4")
             },
             Memory => Job::new("write", 128 << 10, s.memory, "mem"),
-            Metadata | Explore => return None,
+            Metadata | Explore | ExploreExt4 => return None,
         })
     }
 }

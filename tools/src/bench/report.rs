@@ -1,6 +1,7 @@
 //! The benchmark's result: medians, ratios and targets from the samples of
 //! every run, as an aligned text table or one JSON object.
 
+use super::block::BlockSample;
 use super::plan::{Unit, Workload};
 use super::solo::{ExploreSample, MemorySample};
 use serde::Serialize;
@@ -100,6 +101,32 @@ impl Explore {
     }
 }
 
+/// `explore-ext4`: medians over the runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExploreExt4 {
+    pub states: u64,
+    pub seconds: f64,
+    pub states_per_second: f64,
+    /// The check alone on a fixed image, same jobs.
+    pub check_per_second: f64,
+    pub met: bool,
+}
+
+impl ExploreExt4 {
+    pub fn median(samples: &[BlockSample]) -> Option<ExploreExt4> {
+        let e: Vec<ExploreSample> = samples.iter().map(|s| s.explore).collect();
+        let m = Explore::median(&e)?;
+        let checks: Vec<f64> = samples.iter().map(|s| s.check_per_second).collect();
+        Some(ExploreExt4 {
+            states: m.states,
+            seconds: m.seconds,
+            states_per_second: m.states_per_second,
+            check_per_second: median(&checks),
+            met: m.states_per_second >= Workload::ExploreExt4.target(),
+        })
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     #[serde(flatten)]
@@ -109,6 +136,8 @@ pub struct Report {
     pub memory: Option<Memory>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explore: Option<Explore>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explore_ext4: Option<ExploreExt4>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
@@ -217,6 +246,18 @@ pub fn text(r: &Report) -> String {
             yes(e.met)
         );
     }
+    if let Some(e) = &r.explore_ext4 {
+        let _ = writeln!(
+            out,
+            "explore-ext4: {} states in {:.2} s = {} states/s (target >= {}; the check alone: {}/s): {}",
+            e.states,
+            e.seconds,
+            num(e.states_per_second),
+            Workload::ExploreExt4.target(),
+            num(e.check_per_second),
+            yes(e.met)
+        );
+    }
     for n in &r.notes {
         let _ = writeln!(out, "note: {n}");
     }
@@ -317,6 +358,7 @@ mod tests {
             ],
             memory: None,
             explore: None,
+            explore_ext4: None,
             notes: vec!["n".into()],
         };
         let t = text(&r);
