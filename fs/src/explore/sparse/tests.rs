@@ -204,7 +204,7 @@ fn data(effects: &[Effect]) -> FileData {
     };
     s.apply(&Effect::Link {
         dir: ROOT,
-        name: b"f".to_vec().into(),
+        name: b"f".to_vec(),
         ino: 2,
         init,
     });
