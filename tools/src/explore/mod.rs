@@ -41,6 +41,30 @@ pub struct Checked {
     pub output: String,
 }
 
+/// Where an exploration's time went: generating states (one thread, wall
+/// time not spent waiting for a free checker) and, summed over the
+/// checkers, materialising states and running the check.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Timings {
+    pub generate_seconds: f64,
+    pub materialise_seconds: f64,
+    pub check_seconds: f64,
+}
+
+/// Nanoseconds accumulated by several threads.
+#[derive(Default)]
+struct Clock(std::sync::atomic::AtomicU64);
+
+impl Clock {
+    fn add(&self, since: Instant) {
+        let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.0.fetch_add(ns, Ordering::Relaxed);
+    }
+    fn seconds(&self) -> f64 {
+        self.0.load(Ordering::Relaxed) as f64 / 1e9
+    }
+}
+
 /// What an exploration found.
 #[derive(Debug, serde::Serialize)]
 pub struct Exploration {
@@ -50,6 +74,8 @@ pub struct Exploration {
     pub stats: Stats,
     pub seconds: f64,
     pub states_per_second: f64,
+    /// Where the time went.
+    pub timings: Timings,
     /// Failures, smallest first: earliest crash point, fewest operations
     /// dropped, then state number.
     pub failures: Vec<Checked>,
@@ -116,7 +142,7 @@ pub fn explore(args: &ExploreArgs) -> Result<ExitCode> {
     let scratch = work.path().join("states");
     fs::create_dir_all(&scratch).map_err(|e| err(format!("{}: {e}", scratch.display())))?;
     let checking = Instant::now();
-    let (stats, mut checked) = check_all(args, &trace, &opts, jobs, &scratch)?;
+    let (stats, mut checked, timings) = check_all(args, &trace, &opts, jobs, &scratch)?;
     if let Some(only) = args.only {
         if checked.is_empty() {
             return Err(err(format!(
@@ -139,6 +165,7 @@ pub fn explore(args: &ExploreArgs) -> Result<ExitCode> {
         } else {
             0.0
         },
+        timings,
         failures,
     };
     log::info!(
@@ -208,7 +235,7 @@ fn check_all(
     opts: &ExploreOptions,
     jobs: usize,
     scratch: &Path,
-) -> Result<(Stats, Vec<Checked>)> {
+) -> Result<(Stats, Vec<Checked>, Timings)> {
     let (tx, rx) = mpsc::sync_channel::<State>(jobs * 2);
     let rx = Mutex::new(rx);
     let results: Mutex<Vec<Checked>> = Mutex::new(Vec::new());
@@ -217,6 +244,8 @@ fn check_all(
     let failed = AtomicUsize::new(0);
     let progress = std::io::stderr().is_terminal() && !args.json;
     let only = args.only;
+    let (materialise, check, waiting) = (Clock::default(), Clock::default(), Clock::default());
+    let generating = Instant::now();
     let stats = std::thread::scope(|s| {
         for _ in 0..jobs {
             s.spawn(|| {
@@ -230,7 +259,7 @@ fn check_all(
                     if interrupted() || first_error.lock().map_or(true, |e| e.is_some()) {
                         continue;
                     }
-                    match check_one(args, state, scratch) {
+                    match check_one(args, state, scratch, &materialise, &check) {
                         Ok(c) => {
                             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                             let f = failed.fetch_add(usize::from(!c.passed), Ordering::Relaxed)
@@ -255,13 +284,21 @@ fn check_all(
             Some(o) if st.id < o => true,
             Some(o) if st.id > o => false,
             _ => {
+                let t = Instant::now();
                 let ok = tx.send(st).is_ok();
+                waiting.add(t);
                 ok && only.is_none()
             }
         });
         drop(tx);
-        stats
+        (stats, generating.elapsed().as_secs_f64())
     });
+    let (stats, generated) = stats;
+    let timings = Timings {
+        generate_seconds: (generated - waiting.seconds()).max(0.0),
+        materialise_seconds: materialise.seconds(),
+        check_seconds: check.seconds(),
+    };
     if progress {
         eprint!("\r\x1b[2K");
     }
@@ -271,26 +308,38 @@ fn check_all(
     }
     let stats = stats.map_err(|e| err(e.to_string()))?;
     let results = results.into_inner().unwrap_or_default();
-    Ok((stats, results))
+    Ok((stats, results, timings))
 }
 
 /// Materialises `state`, runs the check there, and cleans up (keeping the
 /// state under `--keep` when it failed or was asked for by `--only`).
-fn check_one(args: &ExploreArgs, state: State, scratch: &Path) -> Result<Checked> {
+fn check_one(
+    args: &ExploreArgs,
+    state: State,
+    scratch: &Path,
+    materialise: &Clock,
+    check: &Clock,
+) -> Result<Checked> {
+    let t = Instant::now();
     let dir = scratch.join(format!("s{}", state.id));
     let marks = scratch.join(format!("s{}.marks", state.id));
     let setup = |e: std::io::Error| err(format!("materialising state {}: {e}", state.id));
     fs::create_dir(&dir).map_err(setup)?;
     state.snapshot.materialise(&dir).map_err(setup)?;
     write_marks(&marks, &state.marks)?;
+    materialise.add(t);
+    let t = Instant::now();
     let run = run_check(
         &args.check,
         &dir,
         &[(ENV_STATE, &dir), (ENV_MARKS, &marks)],
         true,
     )?;
+    check.add(t);
+    let t = Instant::now();
     let _ = fs::remove_dir_all(&dir);
     let _ = fs::remove_file(&marks);
+    materialise.add(t);
     if let Some(keep) = &args.keep {
         if !run.passed() || args.only.is_some() {
             keep_state(keep, &state)?;
