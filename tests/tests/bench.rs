@@ -1,4 +1,4 @@
-//! `durafs bench` as users run it (needs root and /dev/fuse; fio is
+//! `durafs bench` as users run it (needs root and /dev/fuse; fio, losetup and mkfs.ext4 are
 //! installed when missing, `durafs_tests::tools::require`): a quick
 //! run gives every figure, positive, and leaves its directory empty with
 //! nothing mounted under it; `--only` rejects unknown workloads.
@@ -62,6 +62,8 @@ fn positive(v: &serde_json::Value, what: &str) -> f64 {
 #[test]
 fn quick_bench_reports_every_figure_and_leaves_nothing_behind() {
     durafs_tests::tools::require("fio", "fio");
+    durafs_tests::tools::require("losetup", "mount");
+    durafs_tests::tools::require("mkfs.ext4", "e2fsprogs");
     let parent = Parent {
         tmp: tempfile::tempdir().expect("tempdir"),
     };
@@ -136,6 +138,12 @@ fn quick_bench_reports_every_figure_and_leaves_nothing_behind() {
     positive(&e["seconds"], "explore seconds");
     let sps = positive(&e["states_per_second"], "explore states/s");
     assert_eq!(e["met"], sps >= 100.0, "{e}");
+
+    let b = &r["explore_ext4"];
+    positive(&b["states"], "explore-ext4 states");
+    positive(&b["check_per_second"], "explore-ext4 check alone");
+    let sps = positive(&b["states_per_second"], "explore-ext4 states/s");
+    assert_eq!(b["met"], sps >= 20.0, "{b}");
 }
 
 #[test]
@@ -148,7 +156,10 @@ fn only_rejects_an_unknown_workload_and_names_the_valid_ones() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("\"nonsense\""), "{stderr}");
-    for name in COMPARED.iter().chain(&["memory", "explore"]) {
+    for name in COMPARED
+        .iter()
+        .chain(&["memory", "explore", "explore-ext4"])
+    {
         assert!(stderr.contains(name), "{name} not listed: {stderr}");
     }
     assert!(out.stdout.is_empty());

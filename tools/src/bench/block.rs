@@ -68,7 +68,9 @@ fn failed(what: &str, out: &Output) -> crate::CliError {
     ))
 }
 
-/// Records the fixture's trace, explores it, then times the check alone.
+/// Records the fixture's trace, explores it, then times the check alone;
+/// every scratch file and mount point is under `ROOT/explore-ext4`
+/// (`TMPDIR`), so the bench's scratch directory covers them.
 pub fn explore_ext4(ctx: &Ctx) -> Result<BlockSample> {
     let dir = ctx.root.join("explore-ext4");
     std::fs::create_dir_all(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
@@ -81,6 +83,7 @@ pub fn explore_ext4(ctx: &Ctx) -> Result<BlockSample> {
             .arg(&trace)
             .arg(IMAGE_MIB.to_string())
             .env("DURAFS", &ctx.exe)
+            .env("TMPDIR", &dir)
             .env("FILES", FILES.to_string()),
     )?;
     if !out.status.success() {
@@ -96,7 +99,8 @@ pub fn explore_ext4(ctx: &Ctx) -> Result<BlockSample> {
             .arg(&trace)
             .args(["--jobs", &jobs, "--json", "--check", CHECK_SCRIPT])
             .arg("--dir")
-            .arg(&dir),
+            .arg(&dir)
+            .env("TMPDIR", &dir),
     )?;
     // Exit 1 is states that failed the check (torn superblocks): results.
     if !matches!(out.status.code(), Some(0 | 1)) {
@@ -160,6 +164,7 @@ fn checks(dir: &Path) -> Result<()> {
         let out = Command::new("sh")
             .args(["-c", CHECK_SCRIPT])
             .env(ENV_STATE, dir)
+            .env("TMPDIR", dir)
             .current_dir(dir)
             .stdin(Stdio::null())
             .output()
