@@ -79,8 +79,10 @@ pub enum Command {
     },
     /// Benchmark durafs against the filesystem under it: a fixed fio
     /// battery on a native directory and on fresh mounts side by side, then
-    /// metadata operations, the daemon's memory and `explore` speed (exit 0
-    /// when it ran, missed targets included; 2: set-up error).
+    /// metadata operations, the daemon's memory, `explore` speed and
+    /// block-level `explore` speed on a real ext4 image (`explore-ext4`:
+    /// needs losetup and mkfs.ext4) (exit 0 when it ran, missed targets
+    /// included; 2: set-up error).
     Bench(BenchArgs),
 }
 

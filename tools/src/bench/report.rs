@@ -340,6 +340,46 @@ mod tests {
     }
 
     #[test]
+    fn explore_ext4_is_the_median_and_printed_with_the_check_alone() {
+        let sample = |sps: f64, check: f64| BlockSample {
+            explore: ExploreSample {
+                states: 77,
+                seconds: 77.0 / sps,
+                states_per_second: sps,
+            },
+            check_per_second: check,
+        };
+        let b = ExploreExt4::median(&[sample(19.0, 30.0), sample(40.0, 35.0), sample(25.0, 31.0)]);
+        let b = b.expect("samples");
+        assert!(b.met && b.states_per_second == 25.0 && b.check_per_second == 31.0);
+        let b = ExploreExt4::median(&[sample(19.9, 30.0)]).expect("a sample");
+        assert!(!b.met, "19.9 misses >= 20");
+        assert!(ExploreExt4::median(&[]).is_none());
+        let r = Report {
+            header: Header {
+                date: "d".into(),
+                kernel: "k".into(),
+                cores: 2,
+                fs: "ext4".into(),
+                dir: "/var/tmp".into(),
+                runs: 1,
+                quick: true,
+                mount_options: String::new(),
+            },
+            workloads: Vec::new(),
+            memory: None,
+            explore: None,
+            explore_ext4: Some(b),
+            notes: Vec::new(),
+        };
+        let t = text(&r);
+        assert!(
+            t.contains("explore-ext4: 77 states") && t.contains("the check alone: 30"),
+            "{t}"
+        );
+    }
+
+    #[test]
     fn text_table_is_aligned() {
         let r = Report {
             header: Header {
