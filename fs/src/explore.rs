@@ -227,30 +227,7 @@ pub fn sparse_states(
                 continue;
             }
             stats.distinct += 1;
-            let mut kept = cs.kept.iter().peekable();
-            let ops = described
-                .iter()
-                .enumerate()
-                .map(|(i, op)| {
-                    let fate = match kept.peek() {
-                        Some((j, how)) if *j == i => {
-                            kept.next();
-                            match how {
-                                Survival::Full => "kept".to_string(),
-                                Survival::MetaOnly => "metadata only".to_string(),
-                                Survival::Torn { persisted, .. } => {
-                                    format!("torn: kept {persisted:?}")
-                                }
-                            }
-                        }
-                        _ => "dropped".to_string(),
-                    };
-                    OpFate {
-                        op: op.clone(),
-                        fate,
-                    }
-                })
-                .collect();
+            let ops = fates(&described, &cs.kept);
             let state = State {
                 id: stats.distinct,
                 point: k,
@@ -270,6 +247,33 @@ pub fn sparse_states(
         go
     })?;
     Ok(stats)
+}
+
+/// The fate of each pending operation (described in order) given the
+/// `kept` list of a crash state (ascending indices).
+fn fates(described: &[String], kept: &[(usize, Survival)]) -> Vec<OpFate> {
+    let mut kept = kept.iter().peekable();
+    described
+        .iter()
+        .enumerate()
+        .map(|(i, op)| {
+            let fate = match kept.peek() {
+                Some((j, how)) if *j == i => {
+                    kept.next();
+                    match how {
+                        Survival::Full => "kept".to_string(),
+                        Survival::MetaOnly => "metadata only".to_string(),
+                        Survival::Torn { persisted, .. } => format!("torn: kept {persisted:?}"),
+                    }
+                }
+                _ => "dropped".to_string(),
+            };
+            OpFate {
+                op: op.clone(),
+                fate,
+            }
+        })
+        .collect()
 }
 
 /// One node of a [`Snapshot`] (file content `F`: bytes, or a
