@@ -114,6 +114,9 @@ pub struct CalibrateArgs {
     /// Print one JSON document instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Print the workloads' scripts and exit (nothing runs).
+    #[arg(long)]
+    pub print: bool,
     /// Keep each workload's script and both traces here.
     #[arg(long)]
     pub keep: Option<PathBuf>,

@@ -182,7 +182,10 @@ mod tests {
         assert_eq!(fns.len(), 1);
         assert_eq!(fns[0].real, outcome(20));
         assert!(fns[0].diff.contains("size=20"), "{}", fns[0].diff);
-        assert_eq!(r.inconsistent_reasons, vec![("mount failed: EUCLEAN".into(), 2)]);
+        assert_eq!(
+            r.inconsistent_reasons,
+            vec![("mount failed: EUCLEAN".into(), 2)]
+        );
     }
 
     #[test]
@@ -191,7 +194,11 @@ mod tests {
         assert_eq!((r.coverage, r.precision), (1.0, 1.0));
         assert!(fns.is_empty());
         let mut total = Counts::default();
-        total.add(&compare_point(&side(&[1], 0), &side(&[1, 2, 3, 4], 0)).0.counts);
+        total.add(
+            &compare_point(&side(&[1], 0), &side(&[1, 2, 3, 4], 0))
+                .0
+                .counts,
+        );
         total.add(&compare_point(&side(&[1, 2, 3], 0), &side(&[9], 0)).0.counts);
         assert_eq!((total.real, total.predicted, total.common), (4, 5, 1));
         assert!((total.coverage() - 0.25).abs() < 1e-9);

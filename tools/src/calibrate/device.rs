@@ -216,10 +216,7 @@ impl MountGuard {
             )
         };
         if rc != 0 {
-            return Err(format!(
-                "mount failed: {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(format!("mount failed: {}", std::io::Error::last_os_error()));
         }
         Ok(MountGuard {
             target: target.to_path_buf(),

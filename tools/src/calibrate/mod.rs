@@ -129,8 +129,17 @@ fn scripts(args: &CalibrateArgs) -> Result<Vec<(String, String)>> {
 }
 
 pub fn calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
+    if args.print {
+        for (name, script) in scripts(args)? {
+            println!("# ---- {name}\n{script}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     kill_children_on_interrupt();
-    let fs_kind: FsKind = args.fs.parse().map_err(|e: String| err(format!("--fs: {e}")))?;
+    let fs_kind: FsKind = args
+        .fs
+        .parse()
+        .map_err(|e: String| err(format!("--fs: {e}")))?;
     let model: Persistence = args
         .model
         .parse()

@@ -322,7 +322,10 @@ mod tests {
         for c in changes {
             let o = of_snapshot(&c);
             assert_ne!(o, base);
-            assert_eq!(o.diff(&base).lines().count(), 1 + usize::from(o.0["A"] != base.0["A"]));
+            assert_eq!(
+                o.diff(&base).lines().count(),
+                1 + usize::from(o.0["A"] != base.0["A"])
+            );
         }
     }
 }

@@ -63,13 +63,9 @@ pub fn record(kind: FsKind, script: &str, dir: &Path) -> Result<(Trace, Ino)> {
         .map_err(|e| err(format!("mounting the fresh {}: {e}", kind.name())))?;
     let exe = std::env::current_exe().map_err(|e| ioe("finding the durafs binary", e))?;
     let argv = ["sh".to_string(), "-c".to_string(), script.to_string()];
-    let status = spawn(
-        &argv,
-        &inner_dir,
-        &[("DURAFS", &exe), (ENV_MOUNT, &mnt)],
-    )?
-    .wait()
-    .map_err(|e| ioe("waiting for the workload", e))?;
+    let status = spawn(&argv, &inner_dir, &[("DURAFS", &exe), (ENV_MOUNT, &mnt)])?
+        .wait()
+        .map_err(|e| ioe("waiting for the workload", e))?;
     // The crash: the trace ends here, with the filesystem still mounted.
     let trace = outer
         .fs()
