@@ -47,6 +47,10 @@ fn loops() -> Vec<String> {
         .collect()
 }
 
+/// Seed 2's first three workloads: appends, overwrites, truncates, an
+/// unlink, an rmdir and a create, with and without fsync, fdatasync,
+/// fsyncdir and sync; a step left unsynced makes a model that keeps
+/// everything fail here.
 #[test]
 fn a_small_generated_ext4_sample_is_fully_covered_by_posix() {
     let (out, json) = calibrate(&[
@@ -55,7 +59,7 @@ fn a_small_generated_ext4_sample_is_fully_covered_by_posix() {
         "--generate",
         "3",
         "--seed",
-        "1",
+        "2",
         "--max-states",
         "80",
     ]);
