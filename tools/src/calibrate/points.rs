@@ -1,11 +1,16 @@
-//! Crash states at marks: the trace is replayed on the model and, just
-//! before each `mark` event, the pending operations are enumerated
+//! Crash states by step: the trace is replayed on the model and, at each
+//! crash position, the pending operations are enumerated
 //! ([`durafs::model::enumerate`]) and each crash state applied to a copy of
 //! the durable store. Both sides use this: the real side on the trace of
 //! the image file (block writes), the predicted side on the workload's own
 //! trace.
 //!
-//! Budget: each mark gets at most `max_states / marks` states (at least
+//! A crash position belongs to the step that ends at the next mark: the
+//! point `step-K` stands for every crash after mark `step-(K-1)` up to mark
+//! `step-K` (the first mark only for itself: the setup is not compared).
+//! [`Placement`] says which positions inside a step are taken.
+//!
+//! Budget: each position gets at most `max_states / positions` states (at least
 //! the enumeration's three fixed ones), the enumeration's seeded sample
 //! beyond that; `sampled` says when that happened.
 
@@ -26,9 +31,48 @@ pub struct Point {
 pub struct WalkStats {
     pub events: usize,
     pub marks: usize,
+    /// Crash positions (marks included).
+    pub positions: usize,
     /// Crash states enumerated (before any deduplication).
     pub states: usize,
     pub sampled: bool,
+}
+
+/// Which crash positions inside a step are taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Only at the marks.
+    Marks,
+    /// Just before each persistence event (fsync, fdatasync, fsyncdir,
+    /// sync) and at the mark: on a block device's trace, every earlier
+    /// crash inside the step is one of these states with fewer writes kept.
+    Persistence,
+    /// Before every event and at the mark.
+    Every,
+}
+
+/// The crash positions of `trace` (events applied before the crash), each
+/// with the step it belongs to.
+pub fn positions(trace: &Trace, placement: Placement) -> Vec<(usize, Point)> {
+    let mut out = Vec::new();
+    let mut prev: Option<usize> = None;
+    for (k, point) in marks(trace) {
+        if let Some(p) = prev {
+            for j in p + 1..k {
+                let take = match placement {
+                    Placement::Marks => false,
+                    Placement::Persistence => trace.events[j].op.is_persistence_point(),
+                    Placement::Every => true,
+                };
+                if take {
+                    out.push((j, point.clone()));
+                }
+            }
+        }
+        out.push((k, point));
+        prev = Some(k);
+    }
+    out
 }
 
 /// The marks of `trace`, in order, with their event positions.
@@ -46,21 +90,23 @@ pub fn marks(trace: &Trace) -> Vec<(usize, Point)> {
         .collect()
 }
 
-/// Calls `sink(point, store)` with every crash state at every mark, in
-/// order, until it returns false. `only_keep_all` yields only the state
+/// Calls `sink(point, store)` with every crash state at every position,
+/// in order, until it returns false. `only_keep_all` yields only the state
 /// where every pending operation survived (a deliberately wrong model, for
 /// tests of the comparison).
 pub fn at_marks(
     trace: &Trace,
+    placement: Placement,
     opts: &EnumOptions,
     max_states: usize,
     only_keep_all: bool,
     mut sink: impl FnMut(&Point, MemStore) -> bool,
 ) -> Result<WalkStats, TraceError> {
-    let pts = marks(trace);
+    let pts = positions(trace, placement);
     let mut stats = WalkStats {
         events: trace.events.len(),
-        marks: pts.len(),
+        marks: marks(trace).len(),
+        positions: pts.len(),
         ..WalkStats::default()
     };
     let mut eopts = *opts;

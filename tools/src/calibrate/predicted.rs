@@ -4,7 +4,7 @@
 //! materialisation, no mount).
 
 use super::outcome::of_snapshot;
-use super::points::at_marks;
+use super::points::{Placement, at_marks};
 use super::{PointOutcomes, Side};
 use crate::workload::{self, ENV_MOUNT, check_interrupted, spawn};
 use crate::{Result, err};
@@ -59,7 +59,14 @@ pub fn record(model: Persistence, script: &str, dir: &Path) -> Result<Trace> {
 /// that tests use to see a false negative reported.
 pub fn outcomes(trace: &Trace, opts: &EnumOptions, max_states: usize, wrong: bool) -> Result<Side> {
     let mut points: Vec<PointOutcomes> = Vec::new();
-    let stats = at_marks(trace, opts, max_states, wrong, |point, store| {
+    // The wrong model predicts at the marks only: a crash inside a step
+    // would otherwise give it the state before the step's operations.
+    let placement = if wrong {
+        Placement::Marks
+    } else {
+        Placement::Every
+    };
+    let stats = at_marks(trace, placement, opts, max_states, wrong, |point, store| {
         if points.last().map(|p| &p.point) != Some(point) {
             points.push(PointOutcomes::new(point.clone()));
         }

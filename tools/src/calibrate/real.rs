@@ -16,7 +16,7 @@
 
 use super::device::{FsKind, LoopDev, MountGuard, run};
 use super::outcome::{Outcome, digest, read_tree};
-use super::points::{Point, WalkStats, at_marks};
+use super::points::{Placement, Point, WalkStats, at_marks};
 use super::{PointOutcomes, Side};
 use crate::workload::{self, ENV_MOUNT, check_interrupted, spawn};
 use crate::{Result, err};
@@ -178,15 +178,22 @@ pub fn outcomes(
                 }
             });
         }
-        let r = at_marks(trace, opts, max_states, false, |point, store| {
-            if workload::interrupted() {
-                return false;
-            }
-            if points.last() != Some(point) {
-                points.push(point.clone());
-            }
-            tx.send((point.index, store)).is_ok()
-        });
+        let r = at_marks(
+            trace,
+            Placement::Persistence,
+            opts,
+            max_states,
+            false,
+            |point, store| {
+                if workload::interrupted() {
+                    return false;
+                }
+                if points.last() != Some(point) {
+                    points.push(point.clone());
+                }
+                tx.send((point.index, store)).is_ok()
+            },
+        );
         drop(tx);
         r.map_err(|e| e.to_string())
     });

@@ -156,6 +156,20 @@ pub fn text(s: &Summary) -> String {
         s.errors,
         s.sampled
     );
+    let mut reasons: std::collections::BTreeMap<&str, usize> = Default::default();
+    for w in &s.workloads {
+        for p in &w.points {
+            for (why, n) in &p.inconsistent_reasons {
+                *reasons.entry(why.as_str()).or_insert(0) += n;
+            }
+        }
+    }
+    if !reasons.is_empty() {
+        out.push_str("\ninconsistent real states, by reason:\n");
+        for (why, n) in reasons {
+            let _ = writeln!(out, "  {n:>5}  {why}");
+        }
+    }
     for w in &s.workloads {
         for f in &w.false_negatives {
             let _ = write!(
