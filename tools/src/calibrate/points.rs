@@ -149,3 +149,87 @@ pub fn at_marks(
     }
     Ok(stats)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `durafs calibrate --keep` of: write A, sync, mark start, append, mark
+    /// step-1, append, fsync A, mark step-2.
+    const TRACE: &str = r#"
+{"durafs_trace":3,"model":"posix","inodes":[{"ino":1,"kind":"dir","attrs":{"mode":493,"uid":0,"gid":0,"rdev":0,"atime":{"secs":1796191059,"nanos":998969324},"mtime":{"secs":1796191059,"nanos":998969324},"ctime":{"secs":1796191059,"nanos":998969324}},"size":0,"target":null,"data":null}],"entries":[]}
+{"n":1,"op":"create","parent":1,"name":"A","kind":"file","attrs":{"mode":420,"uid":0,"gid":0,"rdev":0,"atime":{"secs":1796191060,"nanos":70525422},"mtime":{"secs":1796191060,"nanos":70525422},"ctime":{"secs":1796191060,"nanos":70525422}},"ino":2,"paths":["/A"]}
+{"n":2,"op":"write","ino":2,"offset":0,"data":"eHh4eHh4eHh4eA==","t":{"secs":1796191060,"nanos":72048328},"paths":["/A"]}
+{"n":3,"op":"sync","paths":[]}
+{"n":4,"op":"mark","label":"start","paths":[]}
+{"n":5,"op":"write","ino":2,"offset":10,"data":"eXl5eXl5eXl5eQ==","t":{"secs":1796191060,"nanos":89437031},"paths":["/A"]}
+{"n":6,"op":"mark","label":"step-1","paths":[]}
+{"n":7,"op":"write","ino":2,"offset":20,"data":"enp6enp6enp6eg==","t":{"secs":1796191060,"nanos":100606510},"paths":["/A"]}
+{"n":8,"op":"fsync","ino":2,"datasync":false,"paths":["/A"]}
+{"n":9,"op":"mark","label":"step-2","paths":[]}
+"#;
+
+    fn at(placement: Placement) -> Vec<(usize, String)> {
+        let t = Trace::read(TRACE.trim_start().as_bytes()).unwrap();
+        positions(&t, placement)
+            .into_iter()
+            .map(|(k, p)| (k, p.label))
+            .collect()
+    }
+
+    #[test]
+    fn a_step_s_positions_run_from_after_the_previous_mark_to_its_own() {
+        let s = |k: usize, l: &str| (k, l.to_string());
+        assert_eq!(
+            at(Placement::Marks),
+            vec![s(3, "start"), s(5, "step-1"), s(8, "step-2")]
+        );
+        assert_eq!(
+            at(Placement::Persistence),
+            vec![
+                s(3, "start"),
+                s(5, "step-1"),
+                s(7, "step-2"),
+                s(8, "step-2")
+            ]
+        );
+        assert_eq!(
+            at(Placement::Every),
+            vec![
+                s(3, "start"),
+                s(4, "step-1"),
+                s(5, "step-1"),
+                s(6, "step-2"),
+                s(7, "step-2"),
+                s(8, "step-2")
+            ]
+        );
+    }
+
+    #[test]
+    fn inside_a_step_the_states_before_and_after_its_operation_are_both_there() {
+        let t = Trace::read(TRACE.trim_start().as_bytes()).unwrap();
+        let mut sizes: Vec<(String, u64)> = Vec::new();
+        let opts = EnumOptions::default();
+        at_marks(&t, Placement::Every, &opts, 1000, false, |p, store| {
+            let size = store.image().inodes.get(&2).map_or(0, |i| i.size);
+            sizes.push((p.label.clone(), size));
+            true
+        })
+        .unwrap();
+        sizes.sort();
+        sizes.dedup();
+        let s = |l: &str, n: u64| (l.to_string(), n);
+        assert_eq!(
+            sizes,
+            vec![
+                s("start", 10),
+                s("step-1", 10),
+                s("step-1", 20),
+                s("step-2", 10),
+                s("step-2", 20),
+                s("step-2", 30)
+            ]
+        );
+    }
+}
