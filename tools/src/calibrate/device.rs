@@ -224,8 +224,20 @@ impl MountGuard {
     }
 
     /// Unmounts now; the error says why not (the guard then detaches it).
+    /// EBUSY is retried for up to a second: a child that another thread
+    /// forks holds copies of this thread's descriptors (files just read on
+    /// this mount) until its exec closes them.
     pub fn unmount(mut self) -> std::result::Result<(), String> {
-        let r = umount(&self.target, 0);
+        let mut r = umount(&self.target, 0);
+        for _ in 0..100 {
+            match &r {
+                Err(e) if e.contains("busy") => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    r = umount(&self.target, 0);
+                }
+                _ => break,
+            }
+        }
         if r.is_ok() {
             self.target = PathBuf::new();
         }
