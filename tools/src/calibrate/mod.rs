@@ -1,8 +1,8 @@
 //! `durafs calibrate`: measures how exactly a durafs model predicts a real
 //! kernel filesystem. Each workload runs twice: on the real filesystem,
 //! recorded at the block level ([`real`]), and on a durafs volume with the
-//! model under test ([`predicted`]); at each mark both sides' crash
-//! outcomes are compared ([`compare`]) and reported ([`report`]).
+//! model under test ([`predicted`]); at each step (the crashes between two
+//! marks) both sides' crash outcomes are compared ([`compare`]) and reported ([`report`]).
 //!
 //! Exit status: 0 when no false negative was found, 1 when one was (a real
 //! outcome the model cannot produce), 2 on a usage or set-up error, or when
@@ -15,6 +15,7 @@ mod points;
 mod predicted;
 pub mod real;
 mod report;
+pub mod script;
 pub mod workload;
 
 use crate::workload::{check_interrupted, kill_children_on_interrupt};
@@ -113,7 +114,7 @@ fn scripts(args: &CalibrateArgs) -> Result<Vec<(String, String)>> {
                     || p.display().to_string(),
                     |n| n.to_string_lossy().into_owned(),
                 );
-                Ok((name, format!("{}{text}", workload::PRELUDE)))
+                Ok((name, format!("{}{text}", script::PRELUDE)))
             })
             .collect();
     }

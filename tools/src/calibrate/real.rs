@@ -4,9 +4,10 @@
 //! fsync of the image), formatted and mounted; the workload runs in its
 //! root with its marks going to the outer volume, so they are ordered with
 //! the block writes. Then the trace is taken and nothing is unmounted
-//! first: the crash. At each mark, every crash state durafs allows for the
-//! image file (block writes since the last flush lost, reordered or torn
-//! at the sector size) is materialised into an image, attached, mounted
+//! first: the crash. Just before each flush of the image and at each mark
+//! (see [`super::points`]), every crash state durafs allows for the image
+//! file (block writes since the last flush lost, reordered or torn at the
+//! sector size) is materialised into an image, attached, mounted
 //! (the journal or log replays), read into an [`Outcome`], unmounted and
 //! checked with the filesystem's `fsck -n`.
 //!
@@ -129,7 +130,51 @@ fn check_image(kind: FsKind, img: &Path, mnt: &Path) -> Verdict {
     Ok(outcome)
 }
 
-/// The real outcomes at every mark of `trace`, `jobs` images at a time.
+type Queue = Mutex<mpsc::Receiver<(usize, MemStore)>>;
+
+/// One checking thread: materialises each queued state into its own image
+/// and mounts it unless an identical image was already checked.
+fn worker(
+    kind: FsKind,
+    ino: Ino,
+    w: usize,
+    scratch: &Path,
+    rx: &Queue,
+    verdicts: &Mutex<HashMap<u64, Verdict>>,
+    keys: &Mutex<Vec<(usize, u64)>>,
+) {
+    let img = scratch.join(format!("w{w}.img"));
+    let mnt = scratch.join(format!("w{w}.mnt"));
+    if let Err(e) = fs::create_dir_all(&mnt) {
+        log::warn!("durafs calibrate: {}: {e}", mnt.display());
+    }
+    loop {
+        let next = match rx.lock() {
+            Ok(r) => r.recv(),
+            Err(_) => return,
+        };
+        let Ok((point, store)) = next else { return };
+        let key = match materialise_image(&store, ino, &img) {
+            Ok(k) => k,
+            Err(e) => {
+                log::warn!("durafs calibrate: writing {}: {e}", img.display());
+                continue;
+            }
+        };
+        if let Ok(mut k) = keys.lock() {
+            k.push((point, key));
+        }
+        let known = verdicts.lock().map_or(true, |m| m.contains_key(&key));
+        if !known {
+            let v = check_image(kind, &img, &mnt);
+            if let Ok(mut m) = verdicts.lock() {
+                m.insert(key, v);
+            }
+        }
+    }
+}
+
+/// The real outcomes at every step of `trace`, `jobs` images at a time.
 pub fn outcomes(
     kind: FsKind,
     trace: &Trace,
@@ -148,37 +193,7 @@ pub fn outcomes(
     let stats: std::result::Result<WalkStats, String> = std::thread::scope(|s| {
         for w in 0..jobs {
             let (rx, verdicts, keys) = (&rx, &verdicts, &keys);
-            s.spawn(move || {
-                let img = scratch.join(format!("w{w}.img"));
-                let mnt = scratch.join(format!("w{w}.mnt"));
-                if let Err(e) = fs::create_dir_all(&mnt) {
-                    log::warn!("durafs calibrate: {}: {e}", mnt.display());
-                }
-                loop {
-                    let next = match rx.lock() {
-                        Ok(r) => r.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok((point, store)) = next else { return };
-                    let key = match materialise_image(&store, ino, &img) {
-                        Ok(k) => k,
-                        Err(e) => {
-                            log::warn!("durafs calibrate: writing {}: {e}", img.display());
-                            continue;
-                        }
-                    };
-                    if let Ok(mut k) = keys.lock() {
-                        k.push((point, key));
-                    }
-                    let known = verdicts.lock().map_or(true, |m| m.contains_key(&key));
-                    if !known {
-                        let v = check_image(kind, &img, &mnt);
-                        if let Ok(mut m) = verdicts.lock() {
-                            m.insert(key, v);
-                        }
-                    }
-                }
-            });
+            s.spawn(move || worker(kind, ino, w, scratch, rx, verdicts, keys));
         }
         let r = at_marks(
             trace,

@@ -216,10 +216,23 @@ impl Sim {
         if !empty.is_empty() {
             out.push(Op::Rmdir(pick(rng, &empty)));
         }
-        if files.is_empty() {
-            return out;
+        if !files.is_empty() {
+            self.file_candidates(rng, byte, &files, &free, &mut out);
         }
-        let f = pick(rng, &files);
+        out
+    }
+
+    /// The operations on an existing file (one drawn from `files`).
+    fn file_candidates(
+        &self,
+        rng: &mut SplitMix64,
+        byte: u8,
+        files: &[&'static str],
+        free: &[&'static str],
+        out: &mut Vec<Op>,
+    ) {
+        let pick = |rng: &mut SplitMix64, v: &[&'static str]| v[rng.below(v.len() as u64) as usize];
+        let f = pick(rng, files);
         let size = self.file(f).map_or(0, |i| self.sizes[i]);
         let kinds = [
             WriteKind::Append,
@@ -261,7 +274,7 @@ impl Sim {
             offset: size,
             len: 8192,
         });
-        out.push(Op::Unlink(pick(rng, &files)));
+        out.push(Op::Unlink(pick(rng, files)));
         // Rename: to a free name (maybe across directories) or over
         // another existing file.
         // Not onto another name of the same inode: rename(2) does nothing
@@ -271,7 +284,7 @@ impl Sim {
             .copied()
             .filter(|p| self.file(p) != self.file(f))
             .collect();
-        let mut targets = free.clone();
+        let mut targets = free.to_vec();
         targets.extend(others);
         if !targets.is_empty() {
             out.push(Op::Rename {
@@ -282,10 +295,9 @@ impl Sim {
         if !free.is_empty() {
             out.push(Op::Link {
                 from: f,
-                to: pick(rng, &free),
+                to: pick(rng, free),
             });
         }
-        out
     }
 
     /// A persistence call fitting `op` (after it ran), or none.
@@ -368,200 +380,6 @@ pub fn generate(seed: u64, index: u64) -> Workload {
     }
 }
 
-fn op_line(op: &Op) -> String {
-    match op {
-        Op::Create(p) => format!("touch {p}"),
-        Op::Mkdir(d) => format!("mkdir {d}"),
-        Op::Write {
-            path,
-            offset,
-            len,
-            byte,
-            ..
-        } => format!("pw {path} {offset} {len} {}", *byte as char),
-        Op::Truncate { path, size, .. } => format!("truncate -s {size} {path}"),
-        Op::Fallocate { path, offset, len } => format!("fallocate -o {offset} -l {len} {path}"),
-        Op::Rename { from, to } => format!("mv -f -T {from} {to}"),
-        Op::Link { from, to } => format!("ln {from} {to}"),
-        Op::Unlink(p) => format!("rm -f {p}"),
-        Op::Rmdir(d) => format!("rmdir {d}"),
-        Op::Symlink { target, path } => format!("ln -s {target} {path}"),
-    }
-}
-
-fn persist_line(p: &Persist) -> String {
-    match p {
-        Persist::Fsync(p) => format!("sync {p}"),
-        Persist::Fdatasync(p) => format!("sync -d {p}"),
-        Persist::Fsyncdir(d) => format!("sync {d}"),
-        Persist::Sync => "dsync".to_string(),
-    }
-}
-
-/// The shell functions every script starts with.
-pub const PRELUDE: &str = r#"set -e
-# pw PATH OFFSET LEN CHAR: one write(2) of LEN bytes CHAR at OFFSET.
-pw() { head -c "$3" /dev/zero | tr '\0' "$4" | dd of="$1" bs="$3" count=1 seek="$2" oflag=seek_bytes conv=notrunc iflag=fullblock status=none; }
-# dsync: syncfs(2) here; FUSE never sees it, so a durafs mount is asked too.
-dsync() { sync -f .; if [ -n "${DURAFS_SYNC:-}" ]; then "$DURAFS" sync "$DURAFS_SYNC"; fi; }
-"#;
-
-impl Workload {
-    /// The script: run with `sh` in the filesystem's root, `$DURAFS` the
-    /// durafs binary and `$DURAFS_MOUNT` the volume the marks go to.
-    pub fn script(&self) -> String {
-        let mut s = format!(
-            "#!/bin/sh\n# durafs calibrate workload {} (seq-{})\n{PRELUDE}",
-            self.name,
-            self.steps.len()
-        );
-        for op in &self.setup {
-            s.push_str(&op_line(op));
-            s.push('\n');
-        }
-        s.push_str("dsync\n\"$DURAFS\" mark start\n");
-        for (k, step) in self.steps.iter().enumerate() {
-            s.push_str(&op_line(&step.op));
-            s.push('\n');
-            if let Some(p) = &step.persist {
-                s.push_str(&persist_line(p));
-                s.push('\n');
-            }
-            s.push_str(&format!("\"$DURAFS\" mark step-{}\n", k + 1));
-        }
-        s
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeSet;
-
-    fn kind(op: &Op) -> String {
-        match op {
-            Op::Write { kind, .. } => format!("write-{kind:?}"),
-            Op::Truncate { grow, .. } => format!("truncate-grow-{grow}"),
-            Op::Rename { to, .. } if FILES.contains(to) => "rename".into(),
-            other => format!("{other:?}")
-                .split(['(', ' '])
-                .next()
-                .unwrap_or("")
-                .into(),
-        }
-    }
-
-    #[test]
-    fn the_same_seed_gives_the_same_workloads_and_another_seed_others() {
-        let a: Vec<Workload> = (0..50).map(|i| generate(7, i)).collect();
-        let b: Vec<Workload> = (0..50).map(|i| generate(7, i)).collect();
-        let c: Vec<Workload> = (0..50).map(|i| generate(8, i)).collect();
-        assert_eq!(a, b);
-        assert_ne!(
-            a.iter().map(|w| w.script()).collect::<Vec<_>>(),
-            c.iter().map(|w| w.script()).collect::<Vec<_>>()
-        );
-    }
-
-    #[test]
-    fn a_sample_covers_every_operation_kind_every_persistence_call_and_every_length() {
-        let mut kinds = BTreeSet::new();
-        let mut persists = BTreeSet::new();
-        let mut lens = BTreeSet::new();
-        for i in 0..400 {
-            let w = generate(1, i);
-            lens.insert(w.steps.len());
-            for s in &w.steps {
-                kinds.insert(kind(&s.op));
-                persists.insert(match &s.persist {
-                    None => "none",
-                    Some(Persist::Fsync(_)) => "fsync",
-                    Some(Persist::Fdatasync(_)) => "fdatasync",
-                    Some(Persist::Fsyncdir(_)) => "fsyncdir",
-                    Some(Persist::Sync) => "sync",
-                });
-            }
-        }
-        for k in [
-            "Create",
-            "Mkdir",
-            "write-Append",
-            "write-InPage",
-            "write-AcrossPages",
-            "write-Unaligned",
-            "write-SubSector",
-            "truncate-grow-true",
-            "truncate-grow-false",
-            "Fallocate",
-            "rename",
-            "Link",
-            "Unlink",
-            "Rmdir",
-            "Symlink",
-        ] {
-            assert!(kinds.contains(k), "{k} never generated: {kinds:?}");
-        }
-        assert_eq!(persists.len(), 5, "{persists:?}");
-        assert_eq!(lens, BTreeSet::from([1, 2, 3]));
-    }
-
-    /// Every script of a sample runs to the end with `sh` in a plain
-    /// directory (marks going to `true`), and leaves the tree the
-    /// simulation predicts.
-    #[test]
-    fn generated_scripts_run_in_a_plain_directory() {
-        for i in 0..40 {
-            let w = generate(1, i);
-            let dir = tempfile::tempdir().unwrap();
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(w.script())
-                .current_dir(dir.path())
-                .env("DURAFS", "true")
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}\n{}",
-                w.script(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let mut sim = Sim::default();
-            for op in w.setup.iter().chain(w.steps.iter().map(|s| &s.op)) {
-                sim.apply(op);
-            }
-            for (p, node) in &sim.nodes {
-                let md = std::fs::symlink_metadata(dir.path().join(p)).unwrap();
-                match node {
-                    Node::File(i) => assert_eq!(md.len(), sim.sizes[*i], "{p}\n{}", w.script()),
-                    Node::Dir => assert!(md.is_dir()),
-                    Node::Symlink => assert!(md.file_type().is_symlink()),
-                }
-            }
-        }
-    }
-
-    /// Regression: seed 1 workload 28 renamed `dir2/C` onto `dir/C`, a
-    /// hard link of the same file; mv(1) refuses that, so the workload
-    /// failed on every filesystem.
-    #[test]
-    fn a_rename_never_targets_another_name_of_the_same_file() {
-        for i in 0..500 {
-            let w = generate(1, i);
-            let mut sim = Sim::default();
-            for op in &w.setup {
-                sim.apply(op);
-            }
-            for s in &w.steps {
-                if let Op::Rename { from, to } = &s.op {
-                    assert!(
-                        sim.file(to).is_none() || sim.file(to) != sim.file(from),
-                        "{}",
-                        w.script()
-                    );
-                }
-                sim.apply(&s.op);
-            }
-        }
-    }
-}
+#[path = "workload_tests.rs"]
+mod tests;
