@@ -34,7 +34,9 @@ fn calibrate(args: &[&str]) -> (Output, serde_json::Value) {
     (out, json)
 }
 
-/// Loop devices attached to files under a durafs calibrate directory.
+/// Loop devices still attached to an image of a calibrate scratch
+/// directory that is gone: left behind (a calibration running at the same
+/// time, e.g. by hand, has its directory still there).
 fn loops() -> Vec<String> {
     let out = Command::new("losetup")
         .arg("-a")
@@ -42,7 +44,7 @@ fn loops() -> Vec<String> {
         .expect("losetup -a");
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|l| l.contains("durafs-calibrate-"))
+        .filter(|l| l.contains("durafs-calibrate-") && l.contains("(deleted)"))
         .map(str::to_string)
         .collect()
 }
@@ -104,4 +106,28 @@ fn a_wrong_model_s_false_negatives_are_reported_with_their_workload() {
     let (out, json) = calibrate(&["--workload", path]);
     assert_eq!(out.status.code(), Some(0), "{json:#}");
     assert_eq!(json["coverage"], 1.0);
+}
+
+#[test]
+fn writeback_puts_unsynced_data_on_the_real_side() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("unsynced-overwrite.sh");
+    // An overwrite in place, never synced: without writeback the device
+    // never sees it; with `wb` its blocks reach the device uncommitted, so
+    // the new bytes (and torn mixtures) are real outcomes too.
+    std::fs::write(
+        &script,
+        "pw A 0 3000 x\ndsync\n\"$DURAFS\" mark start\npw A 0 3000 y\nwb\n\"$DURAFS\" mark step-1\n",
+    )
+    .expect("writing the workload");
+    let path = script.to_str().expect("utf-8 path");
+    let real_at_step_1 =
+        |json: &serde_json::Value| json["workloads"][0]["points"][1]["real"].as_u64();
+    let (out, without) = calibrate(&["--workload", path]);
+    assert_eq!(out.status.code(), Some(0), "{without:#}");
+    assert_eq!(real_at_step_1(&without), Some(1), "{without:#}");
+    let (out, with) = calibrate(&["--workload", path, "--writeback"]);
+    assert_eq!(out.status.code(), Some(0), "{with:#}");
+    assert!(real_at_step_1(&with) >= Some(2), "{with:#}");
+    assert_eq!(with["coverage"], 1.0, "{with:#}");
 }

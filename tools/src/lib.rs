@@ -88,6 +88,10 @@ pub enum Command {
     /// durafs model predicts its crash outcomes (exit 0: no false negative,
     /// 1: some, 2: set-up error or a workload that could not run).
     Calibrate(CalibrateArgs),
+    /// Internal (calibrate's `wb`): write back every file's dirty pages
+    /// under DIR, without a flush.
+    #[command(hide = true)]
+    WritebackAll { dir: PathBuf },
 }
 
 #[derive(Debug, clap::Args)]
@@ -114,6 +118,12 @@ pub struct CalibrateArgs {
     /// Print one JSON document instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// On the real side, write back every file's dirty pages before each
+    /// step's mark (`sync_file_range`, no flush, no journal commit), so
+    /// that crash states with data on the device but not committed are
+    /// seen (the script's `wb`).
+    #[arg(long)]
+    pub writeback: bool,
     /// Print the workloads' scripts and exit (nothing runs).
     #[arg(long)]
     pub print: bool,
@@ -388,6 +398,7 @@ pub fn run() -> ExitCode {
         Command::Run(args) => return exit_code(run::run(&args), setup_failure),
         Command::Explore(args) => return exit_code(explore::explore(&args), setup_failure),
         Command::Bench(args) => return exit_code(bench::bench(&args), setup_failure),
+        Command::WritebackAll { dir } => calibrate::device::writeback_all(&dir),
         Command::Calibrate(args) => {
             return exit_code(calibrate::calibrate(&args), setup_failure);
         }

@@ -270,3 +270,32 @@ impl Drop for MountGuard {
         }
     }
 }
+
+/// `durafs writeback-all DIR`: starts writeback of every regular file's
+/// dirty pages under `dir` and waits for it (`sync_file_range`, which
+/// neither flushes the device's cache nor commits metadata), so the block
+/// writes it causes come before whatever the caller does next.
+pub fn writeback_all(dir: &Path) -> Result<()> {
+    let e = |p: &Path, x: std::io::Error| err(format!("writeback of {}: {x}", p.display()));
+    for entry in std::fs::read_dir(dir).map_err(|x| e(dir, x))? {
+        let path = entry.map_err(|x| e(dir, x))?.path();
+        let ft = std::fs::symlink_metadata(&path)
+            .map_err(|x| e(&path, x))?
+            .file_type();
+        if ft.is_dir() {
+            writeback_all(&path)?;
+        } else if ft.is_file() {
+            let f = std::fs::File::open(&path).map_err(|x| e(&path, x))?;
+            let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+            use std::os::fd::AsRawFd;
+            // SAFETY: a valid descriptor; offset 0 and length 0 mean the
+            // whole file.
+            if unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, flags) } != 0 {
+                return Err(e(&path, std::io::Error::last_os_error()));
+            }
+        }
+    }
+    Ok(())
+}

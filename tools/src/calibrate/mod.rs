@@ -99,6 +99,8 @@ pub struct Plan {
     pub wrong_model: bool,
     /// Where scripts and traces are kept.
     pub keep: Option<PathBuf>,
+    /// Write dirty pages back before each mark on the real side.
+    pub writeback: bool,
 }
 
 /// The workloads of `args`: (name, script).
@@ -166,6 +168,7 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
         jobs: args.jobs.unwrap_or(2).max(1),
         wrong_model: args.test_wrong_model,
         keep: args.keep.clone(),
+        writeback: args.writeback,
     };
     if let Some(k) = &plan.keep {
         fs::create_dir_all(k).map_err(|e| err(format!("--keep {}: {e}", k.display())))?;
@@ -241,7 +244,8 @@ fn sides(plan: &Plan, name: &str, script: &str) -> Result<(Side, Side)> {
         .prefix("durafs-calibrate-")
         .tempdir()
         .map_err(|e| err(format!("creating a work directory: {e}")))?;
-    let (real_trace, ino) = real::record(plan.fs, script, &work.path().join("real"))?;
+    let (real_trace, ino) =
+        real::record(plan.fs, script, plan.writeback, &work.path().join("real"))?;
     let model_trace = predicted::record(plan.model, script, &work.path().join("model"))?;
     if let Some(k) = &plan.keep {
         keep(k, name, script, &real_trace, &model_trace)?;

@@ -39,7 +39,7 @@ pub type Verdict = std::result::Result<Outcome, String>;
 
 /// Records `script` on a fresh `kind` filesystem in `dir`: the trace of
 /// the image file, and the image's inode in it.
-pub fn record(kind: FsKind, script: &str, dir: &Path) -> Result<(Trace, Ino)> {
+pub fn record(kind: FsKind, script: &str, writeback: bool, dir: &Path) -> Result<(Trace, Ino)> {
     let outer = workload::volume(dir, None, FsOptions::default(), false, |fs| {
         fs.start_trace(true, None)
             .map_err(|e| err(format!("tracing: {e}")))
@@ -64,7 +64,11 @@ pub fn record(kind: FsKind, script: &str, dir: &Path) -> Result<(Trace, Ino)> {
         .map_err(|e| err(format!("mounting the fresh {}: {e}", kind.name())))?;
     let exe = std::env::current_exe().map_err(|e| ioe("finding the durafs binary", e))?;
     let argv = ["sh".to_string(), "-c".to_string(), script.to_string()];
-    let status = spawn(&argv, &inner_dir, &[("DURAFS", &exe), (ENV_MOUNT, &mnt)])?
+    let mut env: Vec<(&str, &Path)> = vec![("DURAFS", &exe), (ENV_MOUNT, &mnt)];
+    if writeback {
+        env.push(("DURAFS_WRITEBACK", Path::new("1")));
+    }
+    let status = spawn(&argv, &inner_dir, &env)?
         .wait()
         .map_err(|e| ioe("waiting for the workload", e))?;
     // The crash: the trace ends here, with the filesystem still mounted.

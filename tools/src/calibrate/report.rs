@@ -45,6 +45,9 @@ impl Summary {
             args.sector,
             plan.max_states
         );
+        if args.writeback {
+            command.push_str(" --writeback");
+        }
         match args.generate {
             Some(n) if args.workload.is_empty() => {
                 let _ = write!(command, " --generate {n} --seed {}", args.seed);

@@ -1,7 +1,8 @@
 //! A workload as a POSIX shell script: run with `sh` in the filesystem's
 //! root, `$DURAFS` the durafs binary, `$DURAFS_MOUNT` the volume the marks
 //! go to and, on a durafs volume, `$DURAFS_SYNC` the mount `dsync` also
-//! syncs. Only coreutils and util-linux are needed.
+//! syncs, and `$DURAFS_WRITEBACK` set when `wb` is to write dirty pages
+//! back before each step's mark. Only coreutils and util-linux are needed.
 
 use super::workload::{Op, Persist, Workload};
 
@@ -41,6 +42,9 @@ pub const PRELUDE: &str = r#"set -e
 pw() { head -c "$3" /dev/zero | tr '\0' "$4" | dd of="$1" bs="$3" count=1 seek="$2" oflag=seek_bytes conv=notrunc iflag=fullblock status=none; }
 # dsync: syncfs(2) here; FUSE never sees it, so a durafs mount is asked too.
 dsync() { sync -f .; if [ -n "${DURAFS_SYNC:-}" ]; then "$DURAFS" sync "$DURAFS_SYNC"; fi; }
+# wb: with $DURAFS_WRITEBACK set (calibrate --writeback, real side only),
+# write back every file's dirty pages here, without a flush.
+wb() { if [ -n "${DURAFS_WRITEBACK:-}" ]; then "$DURAFS" writeback-all .; fi; }
 "#;
 
 impl Workload {
@@ -64,7 +68,7 @@ impl Workload {
                 s.push_str(&persist_line(p));
                 s.push('\n');
             }
-            s.push_str(&format!("\"$DURAFS\" mark step-{}\n", k + 1));
+            s.push_str(&format!("wb\n\"$DURAFS\" mark step-{}\n", k + 1));
         }
         s
     }
