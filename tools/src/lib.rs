@@ -8,6 +8,7 @@
 //! do the same without this binary.
 
 pub mod bench;
+pub mod calibrate;
 mod client;
 mod daemon;
 pub mod demo;
@@ -84,6 +85,63 @@ pub enum Command {
     /// needs losetup and mkfs.ext4) (exit 0 when it ran, missed targets
     /// included; 2: set-up error).
     Bench(BenchArgs),
+    /// Crash-test a kernel filesystem (ext4, xfs, btrfs) at the block level
+    /// through a loop device on a durafs volume, and measure how exactly a
+    /// durafs model predicts its crash outcomes (exit 0: no false negative,
+    /// 1: some, 2: set-up error or a workload that could not run).
+    Calibrate(CalibrateArgs),
+    /// Internal (calibrate's `wb`): write back every file's dirty pages
+    /// under DIR, without a flush.
+    #[command(hide = true)]
+    WritebackAll { dir: PathBuf },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CalibrateArgs {
+    /// The real filesystem: ext4, xfs or btrfs.
+    #[arg(long)]
+    pub fs: String,
+    /// The durafs model under test: posix or journal.
+    #[arg(long, default_value = "posix")]
+    pub model: String,
+    /// Generate N workloads (seq-1..seq-3) from --seed.
+    #[arg(long, conflicts_with = "workload")]
+    pub generate: Option<u64>,
+    /// Seed of generated workloads and of sampled and torn states.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Shell scripts run in the filesystem's root, calling
+    /// `"$DURAFS" mark LABEL` at each crash point.
+    #[arg(long, num_args = 1..)]
+    pub workload: Vec<PathBuf>,
+    /// Real crash states checked at once.
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Print one JSON document instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// On the real side, write back every file's dirty pages before each
+    /// step's mark (`sync_file_range`, no flush, no journal commit), so
+    /// that crash states with data on the device but not committed are
+    /// seen (the script's `wb`).
+    #[arg(long)]
+    pub writeback: bool,
+    /// Print the workloads' scripts and exit (nothing runs).
+    #[arg(long)]
+    pub print: bool,
+    /// Keep each workload's script and both traces here.
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+    /// Atomic write unit of the device: torn writes keep whole sectors.
+    #[arg(long, default_value_t = 512)]
+    pub sector: u64,
+    /// Most crash states per workload and side (shared by its marks).
+    #[arg(long, default_value_t = 300)]
+    pub max_states: usize,
+    /// Tests only: predict just the keep-all state at each mark, a wrong
+    /// model whose false negatives the report must show.
+    #[arg(long, hide = true)]
+    pub test_wrong_model: bool,
 }
 
 /// What survives a power cut (`cut`, `run`).
@@ -342,6 +400,10 @@ pub fn run() -> ExitCode {
         Command::Run(args) => return exit_code(run::run(&args), setup_failure),
         Command::Explore(args) => return exit_code(explore::explore(&args), setup_failure),
         Command::Bench(args) => return exit_code(bench::bench(&args), setup_failure),
+        Command::WritebackAll { dir } => calibrate::device::writeback_all(&dir),
+        Command::Calibrate(args) => {
+            return exit_code(calibrate::calibrate(&args), setup_failure);
+        }
     };
     exit_code(result.map(|()| ExitCode::SUCCESS), ExitCode::FAILURE)
 }

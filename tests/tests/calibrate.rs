@@ -1,0 +1,133 @@
+//! `durafs calibrate` on ext4: a small generated sample is fully covered
+//! by the `posix` model, and a deliberately wrong model (only the keep-all
+//! state predicted) has its false negatives reported, with the workload
+//! that reproduces them. Needs root, `/dev/loop*` and e2fsprogs (installed
+//! when missing). Every loop device and mount is the command's own and is
+//! gone when it exits: the tests check that too.
+
+use std::process::{Command, Output};
+
+const EXE: &str = env!("CARGO_BIN_EXE_durafs-cli");
+
+/// One calibration at a time: each checks that the loop devices are as it
+/// found them.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn calibrate(args: &[&str]) -> (Output, serde_json::Value) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    durafs_tests::tools::require("mkfs.ext4", "e2fsprogs");
+    durafs_tests::tools::require("losetup", "util-linux");
+    let before = loops();
+    let out = Command::new(EXE)
+        .args(["calibrate", "--fs", "ext4", "--json", "--jobs", "2"])
+        .args(args)
+        .output()
+        .expect("running durafs calibrate");
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(loops(), before, "calibrate left loop devices behind");
+    (out, json)
+}
+
+/// Loop devices still attached to an image of a calibrate scratch
+/// directory that is gone: left behind (a calibration running at the same
+/// time, e.g. by hand, has its directory still there).
+fn loops() -> Vec<String> {
+    let out = Command::new("losetup")
+        .arg("-a")
+        .output()
+        .expect("losetup -a");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("durafs-calibrate-") && l.contains("(deleted)"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Seed 2's first three workloads: appends, overwrites, truncates, an
+/// unlink, an rmdir and a create, with and without fsync, fdatasync,
+/// fsyncdir and sync; a step left unsynced makes a model that keeps
+/// everything fail here.
+#[test]
+fn a_small_generated_ext4_sample_is_fully_covered_by_posix() {
+    let (out, json) = calibrate(&[
+        "--model",
+        "posix",
+        "--generate",
+        "3",
+        "--seed",
+        "2",
+        "--max-states",
+        "80",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{json:#}\n{stderr}");
+    assert_eq!(json["errors"], 0, "{json:#}");
+    assert_eq!(json["coverage"], 1.0, "{json:#}");
+    assert_eq!(json["workloads"].as_array().map(Vec::len), Some(3));
+    // Not vacuous: block-level states were mounted and read at every mark.
+    for w in json["workloads"].as_array().into_iter().flatten() {
+        assert!(w["counts"]["real"].as_u64() >= Some(2), "{w:#}");
+        for p in w["points"].as_array().into_iter().flatten() {
+            assert!(p["real"].as_u64() >= Some(1), "{w:#}");
+        }
+    }
+}
+
+#[test]
+fn a_wrong_model_s_false_negatives_are_reported_with_their_workload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("unsynced-append.sh");
+    // The append is never fsynced and the crash comes at once: ext4 has
+    // not written it back, so the real file is still 10 bytes long; a
+    // model that keeps every pending write cannot produce that.
+    std::fs::write(
+        &script,
+        "pw A 0 10 x\ndsync\n\"$DURAFS\" mark start\npw A 10 10 y\n\"$DURAFS\" mark step-1\n",
+    )
+    .expect("writing the workload");
+    let path = script.to_str().expect("utf-8 path");
+    let (out, json) = calibrate(&["--workload", path, "--test-wrong-model"]);
+    assert_eq!(out.status.code(), Some(1), "{json:#}");
+    let w = &json["workloads"][0];
+    let fns = w["false_negatives"].as_array().expect("false negatives");
+    assert_eq!(fns.len(), 1, "{w:#}");
+    assert_eq!(fns[0]["point"], "1:step-1");
+    assert_eq!(fns[0]["real"]["A"]["size"], 10, "{w:#}");
+    assert_eq!(fns[0]["nearest"]["A"]["size"], 20, "{w:#}");
+    assert!(w["script"].as_str().unwrap_or("").contains("pw A 10 10 y"));
+    assert!(json["coverage"].as_f64() < Some(1.0));
+    // The same workload against the real posix model has no false negative.
+    let (out, json) = calibrate(&["--workload", path]);
+    assert_eq!(out.status.code(), Some(0), "{json:#}");
+    assert_eq!(json["coverage"], 1.0);
+}
+
+#[test]
+fn writeback_puts_unsynced_data_on_the_real_side() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("unsynced-overwrite.sh");
+    // An overwrite in place, never synced: without writeback the device
+    // never sees it; with `wb` its blocks reach the device uncommitted, so
+    // the new bytes (and torn mixtures) are real outcomes too.
+    std::fs::write(
+        &script,
+        "pw A 0 3000 x\ndsync\n\"$DURAFS\" mark start\npw A 0 3000 y\nwb\n\"$DURAFS\" mark step-1\n",
+    )
+    .expect("writing the workload");
+    let path = script.to_str().expect("utf-8 path");
+    let real_at_step_1 =
+        |json: &serde_json::Value| json["workloads"][0]["points"][1]["real"].as_u64();
+    let (out, without) = calibrate(&["--workload", path]);
+    assert_eq!(out.status.code(), Some(0), "{without:#}");
+    assert_eq!(real_at_step_1(&without), Some(1), "{without:#}");
+    let (out, with) = calibrate(&["--workload", path, "--writeback"]);
+    assert_eq!(out.status.code(), Some(0), "{with:#}");
+    assert!(real_at_step_1(&with) >= Some(2), "{with:#}");
+    assert_eq!(with["coverage"], 1.0, "{with:#}");
+}

@@ -1,0 +1,207 @@
+//! Real against predicted, per crash point: coverage = |real ∩ predicted|
+//! / |real| (a real outcome outside the prediction is a false negative),
+//! precision = |predicted ∩ real| / |predicted|. Totals add the counts of
+//! every point before dividing (each crash point weighs by its outcomes).
+//! States where the real filesystem did not mount, could not be read or
+//! failed `fsck -n` are not outcomes: they are counted apart.
+
+use super::PointOutcomes;
+use super::outcome::Outcome;
+
+/// Distinct-outcome counts at one point (or summed over many).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Distinct real outcomes.
+    pub real: usize,
+    /// Distinct predicted outcomes.
+    pub predicted: usize,
+    /// Outcomes on both sides.
+    pub common: usize,
+    /// Real crash states that did not mount, read or pass fsck.
+    pub inconsistent: usize,
+    /// Real block-level states checked (distinct images or not).
+    pub real_states: usize,
+}
+
+impl Counts {
+    /// 1 when there is no real outcome.
+    pub fn coverage(&self) -> f64 {
+        ratio(self.common, self.real)
+    }
+    /// 1 when nothing is predicted.
+    pub fn precision(&self) -> f64 {
+        ratio(self.common, self.predicted)
+    }
+    pub fn false_negatives(&self) -> usize {
+        self.real - self.common
+    }
+    pub fn add(&mut self, o: &Counts) {
+        self.real += o.real;
+        self.predicted += o.predicted;
+        self.common += o.common;
+        self.inconsistent += o.inconsistent;
+        self.real_states += o.real_states;
+    }
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 { 1.0 } else { a as f64 / b as f64 }
+}
+
+/// A real outcome the model cannot produce, with its nearest prediction.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FalseNegative {
+    pub point: String,
+    pub real: Outcome,
+    /// The predicted outcome that differs from it in the fewest paths.
+    pub nearest: Option<Outcome>,
+    /// `path: real vs nearest predicted`, one line per differing path.
+    pub diff: String,
+}
+
+/// One crash point compared.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PointResult {
+    pub point: String,
+    #[serde(flatten)]
+    pub counts: Counts,
+    pub coverage: f64,
+    pub precision: f64,
+    /// Why inconsistent states failed, with how many.
+    pub inconsistent_reasons: Vec<(String, usize)>,
+}
+
+/// Compares one point of each side (the same mark).
+pub fn compare_point(
+    real: &PointOutcomes,
+    predicted: &PointOutcomes,
+) -> (PointResult, Vec<FalseNegative>) {
+    let common = real
+        .outcomes
+        .keys()
+        .filter(|o| predicted.outcomes.contains_key(*o))
+        .count();
+    let counts = Counts {
+        real: real.outcomes.len(),
+        predicted: predicted.outcomes.len(),
+        common,
+        inconsistent: real.inconsistent.values().sum(),
+        real_states: real.states,
+    };
+    let label = format!("{}:{}", real.point.index, real.point.label);
+    let fns = real
+        .outcomes
+        .keys()
+        .filter(|o| !predicted.outcomes.contains_key(*o))
+        .map(|o| {
+            let nearest = predicted
+                .outcomes
+                .keys()
+                .min_by_key(|p| o.diff(p).lines().count())
+                .cloned();
+            let diff = match &nearest {
+                Some(n) => o.diff(n),
+                None => o.describe(),
+            };
+            FalseNegative {
+                point: label.clone(),
+                real: o.clone(),
+                nearest,
+                diff,
+            }
+        })
+        .collect();
+    let result = PointResult {
+        point: label,
+        counts,
+        coverage: counts.coverage(),
+        precision: counts.precision(),
+        inconsistent_reasons: real
+            .inconsistent
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
+    };
+    (result, fns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::outcome::{Entry, EntryKind};
+    use super::super::points::Point;
+    use super::*;
+
+    fn outcome(size: u64) -> Outcome {
+        let mut o = Outcome::default();
+        o.0.insert(
+            "A".into(),
+            Entry {
+                kind: EntryKind::File,
+                size,
+                nlink: 1,
+                mode: 0o644,
+                target: None,
+                digest: size,
+            },
+        );
+        o
+    }
+
+    fn side(sizes: &[u64], inconsistent: usize) -> PointOutcomes {
+        let mut p = PointOutcomes::new(Point {
+            index: 0,
+            label: "start".into(),
+        });
+        for s in sizes {
+            p.add(outcome(*s));
+            p.add(outcome(*s));
+        }
+        for _ in 0..inconsistent {
+            p.add_inconsistent("mount failed: EUCLEAN");
+        }
+        p
+    }
+
+    #[test]
+    fn coverage_and_precision_count_distinct_outcomes() {
+        let real = side(&[0, 10, 20], 2);
+        let predicted = side(&[0, 10, 30, 40, 50], 0);
+        let (r, fns) = compare_point(&real, &predicted);
+        assert_eq!(
+            r.counts,
+            Counts {
+                real: 3,
+                predicted: 5,
+                common: 2,
+                inconsistent: 2,
+                real_states: 8,
+            }
+        );
+        assert!((r.coverage - 2.0 / 3.0).abs() < 1e-9);
+        assert!((r.precision - 0.4).abs() < 1e-9);
+        assert_eq!(fns.len(), 1);
+        assert_eq!(fns[0].real, outcome(20));
+        assert!(fns[0].diff.contains("size=20"), "{}", fns[0].diff);
+        assert_eq!(
+            r.inconsistent_reasons,
+            vec![("mount failed: EUCLEAN".into(), 2)]
+        );
+    }
+
+    #[test]
+    fn nothing_real_or_nothing_predicted_counts_as_one_and_totals_add_counts() {
+        let (r, fns) = compare_point(&side(&[], 1), &side(&[], 0));
+        assert_eq!((r.coverage, r.precision), (1.0, 1.0));
+        assert!(fns.is_empty());
+        let mut total = Counts::default();
+        total.add(
+            &compare_point(&side(&[1], 0), &side(&[1, 2, 3, 4], 0))
+                .0
+                .counts,
+        );
+        total.add(&compare_point(&side(&[1, 2, 3], 0), &side(&[9], 0)).0.counts);
+        assert_eq!((total.real, total.predicted, total.common), (4, 5, 1));
+        assert!((total.coverage() - 0.25).abs() < 1e-9);
+        assert_eq!(total.false_negatives(), 3);
+    }
+}

@@ -1,0 +1,310 @@
+//! `durafs calibrate`: measures how exactly a durafs model predicts a real
+//! kernel filesystem. Each workload runs twice: on the real filesystem,
+//! recorded at the block level ([`real`]), and on a durafs volume with the
+//! model under test ([`predicted`]); at each step (the crashes between two
+//! marks) both sides' crash outcomes are compared ([`compare`]) and reported ([`report`]).
+//!
+//! Exit status: 0 when no false negative was found, 1 when one was (a real
+//! outcome the model cannot produce), 2 on a usage or set-up error, or when
+//! a workload could not run on one of the sides.
+
+mod compare;
+pub mod device;
+pub mod outcome;
+mod points;
+mod predicted;
+pub mod real;
+mod report;
+pub mod script;
+pub mod workload;
+
+use crate::workload::{check_interrupted, kill_children_on_interrupt};
+use crate::{CalibrateArgs, Result, err};
+use compare::{Counts, FalseNegative, PointResult, compare_point};
+use device::FsKind;
+use durafs::model::Persistence;
+use durafs::model::enumerate::EnumOptions;
+use outcome::Outcome;
+use points::{Point, WalkStats};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// The outcomes of one side at one crash point.
+#[derive(Clone, Debug)]
+pub struct PointOutcomes {
+    pub point: Point,
+    /// Distinct outcomes, with how many crash states gave each.
+    pub outcomes: BTreeMap<Outcome, usize>,
+    /// Why real states were not outcomes, with how many.
+    pub inconsistent: BTreeMap<String, usize>,
+    pub states: usize,
+}
+
+impl PointOutcomes {
+    pub fn new(point: Point) -> PointOutcomes {
+        PointOutcomes {
+            point,
+            outcomes: BTreeMap::new(),
+            inconsistent: BTreeMap::new(),
+            states: 0,
+        }
+    }
+    pub fn add(&mut self, o: Outcome) {
+        self.states += 1;
+        *self.outcomes.entry(o).or_insert(0) += 1;
+    }
+    pub fn add_inconsistent(&mut self, why: &str) {
+        self.states += 1;
+        *self.inconsistent.entry(why.to_string()).or_insert(0) += 1;
+    }
+}
+
+/// One side of one workload.
+#[derive(Clone, Debug)]
+pub struct Side {
+    pub points: Vec<PointOutcomes>,
+    pub stats: WalkStats,
+}
+
+/// One workload compared.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct WorkloadResult {
+    pub name: String,
+    pub script: String,
+    /// Set when the workload could not run on one side.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub points: Vec<PointResult>,
+    pub counts: Counts,
+    pub coverage: f64,
+    pub precision: f64,
+    /// True when a side's enumeration was sampled (`--max-states`).
+    pub sampled: bool,
+    pub false_negatives: Vec<FalseNegative>,
+    pub seconds: f64,
+}
+
+/// What one run of `calibrate` compares.
+pub struct Plan {
+    pub fs: FsKind,
+    pub model: Persistence,
+    pub enumerate: EnumOptions,
+    /// Most crash states per workload and side.
+    pub max_states: usize,
+    pub jobs: usize,
+    /// Predict only the keep-all state at each mark (tests only).
+    pub wrong_model: bool,
+    /// Where scripts and traces are kept.
+    pub keep: Option<PathBuf>,
+    /// Write dirty pages back before each mark on the real side.
+    pub writeback: bool,
+}
+
+/// The workloads of `args`: (name, script).
+fn scripts(args: &CalibrateArgs) -> Result<Vec<(String, String)>> {
+    if !args.workload.is_empty() {
+        return args
+            .workload
+            .iter()
+            .map(|p| {
+                let text = fs::read_to_string(p)
+                    .map_err(|e| err(format!("--workload {}: {e}", p.display())))?;
+                let name = p.file_name().map_or_else(
+                    || p.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                Ok((name, format!("{}{text}", script::PRELUDE)))
+            })
+            .collect();
+    }
+    match args.generate {
+        Some(n) => Ok((0..n)
+            .map(|i| {
+                let w = workload::generate(args.seed, i);
+                (w.name.clone(), w.script())
+            })
+            .collect()),
+        None => Err(err("nothing to run: give --generate N or --workload FILE")),
+    }
+}
+
+pub fn calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
+    if args.print {
+        for (name, script) in scripts(args)? {
+            println!("# ---- {name}\n{script}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    kill_children_on_interrupt();
+    let fs_kind: FsKind = args
+        .fs
+        .parse()
+        .map_err(|e: String| err(format!("--fs: {e}")))?;
+    let model: Persistence = args
+        .model
+        .parse()
+        .map_err(|e: String| err(format!("--model: {e}")))?;
+    if args.sector != 512 && args.sector != 4096 {
+        return Err(err("--sector must be 512 or 4096"));
+    }
+    // SAFETY: a plain getter.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(err("calibrate needs root (losetup and mount)"));
+    }
+    device::require_tools(fs_kind)?;
+    let plan = Plan {
+        fs: fs_kind,
+        model,
+        enumerate: EnumOptions {
+            seed: args.seed,
+            sector: args.sector,
+            torn: true,
+            ..EnumOptions::default()
+        },
+        max_states: args.max_states.max(3),
+        jobs: args.jobs.unwrap_or(2).max(1),
+        wrong_model: args.test_wrong_model,
+        keep: args.keep.clone(),
+        writeback: args.writeback,
+    };
+    if let Some(k) = &plan.keep {
+        fs::create_dir_all(k).map_err(|e| err(format!("--keep {}: {e}", k.display())))?;
+    }
+    let list = scripts(args)?;
+    let started = Instant::now();
+    let mut results = Vec::new();
+    for (i, (name, script)) in list.iter().enumerate() {
+        if !args.json {
+            eprintln!("durafs calibrate: [{}/{}] {name}", i + 1, list.len());
+        }
+        results.push(one(&plan, name, script)?);
+        check_interrupted()?;
+    }
+    let summary = report::Summary::new(&plan, args, results, started.elapsed().as_secs_f64());
+    if args.json {
+        let v = serde_json::to_string(&summary).map_err(|e| err(e.to_string()))?;
+        println!("{v}");
+    } else {
+        print!("{}", report::text(&summary));
+    }
+    Ok(if summary.errors > 0 {
+        ExitCode::from(2)
+    } else if summary.total.false_negatives() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Scratch space: a temp dir in `/dev/shm` when there is one (images are
+/// written there once per distinct state), else the system's.
+fn scratch() -> Result<tempfile::TempDir> {
+    let shm = Path::new("/dev/shm");
+    let b = tempfile::Builder::new().prefix("durafs-calibrate-").clone();
+    if shm.is_dir() {
+        if let Ok(t) = b.tempdir_in(shm) {
+            return Ok(t);
+        }
+    }
+    b.tempdir()
+        .map_err(|e| err(format!("creating a scratch directory: {e}")))
+}
+
+/// Runs and compares one workload; a side that fails makes an error row.
+fn one(plan: &Plan, name: &str, script: &str) -> Result<WorkloadResult> {
+    let started = Instant::now();
+    let mut r = WorkloadResult {
+        name: name.to_string(),
+        script: script.to_string(),
+        error: None,
+        points: Vec::new(),
+        counts: Counts::default(),
+        coverage: 1.0,
+        precision: 1.0,
+        sampled: false,
+        false_negatives: Vec::new(),
+        seconds: 0.0,
+    };
+    match sides(plan, name, script) {
+        Ok((real, predicted)) => compare_sides(&mut r, &real, &predicted),
+        Err(e) => {
+            check_interrupted()?;
+            r.error = Some(e.0);
+        }
+    }
+    r.seconds = started.elapsed().as_secs_f64();
+    Ok(r)
+}
+
+fn sides(plan: &Plan, name: &str, script: &str) -> Result<(Side, Side)> {
+    let work = tempfile::Builder::new()
+        .prefix("durafs-calibrate-")
+        .tempdir()
+        .map_err(|e| err(format!("creating a work directory: {e}")))?;
+    let (real_trace, ino) =
+        real::record(plan.fs, script, plan.writeback, &work.path().join("real"))?;
+    let model_trace = predicted::record(plan.model, script, &work.path().join("model"))?;
+    if let Some(k) = &plan.keep {
+        keep(k, name, script, &real_trace, &model_trace)?;
+    }
+    let shm = scratch()?;
+    let real = real::outcomes(
+        plan.fs,
+        &real_trace,
+        ino,
+        &plan.enumerate,
+        plan.max_states,
+        plan.jobs,
+        shm.path(),
+    )?;
+    let predicted = predicted::outcomes(
+        &model_trace,
+        &plan.enumerate,
+        plan.max_states,
+        plan.wrong_model,
+    )?;
+    Ok((real, predicted))
+}
+
+fn keep(
+    dir: &Path,
+    name: &str,
+    script: &str,
+    real: &durafs::trace::Trace,
+    model: &durafs::trace::Trace,
+) -> Result<()> {
+    let e = |p: &Path, x: std::io::Error| err(format!("--keep {}: {x}", p.display()));
+    let path = dir.join(format!("{name}.sh"));
+    fs::write(&path, script).map_err(|x| e(&path, x))?;
+    for (suffix, t) in [("real", real), ("model", model)] {
+        let path = dir.join(format!("{name}.{suffix}.trace"));
+        let f = fs::File::create(&path).map_err(|x| e(&path, x))?;
+        t.write(std::io::BufWriter::new(f))
+            .map_err(|x| e(&path, x))?;
+    }
+    Ok(())
+}
+
+fn compare_sides(r: &mut WorkloadResult, real: &Side, predicted: &Side) {
+    r.sampled = real.stats.sampled || predicted.stats.sampled;
+    let labels = |s: &Side| s.points.iter().map(|p| p.point.clone()).collect::<Vec<_>>();
+    if labels(real) != labels(predicted) {
+        r.error = Some(format!(
+            "the sides recorded different marks: real {:?}, predicted {:?}",
+            labels(real),
+            labels(predicted)
+        ));
+        return;
+    }
+    for (a, b) in real.points.iter().zip(&predicted.points) {
+        let (pr, fns) = compare_point(a, b);
+        r.counts.add(&pr.counts);
+        r.points.push(pr);
+        r.false_negatives.extend(fns);
+    }
+    r.coverage = r.counts.coverage();
+    r.precision = r.counts.precision();
+}

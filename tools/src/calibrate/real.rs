@@ -1,0 +1,236 @@
+//! The real filesystem's outcomes, recorded at the block level. An image
+//! file on a tracing durafs volume is attached to a loop device (buffered:
+//! every block write becomes a FUSE write, every cache flush or FUA an
+//! fsync of the image), formatted and mounted; the workload runs in its
+//! root with its marks going to the outer volume, so they are ordered with
+//! the block writes. Then the trace is taken and nothing is unmounted
+//! first: the crash. Just before each flush of the image and at each mark
+//! (see [`super::points`]), every crash state durafs allows for the image
+//! file (block writes since the last flush lost, reordered or torn at the
+//! sector size) is materialised into an image, attached, mounted
+//! (the journal or log replays), read into an [`Outcome`], unmounted and
+//! checked with the filesystem's `fsck -n`.
+//!
+//! Identical images are mounted once (keyed by a 64-bit digest of the
+//! bytes). Writeback the kernel has not started by a mark is not on the
+//! device, so it is not in the real outcomes of that mark.
+
+use super::device::{FsKind, LoopDev, MountGuard, run};
+use super::outcome::{Outcome, digest, read_tree};
+use super::points::{Placement, Point, WalkStats, at_marks};
+use super::{PointOutcomes, Side};
+use crate::workload::{self, ENV_MOUNT, check_interrupted, spawn};
+use crate::{Result, err};
+use durafs::fs::FsOptions;
+use durafs::model::enumerate::EnumOptions;
+use durafs::model::{Ino, MemStore};
+use durafs::trace::{Trace, TraceOp};
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Mutex, mpsc};
+
+/// The image file's name in the recording volume.
+const IMAGE: &[u8] = b"image";
+
+/// How one distinct image fared.
+pub type Verdict = std::result::Result<Outcome, String>;
+
+/// Records `script` on a fresh `kind` filesystem in `dir`: the trace of
+/// the image file, and the image's inode in it.
+pub fn record(kind: FsKind, script: &str, writeback: bool, dir: &Path) -> Result<(Trace, Ino)> {
+    let outer = workload::volume(dir, None, FsOptions::default(), false, |fs| {
+        fs.start_trace(true, None)
+            .map_err(|e| err(format!("tracing: {e}")))
+    })?;
+    let mnt = outer.mountpoint().to_path_buf();
+    let image = mnt.join("image");
+    let ioe = |what: &str, e: std::io::Error| err(format!("{what}: {e}"));
+    {
+        let f = fs::File::create(&image).map_err(|e| ioe("creating the image", e))?;
+        f.set_len(kind.image_size())
+            .map_err(|e| ioe("sizing the image", e))?;
+        f.sync_all().map_err(|e| ioe("fsync of the image", e))?;
+        fs::File::open(&mnt)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| ioe("fsync of the volume's root", e))?;
+    }
+    run(&kind.mkfs(), &image).map_err(err)?;
+    let inner_dir = dir.join("inner");
+    fs::create_dir_all(&inner_dir).map_err(|e| ioe("creating the inner mount point", e))?;
+    let dev = LoopDev::attach(&image).map_err(err)?;
+    let inner = MountGuard::mount(dev.path(), &inner_dir, kind.name())
+        .map_err(|e| err(format!("mounting the fresh {}: {e}", kind.name())))?;
+    let exe = std::env::current_exe().map_err(|e| ioe("finding the durafs binary", e))?;
+    let argv = ["sh".to_string(), "-c".to_string(), script.to_string()];
+    let mut env: Vec<(&str, &Path)> = vec![("DURAFS", &exe), (ENV_MOUNT, &mnt)];
+    if writeback {
+        env.push(("DURAFS_WRITEBACK", Path::new("1")));
+    }
+    let status = spawn(&argv, &inner_dir, &env)?
+        .wait()
+        .map_err(|e| ioe("waiting for the workload", e))?;
+    // The crash: the trace ends here, with the filesystem still mounted.
+    let trace = outer
+        .fs()
+        .finish_trace()
+        .unwrap_or_else(|| Err(std::io::Error::other("the volume was not traced")))
+        .map_err(|e| ioe("tracing", e))?;
+    if let Err(e) = inner.unmount() {
+        log::warn!("durafs calibrate: {e}");
+    }
+    drop(dev);
+    outer
+        .unmount()
+        .map_err(|e| ioe("unmounting the recording volume", e))?;
+    check_interrupted()?;
+    if !status.success() {
+        return Err(err(format!(
+            "the workload failed ({status}) on {}",
+            kind.name()
+        )));
+    }
+    let ino = image_ino(&trace).ok_or_else(|| err("the trace has no image file"))?;
+    Ok((trace, ino))
+}
+
+fn image_ino(trace: &Trace) -> Option<Ino> {
+    trace.events.iter().find_map(|e| match &e.op {
+        TraceOp::Create { name, ino, .. } if name.0 == IMAGE => Some(*ino),
+        _ => None,
+    })
+}
+
+/// The bytes of the image file `ino` in a crash state, written to `dst`.
+/// The one place a state becomes an image: a faster materialiser (only the
+/// blocks that differ from a shared base) replaces this function.
+pub fn materialise_image(state: &MemStore, ino: Ino, dst: &Path) -> std::io::Result<u64> {
+    let bytes = image_bytes(state, ino);
+    let mut f = fs::File::create(dst)?;
+    f.write_all(&bytes)?;
+    Ok(digest(&bytes))
+}
+
+fn image_bytes(state: &MemStore, ino: Ino) -> Vec<u8> {
+    let size = state.image().inodes.get(&ino).map_or(0, |i| i.size);
+    let mut out = Vec::with_capacity(size as usize);
+    state.read(ino, 0, size, &mut out);
+    out
+}
+
+/// Mounts the image at `img`, reads its tree, unmounts and checks it.
+fn check_image(kind: FsKind, img: &Path, mnt: &Path) -> Verdict {
+    let dev = LoopDev::attach(img)?;
+    let outcome = {
+        let m = MountGuard::mount(dev.path(), mnt, kind.name())?;
+        let o = read_tree(mnt).map_err(|e| format!("reading the tree failed: {e}"));
+        // Not a finding about the filesystem: the guard detaches it lazily.
+        m.unmount()
+            .map_err(|e| format!("calibrate could not unmount: {e}"))?;
+        o?
+    };
+    run(&kind.fsck(), dev.path()).map_err(|e| format!("fsck failed: {e}"))?;
+    Ok(outcome)
+}
+
+type Queue = Mutex<mpsc::Receiver<(usize, MemStore)>>;
+
+/// One checking thread: materialises each queued state into its own image
+/// and mounts it unless an identical image was already checked.
+fn worker(
+    kind: FsKind,
+    ino: Ino,
+    w: usize,
+    scratch: &Path,
+    rx: &Queue,
+    verdicts: &Mutex<HashMap<u64, Verdict>>,
+    keys: &Mutex<Vec<(usize, u64)>>,
+) {
+    let img = scratch.join(format!("w{w}.img"));
+    let mnt = scratch.join(format!("w{w}.mnt"));
+    if let Err(e) = fs::create_dir_all(&mnt) {
+        log::warn!("durafs calibrate: {}: {e}", mnt.display());
+    }
+    loop {
+        let next = match rx.lock() {
+            Ok(r) => r.recv(),
+            Err(_) => return,
+        };
+        let Ok((point, store)) = next else { return };
+        let key = match materialise_image(&store, ino, &img) {
+            Ok(k) => k,
+            Err(e) => {
+                log::warn!("durafs calibrate: writing {}: {e}", img.display());
+                continue;
+            }
+        };
+        if let Ok(mut k) = keys.lock() {
+            k.push((point, key));
+        }
+        let known = verdicts.lock().map_or(true, |m| m.contains_key(&key));
+        if !known {
+            let v = check_image(kind, &img, &mnt);
+            if let Ok(mut m) = verdicts.lock() {
+                m.insert(key, v);
+            }
+        }
+    }
+}
+
+/// The real outcomes at every step of `trace`, `jobs` images at a time.
+pub fn outcomes(
+    kind: FsKind,
+    trace: &Trace,
+    ino: Ino,
+    opts: &EnumOptions,
+    max_states: usize,
+    jobs: usize,
+    scratch: &Path,
+) -> Result<Side> {
+    let (tx, rx) = mpsc::sync_channel::<(usize, MemStore)>(jobs);
+    let rx = Mutex::new(rx);
+    let verdicts: Mutex<HashMap<u64, Verdict>> = Mutex::new(HashMap::new());
+    // (mark index, image digest) of every state.
+    let keys: Mutex<Vec<(usize, u64)>> = Mutex::new(Vec::new());
+    let mut points: Vec<Point> = Vec::new();
+    let stats: std::result::Result<WalkStats, String> = std::thread::scope(|s| {
+        for w in 0..jobs {
+            let (rx, verdicts, keys) = (&rx, &verdicts, &keys);
+            s.spawn(move || worker(kind, ino, w, scratch, rx, verdicts, keys));
+        }
+        let r = at_marks(
+            trace,
+            Placement::Persistence,
+            opts,
+            max_states,
+            false,
+            |point, store| {
+                if workload::interrupted() {
+                    return false;
+                }
+                if points.last() != Some(point) {
+                    points.push(point.clone());
+                }
+                tx.send((point.index, store)).is_ok()
+            },
+        );
+        drop(tx);
+        r.map_err(|e| e.to_string())
+    });
+    check_interrupted()?;
+    let stats = stats.map_err(err)?;
+    let verdicts = verdicts.into_inner().unwrap_or_default();
+    let mut out: Vec<PointOutcomes> = points.into_iter().map(PointOutcomes::new).collect();
+    for (point, key) in keys.into_inner().unwrap_or_default() {
+        let Some(po) = out.iter_mut().find(|p| p.point.index == point) else {
+            continue;
+        };
+        match verdicts.get(&key) {
+            Some(Ok(o)) => po.add(o.clone()),
+            Some(Err(e)) => po.add_inconsistent(e),
+            None => po.add_inconsistent("not checked"),
+        }
+    }
+    Ok(Side { points: out, stats })
+}

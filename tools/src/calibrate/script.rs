@@ -1,0 +1,75 @@
+//! A workload as a POSIX shell script: run with `sh` in the filesystem's
+//! root, `$DURAFS` the durafs binary, `$DURAFS_MOUNT` the volume the marks
+//! go to and, on a durafs volume, `$DURAFS_SYNC` the mount `dsync` also
+//! syncs, and `$DURAFS_WRITEBACK` set when `wb` is to write dirty pages
+//! back before each step's mark. Only coreutils and util-linux are needed.
+
+use super::workload::{Op, Persist, Workload};
+
+fn op_line(op: &Op) -> String {
+    match op {
+        Op::Create(p) => format!("touch {p}"),
+        Op::Mkdir(d) => format!("mkdir {d}"),
+        Op::Write {
+            path,
+            offset,
+            len,
+            byte,
+            ..
+        } => format!("pw {path} {offset} {len} {}", *byte as char),
+        Op::Truncate { path, size, .. } => format!("truncate -s {size} {path}"),
+        Op::Fallocate { path, offset, len } => format!("fallocate -o {offset} -l {len} {path}"),
+        Op::Rename { from, to } => format!("mv -f -T {from} {to}"),
+        Op::Link { from, to } => format!("ln {from} {to}"),
+        Op::Unlink(p) => format!("rm -f {p}"),
+        Op::Rmdir(d) => format!("rmdir {d}"),
+        Op::Symlink { target, path } => format!("ln -s {target} {path}"),
+    }
+}
+
+pub(crate) fn persist_line(p: &Persist) -> String {
+    match p {
+        Persist::Fsync(p) => format!("sync {p}"),
+        Persist::Fdatasync(p) => format!("sync -d {p}"),
+        Persist::Fsyncdir(d) => format!("sync {d}"),
+        Persist::Sync => "dsync".to_string(),
+    }
+}
+
+/// The shell functions every script starts with.
+pub const PRELUDE: &str = r#"set -e
+# pw PATH OFFSET LEN CHAR: one write(2) of LEN bytes CHAR at OFFSET.
+pw() { head -c "$3" /dev/zero | tr '\0' "$4" | dd of="$1" bs="$3" count=1 seek="$2" oflag=seek_bytes conv=notrunc iflag=fullblock status=none; }
+# dsync: syncfs(2) here; FUSE never sees it, so a durafs mount is asked too.
+dsync() { sync -f .; if [ -n "${DURAFS_SYNC:-}" ]; then "$DURAFS" sync "$DURAFS_SYNC"; fi; }
+# wb: with $DURAFS_WRITEBACK set (calibrate --writeback, real side only),
+# write back every file's dirty pages here, without a flush.
+wb() { if [ -n "${DURAFS_WRITEBACK:-}" ]; then "$DURAFS" writeback-all .; fi; }
+"#;
+
+impl Workload {
+    /// The script: run with `sh` in the filesystem's root, `$DURAFS` the
+    /// durafs binary and `$DURAFS_MOUNT` the volume the marks go to.
+    pub fn script(&self) -> String {
+        let mut s = format!(
+            "#!/bin/sh\n# durafs calibrate workload {} (seq-{})\n{PRELUDE}",
+            self.name,
+            self.steps.len()
+        );
+        for op in &self.setup {
+            s.push_str(&op_line(op));
+            s.push('\n');
+        }
+        s.push_str("dsync\n\"$DURAFS\" mark start\n");
+        for (k, step) in self.steps.iter().enumerate() {
+            s.push_str(&op_line(&step.op));
+            s.push('\n');
+            if let Some(p) = &step.persist {
+                s.push_str(&persist_line(p));
+                s.push('\n');
+            }
+            s.push_str(&format!("wb\n\"$DURAFS\" mark step-{}\n", k + 1));
+        }
+        s
+    }
+}
