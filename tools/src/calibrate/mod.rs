@@ -155,6 +155,7 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
         return Err(err("calibrate needs root (losetup and mount)"));
     }
     device::require_tools(fs_kind)?;
+    let jobs = jobs_for(fs_kind, args.jobs);
     let plan = Plan {
         fs: fs_kind,
         model,
@@ -165,7 +166,7 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
             ..EnumOptions::default()
         },
         max_states: args.max_states.max(3),
-        jobs: args.jobs.unwrap_or(2).max(1),
+        jobs,
         wrong_model: args.test_wrong_model,
         keep: args.keep.clone(),
         writeback: args.writeback,
@@ -307,4 +308,35 @@ fn compare_sides(r: &mut WorkloadResult, real: &Side, predicted: &Side) {
     }
     r.coverage = r.counts.coverage();
     r.precision = r.counts.precision();
+}
+
+/// Real states checked at once: `--jobs` (default 2), but one for btrfs,
+/// which refuses to mount two filesystems with the same fsid (every state
+/// of one workload's image has the same).
+fn jobs_for(fs: FsKind, asked: Option<usize>) -> usize {
+    let jobs = asked.unwrap_or(2).max(1);
+    if fs == FsKind::Btrfs && jobs > 1 {
+        if asked.is_some() {
+            eprintln!(
+                "durafs calibrate: btrfs states are checked one at a time (--jobs 1): \
+                 btrfs refuses two mounts with the same fsid"
+            );
+        }
+        return 1;
+    }
+    jobs
+}
+
+#[cfg(test)]
+mod jobs_tests {
+    use super::*;
+
+    #[test]
+    fn btrfs_is_checked_one_state_at_a_time() {
+        assert_eq!(jobs_for(FsKind::Btrfs, Some(4)), 1);
+        assert_eq!(jobs_for(FsKind::Btrfs, None), 1);
+        assert_eq!(jobs_for(FsKind::Ext4, Some(4)), 4);
+        assert_eq!(jobs_for(FsKind::Xfs, None), 2);
+        assert_eq!(jobs_for(FsKind::Ext4, Some(0)), 1);
+    }
 }

@@ -11,23 +11,23 @@
 //! (the journal or log replays), read into an [`Outcome`], unmounted and
 //! checked with the filesystem's `fsck -n`.
 //!
-//! Identical images are mounted once (keyed by a 64-bit digest of the
+//! Identical images are mounted once (keyed by a 64-bit hash of the
 //! bytes). Writeback the kernel has not started by a mark is not on the
 //! device, so it is not in the real outcomes of that mark.
 
 use super::device::{FsKind, LoopDev, MountGuard, run};
-use super::outcome::{Outcome, digest, read_tree};
+use super::outcome::{Outcome, read_tree};
 use super::points::{Placement, Point, WalkStats, at_marks};
 use super::{PointOutcomes, Side};
 use crate::workload::{self, ENV_MOUNT, check_interrupted, spawn};
 use crate::{Result, err};
 use durafs::fs::FsOptions;
 use durafs::model::enumerate::EnumOptions;
-use durafs::model::{Ino, MemStore};
+use durafs::model::{FileData, Ino, MemStore, SparseNode};
 use durafs::trace::{Trace, TraceOp};
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
+use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::{Mutex, mpsc};
 
@@ -102,21 +102,33 @@ fn image_ino(trace: &Trace) -> Option<Ino> {
     })
 }
 
-/// The bytes of the image file `ino` in a crash state, written to `dst`.
-/// The one place a state becomes an image: a faster materialiser (only the
-/// blocks that differ from a shared base) replaces this function.
+/// The image file `ino` in a crash state, written to `dst` in proportion
+/// to its data (holes stay holes: `FileData::write_into`), and a 64-bit
+/// digest of its content for finding identical images.
 pub fn materialise_image(state: &MemStore, ino: Ino, dst: &Path) -> std::io::Result<u64> {
-    let bytes = image_bytes(state, ino);
-    let mut f = fs::File::create(dst)?;
-    f.write_all(&bytes)?;
-    Ok(digest(&bytes))
+    let data = image_data(state, ino);
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dst)?;
+    data.write_into(&f)?;
+    // FileData is canonical (equal exactly when the bytes are), so its
+    // hash stands for the bytes'.
+    let mut h = std::hash::DefaultHasher::new();
+    data.hash(&mut h);
+    Ok(h.finish())
 }
 
-fn image_bytes(state: &MemStore, ino: Ino) -> Vec<u8> {
-    let size = state.image().inodes.get(&ino).map_or(0, |i| i.size);
-    let mut out = Vec::with_capacity(size as usize);
-    state.read(ino, 0, size, &mut out);
-    out
+fn image_data(state: &MemStore, ino: Ino) -> FileData {
+    state
+        .sparse_tree()
+        .into_values()
+        .find_map(|(node, i)| match node {
+            SparseNode::File(d) if i == ino => Some(d),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// Mounts the image at `img`, reads its tree, unmounts and checks it.
