@@ -184,6 +184,34 @@ impl Drop for LoopDev {
             ),
             Err(e) => log::warn!("durafs calibrate: losetup -d {}: {e}", self.dev.display()),
         }
+        self.wait_released();
+    }
+}
+
+impl LoopDev {
+    /// Waits (at most 5 s) until the kernel has let the device go.
+    ///
+    /// IMPORTANT: `losetup -d` of a device that is still open (udev's probe
+    /// of a new device, a child forked by another thread holding a copy of
+    /// a descriptor until its exec) only sets autoclear: the device keeps
+    /// the image open until its last close, which would keep the volume
+    /// holding the image busy and leave `losetup -a` listing it. The kernel
+    /// sends no event for it, so its sysfs entry is polled.
+    fn wait_released(&self) {
+        let Some(name) = self.dev.file_name() else {
+            return;
+        };
+        let backing = Path::new("/sys/block").join(name).join("loop/backing_file");
+        for _ in 0..500 {
+            if !backing.exists() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        log::warn!(
+            "durafs calibrate: {} still attached 5 s after losetup -d",
+            self.dev.display()
+        );
     }
 }
 

@@ -22,6 +22,7 @@ use super::{PointOutcomes, Side};
 use crate::workload::{self, ENV_MOUNT, check_interrupted, spawn};
 use crate::{Result, err};
 use durafs::fs::FsOptions;
+use durafs::model::crash::{CrashOptions, Policy};
 use durafs::model::enumerate::EnumOptions;
 use durafs::model::{FileData, Ino, MemStore, SparseNode};
 use durafs::trace::{Trace, TraceOp};
@@ -81,9 +82,17 @@ pub fn record(kind: FsKind, script: &str, writeback: bool, dir: &Path) -> Result
         log::warn!("durafs calibrate: {e}");
     }
     drop(dev);
+    // The recording volume's content is not needed once the trace is
+    // taken, and a descriptor of its image may still be open (the loop
+    // device's release is asynchronous; a child forked by another thread
+    // holds copies of this process's descriptors until its exec), so it is
+    // torn down as a cut, which detaches even while files are open.
     outer
-        .unmount()
-        .map_err(|e| ioe("unmounting the recording volume", e))?;
+        .cut(CrashOptions {
+            policy: Policy::DropAll,
+            ..CrashOptions::default()
+        })
+        .map_err(|e| err(format!("tearing the recording volume down: {e}")))?;
     check_interrupted()?;
     if !status.success() {
         return Err(err(format!(
