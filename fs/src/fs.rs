@@ -19,7 +19,7 @@ use crate::backing::{Backing, BackingError, BackingOptions, META_DIR};
 use crate::model::crash::{CrashOptions, CrashState, Policy, crash_state};
 use crate::model::{
     Attrs, Config, Effect, Fallocate, FsError, Ino, Kind, Model, Name, PendingOp, Persistence,
-    ROOT, RenameFlags, Report, Segment, SetAttrs, Stat, Timestamp,
+    ROOT, RenameFlags, Report, Segment, SetAttrs, Stat,
 };
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
@@ -27,13 +27,15 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod hooks;
 mod reclaim;
 mod summary;
+mod time;
 mod unmount;
 mod xattr;
+
+pub use time::{now, to_system_time, to_timestamp};
 
 use crate::trace::{Data, Text, TraceOp};
 use hooks::Hooks;
@@ -129,42 +131,6 @@ pub struct VolumeInfo {
     pub written_back_bytes: u64,
     /// fsyncs of `BACKING` made (`real_fsync`).
     pub backing_fsyncs: u64,
-}
-
-/// Converts a host time to a model timestamp (times before 1970 included).
-pub fn to_timestamp(t: SystemTime) -> Timestamp {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => Timestamp {
-            secs: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-            nanos: d.subsec_nanos(),
-        },
-        Err(e) => {
-            let d = e.duration();
-            let secs = -i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-            match d.subsec_nanos() {
-                0 => Timestamp { secs, nanos: 0 },
-                n => Timestamp {
-                    secs: secs - 1,
-                    nanos: 1_000_000_000 - n,
-                },
-            }
-        }
-    }
-}
-
-/// Converts a model timestamp to a host time.
-pub fn to_system_time(t: Timestamp) -> SystemTime {
-    let nanos = Duration::from_nanos(u64::from(t.nanos.min(999_999_999)));
-    if t.secs >= 0 {
-        UNIX_EPOCH + Duration::from_secs(t.secs.unsigned_abs()) + nanos
-    } else {
-        UNIX_EPOCH - Duration::from_secs(t.secs.unsigned_abs()) + nanos
-    }
-}
-
-/// The current time as a model timestamp.
-pub fn now() -> Timestamp {
-    to_timestamp(SystemTime::now())
 }
 
 /// Filesystem statistics of the backing directory.
@@ -785,22 +751,5 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.errno(), libc::EPERM);
         assert!(fs.lookup(ROOT, META_DIR.as_bytes()).is_err());
-    }
-
-    #[test]
-    fn timestamps_round_trip() {
-        for t in [
-            Timestamp { secs: 0, nanos: 0 },
-            Timestamp {
-                secs: 1_700_000_000,
-                nanos: 123,
-            },
-            Timestamp {
-                secs: -5,
-                nanos: 999_999_999,
-            },
-        ] {
-            assert_eq!(to_timestamp(to_system_time(t)), t);
-        }
     }
 }
