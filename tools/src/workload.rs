@@ -196,6 +196,15 @@ fn copy_dir(from: &Path, to: &Path, top: bool) -> std::result::Result<(), (PathB
     Ok(())
 }
 
+/// The trace of `mounted`, started when it was mounted (see [`volume`]).
+pub fn take_trace(mounted: &Mounted) -> Result<durafs::trace::Trace> {
+    mounted
+        .fs()
+        .finish_trace()
+        .unwrap_or_else(|| Err(io::Error::other("the volume was not traced")))
+        .map_err(|e| err(format!("tracing: {e}")))
+}
+
 /// A fresh volume: `BACKING` (seeded from `init`) mounted at `MNT`, both
 /// under `dir`. With `allow_other`, every user may use the mount and `dir`
 /// is made traversable (its parent must be, see [`WorkDir::open_to_all`]).

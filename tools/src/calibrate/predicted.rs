@@ -39,11 +39,7 @@ pub fn record(model: Persistence, script: &str, dir: &Path) -> Result<Trace> {
     )?
     .wait()
     .map_err(|e| err(format!("waiting for the workload: {e}")))?;
-    let trace = mounted
-        .fs()
-        .finish_trace()
-        .unwrap_or_else(|| Err(std::io::Error::other("the volume was not traced")))
-        .map_err(|e| err(format!("tracing: {e}")))?;
+    let trace = workload::take_trace(&mounted)?;
     mounted
         .unmount()
         .map_err(|e| err(format!("unmounting the model's volume: {e}")))?;

@@ -73,11 +73,7 @@ pub fn record(kind: FsKind, script: &str, writeback: bool, dir: &Path) -> Result
         .wait()
         .map_err(|e| ioe("waiting for the workload", e))?;
     // The crash: the trace ends here, with the filesystem still mounted.
-    let trace = outer
-        .fs()
-        .finish_trace()
-        .unwrap_or_else(|| Err(std::io::Error::other("the volume was not traced")))
-        .map_err(|e| ioe("tracing", e))?;
+    let trace = workload::take_trace(&outer)?;
     if let Err(e) = inner.unmount() {
         log::warn!("durafs calibrate: {e}");
     }

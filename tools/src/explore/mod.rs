@@ -211,11 +211,7 @@ fn record(args: &ExploreArgs, persistence: Persistence, dir: &Path) -> Result<Tr
     let status = spawn(&args.command, &mnt, &[(ENV_MOUNT, &mnt)])?
         .wait()
         .map_err(|e| err(format!("waiting for the program: {e}")))?;
-    let trace = mounted
-        .fs()
-        .finish_trace()
-        .unwrap_or_else(|| Err(std::io::Error::other("the volume was not traced")))
-        .map_err(|e| err(format!("tracing: {e}")))?;
+    let trace = workload::take_trace(&mounted)?;
     mounted
         .unmount()
         .map_err(|e| err(format!("unmounting the recording volume: {e}")))?;
