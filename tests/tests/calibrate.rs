@@ -131,3 +131,57 @@ fn writeback_puts_unsynced_data_on_the_real_side() {
     assert!(real_at_step_1(&with) >= Some(2), "{with:#}");
     assert_eq!(with["coverage"], 1.0, "{with:#}");
 }
+
+/// A generated workload's false negatives come sorted into a family, and
+/// `--summarize` of the saved JSON lists each one under its family.
+#[test]
+fn false_negatives_of_generated_workloads_are_sorted_and_summarized() {
+    let (out, json) = calibrate(&[
+        "--generate",
+        "3",
+        "--seed",
+        "2",
+        "--max-states",
+        "80",
+        "--test-wrong-model",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{json:#}");
+    let mut listed = Vec::new();
+    for w in json["workloads"].as_array().into_iter().flatten() {
+        for f in w["false_negatives"].as_array().into_iter().flatten() {
+            let family = f["sorted"]["family"].as_str();
+            assert!(family.is_some(), "unsorted: {f:#}");
+            assert!(!f["sorted"]["why"].as_str().unwrap_or("").is_empty());
+            listed.push((
+                w["name"].as_str().unwrap_or("").to_string(),
+                f["point"].clone(),
+            ));
+        }
+    }
+    assert!(!listed.is_empty(), "{json:#}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let saved = dir.path().join("run.json");
+    std::fs::write(&saved, &out.stdout).expect("saving the run");
+    let md = Command::new(EXE)
+        .args(["calibrate", "--summarize"])
+        .arg(&saved)
+        .output()
+        .expect("durafs calibrate --summarize");
+    assert!(
+        md.status.success(),
+        "{}",
+        String::from_utf8_lossy(&md.stderr)
+    );
+    let md = String::from_utf8_lossy(&md.stdout);
+    assert!(md.contains("| ext4 | posix | 512 | 3 |"), "{md}");
+    let rows = md.lines().filter(|l| l.contains("| seed-2-")).count();
+    assert_eq!(rows, listed.len(), "{md}");
+    for (name, point) in &listed {
+        let point = point.as_str().unwrap_or("");
+        assert!(
+            md.lines()
+                .any(|l| l.contains(&format!("| {name} | {point} |"))),
+            "{name} {point} not listed:\n{md}"
+        );
+    }
+}

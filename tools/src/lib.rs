@@ -99,8 +99,8 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct CalibrateArgs {
     /// The real filesystem: ext4, xfs or btrfs.
-    #[arg(long)]
-    pub fs: String,
+    #[arg(long, required_unless_present = "summarize")]
+    pub fs: Option<String>,
     /// The durafs model under test: posix or journal.
     #[arg(long, default_value = "posix")]
     pub model: String,
@@ -138,6 +138,11 @@ pub struct CalibrateArgs {
     /// Most crash states per workload and side (shared by its marks).
     #[arg(long, default_value_t = 300)]
     pub max_states: usize,
+    /// Print the Markdown tables of saved `--json` runs (`.json` or
+    /// `.json.gz`): totals, false negatives by family, and every false
+    /// negative; nothing runs.
+    #[arg(long, num_args = 1.., conflicts_with_all = ["generate", "workload", "print"])]
+    pub summarize: Vec<PathBuf>,
     /// Tests only: predict just the keep-all state at each mark, a wrong
     /// model whose false negatives the report must show.
     #[arg(long, hide = true)]

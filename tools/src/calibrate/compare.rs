@@ -6,10 +6,11 @@
 //! failed `fsck -n` are not outcomes: they are counted apart.
 
 use super::PointOutcomes;
+use super::families::Sorted;
 use super::outcome::Outcome;
 
 /// Distinct-outcome counts at one point (or summed over many).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     /// Distinct real outcomes.
     pub real: usize,
@@ -57,6 +58,9 @@ pub struct FalseNegative {
     pub nearest: Option<Outcome>,
     /// `path: real vs nearest predicted`, one line per differing path.
     pub diff: String,
+    /// Its family (generated workloads only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sorted: Option<Sorted>,
 }
 
 /// One crash point compared.
@@ -108,6 +112,7 @@ pub fn compare_point(
                 real: o.clone(),
                 nearest,
                 diff,
+                sorted: None,
             }
         })
         .collect();

@@ -10,12 +10,14 @@
 
 mod compare;
 pub mod device;
+pub mod families;
 pub mod outcome;
 mod points;
 mod predicted;
 pub mod real;
 mod report;
 pub mod script;
+mod summarize;
 pub mod workload;
 
 use crate::workload::{check_interrupted, kill_children_on_interrupt};
@@ -24,6 +26,7 @@ use compare::{Counts, FalseNegative, PointResult, compare_point};
 use device::FsKind;
 use durafs::model::Persistence;
 use durafs::model::enumerate::EnumOptions;
+use families::History;
 use outcome::Outcome;
 use points::{Point, WalkStats};
 use std::collections::BTreeMap;
@@ -103,8 +106,16 @@ pub struct Plan {
     pub writeback: bool,
 }
 
-/// The workloads of `args`: (name, script).
-fn scripts(args: &CalibrateArgs) -> Result<Vec<(String, String)>> {
+/// One workload to run.
+pub struct Job {
+    pub name: String,
+    pub script: String,
+    /// A generated workload's history, to sort its false negatives.
+    pub history: Option<History>,
+}
+
+/// The workloads of `args`.
+fn scripts(args: &CalibrateArgs) -> Result<Vec<Job>> {
     if !args.workload.is_empty() {
         return args
             .workload
@@ -116,7 +127,11 @@ fn scripts(args: &CalibrateArgs) -> Result<Vec<(String, String)>> {
                     || p.display().to_string(),
                     |n| n.to_string_lossy().into_owned(),
                 );
-                Ok((name, format!("{}{text}", script::PRELUDE)))
+                Ok(Job {
+                    name,
+                    script: format!("{}{text}", script::PRELUDE),
+                    history: None,
+                })
             })
             .collect();
     }
@@ -124,7 +139,11 @@ fn scripts(args: &CalibrateArgs) -> Result<Vec<(String, String)>> {
         Some(n) => Ok((0..n)
             .map(|i| {
                 let w = workload::generate(args.seed, i);
-                (w.name.clone(), w.script())
+                Job {
+                    name: w.name.clone(),
+                    script: w.script(),
+                    history: Some(History::of(&w)),
+                }
             })
             .collect()),
         None => Err(err("nothing to run: give --generate N or --workload FILE")),
@@ -133,14 +152,20 @@ fn scripts(args: &CalibrateArgs) -> Result<Vec<(String, String)>> {
 
 pub fn calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
     if args.print {
-        for (name, script) in scripts(args)? {
-            println!("# ---- {name}\n{script}");
+        for j in scripts(args)? {
+            println!("# ---- {}\n{}", j.name, j.script);
         }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.summarize.is_empty() {
+        print!("{}", summarize::markdown(&args.summarize)?);
         return Ok(ExitCode::SUCCESS);
     }
     kill_children_on_interrupt();
     let fs_kind: FsKind = args
         .fs
+        .as_deref()
+        .ok_or_else(|| err("--fs is required"))?
         .parse()
         .map_err(|e: String| err(format!("--fs: {e}")))?;
     let model: Persistence = args
@@ -177,11 +202,11 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
     let list = scripts(args)?;
     let started = Instant::now();
     let mut results = Vec::new();
-    for (i, (name, script)) in list.iter().enumerate() {
+    for (i, job) in list.iter().enumerate() {
         if !args.json {
-            eprintln!("durafs calibrate: [{}/{}] {name}", i + 1, list.len());
+            eprintln!("durafs calibrate: [{}/{}] {}", i + 1, list.len(), job.name);
         }
-        results.push(one(&plan, name, script)?);
+        results.push(one(&plan, job)?);
         check_interrupted()?;
     }
     let summary = report::Summary::new(&plan, args, results, started.elapsed().as_secs_f64());
@@ -215,7 +240,8 @@ fn scratch() -> Result<tempfile::TempDir> {
 }
 
 /// Runs and compares one workload; a side that fails makes an error row.
-fn one(plan: &Plan, name: &str, script: &str) -> Result<WorkloadResult> {
+fn one(plan: &Plan, job: &Job) -> Result<WorkloadResult> {
+    let (name, script) = (job.name.as_str(), job.script.as_str());
     let started = Instant::now();
     let mut r = WorkloadResult {
         name: name.to_string(),
@@ -230,7 +256,7 @@ fn one(plan: &Plan, name: &str, script: &str) -> Result<WorkloadResult> {
         seconds: 0.0,
     };
     match sides(plan, name, script) {
-        Ok((real, predicted)) => compare_sides(&mut r, &real, &predicted),
+        Ok((real, predicted)) => compare_sides(&mut r, &real, &predicted, job.history.as_ref()),
         Err(e) => {
             check_interrupted()?;
             r.error = Some(e.0);
@@ -289,7 +315,7 @@ fn keep(
     Ok(())
 }
 
-fn compare_sides(r: &mut WorkloadResult, real: &Side, predicted: &Side) {
+fn compare_sides(r: &mut WorkloadResult, real: &Side, predicted: &Side, history: Option<&History>) {
     r.sampled = real.stats.sampled || predicted.stats.sampled;
     let labels = |s: &Side| s.points.iter().map(|p| p.point.clone()).collect::<Vec<_>>();
     if labels(real) != labels(predicted) {
@@ -301,7 +327,12 @@ fn compare_sides(r: &mut WorkloadResult, real: &Side, predicted: &Side) {
         return;
     }
     for (a, b) in real.points.iter().zip(&predicted.points) {
-        let (pr, fns) = compare_point(a, b);
+        let (pr, mut fns) = compare_point(a, b);
+        if let Some(h) = history {
+            for f in &mut fns {
+                f.sorted = Some(h.sort(a.point.index, &f.real, f.nearest.as_ref()));
+            }
+        }
         r.counts.add(&pr.counts);
         r.points.push(pr);
         r.false_negatives.extend(fns);

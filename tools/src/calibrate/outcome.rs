@@ -21,7 +21,9 @@ use std::path::Path;
 /// Names a real filesystem keeps in its root for itself.
 const FS_OWN: [&[u8]; 1] = [b"lost+found"];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum EntryKind {
     File,
@@ -31,7 +33,9 @@ pub enum EntryKind {
 }
 
 /// One path of an outcome.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Entry {
     pub kind: EntryKind,
     pub size: u64,
@@ -45,7 +49,18 @@ pub struct Entry {
 }
 
 /// A post-recovery tree: relative paths (lossily decoded) to entries.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Outcome(pub BTreeMap<String, Entry>);
 
 /// Digest of `data`: its CRC-32 and the CRC-32 from another initial value.

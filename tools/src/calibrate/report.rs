@@ -3,8 +3,10 @@
 //! document.
 
 use super::compare::Counts;
+use super::families::Family;
 use super::{Plan, WorkloadResult};
 use crate::CalibrateArgs;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// Everything a run found.
@@ -159,7 +161,7 @@ pub fn text(s: &Summary) -> String {
         s.errors,
         s.sampled
     );
-    let mut reasons: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut reasons: BTreeMap<&str, usize> = Default::default();
     for w in &s.workloads {
         for p in &w.points {
             for (why, n) in &p.inconsistent_reasons {
@@ -173,19 +175,40 @@ pub fn text(s: &Summary) -> String {
             let _ = writeln!(out, "  {n:>5}  {why}");
         }
     }
+    let families = by_family(s);
+    if !families.is_empty() {
+        out.push_str("\nfalse negatives by family (docs/fidelity.md):\n");
+        for (f, n) in families {
+            let _ = writeln!(out, "  {n:>5}  {}", f.name());
+        }
+    }
     for w in &s.workloads {
         for f in &w.false_negatives {
             let _ = write!(
                 out,
-                "\nfalse negative in {} at mark {}: the real filesystem showed\n{}which no predicted outcome matches; nearest difference:\n{}reproduce with this workload:\n{}",
+                "\nfalse negative in {} at mark {}: the real filesystem showed\n{}which no predicted outcome matches; nearest difference:\n{}",
                 w.name,
                 f.point,
                 f.real.describe(),
                 f.diff,
-                w.script
             );
+            if let Some(x) = &f.sorted {
+                let _ = writeln!(out, "family: {}: {}", x.family.name(), x.why);
+            }
+            let _ = write!(out, "reproduce with this workload:\n{}", w.script);
         }
     }
     let _ = writeln!(out, "\nrepeat: {}", s.command);
     out
+}
+
+/// Sorted false negatives per family.
+fn by_family(s: &Summary) -> BTreeMap<Family, usize> {
+    let mut m = BTreeMap::new();
+    for f in s.workloads.iter().flat_map(|w| &w.false_negatives) {
+        if let Some(x) = &f.sorted {
+            *m.entry(x.family).or_insert(0) += 1;
+        }
+    }
+    m
 }

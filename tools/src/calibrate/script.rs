@@ -4,7 +4,15 @@
 //! syncs, and `$DURAFS_WRITEBACK` set when `wb` is to write dirty pages
 //! back before each step's mark. Only coreutils and util-linux are needed.
 
-use super::workload::{Op, Persist, Workload};
+use super::workload::{Op, Persist, Step, Workload};
+
+/// A step as the script's lines, joined by `; `.
+pub fn step_line(step: &Step) -> String {
+    match &step.persist {
+        Some(p) => format!("{}; {}", op_line(&step.op), persist_line(p)),
+        None => op_line(&step.op),
+    }
+}
 
 fn op_line(op: &Op) -> String {
     match op {
