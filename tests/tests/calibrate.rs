@@ -185,3 +185,27 @@ fn false_negatives_of_generated_workloads_are_sorted_and_summarized() {
         );
     }
 }
+
+#[test]
+fn timed_commits_put_committed_metadata_of_unsynced_data_on_the_real_side() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("unsynced-append.sh");
+    // An unsynced append: with no commit before the crash the device has
+    // only the old 10 bytes; ext4's timed commit (delayed allocation)
+    // commits the new size, so a second outcome appears.
+    std::fs::write(
+        &script,
+        "pw A 0 10 x\ndsync\n\"$DURAFS\" mark start\npw A 10 10 y\nwb\n\"$DURAFS\" mark step-1\n",
+    )
+    .expect("writing the workload");
+    let path = script.to_str().expect("utf-8 path");
+    let real_at_step_1 =
+        |json: &serde_json::Value| json["workloads"][0]["points"][1]["real"].as_u64();
+    let (out, without) = calibrate(&["--workload", path]);
+    assert_eq!(out.status.code(), Some(0), "{without:#}");
+    assert_eq!(real_at_step_1(&without), Some(1), "{without:#}");
+    let (out, with) = calibrate(&["--workload", path, "--commits"]);
+    assert_eq!(out.status.code(), Some(0), "{with:#}");
+    assert!(real_at_step_1(&with) >= Some(2), "{with:#}");
+    assert!(with["command"].as_str().unwrap_or("").contains("--commits"));
+}

@@ -94,6 +94,10 @@ pub enum Command {
     /// under DIR, without a flush.
     #[command(hide = true)]
     WritebackAll { dir: PathBuf },
+    /// Internal (calibrate's `wb` under --commits): wait for the next
+    /// journal commit of the filesystem holding DIR.
+    #[command(hide = true)]
+    WaitCommit { dir: PathBuf },
 }
 
 #[derive(Debug, clap::Args)]
@@ -126,6 +130,13 @@ pub struct CalibrateArgs {
     /// seen (the script's `wb`).
     #[arg(long)]
     pub writeback: bool,
+    /// On the real side, mount with a 1-second journal commit interval
+    /// (xfs: `fs.xfs.xfssyncd_centisecs=100` while calibrate runs) and wait
+    /// for a commit before each step's mark (with --writeback, also after
+    /// the writeback), so that states a timed commit produces between
+    /// operations are seen. Adds about a second per step.
+    #[arg(long)]
+    pub commits: bool,
     /// Print the workloads' scripts and exit (nothing runs).
     #[arg(long)]
     pub print: bool,
@@ -406,6 +417,7 @@ pub fn run() -> ExitCode {
         Command::Explore(args) => return exit_code(explore::explore(&args), setup_failure),
         Command::Bench(args) => return exit_code(bench::bench(&args), setup_failure),
         Command::WritebackAll { dir } => calibrate::device::writeback_all(&dir),
+        Command::WaitCommit { dir } => calibrate::commit::wait_commit(&dir),
         Command::Calibrate(args) => {
             return exit_code(calibrate::calibrate(&args), setup_failure);
         }

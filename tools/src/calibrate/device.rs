@@ -225,24 +225,25 @@ pub struct MountGuard {
 }
 
 impl MountGuard {
-    /// mount(2) of `dev` (type `fstype`, read-write) on `target`.
+    /// mount(2) of `dev` (type `fstype`, read-write, with the filesystem's
+    /// `options`) on `target`.
     pub fn mount(
         dev: &Path,
         target: &Path,
         fstype: &str,
+        options: Option<&str>,
     ) -> std::result::Result<MountGuard, String> {
         let (src, tgt) = (cstr(dev)?, cstr(target)?);
         let fstype = CString::new(fstype).map_err(|e| e.to_string())?;
-        // SAFETY: valid NUL-terminated strings; no data argument.
-        let rc = unsafe {
-            libc::mount(
-                src.as_ptr(),
-                tgt.as_ptr(),
-                fstype.as_ptr(),
-                0,
-                std::ptr::null(),
-            )
-        };
+        let options = options
+            .map(CString::new)
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let data = options
+            .as_ref()
+            .map_or(std::ptr::null(), |o| o.as_ptr().cast::<libc::c_void>());
+        // SAFETY: valid NUL-terminated strings; `data` is null or one.
+        let rc = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), fstype.as_ptr(), 0, data) };
         if rc != 0 {
             return Err(format!("mount failed: {}", std::io::Error::last_os_error()));
         }

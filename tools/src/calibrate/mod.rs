@@ -8,6 +8,7 @@
 //! outcome the model cannot produce), 2 on a usage or set-up error, or when
 //! a workload could not run on one of the sides.
 
+pub mod commit;
 mod compare;
 pub mod device;
 pub mod families;
@@ -102,8 +103,8 @@ pub struct Plan {
     pub wrong_model: bool,
     /// Where scripts and traces are kept.
     pub keep: Option<PathBuf>,
-    /// Write dirty pages back before each mark on the real side.
-    pub writeback: bool,
+    /// What the real side does between operations.
+    pub recording: real::Recording,
 }
 
 /// One workload to run.
@@ -194,7 +195,15 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
         jobs,
         wrong_model: args.test_wrong_model,
         keep: args.keep.clone(),
-        writeback: args.writeback,
+        recording: real::Recording {
+            writeback: args.writeback,
+            commits: args.commits,
+        },
+    };
+    let _xfssyncd = if args.commits && fs_kind == FsKind::Xfs {
+        Some(commit::XfsSyncd::set()?)
+    } else {
+        None
     };
     if let Some(k) = &plan.keep {
         fs::create_dir_all(k).map_err(|e| err(format!("--keep {}: {e}", k.display())))?;
@@ -272,7 +281,7 @@ fn sides(plan: &Plan, name: &str, script: &str) -> Result<(Side, Side)> {
         .tempdir()
         .map_err(|e| err(format!("creating a work directory: {e}")))?;
     let (real_trace, ino) =
-        real::record(plan.fs, script, plan.writeback, &work.path().join("real"))?;
+        real::record(plan.fs, script, plan.recording, &work.path().join("real"))?;
     let model_trace = predicted::record(plan.model, script, &work.path().join("model"))?;
     if let Some(k) = &plan.keep {
         keep(k, name, script, &real_trace, &model_trace)?;

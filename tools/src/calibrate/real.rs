@@ -38,9 +38,20 @@ const IMAGE: &[u8] = b"image";
 /// How one distinct image fared.
 pub type Verdict = std::result::Result<Outcome, String>;
 
+/// What the real side does between operations (`--writeback`,
+/// `--commits`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Recording {
+    /// Write dirty pages back before each mark.
+    pub writeback: bool,
+    /// Commit the journal every second and wait for a commit before each
+    /// mark ([`super::commit`]).
+    pub commits: bool,
+}
+
 /// Records `script` on a fresh `kind` filesystem in `dir`: the trace of
 /// the image file, and the image's inode in it.
-pub fn record(kind: FsKind, script: &str, writeback: bool, dir: &Path) -> Result<(Trace, Ino)> {
+pub fn record(kind: FsKind, script: &str, how: Recording, dir: &Path) -> Result<(Trace, Ino)> {
     let outer = workload::volume(dir, None, FsOptions::default(), false, |fs| {
         fs.start_trace(true, None)
             .map_err(|e| err(format!("tracing: {e}")))
@@ -61,13 +72,20 @@ pub fn record(kind: FsKind, script: &str, writeback: bool, dir: &Path) -> Result
     let inner_dir = dir.join("inner");
     fs::create_dir_all(&inner_dir).map_err(|e| ioe("creating the inner mount point", e))?;
     let dev = LoopDev::attach(&image).map_err(err)?;
-    let inner = MountGuard::mount(dev.path(), &inner_dir, kind.name())
+    let options = how
+        .commits
+        .then(|| super::commit::mount_options(kind))
+        .flatten();
+    let inner = MountGuard::mount(dev.path(), &inner_dir, kind.name(), options)
         .map_err(|e| err(format!("mounting the fresh {}: {e}", kind.name())))?;
     let exe = std::env::current_exe().map_err(|e| ioe("finding the durafs binary", e))?;
     let argv = ["sh".to_string(), "-c".to_string(), script.to_string()];
     let mut env: Vec<(&str, &Path)> = vec![("DURAFS", &exe), (ENV_MOUNT, &mnt)];
-    if writeback {
+    if how.writeback {
         env.push(("DURAFS_WRITEBACK", Path::new("1")));
+    }
+    if how.commits {
+        env.push(("DURAFS_COMMIT", Path::new("1")));
     }
     let status = spawn(&argv, &inner_dir, &env)?
         .wait()
@@ -140,7 +158,7 @@ fn image_data(state: &MemStore, ino: Ino) -> FileData {
 fn check_image(kind: FsKind, img: &Path, mnt: &Path) -> Verdict {
     let dev = LoopDev::attach(img)?;
     let outcome = {
-        let m = MountGuard::mount(dev.path(), mnt, kind.name())?;
+        let m = MountGuard::mount(dev.path(), mnt, kind.name(), None)?;
         let o = read_tree(mnt).map_err(|e| format!("reading the tree failed: {e}"));
         // Not a finding about the filesystem: the guard detaches it lazily.
         m.unmount()

@@ -50,6 +50,9 @@ impl Summary {
         if args.writeback {
             command.push_str(" --writeback");
         }
+        if args.commits {
+            command.push_str(" --commits");
+        }
         match args.generate {
             Some(n) if args.workload.is_empty() => {
                 let _ = write!(command, " --generate {n} --seed {}", args.seed);

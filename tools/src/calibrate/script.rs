@@ -50,9 +50,17 @@ pub const PRELUDE: &str = r#"set -e
 pw() { head -c "$3" /dev/zero | tr '\0' "$4" | dd of="$1" bs="$3" count=1 seek="$2" oflag=seek_bytes conv=notrunc iflag=fullblock status=none; }
 # dsync: syncfs(2) here; FUSE never sees it, so a durafs mount is asked too.
 dsync() { sync -f .; if [ -n "${DURAFS_SYNC:-}" ]; then "$DURAFS" sync "$DURAFS_SYNC"; fi; }
-# wb: with $DURAFS_WRITEBACK set (calibrate --writeback, real side only),
-# write back every file's dirty pages here, without a flush.
-wb() { if [ -n "${DURAFS_WRITEBACK:-}" ]; then "$DURAFS" writeback-all .; fi; }
+# wb: with $DURAFS_COMMIT set (calibrate --commits, real side only), wait
+# for the journal's next timed commit; with $DURAFS_WRITEBACK set
+# (--writeback), write back every file's dirty pages without a flush (and
+# wait for a commit again).
+wb() {
+  if [ -n "${DURAFS_COMMIT:-}" ]; then "$DURAFS" wait-commit .; fi
+  if [ -n "${DURAFS_WRITEBACK:-}" ]; then
+    "$DURAFS" writeback-all .
+    if [ -n "${DURAFS_COMMIT:-}" ]; then "$DURAFS" wait-commit .; fi
+  fi
+}
 "#;
 
 impl Workload {

@@ -85,12 +85,13 @@ struct Listed {
 }
 
 fn run_label(r: &Run) -> String {
-    let wb = if r.command.contains("--writeback") {
-        " `--writeback`"
-    } else {
-        ""
-    };
-    format!("{}{wb} | {} | {}", r.fs, r.model, r.sector)
+    let mut how = String::new();
+    for flag in ["--writeback", "--commits"] {
+        if r.command.contains(flag) {
+            how.push_str(&format!(" `{flag}`"));
+        }
+    }
+    format!("{}{how} | {} | {}", r.fs, r.model, r.sector)
 }
 
 /// Lists and sorts one run's false negatives.
