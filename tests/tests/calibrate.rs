@@ -173,7 +173,7 @@ fn false_negatives_of_generated_workloads_are_sorted_and_summarized() {
         String::from_utf8_lossy(&md.stderr)
     );
     let md = String::from_utf8_lossy(&md.stdout);
-    assert!(md.contains("| ext4 | posix | 512 | 3 |"), "{md}");
+    assert!(md.contains("| ext4 | posix | 512 | 3 | 0 |"), "{md}");
     let rows = md.lines().filter(|l| l.contains("| seed-2-")).count();
     assert_eq!(rows, listed.len(), "{md}");
     for (name, point) in &listed {

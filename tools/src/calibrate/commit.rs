@@ -17,7 +17,6 @@
 use super::device::FsKind;
 use crate::{Result, err};
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -66,18 +65,36 @@ impl Drop for XfsSyncd {
     }
 }
 
-/// The block device (e.g. `loop3`) and type of the filesystem holding `dir`,
-/// from `/proc/self/mountinfo`.
+/// The block device (e.g. `loop3`) and type of the filesystem holding `dir`:
+/// the `/proc/self/mountinfo` entry with the longest mount point that
+/// contains it. (Not by device number: a btrfs subvolume's `st_dev` is an
+/// anonymous one that mountinfo does not show.)
 fn device_of(dir: &Path) -> Result<(String, FsKind)> {
-    let dev = fs::metadata(dir)
-        .map_err(|e| err(format!("{}: {e}", dir.display())))?
-        .dev();
-    let want = format!("{}:{}", libc::major(dev), libc::minor(dev));
+    let path = fs::canonicalize(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
     let info = fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| err(format!("/proc/self/mountinfo: {e}")))?;
-    for line in info.lines() {
-        let mut fields = line.split(' ');
-        if fields.nth(2) != Some(want.as_str()) {
+    let (fstype, source) = mount_of(&info, &path)
+        .ok_or_else(|| err(format!("{}: not found in /proc/self/mountinfo", dir.display())))?;
+    let kind: FsKind = fstype
+        .parse()
+        .map_err(|e: String| err(format!("{}: {e}", dir.display())))?;
+    let name = Path::new(source)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| err(format!("{}: no device for {source:?}", dir.display())))?;
+    Ok((name, kind))
+}
+
+/// The (type, source) of the mount in `mountinfo` whose mount point is the
+/// longest prefix of `path`. Mount points are octal-escaped there (`\\040`
+/// for a space); calibrate's have no such characters.
+fn mount_of<'a>(mountinfo: &'a str, path: &Path) -> Option<(&'a str, &'a str)> {
+    let mut best: Option<(usize, &str, &str)> = None;
+    for line in mountinfo.lines() {
+        let Some(point) = line.split(' ').nth(4) else {
+            continue;
+        };
+        if !path.starts_with(point) {
             continue;
         }
         // After the optional fields: " - TYPE SOURCE OPTIONS".
@@ -88,19 +105,11 @@ fn device_of(dir: &Path) -> Result<(String, FsKind)> {
         let (Some(fstype), Some(source)) = (t.next(), t.next()) else {
             continue;
         };
-        let kind: FsKind = fstype
-            .parse()
-            .map_err(|e: String| err(format!("{}: {e}", dir.display())))?;
-        let name = Path::new(source)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| err(format!("{}: no device in {line:?}", dir.display())))?;
-        return Ok((name, kind));
+        if best.is_none_or(|(n, ..)| point.len() >= n) {
+            best = Some((point.len(), fstype, source));
+        }
     }
-    Err(err(format!(
-        "{}: not found in /proc/self/mountinfo",
-        dir.display()
-    )))
+    best.map(|(_, t, s)| (t, s))
 }
 
 /// Where the commit count of `dev` is, and how to read it.
@@ -162,6 +171,22 @@ pub fn wait_commit(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mount_holding_a_path_is_the_longest_mount_point_over_it() {
+        let info = "22 1 8:1 / / rw - ext4 /dev/vda rw\n\
+                    90 22 0:51 / /tmp/x/inner rw - btrfs /dev/loop3 rw\n\
+                    91 22 0:52 / /tmp/x/innerother rw - xfs /dev/loop4 rw\n";
+        assert_eq!(
+            mount_of(info, Path::new("/tmp/x/inner/dir")),
+            Some(("btrfs", "/dev/loop3"))
+        );
+        assert_eq!(
+            mount_of(info, Path::new("/tmp/x/inner")),
+            Some(("btrfs", "/dev/loop3"))
+        );
+        assert_eq!(mount_of(info, Path::new("/tmp/y")), Some(("ext4", "/dev/vda")));
+    }
 
     #[test]
     fn each_filesystems_counter_is_read() {

@@ -25,6 +25,7 @@ struct Run {
     workloads: Vec<RunWorkload>,
     total: Counts,
     seconds: f64,
+    errors: usize,
 }
 
 #[derive(serde::Deserialize)]
@@ -139,15 +140,16 @@ fn listed(r: &Run) -> Vec<Listed> {
 pub fn markdown(paths: &[PathBuf]) -> Result<String> {
     let runs = paths.iter().map(|p| read(p)).collect::<Result<Vec<_>>>()?;
     let mut out = String::from(
-        "| fs | model | sector | N | states | incons. | real | predicted | common | FN | coverage | precision | time |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| fs | model | sector | N | errors | states | incons. | real | predicted | common | FN | coverage | precision | time |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in &runs {
         let t = &r.total;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.0} s |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.0} s |",
             run_label(r),
             r.workloads.len(),
+            r.errors,
             thousands(t.real_states),
             thousands(t.inconsistent),
             thousands(t.real),
