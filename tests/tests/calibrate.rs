@@ -209,3 +209,36 @@ fn timed_commits_put_committed_metadata_of_unsynced_data_on_the_real_side() {
     assert!(real_at_step_1(&with) >= Some(2), "{with:#}");
     assert!(with["command"].as_str().unwrap_or("").contains("--commits"));
 }
+
+/// Regression: `wait-commit` looked the filesystem up by `st_dev`, which on
+/// btrfs is an anonymous device mountinfo does not show, so every btrfs
+/// workload under `--commits` failed ("not found in /proc/self/mountinfo").
+#[test]
+fn commits_work_on_btrfs_too() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    durafs_tests::tools::require("mkfs.btrfs", "btrfs-progs");
+    durafs_tests::tools::require("losetup", "util-linux");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("append.sh");
+    std::fs::write(
+        &script,
+        "pw A 0 10 x\ndsync\n\"$DURAFS\" mark start\npw A 10 10 y\nwb\n\"$DURAFS\" mark step-1\n",
+    )
+    .expect("writing the workload");
+    let out = Command::new(EXE)
+        .args([
+            "calibrate",
+            "--fs",
+            "btrfs",
+            "--json",
+            "--commits",
+            "--workload",
+        ])
+        .arg(&script)
+        .output()
+        .expect("running durafs calibrate");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(json["errors"], 0, "{json:#}");
+    assert_eq!(out.status.code(), Some(0), "{json:#}");
+}
