@@ -73,8 +73,12 @@ fn device_of(dir: &Path) -> Result<(String, FsKind)> {
     let path = fs::canonicalize(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
     let info = fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| err(format!("/proc/self/mountinfo: {e}")))?;
-    let (fstype, source) = mount_of(&info, &path)
-        .ok_or_else(|| err(format!("{}: not found in /proc/self/mountinfo", dir.display())))?;
+    let (fstype, source) = mount_of(&info, &path).ok_or_else(|| {
+        err(format!(
+            "{}: not found in /proc/self/mountinfo",
+            dir.display()
+        ))
+    })?;
     let kind: FsKind = fstype
         .parse()
         .map_err(|e: String| err(format!("{}: {e}", dir.display())))?;
@@ -185,7 +189,10 @@ mod tests {
             mount_of(info, Path::new("/tmp/x/inner")),
             Some(("btrfs", "/dev/loop3"))
         );
-        assert_eq!(mount_of(info, Path::new("/tmp/y")), Some(("ext4", "/dev/vda")));
+        assert_eq!(
+            mount_of(info, Path::new("/tmp/y")),
+            Some(("ext4", "/dev/vda"))
+        );
     }
 
     #[test]
