@@ -82,15 +82,10 @@ fn a_small_generated_ext4_sample_is_fully_covered_by_posix() {
 #[test]
 fn a_wrong_model_s_false_negatives_are_reported_with_their_workload() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let script = dir.path().join("unsynced-append.sh");
     // The append is never fsynced and the crash comes at once: ext4 has
     // not written it back, so the real file is still 10 bytes long; a
     // model that keeps every pending write cannot produce that.
-    std::fs::write(
-        &script,
-        "pw A 0 10 x\ndsync\n\"$DURAFS\" mark start\npw A 10 10 y\n\"$DURAFS\" mark step-1\n",
-    )
-    .expect("writing the workload");
+    let script = workload_file(&dir, "unsynced-append.sh", UNSYNCED_APPEND);
     let path = script.to_str().expect("utf-8 path");
     let (out, json) = calibrate(&["--workload", path, "--test-wrong-model"]);
     assert_eq!(out.status.code(), Some(1), "{json:#}");
@@ -108,27 +103,45 @@ fn a_wrong_model_s_false_negatives_are_reported_with_their_workload() {
     assert_eq!(json["coverage"], 1.0);
 }
 
-#[test]
-fn writeback_puts_unsynced_data_on_the_real_side() {
+/// An append never synced: the device has only the old 10 bytes unless
+/// something writes or commits between the operations.
+const UNSYNCED_APPEND: &str =
+    "pw A 0 10 x\ndsync\n\"$DURAFS\" mark start\npw A 10 10 y\nwb\n\"$DURAFS\" mark step-1\n";
+
+/// `text` as the workload file `name` in `dir`.
+fn workload_file(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("writing the workload");
+    path
+}
+
+/// Runs the workload `text` without and with `flag`: one real outcome at
+/// step 1 without it, more with it. Returns the run with it.
+fn more_real_outcomes_with(flag: &str, text: &str) -> serde_json::Value {
     let dir = tempfile::tempdir().expect("tempdir");
-    let script = dir.path().join("unsynced-overwrite.sh");
-    // An overwrite in place, never synced: without writeback the device
-    // never sees it; with `wb` its blocks reach the device uncommitted, so
-    // the new bytes (and torn mixtures) are real outcomes too.
-    std::fs::write(
-        &script,
-        "pw A 0 3000 x\ndsync\n\"$DURAFS\" mark start\npw A 0 3000 y\nwb\n\"$DURAFS\" mark step-1\n",
-    )
-    .expect("writing the workload");
+    let script = workload_file(&dir, "workload.sh", text);
     let path = script.to_str().expect("utf-8 path");
     let real_at_step_1 =
         |json: &serde_json::Value| json["workloads"][0]["points"][1]["real"].as_u64();
     let (out, without) = calibrate(&["--workload", path]);
     assert_eq!(out.status.code(), Some(0), "{without:#}");
     assert_eq!(real_at_step_1(&without), Some(1), "{without:#}");
-    let (out, with) = calibrate(&["--workload", path, "--writeback"]);
+    let (out, with) = calibrate(&["--workload", path, flag]);
     assert_eq!(out.status.code(), Some(0), "{with:#}");
     assert!(real_at_step_1(&with) >= Some(2), "{with:#}");
+    assert!(with["command"].as_str().unwrap_or("").contains(flag));
+    with
+}
+
+#[test]
+fn writeback_puts_unsynced_data_on_the_real_side() {
+    // An overwrite in place, never synced: without writeback the device
+    // never sees it; with `wb` its blocks reach the device uncommitted, so
+    // the new bytes (and torn mixtures) are real outcomes too.
+    let with = more_real_outcomes_with(
+        "--writeback",
+        "pw A 0 3000 x\ndsync\n\"$DURAFS\" mark start\npw A 0 3000 y\nwb\n\"$DURAFS\" mark step-1\n",
+    );
     assert_eq!(with["coverage"], 1.0, "{with:#}");
 }
 
@@ -188,26 +201,9 @@ fn false_negatives_of_generated_workloads_are_sorted_and_summarized() {
 
 #[test]
 fn timed_commits_put_committed_metadata_of_unsynced_data_on_the_real_side() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let script = dir.path().join("unsynced-append.sh");
-    // An unsynced append: with no commit before the crash the device has
-    // only the old 10 bytes; ext4's timed commit (delayed allocation)
-    // commits the new size, so a second outcome appears.
-    std::fs::write(
-        &script,
-        "pw A 0 10 x\ndsync\n\"$DURAFS\" mark start\npw A 10 10 y\nwb\n\"$DURAFS\" mark step-1\n",
-    )
-    .expect("writing the workload");
-    let path = script.to_str().expect("utf-8 path");
-    let real_at_step_1 =
-        |json: &serde_json::Value| json["workloads"][0]["points"][1]["real"].as_u64();
-    let (out, without) = calibrate(&["--workload", path]);
-    assert_eq!(out.status.code(), Some(0), "{without:#}");
-    assert_eq!(real_at_step_1(&without), Some(1), "{without:#}");
-    let (out, with) = calibrate(&["--workload", path, "--commits"]);
-    assert_eq!(out.status.code(), Some(0), "{with:#}");
-    assert!(real_at_step_1(&with) >= Some(2), "{with:#}");
-    assert!(with["command"].as_str().unwrap_or("").contains("--commits"));
+    // ext4's timed commit (delayed allocation) commits the append's new
+    // size before its data: a second outcome, zeros.
+    more_real_outcomes_with("--commits", UNSYNCED_APPEND);
 }
 
 /// Regression: `wait-commit` looked the filesystem up by `st_dev`, which on
@@ -219,12 +215,7 @@ fn commits_work_on_btrfs_too() {
     durafs_tests::tools::require("mkfs.btrfs", "btrfs-progs");
     durafs_tests::tools::require("losetup", "util-linux");
     let dir = tempfile::tempdir().expect("tempdir");
-    let script = dir.path().join("append.sh");
-    std::fs::write(
-        &script,
-        "pw A 0 10 x\ndsync\n\"$DURAFS\" mark start\npw A 10 10 y\nwb\n\"$DURAFS\" mark step-1\n",
-    )
-    .expect("writing the workload");
+    let script = workload_file(&dir, "append.sh", UNSYNCED_APPEND);
     let out = Command::new(EXE)
         .args([
             "calibrate",
