@@ -1,19 +1,28 @@
 //! Crash-state enumeration: for a crash at the current point, the distinct
 //! states worth checking, in a fixed order:
 //!
-//! 1. drop-all, keep-all, meta-first;
+//! 1. drop-all, keep-all, meta-first (sizes and names, no unsynced data),
+//!    data-first (every data part, no size change);
 //! 2. every proper prefix of the pending operations;
-//! 3. every single-operation omission (all others kept, in order);
-//! 4. torn variants of each surviving multi-sector write (first sector only;
-//!    all but the last sector; a seeded random subset).
+//! 3. every single-operation omission (all others kept, in order): for a data
+//!    operation, its sectors rolled back to before it, with the later writes
+//!    to those sectors (the page rule);
+//! 4. every size change lost alone: a size-changing data operation's data
+//!    kept without its size change (a written-back page the journal never
+//!    committed the size of: an extending write's bytes inside the old size,
+//!    a shrinking truncate's zeroed tail under the old size);
+//! 5. sector splits of each surviving multi-sector data operation: the first
+//!    sector only, every proper prefix and suffix of its sectors, every
+//!    single sector missing, and a seeded random subset; each with and
+//!    without its size change.
 //!
-//! Duplicates (an omission equal to a prefix, meta-first with no data, two
-//! torn variants with the same sectors) are yielded once. Past `cap` states,
-//! the three states of (1) are always kept and the rest are a deterministic,
-//! seeded sample in the same order.
+//! Every state passes through the page rule ([`super::pages`]), and equal
+//! states are yielded once. Past `cap` states, the states of (1) are always
+//! kept and the rest are a deterministic, seeded sample in the same order.
 
-use super::crash::{CrashState, full, merge_adjacent, meta_first, sectors};
-use super::op::{Op, PendingOp, Survival};
+use super::crash::{CrashState, full, merge_adjacent, meta_first, sectors, with_page_note};
+use super::op::{Op, PendingOp, Survival, show_ranges};
+use super::pages::page_rule;
 use super::rng::SplitMix64;
 use std::collections::HashSet;
 
@@ -24,7 +33,7 @@ pub struct EnumOptions {
     pub cap: usize,
     /// Seed of the sample beyond `cap` and of random torn variants.
     pub seed: u64,
-    /// Sector size for torn variants.
+    /// Sector size for torn variants and the page rule.
     pub sector: u64,
     /// Include torn variants.
     pub torn: bool,
@@ -46,23 +55,27 @@ enum Spec {
     DropAll,
     KeepAll,
     MetaFirst,
+    DataFirst,
     Prefix(usize),
     Omit(usize),
+    SizeLost(usize),
     Torn {
         index: usize,
         persisted: Vec<(u64, u64)>,
+        size: bool,
         label: &'static str,
     },
 }
 
-/// The distinct crash states of `pending`, lazily.
+/// The distinct crash states of `pending`, lazily built.
 pub fn enumerate<'a>(
     pending: &'a [PendingOp],
     opts: &EnumOptions,
 ) -> impl Iterator<Item = CrashState> + 'a {
-    let specs = plan(pending, opts);
     let seed = opts.seed;
-    specs.into_iter().map(move |s| build(pending, s, seed))
+    plan(pending, opts)
+        .into_iter()
+        .map(move |(spec, kept, changed)| build(pending, spec, kept, changed, seed))
 }
 
 /// How many states [`enumerate`] yields.
@@ -70,144 +83,244 @@ pub fn count(pending: &[PendingOp], opts: &EnumOptions) -> usize {
     plan(pending, opts).len()
 }
 
-fn plan(pending: &[PendingOp], opts: &EnumOptions) -> Vec<Spec> {
+/// True for operations with a data part and a size change (writes and
+/// shrinking truncates).
+fn sized_data(op: &Op) -> bool {
+    op.changes_size() && op.data_range().is_some()
+}
+
+fn specs(pending: &[PendingOp], opts: &EnumOptions) -> (Vec<Spec>, usize) {
     let n = pending.len();
     let mut specs = vec![Spec::DropAll];
     if n == 0 {
-        return specs;
+        return (specs, 1);
     }
     specs.push(Spec::KeepAll);
-    if pending
-        .iter()
-        .any(|p| matches!(p.op, Op::Write { .. } | Op::Punch { .. }))
-    {
+    if pending.iter().any(|p| p.op.data_range().is_some()) {
         specs.push(Spec::MetaFirst);
+    }
+    if pending.iter().any(|p| sized_data(&p.op)) {
+        specs.push(Spec::DataFirst);
     }
     let fixed = specs.len();
     specs.extend((1..n).map(Spec::Prefix));
     // Omitting the last equals the prefix of n - 1; with n == 1 it is drop-all.
     specs.extend((0..n.saturating_sub(1)).map(Spec::Omit));
+    specs.extend(
+        (0..n)
+            .filter(|i| sized_data(&pending[*i].op))
+            .map(Spec::SizeLost),
+    );
     if opts.torn {
-        let mut rng = SplitMix64::new(opts.seed ^ 0x70E2_5EC7);
-        let mut seen = HashSet::new();
-        for (index, p) in pending.iter().enumerate() {
-            let Op::Write { offset, data, .. } = &p.op else {
-                continue;
-            };
-            let all = sectors(*offset, data.len() as u64, opts.sector);
-            if all.len() < 2 {
+        torn_specs(pending, opts, &mut specs);
+    }
+    (specs, fixed)
+}
+
+/// Sector splits of every multi-sector data operation.
+fn torn_specs(pending: &[PendingOp], opts: &EnumOptions, specs: &mut Vec<Spec>) {
+    let mut rng = SplitMix64::new(opts.seed ^ 0x70E2_5EC7);
+    for (index, p) in pending.iter().enumerate() {
+        let Some((start, end)) = p.op.data_range() else {
+            continue;
+        };
+        if matches!(p.op, Op::Truncate { .. }) {
+            // Only its size-lost form has a data part that matters.
+            continue;
+        }
+        let all = sectors(start, end - start, opts.sector);
+        let m = all.len();
+        if m < 2 {
+            continue;
+        }
+        let random: Vec<(u64, u64)> = all.iter().copied().filter(|_| rng.chance(0.5)).collect();
+        let mut variants: Vec<(&'static str, Vec<(u64, u64)>)> = vec![
+            ("first sector only", vec![all[0]]),
+            ("a random subset of sectors", random),
+        ];
+        for k in 1..m {
+            variants.push(("a prefix of its sectors", all[..k].to_vec()));
+            variants.push(("a suffix of its sectors", all[k..].to_vec()));
+        }
+        for k in 0..m {
+            let mut v = all.clone();
+            v.remove(k);
+            variants.push(("all sectors but one", v));
+        }
+        let sizes: &[bool] = if p.op.changes_size() {
+            &[true, false]
+        } else {
+            &[true]
+        };
+        for (label, v) in variants {
+            if v.len() == m || v.is_empty() {
                 continue;
             }
-            let random: Vec<(u64, u64)> = all.iter().copied().filter(|_| rng.chance(0.5)).collect();
-            let variants = [
-                ("first sector only", vec![all[0]]),
-                ("all but the last sector", all[..all.len() - 1].to_vec()),
-                ("a random subset of sectors", random),
-            ];
-            for (label, v) in variants {
-                if v.len() == all.len() {
-                    continue;
-                }
-                let persisted = merge_adjacent(v);
-                if seen.insert((index, persisted.clone())) {
-                    specs.push(Spec::Torn {
-                        index,
-                        persisted,
-                        label,
-                    });
-                }
+            for &size in sizes {
+                specs.push(Spec::Torn {
+                    index,
+                    persisted: merge_adjacent(v.clone()),
+                    size,
+                    label,
+                });
             }
         }
     }
-    if specs.len() > opts.cap.max(fixed) {
+}
+
+/// The specs, each built into its page-rule state, the duplicates dropped,
+/// then capped.
+fn plan(pending: &[PendingOp], opts: &EnumOptions) -> Vec<(Spec, Vec<(usize, Survival)>, usize)> {
+    let (specs, fixed) = specs(pending, opts);
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let mut fixed_left = fixed;
+    let mut kept_fixed = 0;
+    for spec in specs {
+        let (kept, changed) = page_rule(pending, kept_of(pending, &spec), opts.sector);
+        let is_fixed = fixed_left > 0;
+        fixed_left = fixed_left.saturating_sub(1);
+        if seen.insert(kept.clone()) {
+            kept_fixed += usize::from(is_fixed);
+            out.push((spec, kept, changed));
+        }
+    }
+    if out.len() > opts.cap.max(kept_fixed) {
         let mut rng = SplitMix64::new(opts.seed ^ 0x5A3F_1E00);
-        let rest = specs.split_off(fixed);
-        let want = opts.cap.saturating_sub(fixed);
+        let rest = out.split_off(kept_fixed);
+        let want = opts.cap.saturating_sub(kept_fixed);
         // Selection sampling (Knuth's algorithm S): order preserved.
         let mut left = want;
         let total = rest.len();
         for (i, s) in rest.into_iter().enumerate() {
             if left > 0 && rng.below((total - i) as u64) < left as u64 {
-                specs.push(s);
+                out.push(s);
                 left -= 1;
             }
         }
     }
-    specs
+    out
 }
 
-fn build(pending: &[PendingOp], spec: Spec, seed: u64) -> CrashState {
+/// Every operation kept but `index`, which survives as `how`.
+fn all_but(n: usize, index: usize, how: Option<Survival>) -> Vec<(usize, Survival)> {
+    (0..n)
+        .filter_map(|j| {
+            if j == index {
+                how.clone().map(|h| (j, h))
+            } else {
+                Some((j, Survival::Full))
+            }
+        })
+        .collect()
+}
+
+/// The whole data part, without the size change.
+fn data_only(op: &Op) -> Option<Survival> {
+    op.data_range().map(|(s, e)| Survival::DataOnly {
+        persisted: vec![(s, e)],
+    })
+}
+
+/// The state `spec` names, before the page rule.
+fn kept_of(pending: &[PendingOp], spec: &Spec) -> Vec<(usize, Survival)> {
     let n = pending.len();
-    let seq = |i: usize| pending.get(i).map_or(0, |p| p.seq);
-    let (kept, description) = match spec {
-        Spec::DropAll => (
-            Vec::new(),
-            format!("drop-all: all {n} unsynced operations lost"),
-        ),
-        Spec::KeepAll => (
-            full(0..n),
-            format!("keep-all: all {n} unsynced operations kept"),
-        ),
-        Spec::MetaFirst => (
-            meta_first(pending),
-            "meta-first: names, sizes and attributes kept, unsynced data lost".to_string(),
-        ),
-        Spec::Prefix(k) => (
-            full(0..k),
-            format!(
-                "prefix: kept ops up to #{}, dropped #{} and the {} after",
-                seq(k - 1),
-                seq(k),
-                n - k - 1
-            ),
-        ),
-        Spec::Omit(i) => {
-            let kept = (0..n)
-                .filter(|j| *j != i)
-                .map(|j| (j, Survival::Full))
-                .collect();
-            (
-                kept,
-                format!(
-                    "omit: dropped only op #{} ({})",
-                    seq(i),
-                    summary(pending, i)
-                ),
-            )
-        }
+    match spec {
+        Spec::DropAll => Vec::new(),
+        Spec::KeepAll => full(0..n),
+        Spec::MetaFirst => meta_first(pending),
+        Spec::DataFirst => pending
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match &p.op {
+                Op::Allocate { .. } => None,
+                op if sized_data(op) => data_only(op).map(|h| (i, h)),
+                _ => Some((i, Survival::Full)),
+            })
+            .collect(),
+        Spec::Prefix(k) => full(0..*k),
+        Spec::Omit(i) => all_but(n, *i, None),
+        Spec::SizeLost(i) => all_but(n, *i, data_only(&pending[*i].op)),
         Spec::Torn {
             index,
             persisted,
-            label,
+            size,
+            ..
         } => {
-            let kept = (0..n)
-                .map(|j| {
-                    let how = if j == index {
-                        Survival::Torn {
-                            persisted: persisted.clone(),
-                            garbage: None,
-                        }
-                    } else {
-                        Survival::Full
-                    };
-                    (j, how)
-                })
-                .collect();
-            (
-                kept,
-                format!(
-                    "torn: op #{} ({}) persisted {label}",
-                    seq(index),
-                    summary(pending, index)
-                ),
-            )
+            let how = if *size {
+                Survival::Torn {
+                    persisted: persisted.clone(),
+                    garbage: None,
+                }
+            } else {
+                Survival::DataOnly {
+                    persisted: persisted.clone(),
+                }
+            };
+            all_but(n, *index, Some(how))
         }
+    }
+}
+
+fn build(
+    pending: &[PendingOp],
+    spec: Spec,
+    kept: Vec<(usize, Survival)>,
+    changed: usize,
+    seed: u64,
+) -> CrashState {
+    let n = pending.len();
+    let seq = |i: usize| pending.get(i).map_or(0, |p| p.seq);
+    let description = match spec {
+        Spec::DropAll => format!("drop-all: all {n} unsynced operations lost"),
+        Spec::KeepAll => format!("keep-all: all {n} unsynced operations kept"),
+        Spec::MetaFirst => {
+            "meta-first: names, sizes and attributes kept, unsynced data lost".to_string()
+        }
+        Spec::DataFirst => "data-first: every data part and name kept, no size change".to_string(),
+        Spec::Prefix(k) => format!(
+            "prefix: kept ops up to #{}, dropped #{} and the {} after",
+            seq(k - 1),
+            seq(k),
+            n - k - 1
+        ),
+        Spec::Omit(i) if pending[i].op.data_range().is_some() => format!(
+            "omit: op #{} ({}) lost, its sectors rolled back to before it",
+            seq(i),
+            summary(pending, i)
+        ),
+        Spec::Omit(i) => format!(
+            "omit: dropped only op #{} ({})",
+            seq(i),
+            summary(pending, i)
+        ),
+        Spec::SizeLost(i) => format!(
+            "size lost: op #{} ({}) on disk without its size change",
+            seq(i),
+            summary(pending, i)
+        ),
+        Spec::Torn {
+            index,
+            persisted,
+            size,
+            label,
+        } => format!(
+            "torn: op #{} ({}) persisted {label}, {}{}",
+            seq(index),
+            summary(pending, index),
+            show_ranges(&persisted),
+            if size {
+                ""
+            } else {
+                ", without its size change"
+            }
+        ),
     };
     CrashState {
         seed,
         kept,
         total: n,
-        description,
+        description: with_page_note(description, changed),
     }
 }
 
