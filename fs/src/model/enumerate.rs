@@ -170,7 +170,11 @@ fn torn_specs(pending: &[PendingOp], opts: &EnumOptions, specs: &mut Vec<Spec>) 
 
 /// The specs, each built into its page-rule state, the duplicates dropped,
 /// then capped.
-fn plan(pending: &[PendingOp], opts: &EnumOptions) -> Vec<(Spec, Vec<(usize, Survival)>, usize)> {
+/// A planned state: what names it, what survives (after the page rule), and
+/// how many operations the page rule cut back.
+type Planned = (Spec, Vec<(usize, Survival)>, usize);
+
+fn plan(pending: &[PendingOp], opts: &EnumOptions) -> Vec<Planned> {
     let (specs, fixed) = specs(pending, opts);
     let mut seen = HashSet::new();
     let mut out = Vec::new();

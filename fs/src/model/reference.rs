@@ -279,10 +279,6 @@ fn write(d: &mut Vec<u8>, off: u64, data: &[u8]) {
     d[off as usize..end].copy_from_slice(data);
 }
 
-fn extend(d: &mut Vec<u8>, end: u64) {
-    if (d.len() as u64) < end {
-        d.resize(end as usize, 0);
-    }
 }
 
 /// Live tree, durable tree and pending list, with literal rules.
