@@ -279,8 +279,6 @@ fn write(d: &mut Vec<u8>, off: u64, data: &[u8]) {
     d[off as usize..end].copy_from_slice(data);
 }
 
-}
-
 /// Live tree, durable tree and pending list, with literal rules.
 #[derive(Clone, Debug)]
 pub struct RefFs {
