@@ -11,10 +11,11 @@
 //!    kept without its size change (a written-back page the journal never
 //!    committed the size of: an extending write's bytes inside the old size,
 //!    a shrinking truncate's zeroed tail under the old size);
-//! 5. sector splits of each surviving multi-sector data operation: the first
-//!    sector only, every proper prefix and suffix of its sectors, every
-//!    single sector missing, and a seeded random subset; each with and
-//!    without its size change.
+//! 5. sector splits of each multi-sector data part: the first sector only,
+//!    every proper prefix and suffix of its sectors, every single sector
+//!    missing, a seeded random subset, and (up to 12 sectors) every inner
+//!    run kept alone or left out; each with and without its size change (a
+//!    truncate's zeroed tail only without it).
 //!
 //! Every state passes through the page rule ([`super::pages`]), and equal
 //! states are yielded once. Past `cap` states, the states of (1) are always
@@ -117,6 +118,10 @@ fn specs(pending: &[PendingOp], opts: &EnumOptions) -> (Vec<Spec>, usize) {
     (specs, fixed)
 }
 
+/// Data parts of at most this many sectors also get every inner run of their
+/// sectors, kept alone or left out (a block of a page written back torn).
+const MAX_RUN_SECTORS: usize = 12;
+
 /// Sector splits of every multi-sector data operation.
 fn torn_specs(pending: &[PendingOp], opts: &EnumOptions, specs: &mut Vec<Spec>) {
     let mut rng = SplitMix64::new(opts.seed ^ 0x70E2_5EC7);
@@ -124,10 +129,6 @@ fn torn_specs(pending: &[PendingOp], opts: &EnumOptions, specs: &mut Vec<Spec>) 
         let Some((start, end)) = p.op.data_range() else {
             continue;
         };
-        if matches!(p.op, Op::Truncate { .. }) {
-            // Only its size-lost form has a data part that matters.
-            continue;
-        }
         let all = sectors(start, end - start, opts.sector);
         let m = all.len();
         if m < 2 {
@@ -147,10 +148,21 @@ fn torn_specs(pending: &[PendingOp], opts: &EnumOptions, specs: &mut Vec<Spec>) 
             v.remove(k);
             variants.push(("all sectors but one", v));
         }
-        let sizes: &[bool] = if p.op.changes_size() {
-            &[true, false]
-        } else {
-            &[true]
+        if m <= MAX_RUN_SECTORS {
+            for a in 1..m {
+                for b in a + 1..m {
+                    variants.push(("a run of its sectors", all[a..b].to_vec()));
+                    let mut v = all[..a].to_vec();
+                    v.extend_from_slice(&all[b..]);
+                    variants.push(("all sectors but a run", v));
+                }
+            }
+        }
+        // A truncate's zeroed tail matters only without its size change.
+        let sizes: &[bool] = match &p.op {
+            Op::Truncate { .. } => &[false],
+            op if op.changes_size() => &[true, false],
+            _ => &[true],
         };
         for (label, v) in variants {
             if v.len() == m || v.is_empty() {
