@@ -12,14 +12,16 @@
 //!    committed the size of: an extending write's bytes inside the old size,
 //!    a shrinking truncate's zeroed tail under the old size);
 //! 5. sector splits of each multi-sector data part: the first sector only,
-//!    every proper prefix and suffix of its sectors, every single sector
-//!    missing, a seeded random subset, and (up to 12 sectors) every inner
-//!    run kept alone or left out; each with and without its size change (a
-//!    truncate's zeroed tail only without it).
+//!    all but the last, all but the first, a seeded random subset; up to 64
+//!    sectors every proper prefix and suffix and every single sector
+//!    missing; up to 12 sectors every inner run kept alone or left out; each
+//!    with and without its size change (a truncate's zeroed tail only
+//!    without it).
 //!
-//! Every state passes through the page rule ([`super::pages`]), and equal
-//! states are yielded once. Past `cap` states, the states of (1) are always
-//! kept and the rest are a deterministic, seeded sample in the same order.
+//! Past `cap` states, the states of (1) are always kept and the rest are a
+//! deterministic, seeded sample in the same order. Every state then passes
+//! through the page rule ([`super::pages`]), and equal states are yielded
+//! once (so a capped enumeration may yield fewer than `cap`).
 
 use super::crash::{CrashState, full, merge_adjacent, meta_first, sectors, with_page_note};
 use super::op::{Op, PendingOp, Survival, show_ranges};
@@ -118,6 +120,11 @@ fn specs(pending: &[PendingOp], opts: &EnumOptions) -> (Vec<Spec>, usize) {
     (specs, fixed)
 }
 
+/// Data parts of at most this many sectors (32 KiB at 512) get every prefix,
+/// suffix and single missing sector; longer ones only the fixed splits, so
+/// that a large write does not make thousands of states.
+const MAX_SPLIT_SECTORS: usize = 64;
+
 /// Data parts of at most this many sectors also get every inner run of their
 /// sectors, kept alone or left out (a block of a page written back torn).
 const MAX_RUN_SECTORS: usize = 12;
@@ -137,16 +144,20 @@ fn torn_specs(pending: &[PendingOp], opts: &EnumOptions, specs: &mut Vec<Spec>) 
         let random: Vec<(u64, u64)> = all.iter().copied().filter(|_| rng.chance(0.5)).collect();
         let mut variants: Vec<(&'static str, Vec<(u64, u64)>)> = vec![
             ("first sector only", vec![all[0]]),
+            ("all but the last sector", all[..m - 1].to_vec()),
+            ("all but the first sector", all[1..].to_vec()),
             ("a random subset of sectors", random),
         ];
-        for k in 1..m {
-            variants.push(("a prefix of its sectors", all[..k].to_vec()));
-            variants.push(("a suffix of its sectors", all[k..].to_vec()));
-        }
-        for k in 0..m {
-            let mut v = all.clone();
-            v.remove(k);
-            variants.push(("all sectors but one", v));
+        if m <= MAX_SPLIT_SECTORS {
+            for k in 1..m {
+                variants.push(("a prefix of its sectors", all[..k].to_vec()));
+                variants.push(("a suffix of its sectors", all[k..].to_vec()));
+            }
+            for k in 0..m {
+                let mut v = all.clone();
+                v.remove(k);
+                variants.push(("all sectors but one", v));
+            }
         }
         if m <= MAX_RUN_SECTORS {
             for a in 1..m {
@@ -187,35 +198,30 @@ fn torn_specs(pending: &[PendingOp], opts: &EnumOptions, specs: &mut Vec<Spec>) 
 type Planned = (Spec, Vec<(usize, Survival)>, usize);
 
 fn plan(pending: &[PendingOp], opts: &EnumOptions) -> Vec<Planned> {
-    let (specs, fixed) = specs(pending, opts);
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    let mut fixed_left = fixed;
-    let mut kept_fixed = 0;
-    for spec in specs {
-        let (kept, changed) = page_rule(pending, kept_of(pending, &spec), opts.sector);
-        let is_fixed = fixed_left > 0;
-        fixed_left = fixed_left.saturating_sub(1);
-        if seen.insert(kept.clone()) {
-            kept_fixed += usize::from(is_fixed);
-            out.push((spec, kept, changed));
-        }
-    }
-    if out.len() > opts.cap.max(kept_fixed) {
+    let (mut specs, fixed) = specs(pending, opts);
+    if specs.len() > opts.cap.max(fixed) {
         let mut rng = SplitMix64::new(opts.seed ^ 0x5A3F_1E00);
-        let rest = out.split_off(kept_fixed);
-        let want = opts.cap.saturating_sub(kept_fixed);
+        let rest = specs.split_off(fixed);
+        let want = opts.cap.saturating_sub(fixed);
         // Selection sampling (Knuth's algorithm S): order preserved.
         let mut left = want;
         let total = rest.len();
         for (i, s) in rest.into_iter().enumerate() {
             if left > 0 && rng.below((total - i) as u64) < left as u64 {
-                out.push(s);
+                specs.push(s);
                 left -= 1;
             }
         }
     }
-    out
+    // Built only once sampled: each costs a pass over the pending list.
+    let mut seen = HashSet::new();
+    specs
+        .into_iter()
+        .filter_map(|spec| {
+            let (kept, changed) = page_rule(pending, kept_of(pending, &spec), opts.sector);
+            seen.insert(kept.clone()).then_some((spec, kept, changed))
+        })
+        .collect()
 }
 
 /// Every operation kept but `index`, which survives as `how`.
