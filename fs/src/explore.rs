@@ -263,7 +263,13 @@ fn fates(described: &[String], kept: &[(usize, Survival)]) -> Vec<OpFate> {
                     match how {
                         Survival::Full => "kept".to_string(),
                         Survival::MetaOnly => "metadata only".to_string(),
-                        Survival::Torn { persisted, .. } => format!("torn: kept {persisted:?}"),
+                        Survival::Torn { persisted, .. } => {
+                            format!("torn: kept {}", crate::model::op::show_ranges(persisted))
+                        }
+                        Survival::DataOnly { persisted } => format!(
+                            "data only, size change lost: kept {}",
+                            crate::model::op::show_ranges(persisted)
+                        ),
                     }
                 }
                 _ => "dropped".to_string(),

@@ -146,9 +146,13 @@ pub struct CalibrateArgs {
     /// Atomic write unit of the device: torn writes keep whole sectors.
     #[arg(long, default_value_t = 512)]
     pub sector: u64,
-    /// Most crash states per workload and side (shared by its marks).
+    /// Most real crash states per workload (shared by its marks).
     #[arg(long, default_value_t = 300)]
     pub max_states: usize,
+    /// Most predicted crash states per workload (shared by its marks; each
+    /// is computed in memory, so many more than real ones).
+    #[arg(long, default_value_t = 6000)]
+    pub max_predicted: usize,
     /// Print the Markdown tables of saved `--json` runs (`.json` or
     /// `.json.gz`): totals, false negatives by family, and every false
     /// negative; nothing runs.

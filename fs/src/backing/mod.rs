@@ -117,6 +117,7 @@
 
 mod at;
 mod extents;
+mod hidden;
 pub mod limits;
 mod loc;
 mod ns;
@@ -258,6 +259,8 @@ struct State {
     orphaned: BTreeSet<Ino>,
     /// Inodes whose times the host changed since the store set them.
     disturbed: BTreeSet<Ino>,
+    /// Bytes this batch put past a file's end.
+    hidden: hidden::Hidden,
 }
 
 /// The backing store over a directory. All methods take `&self`; one lock
@@ -330,6 +333,7 @@ impl Backing {
             touched_files: BTreeSet::new(),
             orphaned: BTreeSet::new(),
             disturbed: BTreeSet::new(),
+            hidden: hidden::Hidden::default(),
         };
         let image = scan(&root, &mut st)?;
         if opts.real_fsync {
@@ -545,6 +549,7 @@ impl State {
     }
 
     fn apply_batch(&mut self, effects: &[Effect]) -> io::Result<()> {
+        self.hidden.clear();
         let mut i = 0;
         while i < effects.len() {
             failpoint::pass("apply");
@@ -585,15 +590,26 @@ impl State {
             } => self.link(*dir, name, *ino, init),
             Effect::Unlink { dir, name } => self.unlink(*dir, name),
             Effect::Write { ino, offset, data } => {
+                let end = offset + data.len() as u64;
+                self.grow(*ino, end)?;
                 self.with_file(*ino, |f| f.write_all_at(data, *offset))
             }
-            Effect::Truncate { ino, size } => self.with_file(*ino, |f| f.set_len(*size)),
-            Effect::Extend { ino, size } => self.with_file(*ino, |f| {
-                if f.metadata()?.len() < *size {
-                    f.set_len(*size)?;
-                }
+            Effect::WriteKeepSize { ino, offset, data } => {
+                let (ino, offset) = (*ino, *offset);
+                let mut size = 0;
+                self.with_file(ino, |f| {
+                    size = f.metadata()?.len();
+                    let inside = (size.saturating_sub(offset) as usize).min(data.len());
+                    f.write_all_at(&data[..inside], offset)
+                })?;
+                self.hidden.keep(ino, offset, data, size);
                 Ok(())
-            }),
+            }
+            Effect::Truncate { ino, size } => {
+                self.hidden.drop_inode(*ino);
+                self.with_file(*ino, |f| f.set_len(*size))
+            }
+            Effect::Extend { ino, size } => self.grow(*ino, *size),
             Effect::Zero { ino, offset, len } => {
                 self.with_file(*ino, |f| zero_range(f, *offset, *len))
             }
@@ -623,6 +639,26 @@ impl State {
     }
 
     /// Runs `f` on regular file `ino`; skipped when it does not exist.
+    /// Grows file `ino` to at least `size`, writing the hidden bytes the
+    /// growth shows.
+    fn grow(&mut self, ino: Ino, size: u64) -> io::Result<()> {
+        let mut old = size;
+        self.with_file(ino, |f| {
+            old = f.metadata()?.len();
+            if old < size {
+                f.set_len(size)?;
+            }
+            Ok(())
+        })?;
+        let shown = self.hidden.revealed(ino, old, size);
+        self.with_file(ino, |f| {
+            for (off, d) in &shown {
+                f.write_all_at(d, *off)?;
+            }
+            Ok(())
+        })
+    }
+
     fn with_file(&mut self, ino: Ino, f: impl FnOnce(&File) -> io::Result<()>) -> io::Result<()> {
         if self.nodes.get(&ino).map(|n| n.kind) != Some(Kind::File) {
             return Ok(());

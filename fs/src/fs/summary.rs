@@ -58,8 +58,10 @@ impl Loss {
                 Some(Survival::Full) => (0, false),
                 Some(Survival::MetaOnly) => (p.op.data_len(), false),
                 Some(Survival::Torn { persisted, .. }) => (torn_loss(&p.op, persisted), false),
+                Some(Survival::DataOnly { persisted }) => (torn_loss(&p.op, persisted), false),
             };
-            if !whole && bytes == 0 {
+            let size_lost = matches!(how, Some(Survival::DataOnly { .. })) && p.op.changes_size();
+            if !whole && bytes == 0 && !size_lost {
                 continue;
             }
             loss.bytes += bytes;
@@ -70,7 +72,11 @@ impl Loss {
                 loss.names += 1;
             }
             if loss.listed.len() < LOST_LISTED {
-                let part = if whole { "" } else { " (in part)" };
+                let part = match (whole, size_lost) {
+                    (true, _) => "",
+                    (false, true) => " (size change lost)",
+                    (false, false) => " (in part)",
+                };
                 loss.listed.push(format!("{}{part}", describe(&p.op)));
             }
         }

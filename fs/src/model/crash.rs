@@ -1,9 +1,10 @@
 //! Crash policies: which of the pending operations survive a power cut.
 //!
 //! Every policy yields a *legal* post-crash state: everything durable is
-//! kept, and the surviving operations are applied in their original order on
-//! top of it ([`CrashState::effects`]). The same seed always yields the same
-//! state.
+//! kept, the surviving operations are applied in their original order on
+//! top of it ([`CrashState::effects`]), and their data obeys the page rule
+//! ([`super::pages`]: each sector holds a version of itself). The same seed
+//! always yields the same state.
 
 use super::op::{Effect, Op, PendingOp, Survival};
 use super::rng::SplitMix64;
@@ -169,6 +170,7 @@ pub fn crash_state(pending: &[PendingOp], opts: &CrashOptions) -> CrashState {
             (kept, format!("random: kept {k} of {n} unsynced operations"))
         }
         Policy::Torn => {
+            let mut size_rng = SplitMix64::new(opts.seed ^ 0x5123_0E57);
             let mut torn = 0;
             let mut kept = Vec::new();
             for (i, p) in pending.iter().enumerate() {
@@ -197,13 +199,29 @@ pub fn crash_state(pending: &[PendingOp], opts: &CrashOptions) -> CrashState {
                     }
                     _ => Survival::Full,
                 };
+                // A written-back page whose size change was not committed
+                // (its own generator: the draws above stay as they were).
+                let how = match (p.op.changes_size(), p.op.data_range(), how) {
+                    (true, Some((s, e)), how) if size_rng.chance(0.25) => {
+                        if how == Survival::Full {
+                            torn += 1;
+                        }
+                        Survival::DataOnly {
+                            persisted: match how {
+                                Survival::Torn { persisted, .. } => persisted,
+                                _ => vec![(s, e)],
+                            },
+                        }
+                    }
+                    (_, _, how) => how,
+                };
                 kept.push((i, how));
             }
             let k = kept.len();
             (
                 kept,
                 format!(
-                    "torn: kept {k} of {n} unsynced operations, {torn} writes torn at {}-byte sectors",
+                    "torn: kept {k} of {n} unsynced operations, {torn} torn at {}-byte sectors or without their size change",
                     opts.sector
                 ),
             )
@@ -213,11 +231,21 @@ pub fn crash_state(pending: &[PendingOp], opts: &CrashOptions) -> CrashState {
             "meta-first: names, sizes and attributes kept, unsynced data lost".into(),
         ),
     };
+    let (kept, changed) = super::pages::page_rule(pending, kept, opts.sector);
     CrashState {
         seed: opts.seed,
         kept,
         total: n,
-        description: what,
+        description: with_page_note(what, changed),
+    }
+}
+
+/// `what`, saying how many operations the page rule cut back.
+pub(crate) fn with_page_note(what: String, changed: usize) -> String {
+    match changed {
+        0 => what,
+        1 => format!("{what}; 1 operation lost data on sectors an earlier loss rolled back"),
+        n => format!("{what}; {n} operations lost data on sectors an earlier loss rolled back"),
     }
 }
 

@@ -1,19 +1,31 @@
 //! Crash-state enumeration: for a crash at the current point, the distinct
 //! states worth checking, in a fixed order:
 //!
-//! 1. drop-all, keep-all, meta-first;
+//! 1. drop-all, keep-all, meta-first (sizes and names, no unsynced data),
+//!    data-first (every data part, no size change);
 //! 2. every proper prefix of the pending operations;
-//! 3. every single-operation omission (all others kept, in order);
-//! 4. torn variants of each surviving multi-sector write (first sector only;
-//!    all but the last sector; a seeded random subset).
+//! 3. every single-operation omission (all others kept, in order): for a data
+//!    operation, its sectors rolled back to before it, with the later writes
+//!    to those sectors (the page rule);
+//! 4. every size change lost alone: a size-changing data operation's data
+//!    kept without its size change (a written-back page the journal never
+//!    committed the size of: an extending write's bytes inside the old size,
+//!    a shrinking truncate's zeroed tail under the old size);
+//! 5. sector splits of each multi-sector data part: the first sector only,
+//!    all but the last, all but the first, a seeded random subset; up to 64
+//!    sectors every proper prefix and suffix and every single sector
+//!    missing; up to 12 sectors every inner run kept alone or left out; each
+//!    with and without its size change (a truncate's zeroed tail only
+//!    without it).
 //!
-//! Duplicates (an omission equal to a prefix, meta-first with no data, two
-//! torn variants with the same sectors) are yielded once. Past `cap` states,
-//! the three states of (1) are always kept and the rest are a deterministic,
-//! seeded sample in the same order.
+//! Past `cap` states, the states of (1) are always kept and the rest are a
+//! deterministic, seeded sample in the same order. Every state then passes
+//! through the page rule ([`super::pages`]), and equal states are yielded
+//! once (so a capped enumeration may yield fewer than `cap`).
 
-use super::crash::{CrashState, full, merge_adjacent, meta_first, sectors};
-use super::op::{Op, PendingOp, Survival};
+use super::crash::{CrashState, full, merge_adjacent, meta_first, sectors, with_page_note};
+use super::op::{Op, PendingOp, Survival, show_ranges};
+use super::pages::page_rule;
 use super::rng::SplitMix64;
 use std::collections::HashSet;
 
@@ -24,7 +36,7 @@ pub struct EnumOptions {
     pub cap: usize,
     /// Seed of the sample beyond `cap` and of random torn variants.
     pub seed: u64,
-    /// Sector size for torn variants.
+    /// Sector size for torn variants and the page rule.
     pub sector: u64,
     /// Include torn variants.
     pub torn: bool,
@@ -46,23 +58,27 @@ enum Spec {
     DropAll,
     KeepAll,
     MetaFirst,
+    DataFirst,
     Prefix(usize),
     Omit(usize),
+    SizeLost(usize),
     Torn {
         index: usize,
         persisted: Vec<(u64, u64)>,
+        size: bool,
         label: &'static str,
     },
 }
 
-/// The distinct crash states of `pending`, lazily.
+/// The distinct crash states of `pending`, lazily built.
 pub fn enumerate<'a>(
     pending: &'a [PendingOp],
     opts: &EnumOptions,
 ) -> impl Iterator<Item = CrashState> + 'a {
-    let specs = plan(pending, opts);
     let seed = opts.seed;
-    specs.into_iter().map(move |s| build(pending, s, seed))
+    plan(pending, opts)
+        .into_iter()
+        .map(move |(spec, kept, changed)| build(pending, spec, kept, changed, seed))
 }
 
 /// How many states [`enumerate`] yields.
@@ -70,55 +86,119 @@ pub fn count(pending: &[PendingOp], opts: &EnumOptions) -> usize {
     plan(pending, opts).len()
 }
 
-fn plan(pending: &[PendingOp], opts: &EnumOptions) -> Vec<Spec> {
+/// True for operations with a data part and a size change (writes and
+/// shrinking truncates).
+fn sized_data(op: &Op) -> bool {
+    op.changes_size() && op.data_range().is_some()
+}
+
+fn specs(pending: &[PendingOp], opts: &EnumOptions) -> (Vec<Spec>, usize) {
     let n = pending.len();
     let mut specs = vec![Spec::DropAll];
     if n == 0 {
-        return specs;
+        return (specs, 1);
     }
     specs.push(Spec::KeepAll);
-    if pending
-        .iter()
-        .any(|p| matches!(p.op, Op::Write { .. } | Op::Punch { .. }))
-    {
+    if pending.iter().any(|p| p.op.data_range().is_some()) {
         specs.push(Spec::MetaFirst);
+    }
+    if pending.iter().any(|p| sized_data(&p.op)) {
+        specs.push(Spec::DataFirst);
     }
     let fixed = specs.len();
     specs.extend((1..n).map(Spec::Prefix));
     // Omitting the last equals the prefix of n - 1; with n == 1 it is drop-all.
     specs.extend((0..n.saturating_sub(1)).map(Spec::Omit));
+    specs.extend(
+        (0..n)
+            .filter(|i| sized_data(&pending[*i].op))
+            .map(Spec::SizeLost),
+    );
     if opts.torn {
-        let mut rng = SplitMix64::new(opts.seed ^ 0x70E2_5EC7);
-        let mut seen = HashSet::new();
-        for (index, p) in pending.iter().enumerate() {
-            let Op::Write { offset, data, .. } = &p.op else {
-                continue;
-            };
-            let all = sectors(*offset, data.len() as u64, opts.sector);
-            if all.len() < 2 {
-                continue;
+        torn_specs(pending, opts, &mut specs);
+    }
+    (specs, fixed)
+}
+
+/// Data parts of at most this many sectors (32 KiB at 512) get every prefix,
+/// suffix and single missing sector; longer ones only the fixed splits, so
+/// that a large write does not make thousands of states.
+const MAX_SPLIT_SECTORS: usize = 64;
+
+/// Data parts of at most this many sectors also get every inner run of their
+/// sectors, kept alone or left out (a block of a page written back torn).
+const MAX_RUN_SECTORS: usize = 12;
+
+/// Sector splits of every multi-sector data operation.
+fn torn_specs(pending: &[PendingOp], opts: &EnumOptions, specs: &mut Vec<Spec>) {
+    let mut rng = SplitMix64::new(opts.seed ^ 0x70E2_5EC7);
+    for (index, p) in pending.iter().enumerate() {
+        let Some((start, end)) = p.op.data_range() else {
+            continue;
+        };
+        let all = sectors(start, end - start, opts.sector);
+        let m = all.len();
+        if m < 2 {
+            continue;
+        }
+        let random: Vec<(u64, u64)> = all.iter().copied().filter(|_| rng.chance(0.5)).collect();
+        let mut variants: Vec<(&'static str, Vec<(u64, u64)>)> = vec![
+            ("first sector only", vec![all[0]]),
+            ("all but the last sector", all[..m - 1].to_vec()),
+            ("all but the first sector", all[1..].to_vec()),
+            ("a random subset of sectors", random),
+        ];
+        if m <= MAX_SPLIT_SECTORS {
+            for k in 1..m {
+                variants.push(("a prefix of its sectors", all[..k].to_vec()));
+                variants.push(("a suffix of its sectors", all[k..].to_vec()));
             }
-            let random: Vec<(u64, u64)> = all.iter().copied().filter(|_| rng.chance(0.5)).collect();
-            let variants = [
-                ("first sector only", vec![all[0]]),
-                ("all but the last sector", all[..all.len() - 1].to_vec()),
-                ("a random subset of sectors", random),
-            ];
-            for (label, v) in variants {
-                if v.len() == all.len() {
-                    continue;
-                }
-                let persisted = merge_adjacent(v);
-                if seen.insert((index, persisted.clone())) {
-                    specs.push(Spec::Torn {
-                        index,
-                        persisted,
-                        label,
-                    });
+            for k in 0..m {
+                let mut v = all.clone();
+                v.remove(k);
+                variants.push(("all sectors but one", v));
+            }
+        }
+        if m <= MAX_RUN_SECTORS {
+            for a in 1..m {
+                for b in a + 1..m {
+                    variants.push(("a run of its sectors", all[a..b].to_vec()));
+                    let mut v = all[..a].to_vec();
+                    v.extend_from_slice(&all[b..]);
+                    variants.push(("all sectors but a run", v));
                 }
             }
         }
+        // A truncate's zeroed tail matters only without its size change.
+        let sizes: &[bool] = match &p.op {
+            Op::Truncate { .. } => &[false],
+            op if op.changes_size() => &[true, false],
+            _ => &[true],
+        };
+        for (label, v) in variants {
+            if v.len() == m || v.is_empty() {
+                continue;
+            }
+            for &size in sizes {
+                specs.push(Spec::Torn {
+                    index,
+                    persisted: merge_adjacent(v.clone()),
+                    size,
+                    label,
+                });
+            }
+        }
     }
+}
+
+/// The specs, each built into its page-rule state, the duplicates dropped,
+/// then capped.
+/// A planned state: what names it, what survives (after the page rule), and
+/// how many operations the page rule cut back.
+type Planned = (Spec, Vec<(usize, Survival)>, usize);
+
+fn plan(pending: &[PendingOp], opts: &EnumOptions) -> Vec<Planned> {
+    let (mut specs, fixed) = specs(pending, opts);
     if specs.len() > opts.cap.max(fixed) {
         let mut rng = SplitMix64::new(opts.seed ^ 0x5A3F_1E00);
         let rest = specs.split_off(fixed);
@@ -133,81 +213,136 @@ fn plan(pending: &[PendingOp], opts: &EnumOptions) -> Vec<Spec> {
             }
         }
     }
+    // Built only once sampled: each costs a pass over the pending list.
+    let mut seen = HashSet::new();
     specs
+        .into_iter()
+        .filter_map(|spec| {
+            let (kept, changed) = page_rule(pending, kept_of(pending, &spec), opts.sector);
+            seen.insert(kept.clone()).then_some((spec, kept, changed))
+        })
+        .collect()
 }
 
-fn build(pending: &[PendingOp], spec: Spec, seed: u64) -> CrashState {
+/// Every operation kept but `index`, which survives as `how`.
+fn all_but(n: usize, index: usize, how: Option<Survival>) -> Vec<(usize, Survival)> {
+    (0..n)
+        .filter_map(|j| {
+            if j == index {
+                how.clone().map(|h| (j, h))
+            } else {
+                Some((j, Survival::Full))
+            }
+        })
+        .collect()
+}
+
+/// The whole data part, without the size change.
+fn data_only(op: &Op) -> Option<Survival> {
+    op.data_range().map(|(s, e)| Survival::DataOnly {
+        persisted: vec![(s, e)],
+    })
+}
+
+/// The state `spec` names, before the page rule.
+fn kept_of(pending: &[PendingOp], spec: &Spec) -> Vec<(usize, Survival)> {
     let n = pending.len();
-    let seq = |i: usize| pending.get(i).map_or(0, |p| p.seq);
-    let (kept, description) = match spec {
-        Spec::DropAll => (
-            Vec::new(),
-            format!("drop-all: all {n} unsynced operations lost"),
-        ),
-        Spec::KeepAll => (
-            full(0..n),
-            format!("keep-all: all {n} unsynced operations kept"),
-        ),
-        Spec::MetaFirst => (
-            meta_first(pending),
-            "meta-first: names, sizes and attributes kept, unsynced data lost".to_string(),
-        ),
-        Spec::Prefix(k) => (
-            full(0..k),
-            format!(
-                "prefix: kept ops up to #{}, dropped #{} and the {} after",
-                seq(k - 1),
-                seq(k),
-                n - k - 1
-            ),
-        ),
-        Spec::Omit(i) => {
-            let kept = (0..n)
-                .filter(|j| *j != i)
-                .map(|j| (j, Survival::Full))
-                .collect();
-            (
-                kept,
-                format!(
-                    "omit: dropped only op #{} ({})",
-                    seq(i),
-                    summary(pending, i)
-                ),
-            )
-        }
+    match spec {
+        Spec::DropAll => Vec::new(),
+        Spec::KeepAll => full(0..n),
+        Spec::MetaFirst => meta_first(pending),
+        Spec::DataFirst => pending
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match &p.op {
+                Op::Allocate { .. } => None,
+                op if sized_data(op) => data_only(op).map(|h| (i, h)),
+                _ => Some((i, Survival::Full)),
+            })
+            .collect(),
+        Spec::Prefix(k) => full(0..*k),
+        Spec::Omit(i) => all_but(n, *i, None),
+        Spec::SizeLost(i) => all_but(n, *i, data_only(&pending[*i].op)),
         Spec::Torn {
             index,
             persisted,
-            label,
+            size,
+            ..
         } => {
-            let kept = (0..n)
-                .map(|j| {
-                    let how = if j == index {
-                        Survival::Torn {
-                            persisted: persisted.clone(),
-                            garbage: None,
-                        }
-                    } else {
-                        Survival::Full
-                    };
-                    (j, how)
-                })
-                .collect();
-            (
-                kept,
-                format!(
-                    "torn: op #{} ({}) persisted {label}",
-                    seq(index),
-                    summary(pending, index)
-                ),
-            )
+            let how = if *size {
+                Survival::Torn {
+                    persisted: persisted.clone(),
+                    garbage: None,
+                }
+            } else {
+                Survival::DataOnly {
+                    persisted: persisted.clone(),
+                }
+            };
+            all_but(n, *index, Some(how))
         }
+    }
+}
+
+fn build(
+    pending: &[PendingOp],
+    spec: Spec,
+    kept: Vec<(usize, Survival)>,
+    changed: usize,
+    seed: u64,
+) -> CrashState {
+    let n = pending.len();
+    let seq = |i: usize| pending.get(i).map_or(0, |p| p.seq);
+    let description = match spec {
+        Spec::DropAll => format!("drop-all: all {n} unsynced operations lost"),
+        Spec::KeepAll => format!("keep-all: all {n} unsynced operations kept"),
+        Spec::MetaFirst => {
+            "meta-first: names, sizes and attributes kept, unsynced data lost".to_string()
+        }
+        Spec::DataFirst => "data-first: every data part and name kept, no size change".to_string(),
+        Spec::Prefix(k) => format!(
+            "prefix: kept ops up to #{}, dropped #{} and the {} after",
+            seq(k - 1),
+            seq(k),
+            n - k - 1
+        ),
+        Spec::Omit(i) if pending[i].op.data_range().is_some() => format!(
+            "omit: op #{} ({}) lost, its sectors rolled back to before it",
+            seq(i),
+            summary(pending, i)
+        ),
+        Spec::Omit(i) => format!(
+            "omit: dropped only op #{} ({})",
+            seq(i),
+            summary(pending, i)
+        ),
+        Spec::SizeLost(i) => format!(
+            "size lost: op #{} ({}) on disk without its size change",
+            seq(i),
+            summary(pending, i)
+        ),
+        Spec::Torn {
+            index,
+            persisted,
+            size,
+            label,
+        } => format!(
+            "torn: op #{} ({}) persisted {label}, {}{}",
+            seq(index),
+            summary(pending, index),
+            show_ranges(&persisted),
+            if size {
+                ""
+            } else {
+                ", without its size change"
+            }
+        ),
     };
     CrashState {
         seed,
         kept,
         total: n,
-        description,
+        description: with_page_note(description, changed),
     }
 }
 

@@ -32,6 +32,7 @@ pub mod enumerate;
 mod names;
 pub mod op;
 pub mod overlay;
+pub mod pages;
 mod report;
 pub mod rng;
 pub mod store;

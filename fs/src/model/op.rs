@@ -14,8 +14,13 @@
 //!   exist yet it is created from `init` (empty). Skipped when `dir` does not
 //!   exist.
 //! * `Unlink` removes `dir[name]` if present.
-//! * `Write`, `Truncate`, `Extend`, `Zero`, `SetAttrs` and `SetXattr` are
-//!   skipped when `ino` does not exist.
+//! * `Write`, `WriteKeepSize`, `Truncate`, `Extend`, `Zero`, `SetAttrs` and
+//!   `SetXattr` are skipped when `ino` does not exist.
+//! * `WriteKeepSize` puts bytes on disk without changing the size: those past
+//!   the end are *hidden* (written back into a block whose size change was
+//!   not committed) until a later `Write` or `Extend` grows the size over
+//!   them; a `Truncate` discards the inode's hidden bytes (it frees or zeroes
+//!   what lies past the old end).
 //! * Inodes that no entry reaches survive until the store is materialised after
 //!   a crash, when they are discarded (what fsck does with orphans).
 
@@ -56,6 +61,19 @@ pub enum NsKind {
     RenameTo,
     Exchange,
 }
+
+/// Byte ranges as `[0, 512) [1024, 2048)` (`nothing` when empty).
+pub fn show_ranges(r: &[(u64, u64)]) -> String {
+    if r.is_empty() {
+        return "nothing".to_string();
+    }
+    let v: Vec<String> = r.iter().map(|(a, b)| format!("[{a}, {b})")).collect();
+    v.join(" ")
+}
+
+/// The page size of the page cache: the unit in which a kernel writes a
+/// file's data back, and the block a shrinking truncate zeroes the tail of.
+pub const PAGE: u64 = 4096;
 
 /// One unsynced operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,6 +133,33 @@ impl Op {
             Op::Write { data, .. } => data.len() as u64,
             _ => 0,
         }
+    }
+
+    /// The byte range whose on-disk bytes this changes (its *data part*),
+    /// apart from any size change: a write's bytes; a punched hole; a
+    /// shrinking truncate's zeroed tail, from the new size to the end of its
+    /// page (the kernel zeroes that page's tail and writes it back like any
+    /// page; the blocks past it are freed with the size change). `None` for
+    /// names, attributes and allocation.
+    pub fn data_range(&self) -> Option<(u64, u64)> {
+        match self {
+            Op::Write { offset, data, .. } if !data.is_empty() => {
+                Some((*offset, offset + data.len() as u64))
+            }
+            Op::Punch { offset, len, .. } if *len > 0 => Some((*offset, offset + len)),
+            Op::Truncate { size, .. } if size % PAGE != 0 => {
+                Some((*size, size.next_multiple_of(PAGE)))
+            }
+            _ => None,
+        }
+    }
+
+    /// True when this changes a size (a write may extend; a truncate sets).
+    pub fn changes_size(&self) -> bool {
+        matches!(
+            self,
+            Op::Write { .. } | Op::Truncate { .. } | Op::Allocate { .. }
+        )
     }
 
     /// True for operations that fdatasync makes durable (data and size).
@@ -179,10 +224,43 @@ impl Op {
                     out.push(garbage_write(*ino, pos, end - pos, *seed));
                 }
             }
+            (Op::Write { ino, offset, data }, Survival::DataOnly { persisted }) => {
+                let end = offset + data.len() as u64;
+                for &(s, e) in persisted {
+                    let (s, e) = (s.max(*offset), e.min(end));
+                    if s < e {
+                        out.push(Effect::WriteKeepSize {
+                            ino: *ino,
+                            offset: s,
+                            data: data.slice((s - offset) as usize..(e - offset) as usize),
+                        });
+                    }
+                }
+            }
+            (
+                Op::Truncate { ino, .. } | Op::Punch { ino, .. },
+                Survival::DataOnly { persisted },
+            )
+            | (Op::Punch { ino, .. }, Survival::Torn { persisted, .. }) => {
+                let Some((start, end)) = self.data_range() else {
+                    return;
+                };
+                for &(s, e) in persisted {
+                    let (s, e) = (s.max(start), e.min(end));
+                    if s < e {
+                        out.push(Effect::Zero {
+                            ino: *ino,
+                            offset: s,
+                            len: e - s,
+                        });
+                    }
+                }
+            }
             (Op::Truncate { ino, size }, _) => out.push(Effect::Truncate {
                 ino: *ino,
                 size: *size,
             }),
+            (Op::Allocate { .. }, Survival::DataOnly { .. }) => {}
             (Op::Allocate { ino, offset, len }, _) => out.push(Effect::Extend {
                 ino: *ino,
                 size: offset + len,
@@ -234,11 +312,18 @@ pub enum Survival {
     MetaOnly,
     /// A write of which only the sectors in `persisted` (absolute byte ranges,
     /// sorted) reached the disk; the size change survives. Other sectors keep
-    /// their old bytes, or get seeded garbage when `garbage` is set.
+    /// their old bytes, or get seeded garbage when `garbage` is set. (A punch
+    /// zeroes only `persisted`.)
     Torn {
         persisted: Vec<(u64, u64)>,
         garbage: Option<u64>,
     },
+    /// The data part ([`Op::data_range`]) reached the disk in `persisted`
+    /// (absolute byte ranges, sorted; all of it or some sectors), the size
+    /// change did not: a written-back page whose size change the journal
+    /// never committed. Bytes past the durable end stay hidden (see
+    /// [`Effect::WriteKeepSize`]).
+    DataOnly { persisted: Vec<(u64, u64)> },
 }
 
 /// One change to a durable store; see the module documentation.
@@ -260,6 +345,13 @@ pub enum Effect {
         name: Name,
     },
     Write {
+        ino: Ino,
+        offset: u64,
+        data: Bytes,
+    },
+    /// Bytes on disk, the size unchanged: those past the end are hidden
+    /// until the size grows over them (see the module documentation).
+    WriteKeepSize {
         ino: Ino,
         offset: u64,
         data: Bytes,

@@ -19,6 +19,10 @@ pub struct RInode {
 pub struct RTree {
     pub inodes: BTreeMap<Ino, RInode>,
     pub dirs: BTreeMap<Ino, BTreeMap<Name, Ino>>,
+    /// Bytes on disk past a file's end, one by one (a crash state's data
+    /// kept without its size change): shown when the size grows over them,
+    /// gone with a truncate.
+    pub hidden: BTreeMap<(Ino, u64), u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,26 +139,65 @@ impl RTree {
                 if i.kind != Kind::File {
                     return;
                 }
-                let d = &mut i.data;
+                let ino = other.ino().unwrap_or(0);
+                let (d, hidden) = (&mut i.data, &mut self.hidden);
+                let grow = |d: &mut Vec<u8>, hidden: &mut BTreeMap<(Ino, u64), u8>, end: u64| {
+                    for pos in d.len() as u64..end {
+                        d.push(hidden.get(&(ino, pos)).copied().unwrap_or(0));
+                    }
+                };
+                let zero = |d: &mut Vec<u8>, s: u64, e: u64| {
+                    for pos in s..e.min(d.len() as u64) {
+                        d[pos as usize] = 0;
+                    }
+                };
                 match (other, how) {
-                    (ROp::Write { off, data, .. }, Survival::Full) => write(d, *off, data),
+                    (ROp::Write { off, data, .. }, Survival::Full) => {
+                        grow(d, hidden, *off);
+                        write(d, *off, data)
+                    }
                     (ROp::Write { off, data, .. }, Survival::MetaOnly) => {
-                        extend(d, off + data.len() as u64)
+                        grow(d, hidden, off + data.len() as u64)
                     }
                     (ROp::Write { off, data, .. }, Survival::Torn { persisted, .. }) => {
-                        extend(d, off + data.len() as u64);
+                        grow(d, hidden, off + data.len() as u64);
                         for (s, e) in persisted {
                             let from = (s - off) as usize;
                             let to = (e - off) as usize;
                             write(d, *s, &data[from..to]);
                         }
                     }
-                    (ROp::Truncate { size, .. }, _) => d.resize(*size as usize, 0),
-                    (ROp::Allocate { end, .. }, _) => extend(d, *end),
-                    (ROp::Punch { off, len, .. }, Survival::Full) => {
-                        let end = ((off + len) as usize).min(d.len());
-                        if (*off as usize) < end {
-                            d[*off as usize..end].fill(0);
+                    (ROp::Write { off, data, .. }, Survival::DataOnly { persisted }) => {
+                        for (s, e) in persisted {
+                            for pos in *s..*e {
+                                let b = data[(pos - off) as usize];
+                                match d.get_mut(pos as usize) {
+                                    Some(x) => *x = b,
+                                    None => {
+                                        hidden.insert((ino, pos), b);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    (ROp::Truncate { .. }, Survival::DataOnly { persisted }) => {
+                        for (s, e) in persisted {
+                            zero(d, *s, *e);
+                        }
+                    }
+                    (ROp::Truncate { size, .. }, _) => {
+                        hidden.retain(|(n, _), _| *n != ino);
+                        d.resize(*size as usize, 0)
+                    }
+                    (ROp::Allocate { .. }, Survival::DataOnly { .. }) => {}
+                    (ROp::Allocate { end, .. }, _) => grow(d, hidden, *end),
+                    (ROp::Punch { off, len, .. }, Survival::Full) => zero(d, *off, off + len),
+                    (
+                        ROp::Punch { .. },
+                        Survival::Torn { persisted, .. } | Survival::DataOnly { persisted },
+                    ) => {
+                        for (s, e) in persisted {
+                            zero(d, *s, *e);
                         }
                     }
                     _ => {}
@@ -234,12 +277,6 @@ fn write(d: &mut Vec<u8>, off: u64, data: &[u8]) {
         d.resize(end, 0);
     }
     d[off as usize..end].copy_from_slice(data);
-}
-
-fn extend(d: &mut Vec<u8>, end: u64) {
-    if (d.len() as u64) < end {
-        d.resize(end as usize, 0);
-    }
 }
 
 /// Live tree, durable tree and pending list, with literal rules.

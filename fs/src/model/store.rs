@@ -88,6 +88,10 @@ pub type Chunk = Arc<[u8; CHUNK as usize]>;
 struct Sparse {
     size: u64,
     chunks: BTreeMap<u64, Chunk>,
+    /// Bytes on disk past `size` (`Effect::WriteKeepSize`), in the order
+    /// written: shown when the size grows over them, dropped by a truncate
+    /// and by [`MemStore::after_crash`].
+    hidden: Vec<(u64, bytes::Bytes)>,
 }
 
 /// A file's content as its size and its non-zero chunks, sharing the
@@ -121,7 +125,45 @@ impl FileData {
 }
 
 impl Sparse {
+    /// Grows the size to `size`, showing the hidden bytes below it.
+    fn grow(&mut self, size: u64) {
+        if size <= self.size {
+            return;
+        }
+        let old = self.size;
+        self.size = size;
+        let hidden = std::mem::take(&mut self.hidden);
+        for (off, d) in &hidden {
+            let (s, e) = ((*off).max(old), (off + d.len() as u64).min(size));
+            if s < e {
+                self.put(s, &d[(s - off) as usize..(e - off) as usize]);
+            }
+        }
+        self.hidden = hidden;
+    }
+
+    /// Writes `data` at `offset` without changing the size: bytes past the
+    /// end are kept hidden.
+    fn write_keep_size(&mut self, offset: u64, data: &bytes::Bytes) {
+        let end = offset + data.len() as u64;
+        let inside = end.min(self.size);
+        if offset < inside {
+            self.put(offset, &data[..(inside - offset) as usize]);
+        }
+        if end > self.size {
+            let s = offset.max(self.size);
+            self.hidden.push((s, data.slice((s - offset) as usize..)));
+        }
+    }
+
     fn write(&mut self, offset: u64, data: &[u8]) {
+        self.grow(offset);
+        self.put(offset, data);
+        self.size = self.size.max(offset + data.len() as u64);
+    }
+
+    /// Writes `data` at `offset` into the chunks (the caller sets the size).
+    fn put(&mut self, offset: u64, data: &[u8]) {
         let mut pos = offset;
         let mut rest = data;
         while !rest.is_empty() {
@@ -136,7 +178,6 @@ impl Sparse {
             rest = &rest[n..];
             pos += n as u64;
         }
-        self.size = self.size.max(offset + data.len() as u64);
     }
 
     fn zero(&mut self, offset: u64, len: u64) {
@@ -154,6 +195,7 @@ impl Sparse {
     }
 
     fn truncate(&mut self, size: u64) {
+        self.hidden.clear();
         if size < self.size {
             self.zero(size, self.size - size);
             let first_dead = size.div_ceil(CHUNK);
@@ -252,12 +294,11 @@ impl MemStore {
                 }
             }
             Effect::Write { ino, offset, data } => self.with_data(*ino, |s| s.write(*offset, data)),
+            Effect::WriteKeepSize { ino, offset, data } => {
+                self.with_data(*ino, |s| s.write_keep_size(*offset, data))
+            }
             Effect::Truncate { ino, size } => self.with_data(*ino, |s| s.truncate(*size)),
-            Effect::Extend { ino, size } => self.with_data(*ino, |s| {
-                if *size > s.size {
-                    s.truncate(*size)
-                }
-            }),
+            Effect::Extend { ino, size } => self.with_data(*ino, |s| s.grow(*size)),
             Effect::Zero { ino, offset, len } => self.with_data(*ino, |s| s.zero(*offset, *len)),
             Effect::SetAttrs { ino, attrs } => {
                 if let Some(i) = self.inodes.get_mut(ino) {
@@ -345,7 +386,9 @@ impl MemStore {
         }
         for ino in keep {
             if let Some(i) = self.inodes.get(&ino) {
-                out.inodes.insert(ino, i.clone());
+                let mut i = i.clone();
+                i.data.hidden.clear();
+                out.inodes.insert(ino, i);
             }
         }
         out

@@ -98,6 +98,8 @@ pub struct Plan {
     pub enumerate: EnumOptions,
     /// Most crash states per workload and side.
     pub max_states: usize,
+    /// Most predicted crash states per workload.
+    pub max_predicted: usize,
     pub jobs: usize,
     /// Predict only the keep-all state at each mark (tests only).
     pub wrong_model: bool,
@@ -192,6 +194,7 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
             ..EnumOptions::default()
         },
         max_states: args.max_states.max(3),
+        max_predicted: args.max_predicted.max(3),
         jobs,
         wrong_model: args.test_wrong_model,
         keep: args.keep.clone(),
@@ -299,7 +302,7 @@ fn sides(plan: &Plan, name: &str, script: &str) -> Result<(Side, Side)> {
     let predicted = predicted::outcomes(
         &model_trace,
         &plan.enumerate,
-        plan.max_states,
+        plan.max_predicted,
         plan.wrong_model,
     )?;
     Ok((real, predicted))

@@ -41,11 +41,12 @@ impl Summary {
             total.add(&w.counts);
         }
         let mut command = format!(
-            "durafs calibrate --fs {} --model {} --sector {} --max-states {}",
+            "durafs calibrate --fs {} --model {} --sector {} --max-states {} --max-predicted {}",
             plan.fs.name(),
             args.model,
             args.sector,
-            plan.max_states
+            plan.max_states,
+            plan.max_predicted
         );
         if args.writeback {
             command.push_str(" --writeback");
