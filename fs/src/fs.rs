@@ -614,6 +614,10 @@ impl DuraFs {
     /// and deletes the orphans. Every later call fails with `EIO`; the
     /// backing directory is then what a remount after the crash finds.
     pub fn cut(&self, opts: CrashOptions) -> Result<CutSummary> {
+        let opts = CrashOptions {
+            journal: self.model.config().persistence == crate::model::Persistence::Journal,
+            ..opts
+        };
         self.cut_with(opts.policy.name(), |pending| crash_state(pending, &opts))
     }
 

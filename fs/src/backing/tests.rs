@@ -307,6 +307,7 @@ fn run_one_with(p: Persistence, seed: u64, steps: usize, dirs: bool) -> usize {
         sector: 512,
         probability: 0.5,
         garbage: seed % 2 == 0,
+        journal: p == Persistence::Journal,
     };
     let state = crash_state(&pending, &opts);
     let effects = state.effects(&pending);

@@ -86,6 +86,9 @@ pub struct CrashOptions {
     /// Fill sectors that did not persist with seeded garbage instead of
     /// leaving the old bytes.
     pub garbage: bool,
+    /// Journaled metadata survives as an in-order prefix
+    /// ([`super::journal`]): set for the `journal` model.
+    pub journal: bool,
 }
 
 impl Default for CrashOptions {
@@ -96,6 +99,7 @@ impl Default for CrashOptions {
             sector: 512,
             probability: 0.5,
             garbage: false,
+            journal: false,
         }
     }
 }
@@ -231,12 +235,24 @@ pub fn crash_state(pending: &[PendingOp], opts: &CrashOptions) -> CrashState {
             "meta-first: names, sizes and attributes kept, unsynced data lost".into(),
         ),
     };
+    let (kept, cut) = match opts.journal {
+        true => super::journal::journal_order(pending, kept),
+        false => (kept, 0),
+    };
     let (kept, changed) = super::pages::page_rule(pending, kept, opts.sector);
     CrashState {
         seed: opts.seed,
         kept,
         total: n,
-        description: with_page_note(what, changed),
+        description: with_page_note(with_journal_note(what, cut), changed),
+    }
+}
+
+/// `what`, saying how many later journaled changes the journal rule dropped.
+pub(crate) fn with_journal_note(what: String, cut: usize) -> String {
+    match cut {
+        0 => what,
+        n => format!("{what}; {n} later journaled changes lost with the journal's tail"),
     }
 }
 

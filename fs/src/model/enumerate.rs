@@ -23,7 +23,10 @@
 //! through the page rule ([`super::pages`]), and equal states are yielded
 //! once (so a capped enumeration may yield fewer than `cap`).
 
-use super::crash::{CrashState, full, merge_adjacent, meta_first, sectors, with_page_note};
+use super::crash::{
+    CrashState, full, merge_adjacent, meta_first, sectors, with_journal_note, with_page_note,
+};
+use super::journal::journal_order;
 use super::op::{Op, PendingOp, Survival, show_ranges};
 use super::pages::page_rule;
 use super::rng::SplitMix64;
@@ -40,6 +43,9 @@ pub struct EnumOptions {
     pub sector: u64,
     /// Include torn variants.
     pub torn: bool,
+    /// Journaled metadata survives as an in-order prefix
+    /// ([`super::journal`]): set for the `journal` model.
+    pub journal: bool,
 }
 
 impl Default for EnumOptions {
@@ -49,6 +55,7 @@ impl Default for EnumOptions {
             seed: 0,
             sector: 512,
             torn: true,
+            journal: false,
         }
     }
 }
@@ -78,7 +85,7 @@ pub fn enumerate<'a>(
     let seed = opts.seed;
     plan(pending, opts)
         .into_iter()
-        .map(move |(spec, kept, changed)| build(pending, spec, kept, changed, seed))
+        .map(move |(spec, kept, notes)| build(pending, spec, kept, notes, seed))
 }
 
 /// How many states [`enumerate`] yields.
@@ -193,9 +200,9 @@ fn torn_specs(pending: &[PendingOp], opts: &EnumOptions, specs: &mut Vec<Spec>) 
 
 /// The specs, each built into its page-rule state, the duplicates dropped,
 /// then capped.
-/// A planned state: what names it, what survives (after the page rule), and
-/// how many operations the page rule cut back.
-type Planned = (Spec, Vec<(usize, Survival)>, usize);
+/// A planned state: what names it, what survives (after the journal and
+/// page rules), and how many operations each rule cut back.
+type Planned = (Spec, Vec<(usize, Survival)>, (usize, usize));
 
 fn plan(pending: &[PendingOp], opts: &EnumOptions) -> Vec<Planned> {
     let (mut specs, fixed) = specs(pending, opts);
@@ -218,8 +225,14 @@ fn plan(pending: &[PendingOp], opts: &EnumOptions) -> Vec<Planned> {
     specs
         .into_iter()
         .filter_map(|spec| {
-            let (kept, changed) = page_rule(pending, kept_of(pending, &spec), opts.sector);
-            seen.insert(kept.clone()).then_some((spec, kept, changed))
+            let mut kept = kept_of(pending, &spec);
+            let mut cut = 0;
+            if opts.journal {
+                (kept, cut) = journal_order(pending, kept);
+            }
+            let (kept, changed) = page_rule(pending, kept, opts.sector);
+            seen.insert(kept.clone())
+                .then_some((spec, kept, (cut, changed)))
         })
         .collect()
 }
@@ -288,7 +301,7 @@ fn build(
     pending: &[PendingOp],
     spec: Spec,
     kept: Vec<(usize, Survival)>,
-    changed: usize,
+    (cut, changed): (usize, usize),
     seed: u64,
 ) -> CrashState {
     let n = pending.len();
@@ -342,7 +355,7 @@ fn build(
         seed,
         kept,
         total: n,
-        description: with_page_note(description, changed),
+        description: with_page_note(with_journal_note(description, cut), changed),
     }
 }
 

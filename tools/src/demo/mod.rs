@@ -144,6 +144,8 @@ fn enum_opts(plan: &Plan) -> EnumOptions {
         seed: plan.seed,
         sector: 512,
         torn: true,
+        // Set from each trace's model where the states are enumerated.
+        journal: false,
     }
 }
 
