@@ -655,6 +655,7 @@ impl DuraFs {
             description: state.description.clone(),
             ops_pending: pending.len(),
             ops_lost: dropped.len(),
+            ops_partial: loss.partial,
             bytes_lost: loss.bytes,
             files_lost: loss.files.len(),
             names_lost: loss.names,

@@ -95,14 +95,19 @@ pub fn cut(c: &Value) -> String {
     );
     let _ = writeln!(
         out,
-        "lost {} of {} pending operations: {} bytes of data in {} files, {} name changes",
-        c["ops_lost"], c["ops_pending"], c["bytes_lost"], c["files_lost"], c["names_lost"]
+        "lost {} of {} pending operations whole and {} in part: {} bytes of data in {} files, {} name changes",
+        c["ops_lost"],
+        c["ops_pending"],
+        c["ops_partial"].as_u64().unwrap_or(0),
+        c["bytes_lost"],
+        c["files_lost"],
+        c["names_lost"]
     );
     if let Some(lost) = c["lost"].as_array() {
         for l in lost {
             let _ = writeln!(out, "  lost: {}", l.as_str().unwrap_or("?"));
         }
-        let total = c["ops_lost"].as_u64().unwrap_or(0);
+        let total = c["ops_lost"].as_u64().unwrap_or(0) + c["ops_partial"].as_u64().unwrap_or(0);
         if total > lost.len() as u64 {
             let _ = writeln!(out, "  ... and {} more", total - lost.len() as u64);
         }

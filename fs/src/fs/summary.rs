@@ -13,6 +13,9 @@ pub struct CutSummary {
     pub ops_pending: usize,
     /// Operations dropped entirely.
     pub ops_lost: usize,
+    /// Operations that survived in part: some of their data, or their data
+    /// without the size change, or the size change without the data.
+    pub ops_partial: usize,
     /// Bytes of data written and lost: whole dropped writes, the data of
     /// writes whose metadata alone survived, the sectors of torn writes
     /// that did not persist.
@@ -33,6 +36,8 @@ pub(super) struct Loss {
     pub bytes: u64,
     pub files: std::collections::BTreeSet<Ino>,
     pub names: usize,
+    /// Operations kept only in part.
+    pub partial: usize,
     pub listed: Vec<String>,
 }
 
@@ -42,6 +47,7 @@ impl Loss {
             bytes: 0,
             files: Default::default(),
             names: 0,
+            partial: 0,
             listed: Vec::new(),
         };
         let mut kept = state.kept.iter().peekable();
@@ -63,6 +69,9 @@ impl Loss {
             let size_lost = matches!(how, Some(Survival::DataOnly { .. })) && p.op.changes_size();
             if !whole && bytes == 0 && !size_lost {
                 continue;
+            }
+            if !whole {
+                loss.partial += 1;
             }
             loss.bytes += bytes;
             if let Some(ino) = p.op.inode() {

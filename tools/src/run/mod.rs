@@ -307,8 +307,14 @@ fn report(
     };
     eprintln!("durafs run: {at}");
     eprintln!(
-        "durafs run: power cut ({}, seed {seed}): lost {} of {} unsynced operations, {} bytes, {} files, {} names",
-        c.policy, c.ops_lost, c.ops_pending, c.bytes_lost, c.files_lost, c.names_lost
+        "durafs run: power cut ({}, seed {seed}): lost {} of {} unsynced operations whole and {} in part: {} bytes of data, {} files, {} names",
+        c.policy,
+        c.ops_lost,
+        c.ops_pending,
+        c.ops_partial,
+        c.bytes_lost,
+        c.files_lost,
+        c.names_lost
     );
     for l in &c.lost {
         eprintln!("durafs run:   lost: {l}");
