@@ -3,6 +3,7 @@
 //! setting loses none in every state tried (including every enumerated
 //! state at the end of the workload).
 
+use durafs::model::Persistence;
 use durafs::model::crash::{CrashOptions, Policy};
 use durafs_engines::KvStore;
 use durafs_engines::log_hash::{LogHash, LogHashOptions};
@@ -16,6 +17,7 @@ fn plan() -> Plan {
             puts: 120,
             maintain_every: 30,
             value_len: 100,
+            model: Persistence::Posix,
         },
         points: 3,
         seeds: 1,
@@ -123,28 +125,41 @@ fn btree_loses_nothing_with_its_wal_fsync_and_loses_without() {
     );
 }
 
-#[test]
-fn every_vulnerable_setting_loses_and_every_crash_safe_setting_loses_nothing() {
+/// Every row under `model`: vulnerable settings lose acknowledged puts,
+/// crash-safe ones lose nothing.
+fn every_row_as_expected_under(model: Persistence) {
+    let mut plan = plan();
+    plan.work.model = model;
     for (i, r) in rows::all().into_iter().enumerate() {
-        let res = run_row(i, &r, &plan(), &|_| {})
+        let res = run_row(i, &r, &plan, &|_| {})
             .unwrap_or_else(|e| panic!("{} / {}: {}", r.engine, r.setting, e.0));
         assert!(res.states_tried > 0);
         if r.safe {
             assert_eq!(
                 (res.states_lost, res.recovery_errors),
                 (0, 0),
-                "crash-safe {} / {}: {res:?}",
+                "{model}: crash-safe {} / {}: {res:?}",
                 r.engine,
                 r.setting
             );
         } else {
             assert!(
                 res.states_lost > 0,
-                "vulnerable {} / {} lost nothing: {res:?}",
+                "{model}: vulnerable {} / {} lost nothing: {res:?}",
                 r.engine,
                 r.setting
             );
         }
         assert!(res.as_expected());
     }
+}
+
+#[test]
+fn every_vulnerable_setting_loses_and_every_crash_safe_setting_loses_nothing() {
+    every_row_as_expected_under(Persistence::Posix);
+}
+
+#[test]
+fn under_the_journal_model_too() {
+    every_row_as_expected_under(Persistence::Journal);
 }

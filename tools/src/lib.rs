@@ -305,6 +305,9 @@ pub struct DemoArgs {
     /// Most enumerated crash states tried per row (all when fewer).
     #[arg(long, default_value_t = 24)]
     pub enum_cap: usize,
+    /// Durability model of the volumes: posix or journal.
+    #[arg(long, default_value = "posix")]
+    pub model: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -451,9 +454,14 @@ fn exit_code(r: Result<ExitCode>, on_error: ExitCode) -> ExitCode {
 }
 
 fn demo_cmd(args: DemoArgs) -> Result<()> {
+    let model: durafs::model::Persistence = args
+        .model
+        .parse()
+        .map_err(|e: String| err(format!("--model: {e}")))?;
     let plan = demo::Plan {
         work: demo::trial::Workload {
             puts: args.puts.max(1),
+            model,
             ..Default::default()
         },
         dir: args.dir,
@@ -477,6 +485,7 @@ fn demo_cmd(args: DemoArgs) -> Result<()> {
         let v = serde_json::to_string_pretty(&results).map_err(|e| err(e.to_string()))?;
         println!("{v}");
     } else {
+        println!("model: {model} (crash states as durafs predicts them under it)");
         print!("{}", demo::table(&results));
     }
     let odd: Vec<String> = results

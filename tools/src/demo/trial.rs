@@ -4,9 +4,9 @@
 
 use super::rows::Row;
 use durafs::fs::{DuraFs, FsOptions};
-use durafs::model::PendingOp;
 use durafs::model::crash::{CrashOptions, CrashState};
 use durafs::model::enumerate::{EnumOptions, enumerate};
+use durafs::model::{PendingOp, Persistence};
 use durafs::mount::{MountOptions, Mounted, mount};
 use durafs_engines::KvStore;
 use std::path::Path;
@@ -19,6 +19,8 @@ pub struct Workload {
     pub puts: usize,
     pub maintain_every: usize,
     pub value_len: usize,
+    /// The durability model of the trial's volume.
+    pub model: Persistence,
 }
 
 impl Default for Workload {
@@ -27,6 +29,7 @@ impl Default for Workload {
             puts: 240,
             maintain_every: 60,
             value_len: 100,
+            model: Persistence::Posix,
         }
     }
 }
@@ -70,8 +73,12 @@ fn value(i: usize, len: usize) -> Vec<u8> {
     v
 }
 
-fn mount_fresh(backing: &Path, mnt: &Path) -> Result<Mounted, TrialError> {
-    let fs = DuraFs::open(backing, FsOptions::default())
+fn mount_fresh(backing: &Path, mnt: &Path, model: Persistence) -> Result<Mounted, TrialError> {
+    let opts = FsOptions {
+        persistence: model,
+        ..FsOptions::default()
+    };
+    let fs = DuraFs::open(backing, opts)
         .map_err(|e| TrialError(format!("backing {}: {e}", backing.display())))?;
     mount(Arc::new(fs), mnt, &MountOptions::default())
         .map_err(|e| TrialError(format!("mount {}: {e}", mnt.display())))
@@ -95,7 +102,7 @@ pub fn run(
     std::fs::create_dir(&mnt).map_err(|e| TrialError(format!("mkdir: {e}")))?;
     let store_dir = mnt.join("store");
 
-    let mounted = mount_fresh(&backing, &mnt)?;
+    let mounted = mount_fresh(&backing, &mnt, work.model)?;
     let mut store = (row.open)(&store_dir)
         .map_err(|e| TrialError(format!("{} {}: open: {e}", row.engine, row.setting)))?;
     let mut acked = 0;
@@ -115,7 +122,11 @@ pub fn run(
     let cut = match choice {
         Choice::Policy(opts) => mounted.cut(*opts),
         Choice::Enumerated(n, eo) => mounted.cut_with("enumerated", |pending: &[PendingOp]| {
-            let states: Vec<CrashState> = enumerate(pending, eo).collect();
+            let eo = EnumOptions {
+                journal: work.model == Persistence::Journal,
+                ..*eo
+            };
+            let states: Vec<CrashState> = enumerate(pending, &eo).collect();
             enumerated = states.len();
             let pick = (*n).min(states.len().saturating_sub(1));
             states.into_iter().nth(pick).unwrap_or_else(|| CrashState {
@@ -131,7 +142,7 @@ pub fn run(
     // nothing it does on the way out can land.
     drop(store);
 
-    let mounted = mount_fresh(&backing, &mnt)?;
+    let mounted = mount_fresh(&backing, &mnt, work.model)?;
     let (lost, recovery_error) = check(row, &store_dir, acked, work.value_len);
     mounted
         .unmount()
