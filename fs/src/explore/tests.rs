@@ -165,7 +165,7 @@ fn the_same_trace_gives_the_same_states_in_the_same_order() {
 fn the_budget_caps_the_states_and_says_so() {
     let trace = record(|fs| {
         let f = fs.lookup(ROOT, b"data").unwrap().ino;
-        for i in 0..40u64 {
+        for i in 0..30u64 {
             fs.write(f, i * 700, &[i as u8 + 1; 700]).unwrap();
         }
     });

@@ -2,7 +2,9 @@
 //! states worth checking, in a fixed order:
 //!
 //! 1. drop-all, keep-all, meta-first (sizes and names, no unsynced data),
-//!    data-first (every data part, no size change);
+//!    data and names (every data part and name, no size change), data-first
+//!    (every data part and nothing else: ordered-mode data written back, the
+//!    journal commit after it not);
 //! 2. every proper prefix of the pending operations;
 //! 3. every single-operation omission (all others kept, in order): for a data
 //!    operation, its sectors rolled back to before it, with the later writes
@@ -16,7 +18,7 @@
 //!    sectors every proper prefix and suffix and every single sector
 //!    missing; up to 12 sectors every inner run kept alone or left out; each
 //!    with and without its size change (a truncate's zeroed tail only
-//!    without it).
+//!    without it), and without it also on the data-first base.
 //!
 //! Past `cap` states, the states of (1) are always kept and the rest are a
 //! deterministic, seeded sample in the same order. Every state then passes
@@ -65,6 +67,10 @@ enum Spec {
     DropAll,
     KeepAll,
     MetaFirst,
+    /// Every data part and name, no size change.
+    DataAndNames,
+    /// Every data part and nothing else: a crash after ordered-mode data
+    /// writeback, before the journal commit that follows it.
     DataFirst,
     Prefix(usize),
     Omit(usize),
@@ -73,6 +79,8 @@ enum Spec {
         index: usize,
         persisted: Vec<(u64, u64)>,
         size: bool,
+        /// The other operations as in data-first, not kept whole.
+        data_first: bool,
         label: &'static str,
     },
 }
@@ -110,6 +118,7 @@ fn specs(pending: &[PendingOp], opts: &EnumOptions) -> (Vec<Spec>, usize) {
         specs.push(Spec::MetaFirst);
     }
     if pending.iter().any(|p| sized_data(&p.op)) {
+        specs.push(Spec::DataAndNames);
         specs.push(Spec::DataFirst);
     }
     let fixed = specs.len();
@@ -187,12 +196,16 @@ fn torn_specs(pending: &[PendingOp], opts: &EnumOptions, specs: &mut Vec<Spec>) 
                 continue;
             }
             for &size in sizes {
-                specs.push(Spec::Torn {
-                    index,
-                    persisted: merge_adjacent(v.clone()),
-                    size,
-                    label,
-                });
+                // Without its size change, also on the data-first base.
+                for data_first in [false, true].into_iter().take(1 + usize::from(!size)) {
+                    specs.push(Spec::Torn {
+                        index,
+                        persisted: merge_adjacent(v.clone()),
+                        size,
+                        data_first,
+                        label,
+                    });
+                }
             }
         }
     }
@@ -264,15 +277,8 @@ fn kept_of(pending: &[PendingOp], spec: &Spec) -> Vec<(usize, Survival)> {
         Spec::DropAll => Vec::new(),
         Spec::KeepAll => full(0..n),
         Spec::MetaFirst => meta_first(pending),
-        Spec::DataFirst => pending
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| match &p.op {
-                Op::Allocate { .. } => None,
-                op if sized_data(op) => data_only(op).map(|h| (i, h)),
-                _ => Some((i, Survival::Full)),
-            })
-            .collect(),
+        Spec::DataAndNames => data_first(pending, true),
+        Spec::DataFirst => data_first(pending, false),
         Spec::Prefix(k) => full(0..*k),
         Spec::Omit(i) => all_but(n, *i, None),
         Spec::SizeLost(i) => all_but(n, *i, data_only(&pending[*i].op)),
@@ -280,6 +286,7 @@ fn kept_of(pending: &[PendingOp], spec: &Spec) -> Vec<(usize, Survival)> {
             index,
             persisted,
             size,
+            data_first: base,
             ..
         } => {
             let how = if *size {
@@ -292,9 +299,34 @@ fn kept_of(pending: &[PendingOp], spec: &Spec) -> Vec<(usize, Survival)> {
                     persisted: persisted.clone(),
                 }
             };
-            all_but(n, *index, Some(how))
+            if *base {
+                let mut kept = data_first(pending, false);
+                kept.retain(|(j, _)| j != index);
+                let at = kept.partition_point(|(j, _)| j < index);
+                kept.insert(at, (*index, how));
+                kept
+            } else {
+                all_but(n, *index, Some(how))
+            }
         }
     }
+}
+
+/// Every data part without its size change; with `names`, every other
+/// operation but fallocate kept too, else nothing else.
+fn data_first(pending: &[PendingOp], names: bool) -> Vec<(usize, Survival)> {
+    pending
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match &p.op {
+            Op::Allocate { .. } => None,
+            op if op.data_range().is_some() && (sized_data(op) || !names) => {
+                data_only(op).map(|h| (i, h))
+            }
+            _ if names => Some((i, Survival::Full)),
+            _ => None,
+        })
+        .collect()
 }
 
 fn build(
@@ -312,7 +344,12 @@ fn build(
         Spec::MetaFirst => {
             "meta-first: names, sizes and attributes kept, unsynced data lost".to_string()
         }
-        Spec::DataFirst => "data-first: every data part and name kept, no size change".to_string(),
+        Spec::DataAndNames => {
+            "data and names: every data part and name kept, no size change".to_string()
+        }
+        Spec::DataFirst => {
+            "data-first: every data part kept, no name, size or attribute change".to_string()
+        }
         Spec::Prefix(k) => format!(
             "prefix: kept ops up to #{}, dropped #{} and the {} after",
             seq(k - 1),
@@ -338,12 +375,18 @@ fn build(
             index,
             persisted,
             size,
+            data_first,
             label,
         } => format!(
-            "torn: op #{} ({}) persisted {label}, {}{}",
+            "torn: op #{} ({}) persisted {label}, {}{}{}",
             seq(index),
             summary(pending, index),
             show_ranges(&persisted),
+            if data_first {
+                ", with only the other data parts (data-first)"
+            } else {
+                ""
+            },
             if size {
                 ""
             } else {
