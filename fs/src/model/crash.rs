@@ -235,9 +235,10 @@ pub fn crash_state(pending: &[PendingOp], opts: &CrashOptions) -> CrashState {
             "meta-first: names, sizes and attributes kept, unsynced data lost".into(),
         ),
     };
-    let (kept, cut) = match opts.journal {
-        true => super::journal::journal_order(pending, kept),
-        false => (kept, 0),
+    let (kept, cut) = if opts.journal {
+        super::journal::journal_order(pending, kept)
+    } else {
+        (kept, 0)
     };
     let (kept, changed) = super::pages::page_rule(pending, kept, opts.sector);
     CrashState {
