@@ -16,7 +16,7 @@
 //! 5. sector splits of each multi-sector data part: the first sector only,
 //!    all but the last, all but the first, a seeded random subset; up to 64
 //!    sectors every proper prefix and suffix and every single sector
-//!    missing; up to 12 sectors every inner run kept alone or left out; each
+//!    missing; up to 16 sectors every inner run kept alone or left out; each
 //!    with and without its size change (a truncate's zeroed tail only
 //!    without it), and without it also on the data-first base.
 //!
@@ -143,7 +143,7 @@ const MAX_SPLIT_SECTORS: usize = 64;
 
 /// Data parts of at most this many sectors also get every inner run of their
 /// sectors, kept alone or left out (a block of a page written back torn).
-const MAX_RUN_SECTORS: usize = 12;
+const MAX_RUN_SECTORS: usize = 16;
 
 /// Sector splits of every multi-sector data operation.
 fn torn_specs(pending: &[PendingOp], opts: &EnumOptions, specs: &mut Vec<Spec>) {
