@@ -199,7 +199,7 @@ pub fn sparse_states(
         true
     })?;
     let mut eopts = opts.enumerate;
-    eopts.journal = trace.header.model == crate::model::Persistence::Journal;
+    eopts = eopts.under(trace.header.model);
     if total > opts.max_states {
         stats.sampled = true;
         eopts.cap = eopts.cap.min((opts.max_states / pts.len().max(1)).max(3));

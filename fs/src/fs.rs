@@ -614,10 +614,7 @@ impl DuraFs {
     /// and deletes the orphans. Every later call fails with `EIO`; the
     /// backing directory is then what a remount after the crash finds.
     pub fn cut(&self, opts: CrashOptions) -> Result<CutSummary> {
-        let opts = CrashOptions {
-            journal: self.model.config().persistence == crate::model::Persistence::Journal,
-            ..opts
-        };
+        let opts = opts.under(self.model.config().persistence);
         self.cut_with(opts.policy.name(), |pending| crash_state(pending, &opts))
     }
 

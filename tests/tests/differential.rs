@@ -626,3 +626,32 @@ fn every_cut_policy_recovers_what_the_model_predicts() {
     }
     assert_eq!(cuts, 18);
 }
+
+/// Regression: the volume's cut applies the journal rule under `journal`
+/// (a later name never survives without an earlier one) and the predictor
+/// did not, so a random cut that kept the second create alone was predicted
+/// with it and recovered without it. One decision now serves both
+/// (`CrashOptions::under`).
+#[test]
+fn a_journal_volumes_random_cut_is_predicted_under_the_journal_rule() {
+    let create = |path| Op::Create {
+        path,
+        mode: 0o644,
+        excl: false,
+        trunc: false,
+    };
+    for seed in 0..24 {
+        let ops = [
+            create("a"),
+            create("b"),
+            create("c"),
+            Op::Cut {
+                policy: CutPolicy::Random,
+                seed,
+            },
+        ];
+        if let Err(f) = check(Persistence::Journal, &ops) {
+            panic!("seed {seed}: {}", f.what);
+        }
+    }
+}

@@ -91,6 +91,18 @@ pub struct CrashOptions {
     pub journal: bool,
 }
 
+impl CrashOptions {
+    /// These options under model `p`: the one place that decides what a
+    /// model adds to a policy (the journal rule under `journal`), shared by
+    /// the volume's cut and every prediction of it.
+    pub fn under(self, p: super::Persistence) -> CrashOptions {
+        CrashOptions {
+            journal: p == super::Persistence::Journal,
+            ..self
+        }
+    }
+}
+
 impl Default for CrashOptions {
     fn default() -> Self {
         CrashOptions {

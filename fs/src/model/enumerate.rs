@@ -50,6 +50,16 @@ pub struct EnumOptions {
     pub journal: bool,
 }
 
+impl EnumOptions {
+    /// These options under model `p` (see [`super::crash::CrashOptions::under`]).
+    pub fn under(self, p: super::Persistence) -> EnumOptions {
+        EnumOptions {
+            journal: p == super::Persistence::Journal,
+            ..self
+        }
+    }
+}
+
 impl Default for EnumOptions {
     fn default() -> Self {
         EnumOptions {

@@ -461,7 +461,8 @@ impl Runner {
                 ),
             ));
         }
-        let state = crash_state(&pending, &opts);
+        // Predicted under the trace's model, as the volume cut under its own.
+        let state = crash_state(&pending, &opts.under(trace.header.model));
         let mut store = r.durable().clone();
         store.apply_all(&state.effects(&pending));
         let (mut predicted, inos) = Tree::of_store_ids(&store);

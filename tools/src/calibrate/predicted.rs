@@ -55,10 +55,7 @@ pub fn record(model: Persistence, script: &str, dir: &Path) -> Result<Trace> {
 /// that tests use to see a false negative reported.
 pub fn outcomes(trace: &Trace, opts: &EnumOptions, max_states: usize, wrong: bool) -> Result<Side> {
     // The model's own rules: under `journal`, journaled metadata in order.
-    let opts = &EnumOptions {
-        journal: trace.header.model == durafs::model::Persistence::Journal,
-        ..*opts
-    };
+    let opts = &opts.under(trace.header.model);
     let mut points: Vec<PointOutcomes> = Vec::new();
     // The wrong model predicts at the marks only: a crash inside a step
     // would otherwise give it the state before the step's operations.

@@ -122,10 +122,7 @@ pub fn run(
     let cut = match choice {
         Choice::Policy(opts) => mounted.cut(*opts),
         Choice::Enumerated(n, eo) => mounted.cut_with("enumerated", |pending: &[PendingOp]| {
-            let eo = EnumOptions {
-                journal: work.model == Persistence::Journal,
-                ..*eo
-            };
+            let eo = eo.under(work.model);
             let states: Vec<CrashState> = enumerate(pending, &eo).collect();
             enumerated = states.len();
             let pick = (*n).min(states.len().saturating_sub(1));
