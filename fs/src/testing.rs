@@ -123,10 +123,17 @@ impl TestVolume {
         Ok(self.fs()?.pending())
     }
 
-    /// The crash states a cut now could leave, as [`enumerate`] lists them.
+    /// The crash states a cut now could leave, as [`enumerate`] lists them
+    /// under the volume's model.
     pub fn crash_states(&self, opts: &EnumOptions) -> io::Result<Vec<CrashState>> {
+        let opts = opts.under(self.persistence()?);
         let pending = self.pending()?;
-        Ok(enumerate(&pending, opts).collect())
+        Ok(enumerate(&pending, &opts).collect())
+    }
+
+    /// The volume's durability model.
+    fn persistence(&self) -> io::Result<crate::model::Persistence> {
+        Ok(self.fs()?.model().config().persistence)
     }
 
     /// Makes everything durable.
@@ -137,6 +144,7 @@ impl TestVolume {
     /// Cuts the power with `opts` and remounts the post-crash state at the
     /// same path. Files left open fail from now on.
     pub fn cut(&mut self, opts: CrashOptions) -> io::Result<CutSummary> {
+        let opts = opts.under(self.persistence()?);
         self.cut_with(opts.policy.name(), |p| {
             crate::model::crash::crash_state(p, &opts)
         })
@@ -145,7 +153,7 @@ impl TestVolume {
     /// Cuts the power leaving crash state number `n` of
     /// [`TestVolume::crash_states`] with `opts`, and remounts.
     pub fn cut_to_state(&mut self, n: usize, opts: &EnumOptions) -> io::Result<CutSummary> {
-        let opts = *opts;
+        let opts = opts.under(self.persistence()?);
         let mut missing = false;
         let summary = self.cut_with("enumerated", |p| {
             let states: Vec<CrashState> = enumerate(p, &opts).collect();

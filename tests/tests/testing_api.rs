@@ -89,3 +89,34 @@ fn test_volume_cuts_and_remounts_in_place() {
     assert!(!vol.path().join("lost").exists());
     write_file(&vol.path().join("after"), b"usable", false).expect("the remount is usable");
 }
+
+/// Regression: `TestVolume::cut` chose its state without the journal rule
+/// on a `journal` volume, where a later name never survives without an
+/// earlier one. Every seed of a random cut now leaves a prefix of names.
+#[test]
+fn a_journal_volume_keeps_its_names_in_order_through_a_random_cut() {
+    for seed in 0..16 {
+        let mut vol = TestVolume::with_options(FsOptions {
+            persistence: durafs::model::Persistence::Journal,
+            ..FsOptions::default()
+        })
+        .expect("mount");
+        for name in ["a", "b", "c"] {
+            File::create(vol.path().join(name)).expect("create");
+        }
+        vol.cut(CrashOptions {
+            policy: Policy::Random,
+            seed,
+            ..CrashOptions::default()
+        })
+        .expect("cut");
+        let there: Vec<bool> = ["a", "b", "c"]
+            .iter()
+            .map(|n| vol.path().join(n).exists())
+            .collect();
+        assert!(
+            there.iter().skip_while(|t| **t).all(|t| !*t),
+            "seed {seed}: names out of order: {there:?}"
+        );
+    }
+}
