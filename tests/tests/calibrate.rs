@@ -49,22 +49,16 @@ fn loops() -> Vec<String> {
         .collect()
 }
 
+/// The CI sample: seed 2's first three workloads, 80 real states each.
+const SAMPLE: &[&str] = &["--generate", "3", "--seed", "2", "--max-states", "80"];
+
 /// Seed 2's first three workloads: appends, overwrites, truncates, an
 /// unlink, an rmdir and a create, with and without fsync, fdatasync,
 /// fsyncdir and sync; a step left unsynced makes a model that keeps
 /// everything fail here.
 #[test]
 fn a_small_generated_ext4_sample_is_fully_covered_by_posix() {
-    let (out, json) = calibrate(&[
-        "--model",
-        "posix",
-        "--generate",
-        "3",
-        "--seed",
-        "2",
-        "--max-states",
-        "80",
-    ]);
+    let (out, json) = calibrate(&[SAMPLE, &["--model", "posix"]].concat());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{json:#}\n{stderr}");
     assert_eq!(json["errors"], 0, "{json:#}");
@@ -149,15 +143,7 @@ fn writeback_puts_unsynced_data_on_the_real_side() {
 /// `--summarize` of the saved JSON lists each one under its family.
 #[test]
 fn false_negatives_of_generated_workloads_are_sorted_and_summarized() {
-    let (out, json) = calibrate(&[
-        "--generate",
-        "3",
-        "--seed",
-        "2",
-        "--max-states",
-        "80",
-        "--test-wrong-model",
-    ]);
+    let (out, json) = calibrate(&[SAMPLE, &["--test-wrong-model"]].concat());
     assert_eq!(out.status.code(), Some(1), "{json:#}");
     let mut listed = Vec::new();
     for w in json["workloads"].as_array().into_iter().flatten() {

@@ -117,7 +117,6 @@
 
 mod at;
 mod extents;
-mod hidden;
 pub mod limits;
 mod loc;
 mod ns;
@@ -260,7 +259,7 @@ struct State {
     /// Inodes whose times the host changed since the store set them.
     disturbed: BTreeSet<Ino>,
     /// Bytes this batch put past a file's end.
-    hidden: hidden::Hidden,
+    hidden: HashMap<Ino, crate::model::hidden::Hidden>,
 }
 
 /// The backing store over a directory. All methods take `&self`; one lock
@@ -333,7 +332,7 @@ impl Backing {
             touched_files: BTreeSet::new(),
             orphaned: BTreeSet::new(),
             disturbed: BTreeSet::new(),
-            hidden: hidden::Hidden::default(),
+            hidden: HashMap::new(),
         };
         let image = scan(&root, &mut st)?;
         if opts.real_fsync {
@@ -602,11 +601,11 @@ impl State {
                     let inside = (size.saturating_sub(offset) as usize).min(data.len());
                     f.write_all_at(&data[..inside], offset)
                 })?;
-                self.hidden.keep(ino, offset, data, size);
+                self.hidden.entry(ino).or_default().keep(offset, data, size);
                 Ok(())
             }
             Effect::Truncate { ino, size } => {
-                self.hidden.drop_inode(*ino);
+                self.hidden.remove(ino);
                 self.with_file(*ino, |f| f.set_len(*size))
             }
             Effect::Extend { ino, size } => self.grow(*ino, *size),
@@ -650,7 +649,10 @@ impl State {
             }
             Ok(())
         })?;
-        let shown = self.hidden.revealed(ino, old, size);
+        let shown = self
+            .hidden
+            .get(&ino)
+            .map_or_else(Vec::new, |h| h.revealed(old, size));
         self.with_file(ino, |f| {
             for (off, d) in &shown {
                 f.write_all_at(d, *off)?;

@@ -29,6 +29,7 @@ mod commit;
 pub mod crash;
 mod data;
 pub mod enumerate;
+pub(crate) mod hidden;
 pub mod journal;
 mod names;
 pub mod op;

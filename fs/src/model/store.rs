@@ -91,7 +91,7 @@ struct Sparse {
     /// Bytes on disk past `size` (`Effect::WriteKeepSize`), in the order
     /// written: shown when the size grows over them, dropped by a truncate
     /// and by [`MemStore::after_crash`].
-    hidden: Vec<(u64, bytes::Bytes)>,
+    hidden: super::hidden::Hidden,
 }
 
 /// A file's content as its size and its non-zero chunks, sharing the
@@ -132,14 +132,9 @@ impl Sparse {
         }
         let old = self.size;
         self.size = size;
-        let hidden = std::mem::take(&mut self.hidden);
-        for (off, d) in &hidden {
-            let (s, e) = ((*off).max(old), (off + d.len() as u64).min(size));
-            if s < e {
-                self.put(s, &d[(s - off) as usize..(e - off) as usize]);
-            }
+        for (off, d) in self.hidden.revealed(old, size) {
+            self.put(off, &d);
         }
-        self.hidden = hidden;
     }
 
     /// Writes `data` at `offset` without changing the size: bytes past the
@@ -150,10 +145,7 @@ impl Sparse {
         if offset < inside {
             self.put(offset, &data[..(inside - offset) as usize]);
         }
-        if end > self.size {
-            let s = offset.max(self.size);
-            self.hidden.push((s, data.slice((s - offset) as usize..)));
-        }
+        self.hidden.keep(offset, data, self.size);
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
