@@ -281,7 +281,7 @@ mod tests {
                 sector: 4096,
                 probability: 0.25,
                 garbage: true,
-                journal: false,
+                rules: Default::default(),
             }
         );
         assert_eq!(

@@ -249,7 +249,7 @@ fn every_cut_policy_recovers_a_deep_tree_as_the_model_predicts() {
 /// A tree 200 levels deep (names of 20 bytes: 4200 bytes of path).
 #[test]
 fn a_tree_200_levels_deep_survives_a_keep_all_cut_and_a_remount() {
-    let mut v = Vol::new(Persistence::Journal);
+    let mut v = Vol::new(Persistence::Ext4);
     v.fs().start_trace(true, None).expect("trace");
     let names: Vec<String> = (0..200).map(|i| format!("{i:020}")).collect();
     let dirs = mkdirs(&v.mnt, &names);

@@ -292,7 +292,7 @@ fn allow_other_records_a_program_of_another_user() {
 fn a_later_append_never_survives_without_the_earlier_one_in_its_sector() {
     let check = r#"a=$(head -c 10 f | tr -d '\0'); b=$(tail -c +11 f | head -c 10)
 if [ "$b" = BBBBBBBBBB ] && [ "$a" != AAAAAAAAAA ]; then echo "second append without the first"; exit 1; fi"#;
-    for model in ["posix", "journal"] {
+    for model in ["posix", "ext4", "xfs", "btrfs", "journal"] {
         let s = Scratch::new(&[("f", "")]);
         s.explore(
             &["--model", model],
@@ -320,4 +320,49 @@ fn an_extending_writes_bytes_can_survive_inside_the_old_size_without_it() {
         state.contains("without its size change") || state.contains("no size change"),
         "{first:#}"
     );
+}
+
+/// Profiles (`docs/durability.md`): xfs and btrfs move a file's on-disk
+/// size only once its data is there, so an unsynced append never reads as
+/// zeros under their models; posix and ext4 (a write into an allocated
+/// block sets ext4's size at once) show it.
+#[test]
+fn an_appends_size_without_its_data_is_a_state_of_posix_and_ext4_only() {
+    let check = r#"if [ "$(wc -c < f)" = 20 ] && [ -z "$(tail -c 10 f | tr -d '\0')" ]; then echo "size without data"; exit 1; fi"#;
+    for (model, shown) in [
+        ("posix", true),
+        ("ext4", true),
+        ("xfs", false),
+        ("btrfs", false),
+    ] {
+        let s = Scratch::new(&[("f", "0123456789")]);
+        let r = s.explore(&["--model", model], check, "printf AAAAAAAAAA >> f");
+        if shown {
+            r.finds_the_bug();
+        } else {
+            r.passes();
+        }
+    }
+}
+
+/// Profiles: btrfs data is copy-on-write, so an overwrite of a page never
+/// survives torn inside the page; posix tears it at sectors.
+#[test]
+fn a_page_is_torn_under_posix_and_never_under_btrfs() {
+    let check = r#"n=$(head -c 4096 f | tr -d A | wc -c)
+if [ "$n" != 0 ] && [ "$n" != 4096 ]; then echo "page torn: $n old bytes"; exit 1; fi"#;
+    let old = "B".repeat(8192);
+    for (model, torn) in [("posix", true), ("btrfs", false)] {
+        let s = Scratch::new(&[("f", old.as_str())]);
+        let r = s.explore(
+            &["--model", model],
+            check,
+            "head -c 8192 /dev/zero | tr '\\0' A | dd of=f bs=8192 conv=notrunc status=none",
+        );
+        if torn {
+            r.finds_the_bug();
+        } else {
+            r.passes();
+        }
+    }
 }

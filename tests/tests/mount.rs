@@ -105,7 +105,7 @@ fn file_fsync_without_dir_fsync_is_lost_under_posix() {
 #[test]
 fn file_fsync_without_dir_fsync_survives_under_journal() {
     assert_eq!(
-        fsynced_file_without_dir_fsync(Persistence::Journal),
+        fsynced_file_without_dir_fsync(Persistence::Ext4),
         Some(b"payload".to_vec())
     );
 }

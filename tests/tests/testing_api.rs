@@ -97,7 +97,7 @@ fn test_volume_cuts_and_remounts_in_place() {
 fn a_journal_volume_keeps_its_names_in_order_through_a_random_cut() {
     for seed in 0..16 {
         let mut vol = TestVolume::with_options(FsOptions {
-            persistence: durafs::model::Persistence::Journal,
+            persistence: durafs::model::Persistence::Ext4,
             ..FsOptions::default()
         })
         .expect("mount");

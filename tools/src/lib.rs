@@ -105,7 +105,8 @@ pub struct CalibrateArgs {
     /// The real filesystem: ext4, xfs or btrfs.
     #[arg(long, required_unless_present = "summarize")]
     pub fs: Option<String>,
-    /// The durafs model under test: posix or journal.
+    /// The durafs model under test: posix, ext4, xfs or btrfs (journal is
+    /// ext4).
     #[arg(long, default_value = "posix")]
     pub model: String,
     /// Generate N workloads (seq-1..seq-3) from --seed.
@@ -187,7 +188,8 @@ pub struct VolumeArgs {
     /// Copy this directory into the volume first, as durable state.
     #[arg(long)]
     pub init: Option<PathBuf>,
-    /// Durability model: posix or journal.
+    /// Durability model: posix, ext4, xfs or btrfs (journal is ext4;
+    /// `docs/durability.md`, "Profiles").
     #[arg(long, default_value = "posix")]
     pub model: String,
     /// Let every user reach the volume, as `durafs mount --allow-other`
@@ -305,7 +307,8 @@ pub struct DemoArgs {
     /// Most enumerated crash states tried per row (all when fewer).
     #[arg(long, default_value_t = 24)]
     pub enum_cap: usize,
-    /// Durability model of the volumes: posix or journal.
+    /// Durability model of the volumes: posix, ext4, xfs or btrfs (journal
+    /// is ext4).
     #[arg(long, default_value = "posix")]
     pub model: String,
 }
@@ -339,8 +342,10 @@ pub struct BenchArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct MountArgs {
-    /// Durability model: posix (names need a directory fsync) or journal
-    /// (any fsync also commits earlier names, like ext4 data=ordered).
+    /// Durability model: posix (names need a directory fsync, the union of
+    /// what POSIX filesystems may show), ext4 (any fsync also commits
+    /// earlier names; `journal` is an alias), xfs or btrfs
+    /// (`docs/durability.md`, "Profiles").
     #[arg(long, default_value = "posix")]
     pub model: String,
     /// Unsynced bytes past which the oldest dirty data is written back

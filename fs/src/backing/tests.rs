@@ -307,7 +307,7 @@ fn run_one_with(p: Persistence, seed: u64, steps: usize, dirs: bool) -> usize {
         sector: 512,
         probability: 0.5,
         garbage: seed % 2 == 0,
-        journal: p == Persistence::Journal,
+        rules: p.rules(),
     };
     let state = crash_state(&pending, &opts);
     let effects = state.effects(&pending);
@@ -345,7 +345,7 @@ fn backing_equals_memstore_after_random_effects() {
         let p = if seed % 2 == 0 {
             Persistence::Posix
         } else {
-            Persistence::Journal
+            Persistence::Ext4
         };
         if run_one(p, seed, 60) > 0 {
             with_multi += 1;
@@ -370,7 +370,7 @@ fn backing_places_directories_reached_twice_where_the_model_does() {
     for seed in 0..total {
         // Journal mode commits both halves of a rename together: rarely two.
         let p = if seed % 5 == 4 {
-            Persistence::Journal
+            Persistence::Ext4
         } else {
             Persistence::Posix
         };
@@ -563,7 +563,7 @@ fn a_tree_deeper_than_path_max_is_stored_moved_and_read_back() {
 #[test]
 fn a_directory_300_levels_deep_is_stored_and_scanned() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut run = Run::new(dir.path(), Persistence::Journal, 1);
+    let mut run = Run::new(dir.path(), Persistence::Ext4, 1);
     let mut d = ROOT;
     for _ in 0..300 {
         let made = run.m.create(d, &[b'd'; 20], Kind::Dir, attrs(0o755), None);

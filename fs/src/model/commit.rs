@@ -12,7 +12,7 @@
 
 use super::op::{Effect, NewInode, Op, Survival};
 use super::types::*;
-use super::{DurableMeta, Model, Namespace, Persistence};
+use super::{DurableMeta, Model, Namespace};
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -53,9 +53,10 @@ impl Model {
         let mut ns = self.ns.lock();
         self.check_cut()?;
         let mut out = Vec::new();
-        let undo = match self.cfg.persistence {
-            Persistence::Posix => self.commit_names(&mut ns, |op| op.dir() == Some(dir), &mut out),
-            Persistence::Journal => self.commit_names(&mut ns, |_| true, &mut out),
+        let undo = if self.cfg.persistence.fsync_commits_names() {
+            self.commit_names(&mut ns, |_, _| true, &mut out)
+        } else {
+            self.commit_names(&mut ns, |_, op| op.dir() == Some(dir), &mut out)
         };
         // As fsync(2) of a directory, it also makes the directory inode
         // durable with its attributes (mode, owner, and the times its entry
@@ -94,7 +95,7 @@ impl Model {
         let mut ns = self.ns.lock();
         self.check_cut()?;
         let mut out = Vec::new();
-        let undo = self.commit_names(&mut ns, |_| true, &mut out);
+        let undo = self.commit_names(&mut ns, |_, _| true, &mut out);
         if let Err(e) = apply(&out) {
             self.undo_names(&mut ns, undo);
             return Ok(Err(e));
@@ -116,20 +117,20 @@ impl Model {
         Ok(Ok(()))
     }
 
-    /// Commits the pending namespace operations that `pick` selects, in
-    /// order, marking the inodes they link as durable; returns how to undo
+    /// Commits the pending namespace operations that `pick` selects (by
+    /// sequence number and operation), in order, marking the inodes they link as durable; returns how to undo
     /// it ([`Model::undo_names`]).
     pub(crate) fn commit_names(
         &self,
         ns: &mut Namespace,
-        pick: impl Fn(&Op) -> bool,
+        pick: impl Fn(u64, &Op) -> bool,
         out: &mut Vec<Effect>,
     ) -> NamesUndo {
         let mut undo = NamesUndo::default();
         let seqs: Vec<u64> = ns
             .pending
             .iter()
-            .filter(|(_, op)| pick(op))
+            .filter(|(s, op)| pick(**s, op))
             .map(|(s, _)| *s)
             .collect();
         for s in seqs {
@@ -373,7 +374,7 @@ mod tests {
             let p = if seed % 2 == 0 {
                 Persistence::Posix
             } else {
-                Persistence::Journal
+                Persistence::Ext4
             };
             failures += twin_run(p, seed);
         }

@@ -7,6 +7,7 @@
 //! always yields the same state.
 
 use super::op::{Effect, Op, PendingOp, Survival};
+use super::profile::{Cuts, Rules};
 use super::rng::SplitMix64;
 use std::fmt;
 
@@ -86,18 +87,19 @@ pub struct CrashOptions {
     /// Fill sectors that did not persist with seeded garbage instead of
     /// leaving the old bytes.
     pub garbage: bool,
-    /// Journaled metadata survives as an in-order prefix
-    /// ([`super::journal`]): set for the `journal` model.
-    pub journal: bool,
+    /// The model's rules ([`super::profile`]).
+    pub rules: Rules,
 }
 
 impl CrashOptions {
     /// These options under model `p`: the one place that decides what a
-    /// model adds to a policy (the journal rule under `journal`), shared by
-    /// the volume's cut and every prediction of it.
+    /// model adds to a policy ([`super::profile`]), shared by the volume's
+    /// cut and every prediction of it.
     pub fn under(self, p: super::Persistence) -> CrashOptions {
+        let rules = p.rules();
         CrashOptions {
-            journal: p == super::Persistence::Journal,
+            rules,
+            sector: rules.unit(self.sector),
             ..self
         }
     }
@@ -111,7 +113,7 @@ impl Default for CrashOptions {
             sector: 512,
             probability: 0.5,
             garbage: false,
-            journal: false,
+            rules: Rules::default(),
         }
     }
 }
@@ -247,35 +249,51 @@ pub fn crash_state(pending: &[PendingOp], opts: &CrashOptions) -> CrashState {
             "meta-first: names, sizes and attributes kept, unsynced data lost".into(),
         ),
     };
-    let (kept, cut) = if opts.journal {
-        super::journal::journal_order(pending, kept)
-    } else {
-        (kept, 0)
-    };
-    let (kept, changed) = super::pages::page_rule(pending, kept, opts.sector);
+    let (kept, cuts) = super::profile::apply(pending, kept, opts.rules, opts.sector);
     CrashState {
         seed: opts.seed,
         kept,
         total: n,
-        description: with_page_note(with_journal_note(what, cut), changed),
+        description: with_notes(what, cuts),
     }
 }
 
-/// `what`, saying how many later journaled changes the journal rule dropped.
-pub(crate) fn with_journal_note(what: String, cut: usize) -> String {
-    match cut {
-        0 => what,
-        n => format!("{what}; {n} later journaled changes lost with the journal's tail"),
+/// `what`, saying how many operations each rule of the model cut back.
+pub(crate) fn with_notes(mut what: String, cuts: Cuts) -> String {
+    use std::fmt::Write;
+    let ops = |n: usize| {
+        if n == 1 {
+            "1 operation".to_string()
+        } else {
+            format!("{n} operations")
+        }
+    };
+    // Writing to a String cannot fail.
+    if cuts.journal > 0 {
+        let _ = write!(
+            what,
+            "; {} later journaled changes lost with the journal's tail",
+            cuts.journal
+        );
     }
-}
-
-/// `what`, saying how many operations the page rule cut back.
-pub(crate) fn with_page_note(what: String, changed: usize) -> String {
-    match changed {
-        0 => what,
-        1 => format!("{what}; 1 operation lost data on sectors an earlier loss rolled back"),
-        n => format!("{what}; {n} operations lost data on sectors an earlier loss rolled back"),
+    if cuts.pages > 0 {
+        let _ = write!(
+            what,
+            "; {} lost data on sectors an earlier loss rolled back",
+            ops(cuts.pages)
+        );
     }
+    match cuts.sizes {
+        0 => {}
+        1 => what.push_str("; 1 write without its size change, its data not all on disk"),
+        n => {
+            let _ = write!(
+                what,
+                "; {n} writes without their size change, their data not all on disk"
+            );
+        }
+    }
+    what
 }
 
 pub(crate) fn full(r: std::ops::Range<usize>) -> Vec<(usize, Survival)> {

@@ -183,7 +183,7 @@ impl Model {
     ///
     /// fsync makes the inode's data, size and attributes durable; fdatasync
     /// its data and size. Neither makes its *name* durable, except under
-    /// [`Persistence::Journal`], where both also commit every earlier
+    /// [`Persistence::Ext4`], where both also commit every earlier
     /// namespace operation.
     pub fn fsync(&self, ino: Ino, datasync: bool) -> FsResult<Vec<Effect>> {
         let mut out = Vec::new();
@@ -208,12 +208,16 @@ impl Model {
         apply: impl FnOnce(&[Effect]) -> Result<(), E>,
     ) -> FsResult<Result<(), E>> {
         let mut out = Vec::new();
-        if self.cfg.persistence == Persistence::Journal {
+        if self.cfg.persistence.fsync_commits_names() {
             let mut ns = self.ns.lock();
             self.check_cut()?;
             let node = self.node(ino)?;
-            self.usable(&node.lock())?;
-            let undo = self.commit_names(&mut ns, |_| true, &mut out);
+            let upto = {
+                let n = node.lock();
+                self.usable(&n)?;
+                self.journal_upto(&n, datasync)
+            };
+            let undo = self.commit_names(&mut ns, |seq, _| seq < upto, &mut out);
             let mut n = node.lock();
             if let Err(e) = self.usable(&n) {
                 drop(n);
@@ -234,6 +238,25 @@ impl Model {
             self.usable(&n)?;
             Ok(self.flush_applied(ino, &mut n, !datasync, out, apply))
         }
+    }
+
+    /// The journal fsync or fdatasync of node `n` commits the namespace
+    /// operations numbered below this. ext4's fdatasync forces only the
+    /// transaction of the file's last data or size change
+    /// (`ext4_sync_file`: `i_datasync_tid`), so with clean data it commits
+    /// nothing, and names after that change are not forced (those in the
+    /// same transaction may be: leaving them pending shows more states, never
+    /// fewer).
+    fn journal_upto(&self, n: &Node, datasync: bool) -> u64 {
+        if !(datasync && self.cfg.persistence.datasync_forces_only_data()) {
+            return u64::MAX;
+        }
+        n.pending
+            .iter()
+            .filter(|(_, op)| op.is_data())
+            .map(|(s, _)| *s)
+            .max()
+            .unwrap_or(0)
     }
 
     /// [`Model::flush_node`], then `apply` on all of `out`; on failure the

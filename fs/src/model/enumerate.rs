@@ -25,12 +25,9 @@
 //! through the page rule ([`super::pages`]), and equal states are yielded
 //! once (so a capped enumeration may yield fewer than `cap`).
 
-use super::crash::{
-    CrashState, full, merge_adjacent, meta_first, sectors, with_journal_note, with_page_note,
-};
-use super::journal::journal_order;
+use super::crash::{CrashState, full, merge_adjacent, meta_first, sectors, with_notes};
 use super::op::{Op, PendingOp, Survival, show_ranges};
-use super::pages::page_rule;
+use super::profile::{Cuts, Rules, apply};
 use super::rng::SplitMix64;
 use std::collections::HashSet;
 
@@ -45,16 +42,17 @@ pub struct EnumOptions {
     pub sector: u64,
     /// Include torn variants.
     pub torn: bool,
-    /// Journaled metadata survives as an in-order prefix
-    /// ([`super::journal`]): set for the `journal` model.
-    pub journal: bool,
+    /// The model's rules ([`super::profile`]).
+    pub rules: Rules,
 }
 
 impl EnumOptions {
     /// These options under model `p` (see [`super::crash::CrashOptions::under`]).
     pub fn under(self, p: super::Persistence) -> EnumOptions {
+        let rules = p.rules();
         EnumOptions {
-            journal: p == super::Persistence::Journal,
+            rules,
+            sector: rules.unit(self.sector),
             ..self
         }
     }
@@ -67,7 +65,7 @@ impl Default for EnumOptions {
             seed: 0,
             sector: 512,
             torn: true,
-            journal: false,
+            rules: Rules::default(),
         }
     }
 }
@@ -221,12 +219,12 @@ fn torn_specs(pending: &[PendingOp], opts: &EnumOptions, specs: &mut Vec<Spec>) 
     }
 }
 
-/// The specs, each built into its page-rule state, the duplicates dropped,
-/// then capped.
-/// A planned state: what names it, what survives (after the journal and
-/// page rules), and how many operations each rule cut back.
-type Planned = (Spec, Vec<(usize, Survival)>, (usize, usize));
+/// A planned state: what names it, what survives (after the model's
+/// rules), and how many operations each rule cut back.
+type Planned = (Spec, Vec<(usize, Survival)>, Cuts);
 
+/// The specs, capped (a seeded sample past the cap), each turned into the
+/// state the model's rules allow, the duplicates dropped.
 fn plan(pending: &[PendingOp], opts: &EnumOptions) -> Vec<Planned> {
     let (mut specs, fixed) = specs(pending, opts);
     if specs.len() > opts.cap.max(fixed) {
@@ -248,14 +246,8 @@ fn plan(pending: &[PendingOp], opts: &EnumOptions) -> Vec<Planned> {
     specs
         .into_iter()
         .filter_map(|spec| {
-            let mut kept = kept_of(pending, &spec);
-            let mut cut = 0;
-            if opts.journal {
-                (kept, cut) = journal_order(pending, kept);
-            }
-            let (kept, changed) = page_rule(pending, kept, opts.sector);
-            seen.insert(kept.clone())
-                .then_some((spec, kept, (cut, changed)))
+            let (kept, cuts) = apply(pending, kept_of(pending, &spec), opts.rules, opts.sector);
+            seen.insert(kept.clone()).then_some((spec, kept, cuts))
         })
         .collect()
 }
@@ -343,7 +335,7 @@ fn build(
     pending: &[PendingOp],
     spec: Spec,
     kept: Vec<(usize, Survival)>,
-    (cut, changed): (usize, usize),
+    cuts: Cuts,
     seed: u64,
 ) -> CrashState {
     let n = pending.len();
@@ -408,7 +400,7 @@ fn build(
         seed,
         kept,
         total: n,
-        description: with_page_note(with_journal_note(description, cut), changed),
+        description: with_notes(description, cuts),
     }
 }
 

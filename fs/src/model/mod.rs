@@ -35,6 +35,7 @@ mod names;
 pub mod op;
 pub mod overlay;
 pub mod pages;
+pub mod profile;
 mod report;
 pub mod rng;
 pub mod store;

@@ -72,6 +72,14 @@ impl ROp {
             | ROp::Xattr { ino, .. } => Some(*ino),
         }
     }
+
+    /// A data or size change, which fdatasync makes durable.
+    fn is_data(&self) -> bool {
+        matches!(
+            self,
+            ROp::Write { .. } | ROp::Truncate { .. } | ROp::Allocate { .. } | ROp::Punch { .. }
+        )
+    }
 }
 
 impl RTree {
@@ -305,9 +313,15 @@ impl RefFs {
     }
 
     fn commit(&mut self, pick: impl Fn(&ROp) -> bool) {
+        let picked: Vec<bool> = self.pending.iter().map(pick).collect();
+        self.commit_at(|i| picked[i]);
+    }
+
+    /// Commits the pending operations whose positions `pick` selects.
+    fn commit_at(&mut self, pick: impl Fn(usize) -> bool) {
         let mut rest = Vec::new();
-        for op in std::mem::take(&mut self.pending) {
-            if pick(&op) {
+        for (i, op) in std::mem::take(&mut self.pending).into_iter().enumerate() {
+            if pick(i) {
                 match &op {
                     ROp::Names { dir, .. } => self.ensure_durable(*dir),
                     other => {
@@ -341,8 +355,20 @@ impl RefFs {
     }
 
     pub fn fsync(&mut self, ino: Ino, datasync: bool) {
-        if self.persistence == Persistence::Journal {
-            self.commit(|op| matches!(op, ROp::Names { .. }));
+        if self.persistence.fsync_commits_names() {
+            // ext4's fdatasync: the journal up to the file's last data change.
+            let upto = if datasync && self.persistence.datasync_forces_only_data() {
+                self.pending
+                    .iter()
+                    .rposition(|op| op.ino() == Some(ino) && op.is_data())
+                    .unwrap_or(0)
+            } else {
+                self.pending.len()
+            };
+            let names: Vec<bool> = (0..self.pending.len())
+                .map(|i| i < upto && matches!(self.pending[i], ROp::Names { .. }))
+                .collect();
+            self.commit_at(|i| names[i]);
         }
         self.ensure_durable(ino);
         self.commit(|op| {
@@ -352,11 +378,10 @@ impl RefFs {
     }
 
     pub fn fsyncdir(&mut self, dir: Ino) {
-        match self.persistence {
-            Persistence::Posix => {
-                self.commit(|op| matches!(op, ROp::Names { dir: d, .. } if *d == dir))
-            }
-            Persistence::Journal => self.commit(|op| matches!(op, ROp::Names { .. })),
+        if self.persistence.fsync_commits_names() {
+            self.commit(|op| matches!(op, ROp::Names { .. }));
+        } else {
+            self.commit(|op| matches!(op, ROp::Names { dir: d, .. } if *d == dir));
         }
         // fsync(2) of a directory also makes the directory inode durable,
         // even while no durable entry names it.

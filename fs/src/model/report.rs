@@ -68,12 +68,13 @@ impl Model {
             {
                 let dpath = dir_path(&ns, *dir);
                 let text = names_text(&ns, *dir, *what, changes, peer.as_ref());
-                let fix = match self.cfg.persistence {
-                    Persistence::Posix => format!(
+                let fix = if self.cfg.persistence.fsync_commits_names() {
+                    "fsync any file or directory".to_string()
+                } else {
+                    format!(
                         "fsync directory {}",
                         if dpath.is_empty() { "/" } else { &dpath }
-                    ),
-                    Persistence::Journal => "fsync any file or directory".to_string(),
+                    )
                 };
                 rep.names.push(NameReport {
                     seq: *seq,

@@ -468,7 +468,7 @@ fn random_call(rng: &mut SplitMix64, byte: u8) -> Call {
 
 #[test]
 fn shuttle_writers_and_fsyncs_of_one_file_are_linearizable() {
-    for p in [Persistence::Posix, Persistence::Journal] {
+    for p in [Persistence::Posix, Persistence::Ext4] {
         check(scenario(
             "one file",
             p,
@@ -483,7 +483,7 @@ fn shuttle_writers_and_fsyncs_of_one_file_are_linearizable() {
 
 #[test]
 fn shuttle_renames_links_and_fsyncdirs_are_linearizable() {
-    for p in [Persistence::Posix, Persistence::Journal] {
+    for p in [Persistence::Posix, Persistence::Ext4] {
         check(scenario(
             "names",
             p,
@@ -631,7 +631,7 @@ fn shuttle_generated_scenarios_are_linearizable() {
         .and_then(|v| v.parse().ok());
     for seed in only.map_or(0..seeds, |s| s..s + 1) {
         let p = if seed % 2 == 1 {
-            Persistence::Journal
+            Persistence::Ext4
         } else {
             Persistence::Posix
         };

@@ -625,7 +625,7 @@ proptest! {
 
     #[test]
     fn journal_model_matches_reference(steps in proptest::collection::vec(step(), 1..40)) {
-        run_case(Persistence::Journal, &steps);
+        run_case(Persistence::Ext4, &steps);
     }
 }
 
@@ -650,7 +650,7 @@ fn drop_all_survival_is_never_full_for_meta_first_writes() {
 /// the model and dropped its bytes, so reads returned the backing's zeros.
 #[test]
 fn a_failed_fsync_apply_leaves_the_file_live_and_pending() {
-    for p in [Persistence::Posix, Persistence::Journal] {
+    for p in [Persistence::Posix, Persistence::Ext4] {
         let m = Model::new(
             Config {
                 persistence: p,
@@ -706,7 +706,7 @@ fn a_failed_fsync_apply_leaves_the_file_live_and_pending() {
 /// the rule and showed the directory empty.
 #[test]
 fn fsyncdir_of_an_unnamed_directory_keeps_its_later_entries() {
-    for p in [Persistence::Posix, Persistence::Journal] {
+    for p in [Persistence::Posix, Persistence::Ext4] {
         run_case(
             p,
             &[

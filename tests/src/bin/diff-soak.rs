@@ -8,16 +8,16 @@
 //! operations each, on a fresh durafs volume and a plain directory side by
 //! side (root and `/dev/fuse` needed). A discrepancy is shrunk and reported
 //! with the seed and a ready-made regression test; the exit status is then
-//! 101. Setups: `posix`, `journal` (the classic operations), `posix-full`,
-//! `journal-full` (also descriptors, owners and times), `posix-wb`,
-//! `journal-wb` (those on a writeback-cache mount).
+//! 101. Setups: a model (`posix`, `ext4`, `xfs`, `btrfs`; `journal` is
+//! `ext4`) for the classic operations, `MODEL-full` (also descriptors,
+//! owners and times), `MODEL-wb` (those on a writeback-cache mount).
 
 use durafs_tests::diff::{Persistence, Setup, fuzz};
 use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str = "usage: diff-soak [--ops N] [--seed S] [--seeds K] \
-     [--setup posix|journal|posix-full|journal-full|posix-wb|journal-wb]";
+     [--setup MODEL[-full|-wb]] (MODEL: posix, ext4, xfs, btrfs; journal is ext4)";
 
 #[derive(Debug)]
 struct Args {
@@ -32,11 +32,7 @@ fn setup(name: &str) -> Option<Setup> {
         Some((p, rest)) => (p, Some(rest)),
         None => (name, None),
     };
-    let p = match p {
-        "posix" => Persistence::Posix,
-        "journal" => Persistence::Journal,
-        _ => return None,
-    };
+    let p: Persistence = p.parse().ok()?;
     match rest {
         None => Some(p.into()),
         Some("full") => Some(Setup::full(p)),
@@ -112,7 +108,7 @@ mod tests {
     fn flags_parse_and_bad_ones_are_refused() {
         let a = args("--ops 500 --seed 9 --seeds 3 --setup journal-wb").unwrap();
         assert_eq!((a.ops, a.seed, a.seeds), (500, 9, 3));
-        assert_eq!(a.setup, Setup::writeback(Persistence::Journal));
+        assert_eq!(a.setup, Setup::writeback(Persistence::Ext4));
         assert_eq!(
             args("--setup posix").unwrap().setup,
             Persistence::Posix.into()

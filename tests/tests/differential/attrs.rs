@@ -143,7 +143,7 @@ fn chown_clears_set_user_id_and_an_fsync_makes_the_owner_durable() {
             seed: 0,
         },
     ];
-    let r = run(Setup::full(Persistence::Journal), &ops);
+    let r = run(Setup::full(Persistence::Ext4), &ops);
     let (l, d) = (&r.tree().0["l"], &r.tree().0["d"]);
     assert_eq!((l.uid, l.gid, d.uid, d.gid), (1001, 0, 0, 1000));
 }
@@ -155,7 +155,7 @@ fn chown_clears_set_user_id_and_an_fsync_makes_the_owner_durable() {
 fn an_explicit_mtime_made_durable_survives_every_cut_policy() {
     for setup in [
         Setup::full(Persistence::Posix),
-        Setup::writeback(Persistence::Journal),
+        Setup::writeback(Persistence::Ext4),
     ] {
         for policy in CutPolicy::ALL {
             let ops = [

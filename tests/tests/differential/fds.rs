@@ -223,8 +223,8 @@ fn a_printed_full_sequence_is_a_runnable_regression_test() {
         "Setup { persistence: Persistence::Posix, writeback_cache: true, mix: Mix::Full }"
     );
     assert_eq!(
-        Setup::from(Persistence::Journal).to_string(),
-        "Persistence::Journal"
+        Setup::from(Persistence::Ext4).to_string(),
+        "Persistence::Ext4"
     );
     let s = check(setup, &ops).unwrap_or_else(|f| panic!("{}", f.what));
     assert_eq!((s.ops, s.cuts, s.errors), (13, 1, 0));
@@ -238,7 +238,7 @@ fn a_printed_full_sequence_is_a_runnable_regression_test() {
 fn data_written_to_an_unlinked_file_is_gone_after_every_cut() {
     for setup in [
         Setup::full(Persistence::Posix),
-        Setup::writeback(Persistence::Journal),
+        Setup::writeback(Persistence::Ext4),
     ] {
         for policy in CutPolicy::ALL {
             let ops = [

@@ -145,7 +145,7 @@ fn enum_opts(plan: &Plan) -> EnumOptions {
         sector: 512,
         torn: true,
         // Set from each trace's model where the states are enumerated.
-        journal: false,
+        rules: Default::default(),
     }
 }
 

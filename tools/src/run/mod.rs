@@ -228,8 +228,8 @@ fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> 
                 .probability
                 .unwrap_or(CrashOptions::default().probability),
             garbage: args.crash.garbage,
-            // The volume sets it from its model.
-            journal: false,
+            // The volume sets them from its model.
+            rules: Default::default(),
         })
         .map_err(|e| err(format!("cut: {e}")))?;
     let _ = waiter.join();

@@ -1,0 +1,108 @@
+use super::*;
+use crate::model::enumerate::{EnumOptions, enumerate};
+use bytes::Bytes;
+
+fn write(ino: u64, offset: u64, len: usize, byte: u8) -> PendingOp {
+    PendingOp {
+        seq: 0,
+        op: Op::Write {
+            ino,
+            offset,
+            data: Bytes::from(vec![byte; len]),
+        },
+    }
+}
+
+fn keeps(v: &[(usize, Survival)]) -> Vec<(usize, Survival)> {
+    v.to_vec()
+}
+
+#[test]
+fn under_size_after_data_a_write_never_keeps_its_size_without_all_its_data() {
+    let pending = [write(2, 0, 1024, b'a'), write(2, 1024, 1024, b'b')];
+    let kept = keeps(&[
+        (0, Survival::MetaOnly),
+        (
+            1,
+            Survival::Torn {
+                persisted: vec![(1024, 1536)],
+                garbage: None,
+            },
+        ),
+    ]);
+    let (out, cuts) = apply(&pending, kept, Persistence::Xfs.rules(), 512);
+    // The first write's size alone is gone; the second keeps its sector as
+    // data past the durable end, hidden until a size covers it.
+    assert_eq!(
+        out,
+        vec![(
+            1,
+            Survival::DataOnly {
+                persisted: vec![(1024, 1536)]
+            }
+        )]
+    );
+    assert_eq!(cuts.sizes, 2);
+    // ext4 keeps both as they were: a write into an allocated block sets
+    // its size at write time.
+    let kept = keeps(&[(0, Survival::MetaOnly)]);
+    let (out, cuts) = apply(&pending, kept.clone(), Persistence::Ext4.rules(), 512);
+    assert_eq!((out, cuts.sizes), (kept, 0));
+}
+
+#[test]
+fn btrfs_never_tears_a_page() {
+    let pending = [write(2, 0, 8192, b'a')];
+    let opts = EnumOptions::default().under(Persistence::Btrfs);
+    let mut states = 0;
+    for cs in enumerate(&pending, &opts) {
+        states += 1;
+        for (_, how) in &cs.kept {
+            if let Survival::Torn { persisted, .. } | Survival::DataOnly { persisted } = how {
+                for (a, b) in persisted {
+                    assert!(
+                        a % PAGE == 0 && b % PAGE == 0,
+                        "{}: {persisted:?}",
+                        cs.description
+                    );
+                }
+            }
+        }
+    }
+    // Drop-all, keep-all, and the first page alone (its size without the
+    // second page's data is not a btrfs state).
+    assert!(states >= 3, "{states} states");
+    let posix = enumerate(&pending, &EnumOptions::default()).count();
+    assert!(posix > states, "posix {posix}, btrfs {states}");
+}
+
+#[test]
+fn every_profile_keeps_the_state_it_made() {
+    let pending = [
+        write(2, 0, 3000, b'a'),
+        write(2, 1000, 5000, b'b'),
+        write(3, 0, 700, b'c'),
+    ];
+    for p in Persistence::ALL {
+        let opts = EnumOptions::default().under(p);
+        for cs in enumerate(&pending, &opts) {
+            let (again, cuts) = apply(&pending, cs.kept.clone(), opts.rules, opts.sector);
+            assert_eq!(again, cs.kept, "{p}: {}", cs.description);
+            assert_eq!(cuts, Cuts::default(), "{p}: {}", cs.description);
+        }
+    }
+}
+
+#[test]
+fn journal_is_the_ext4_profile_and_unknown_models_name_the_profiles() {
+    assert_eq!("journal".parse::<Persistence>(), Ok(Persistence::Ext4));
+    for p in Persistence::ALL {
+        assert_eq!(p.name().parse::<Persistence>(), Ok(p));
+    }
+    let e = "zfs".parse::<Persistence>().unwrap_err();
+    assert!(e.contains("posix, ext4, xfs or btrfs"), "{e}");
+    // Traces written before the profiles name the model `journal`.
+    let p: Persistence = serde_json::from_str("\"journal\"").unwrap();
+    assert_eq!(p, Persistence::Ext4);
+    assert_eq!(serde_json::to_string(&Persistence::Xfs).unwrap(), "\"xfs\"");
+}
