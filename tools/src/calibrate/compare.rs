@@ -8,6 +8,7 @@
 use super::PointOutcomes;
 use super::families::Sorted;
 use super::outcome::Outcome;
+use std::collections::BTreeMap;
 
 /// Distinct-outcome counts at one point (or summed over many).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -73,6 +74,38 @@ pub struct PointResult {
     pub precision: f64,
     /// Why inconsistent states failed, with how many.
     pub inconsistent_reasons: Vec<(String, usize)>,
+    /// Predicted outcomes no real state showed, by the kind of the first
+    /// crash state that gave each ([`state_kind`]): where precision is lost.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unseen: BTreeMap<String, usize>,
+}
+
+/// The kind of an enumerated crash state, from its description
+/// (`durafs::model::enumerate`): the part before the colon (`drop-all`,
+/// `prefix`, `omit`, `size lost`, `torn`, ...); for a torn state also how
+/// its sectors were chosen, and `without size` when its size change was
+/// lost. Notes of the model's rules (after a `;`) are left out.
+pub fn state_kind(description: &str) -> String {
+    let head = description.split(';').next().unwrap_or_default();
+    let Some((kind, rest)) = head.split_once(':') else {
+        return head.trim().to_string();
+    };
+    if kind != "torn" {
+        return kind.to_string();
+    }
+    // `torn: op #N (...) persisted LABEL, RANGES[, with ...][, without ...]`
+    let label = rest
+        .split_once(" persisted ")
+        .and_then(|(_, l)| l.split_once(", ").map(|(l, _)| l))
+        .unwrap_or("?");
+    let mut out = format!("torn ({label})");
+    if rest.contains("(data-first)") {
+        out.push_str(", data-first");
+    }
+    if rest.contains("without its size change") {
+        out.push_str(", without size");
+    }
+    out
 }
 
 /// Compares one point of each side (the same mark).
@@ -93,6 +126,13 @@ pub fn compare_point(
         real_states: real.states,
     };
     let label = format!("{}:{}", real.point.index, real.point.label);
+    let mut unseen: BTreeMap<String, usize> = BTreeMap::new();
+    for o in predicted.outcomes.keys() {
+        if !real.outcomes.contains_key(o) {
+            let kind = predicted.kinds.get(o).map_or("?", String::as_str);
+            *unseen.entry(kind.to_string()).or_insert(0) += 1;
+        }
+    }
     let fns = real
         .outcomes
         .keys()
@@ -126,6 +166,7 @@ pub fn compare_point(
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect(),
+        unseen,
     };
     (result, fns)
 }
@@ -191,6 +232,23 @@ mod tests {
             r.inconsistent_reasons,
             vec![("mount failed: EUCLEAN".into(), 2)]
         );
+    }
+
+    #[test]
+    fn unseen_predictions_are_counted_by_the_kind_of_state_that_gave_them() {
+        let real = side(&[0], 0);
+        let mut predicted = side(&[0], 0);
+        let torn = "torn: op #7 (write A [0, 1024)) persisted a run of its sectors, [512, 1024), without its size change; 1 operation lost data on sectors an earlier loss rolled back";
+        predicted.add_from(outcome(5), state_kind(torn));
+        predicted.add_from(outcome(6), state_kind("prefix: kept ops up to #3, dropped #4 and the 0 after"));
+        predicted.add_from(outcome(6), state_kind("drop-all: all 2 unsynced operations lost"));
+        let (r, _) = compare_point(&real, &predicted);
+        let want: BTreeMap<String, usize> = [
+            ("prefix".to_string(), 1),
+            ("torn (a run of its sectors), without size".to_string(), 1),
+        ]
+        .into();
+        assert_eq!(r.unseen, want);
     }
 
     #[test]

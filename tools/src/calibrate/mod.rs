@@ -44,6 +44,9 @@ pub struct PointOutcomes {
     pub outcomes: BTreeMap<Outcome, usize>,
     /// Why real states were not outcomes, with how many.
     pub inconsistent: BTreeMap<String, usize>,
+    /// Predicted side: the kind of the first crash state that gave each
+    /// outcome ([`compare::state_kind`]).
+    pub kinds: BTreeMap<Outcome, String>,
     pub states: usize,
 }
 
@@ -53,12 +56,19 @@ impl PointOutcomes {
             point,
             outcomes: BTreeMap::new(),
             inconsistent: BTreeMap::new(),
+            kinds: BTreeMap::new(),
             states: 0,
         }
     }
     pub fn add(&mut self, o: Outcome) {
         self.states += 1;
         *self.outcomes.entry(o).or_insert(0) += 1;
+    }
+    /// As [`PointOutcomes::add`], remembering the kind of state it came
+    /// from if it is the first to give this outcome.
+    pub fn add_from(&mut self, o: Outcome, kind: String) {
+        self.kinds.entry(o.clone()).or_insert(kind);
+        self.add(o);
     }
     pub fn add_inconsistent(&mut self, why: &str) {
         self.states += 1;

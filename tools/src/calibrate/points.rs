@@ -90,7 +90,8 @@ pub fn marks(trace: &Trace) -> Vec<(usize, Point)> {
         .collect()
 }
 
-/// Calls `sink(point, store)` with every crash state at every position,
+/// Calls `sink(point, store, description)` with every crash state at every
+/// position,
 /// in order, until it returns false. `only_keep_all` yields only the state
 /// where every pending operation survived (a deliberately wrong model, for
 /// tests of the comparison).
@@ -100,7 +101,7 @@ pub fn at_marks(
     opts: &EnumOptions,
     max_states: usize,
     only_keep_all: bool,
-    mut sink: impl FnMut(&Point, MemStore) -> bool,
+    mut sink: impl FnMut(&Point, MemStore, &str) -> bool,
 ) -> Result<WalkStats, TraceError> {
     let pts = positions(trace, placement);
     let mut stats = WalkStats {
@@ -124,7 +125,7 @@ pub fn at_marks(
                 let mut store = r.durable().clone();
                 store.apply_all(&cs.effects(&pending));
                 stats.states += 1;
-                if !sink(point, store) {
+                if !sink(point, store, &cs.description) {
                     break;
                 }
             }
@@ -138,7 +139,7 @@ pub fn at_marks(
             let mut store = r.durable().clone();
             store.apply_all(&cs.effects(&pending));
             stats.states += 1;
-            if !sink(point, store) {
+            if !sink(point, store, &cs.description) {
                 go = false;
                 break;
             }
@@ -211,7 +212,7 @@ mod tests {
         let t = Trace::read(TRACE.trim_start().as_bytes()).unwrap();
         let mut sizes: Vec<(String, u64)> = Vec::new();
         let opts = EnumOptions::default();
-        at_marks(&t, Placement::Every, &opts, 1000, false, |p, store| {
+        at_marks(&t, Placement::Every, &opts, 1000, false, |p, store, _| {
             let size = store.image().inodes.get(&2).map_or(0, |i| i.size);
             sizes.push((p.label.clone(), size));
             true

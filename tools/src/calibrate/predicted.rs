@@ -3,6 +3,7 @@
 //! model allows there becomes an outcome straight from its snapshot (no
 //! materialisation, no mount).
 
+use super::compare::state_kind;
 use super::outcome::of_snapshot;
 use super::points::{Placement, at_marks};
 use super::{PointOutcomes, Side};
@@ -64,12 +65,12 @@ pub fn outcomes(trace: &Trace, opts: &EnumOptions, max_states: usize, wrong: boo
     } else {
         Placement::Every
     };
-    let stats = at_marks(trace, placement, opts, max_states, wrong, |point, store| {
+    let stats = at_marks(trace, placement, opts, max_states, wrong, |point, store, what| {
         if points.last().map(|p| &p.point) != Some(point) {
             points.push(PointOutcomes::new(point.clone()));
         }
         if let Some(p) = points.last_mut() {
-            p.add(of_snapshot(&Snapshot::of(&store)));
+            p.add_from(of_snapshot(&Snapshot::of(&store)), state_kind(what));
         }
         true
     })

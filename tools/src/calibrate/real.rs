@@ -240,7 +240,7 @@ pub fn outcomes(
             opts,
             max_states,
             false,
-            |point, store| {
+            |point, store, _| {
                 if workload::interrupted() {
                     return false;
                 }

@@ -179,6 +179,18 @@ pub fn text(s: &Summary) -> String {
             let _ = writeln!(out, "  {n:>5}  {why}");
         }
     }
+    let mut unseen: BTreeMap<&str, usize> = Default::default();
+    for p in s.workloads.iter().flat_map(|w| &w.points) {
+        for (kind, n) in &p.unseen {
+            *unseen.entry(kind.as_str()).or_insert(0) += n;
+        }
+    }
+    if !unseen.is_empty() {
+        out.push_str("\npredicted outcomes no real state showed, by kind of crash state:\n");
+        for (kind, n) in unseen {
+            let _ = writeln!(out, "  {n:>5}  {kind}");
+        }
+    }
     let families = by_family(s);
     if !families.is_empty() {
         out.push_str("\nfalse negatives by family (docs/fidelity.md):\n");

@@ -32,6 +32,15 @@ struct Run {
 struct RunWorkload {
     name: String,
     false_negatives: Vec<RunFn>,
+    #[serde(default)]
+    points: Vec<RunPoint>,
+}
+
+#[derive(serde::Deserialize)]
+struct RunPoint {
+    /// Absent in runs saved before it was recorded.
+    #[serde(default)]
+    unseen: BTreeMap<String, usize>,
 }
 
 #[derive(serde::Deserialize)]
@@ -180,8 +189,45 @@ pub fn markdown(paths: &[PathBuf]) -> Result<String> {
         }
         out.push('\n');
     }
+    unseen(&mut out, &runs);
     every(&mut out, &all);
     Ok(out)
+}
+
+/// Where precision is lost: the predicted outcomes no real state showed,
+/// by the kind of crash state that first gave each, most first.
+fn unseen(out: &mut String, runs: &[Run]) {
+    let per_run: Vec<BTreeMap<&str, usize>> = runs
+        .iter()
+        .map(|r| {
+            let mut m = BTreeMap::new();
+            for p in r.workloads.iter().flat_map(|w| &w.points) {
+                for (k, n) in &p.unseen {
+                    *m.entry(k.as_str()).or_insert(0) += n;
+                }
+            }
+            m
+        })
+        .collect();
+    if per_run.iter().all(BTreeMap::is_empty) {
+        return;
+    }
+    out.push_str(
+        "\nPredicted outcomes no real state showed, by the kind of crash state that first gave each:\n\n| fs | model | sector | unseen | kinds, most first |\n|---|---|---|---|---|\n",
+    );
+    for (r, m) in runs.iter().zip(per_run) {
+        let mut kinds: Vec<(&str, usize)> = m.into_iter().collect();
+        kinds.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let total: usize = kinds.iter().map(|(_, n)| n).sum();
+        let list: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            run_label(r),
+            thousands(total),
+            list.join(", ")
+        );
+    }
 }
 
 /// Every false negative, a table per family.
