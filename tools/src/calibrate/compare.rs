@@ -240,8 +240,14 @@ mod tests {
         let mut predicted = side(&[0], 0);
         let torn = "torn: op #7 (write A [0, 1024)) persisted a run of its sectors, [512, 1024), without its size change; 1 operation lost data on sectors an earlier loss rolled back";
         predicted.add_from(outcome(5), state_kind(torn));
-        predicted.add_from(outcome(6), state_kind("prefix: kept ops up to #3, dropped #4 and the 0 after"));
-        predicted.add_from(outcome(6), state_kind("drop-all: all 2 unsynced operations lost"));
+        predicted.add_from(
+            outcome(6),
+            state_kind("prefix: kept ops up to #3, dropped #4 and the 0 after"),
+        );
+        predicted.add_from(
+            outcome(6),
+            state_kind("drop-all: all 2 unsynced operations lost"),
+        );
         let (r, _) = compare_point(&real, &predicted);
         let want: BTreeMap<String, usize> = [
             ("prefix".to_string(), 1),

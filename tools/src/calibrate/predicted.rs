@@ -65,15 +65,22 @@ pub fn outcomes(trace: &Trace, opts: &EnumOptions, max_states: usize, wrong: boo
     } else {
         Placement::Every
     };
-    let stats = at_marks(trace, placement, opts, max_states, wrong, |point, store, what| {
-        if points.last().map(|p| &p.point) != Some(point) {
-            points.push(PointOutcomes::new(point.clone()));
-        }
-        if let Some(p) = points.last_mut() {
-            p.add_from(of_snapshot(&Snapshot::of(&store)), state_kind(what));
-        }
-        true
-    })
+    let stats = at_marks(
+        trace,
+        placement,
+        opts,
+        max_states,
+        wrong,
+        |point, store, what| {
+            if points.last().map(|p| &p.point) != Some(point) {
+                points.push(PointOutcomes::new(point.clone()));
+            }
+            if let Some(p) = points.last_mut() {
+                p.add_from(of_snapshot(&Snapshot::of(&store)), state_kind(what));
+            }
+            true
+        },
+    )
     .map_err(|e| err(e.to_string()))?;
     Ok(Side { points, stats })
 }
