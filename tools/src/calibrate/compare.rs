@@ -1,7 +1,9 @@
-//! Real against predicted, per crash point: coverage = |real ∩ predicted|
-//! / |real| (a real outcome outside the prediction is a false negative),
-//! precision = |predicted ∩ real| / |predicted|. Totals add the counts of
-//! every point before dividing (each crash point weighs by its outcomes).
+//! Real against predicted, per crash point: coverage is the common
+//! outcomes plus the *allowed* ones (real outcomes outside the enumeration
+//! that the model allows, [`super::member`]) over the real ones; any other
+//! real outcome is a false negative. Precision is the common outcomes over
+//! the predicted ones. Totals add the counts of every point before dividing
+//! (each crash point weighs by its outcomes).
 //! States where the real filesystem did not mount, could not be read or
 //! failed `fsck -n` are not outcomes: they are counted apart.
 
@@ -23,19 +25,23 @@ pub struct Counts {
     pub inconsistent: usize,
     /// Real block-level states checked (distinct images or not).
     pub real_states: usize,
+    /// Real outcomes outside the prediction that the model allows: a legal
+    /// crash state gives them ([`super::member`]). Absent in older runs.
+    #[serde(default)]
+    pub allowed: usize,
 }
 
 impl Counts {
     /// 1 when there is no real outcome.
     pub fn coverage(&self) -> f64 {
-        ratio(self.common, self.real)
+        ratio(self.common + self.allowed, self.real)
     }
     /// 1 when nothing is predicted.
     pub fn precision(&self) -> f64 {
         ratio(self.common, self.predicted)
     }
     pub fn false_negatives(&self) -> usize {
-        self.real - self.common
+        self.real - self.common - self.allowed
     }
     pub fn add(&mut self, o: &Counts) {
         self.real += o.real;
@@ -43,6 +49,7 @@ impl Counts {
         self.common += o.common;
         self.inconsistent += o.inconsistent;
         self.real_states += o.real_states;
+        self.allowed += o.allowed;
     }
 }
 
@@ -62,6 +69,11 @@ pub struct FalseNegative {
     /// Its family (generated workloads only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sorted: Option<Sorted>,
+    /// Set when the model allows it after all: the legal crash state that
+    /// gives it ([`super::member`]). Such an outcome is not a false
+    /// negative; it is listed to show the search's work.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<String>,
 }
 
 /// One crash point compared.
@@ -124,6 +136,7 @@ pub fn compare_point(
         common,
         inconsistent: real.inconsistent.values().sum(),
         real_states: real.states,
+        allowed: 0,
     };
     let label = format!("{}:{}", real.point.index, real.point.label);
     let mut unseen: BTreeMap<String, usize> = BTreeMap::new();
@@ -153,6 +166,7 @@ pub fn compare_point(
                 nearest,
                 diff,
                 sorted: None,
+                allowed: None,
             }
         })
         .collect();
@@ -221,6 +235,7 @@ mod tests {
                 common: 2,
                 inconsistent: 2,
                 real_states: 8,
+                allowed: 0,
             }
         );
         assert!((r.coverage - 2.0 / 3.0).abs() < 1e-9);

@@ -12,6 +12,7 @@ pub mod commit;
 mod compare;
 pub mod device;
 pub mod families;
+mod member;
 pub mod outcome;
 mod points;
 mod predicted;
@@ -81,6 +82,8 @@ impl PointOutcomes {
 pub struct Side {
     pub points: Vec<PointOutcomes>,
     pub stats: WalkStats,
+    /// Real side: the bytes of every file of every outcome, by digest.
+    pub contents: outcome::Contents,
 }
 
 /// One workload compared.
@@ -278,7 +281,15 @@ fn one(plan: &Plan, job: &Job) -> Result<WorkloadResult> {
         seconds: 0.0,
     };
     match sides(plan, name, script) {
-        Ok((real, predicted)) => compare_sides(&mut r, &real, &predicted, job.history.as_ref()),
+        Ok((real, predicted, trace)) => {
+            let member = |wanted: &[(Point, &Outcome)]| {
+                if plan.wrong_model {
+                    return vec![None; wanted.len()];
+                }
+                member::allowed(&trace, &plan.enumerate, wanted, &real.contents)
+            };
+            compare_sides(&mut r, &real, &predicted, job.history.as_ref(), member)
+        }
         Err(e) => {
             check_interrupted()?;
             r.error = Some(e.0);
@@ -288,7 +299,8 @@ fn one(plan: &Plan, job: &Job) -> Result<WorkloadResult> {
     Ok(r)
 }
 
-fn sides(plan: &Plan, name: &str, script: &str) -> Result<(Side, Side)> {
+/// The real and predicted sides, and the model's trace.
+fn sides(plan: &Plan, name: &str, script: &str) -> Result<(Side, Side, durafs::trace::Trace)> {
     let work = tempfile::Builder::new()
         .prefix("durafs-calibrate-")
         .tempdir()
@@ -315,7 +327,7 @@ fn sides(plan: &Plan, name: &str, script: &str) -> Result<(Side, Side)> {
         plan.max_predicted,
         plan.wrong_model,
     )?;
-    Ok((real, predicted))
+    Ok((real, predicted, model_trace))
 }
 
 fn keep(
@@ -337,7 +349,15 @@ fn keep(
     Ok(())
 }
 
-fn compare_sides(r: &mut WorkloadResult, real: &Side, predicted: &Side, history: Option<&History>) {
+/// Compares the sides point by point; `member` says which real outcomes
+/// outside the prediction the model allows ([`member::allowed`]).
+fn compare_sides(
+    r: &mut WorkloadResult,
+    real: &Side,
+    predicted: &Side,
+    history: Option<&History>,
+    member: impl FnOnce(&[(Point, &Outcome)]) -> Vec<Option<String>>,
+) {
     r.sampled = real.stats.sampled || predicted.stats.sampled;
     let labels = |s: &Side| s.points.iter().map(|p| p.point.clone()).collect::<Vec<_>>();
     if labels(real) != labels(predicted) {
@@ -348,16 +368,33 @@ fn compare_sides(r: &mut WorkloadResult, real: &Side, predicted: &Side, history:
         ));
         return;
     }
-    for (a, b) in real.points.iter().zip(&predicted.points) {
-        let (pr, mut fns) = compare_point(a, b);
-        if let Some(h) = history {
-            for f in &mut fns {
-                f.sorted = Some(h.sort(a.point.index, &f.real, f.nearest.as_ref()));
-            }
-        }
-        r.counts.add(&pr.counts);
+    let mut found: Vec<(usize, FalseNegative)> = Vec::new();
+    for (k, (a, b)) in real.points.iter().zip(&predicted.points).enumerate() {
+        let (pr, fns) = compare_point(a, b);
         r.points.push(pr);
-        r.false_negatives.extend(fns);
+        found.extend(fns.into_iter().map(|f| (k, f)));
+    }
+    let wanted: Vec<(Point, &Outcome)> = found
+        .iter()
+        .map(|(k, f)| (real.points[*k].point.clone(), &f.real))
+        .collect();
+    let allowed = member(&wanted);
+    for ((k, mut f), why) in found
+        .into_iter()
+        .zip(allowed.into_iter().chain(std::iter::repeat(None)))
+    {
+        let p = &mut r.points[k];
+        if why.is_some() {
+            p.counts.allowed += 1;
+            p.coverage = p.counts.coverage();
+        } else if let Some(h) = history {
+            f.sorted = Some(h.sort(real.points[k].point.index, &f.real, f.nearest.as_ref()));
+        }
+        f.allowed = why;
+        r.false_negatives.push(f);
+    }
+    for p in &r.points {
+        r.counts.add(&p.counts);
     }
     r.coverage = r.counts.coverage();
     r.precision = r.counts.precision();

@@ -153,16 +153,24 @@ fn show(e: Option<&Entry>) -> String {
     }
 }
 
+/// File contents by digest ([`digest`]).
+pub type Contents = std::collections::HashMap<u64, Vec<u8>>;
+
 /// The outcome of the tree under `dir` (not following symlinks; the
 /// filesystem's own `lost+found` in the root left out).
 pub fn read_tree(dir: &Path) -> io::Result<Outcome> {
+    read_tree_keeping(dir, &mut Contents::new())
+}
+
+/// As [`read_tree`], adding every file's bytes to `keep`.
+pub fn read_tree_keeping(dir: &Path, keep: &mut Contents) -> io::Result<Outcome> {
     let mut out = Outcome::default();
-    walk(dir, "", &mut out)?;
+    walk(dir, "", &mut out, keep)?;
     out.count_dir_links();
     Ok(out)
 }
 
-fn walk(dir: &Path, prefix: &str, out: &mut Outcome) -> io::Result<()> {
+fn walk(dir: &Path, prefix: &str, out: &mut Outcome, keep: &mut Contents) -> io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
@@ -175,16 +183,19 @@ fn walk(dir: &Path, prefix: &str, out: &mut Outcome) -> io::Result<()> {
         let ft = md.file_type();
         let mode = md.permissions().mode() & 0o7777;
         let e = if ft.is_file() {
+            let bytes = std::fs::read(&path)?;
+            let d = digest(&bytes);
+            keep.entry(d).or_insert(bytes);
             Entry {
                 kind: EntryKind::File,
                 size: md.len(),
                 nlink: md.nlink(),
                 mode,
                 target: None,
-                digest: digest(&std::fs::read(&path)?),
+                digest: d,
             }
         } else if ft.is_dir() {
-            walk(&path, &format!("{rel}/"), out)?;
+            walk(&path, &format!("{rel}/"), out, keep)?;
             Entry {
                 kind: EntryKind::Dir,
                 size: 0,

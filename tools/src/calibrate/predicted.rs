@@ -82,5 +82,9 @@ pub fn outcomes(trace: &Trace, opts: &EnumOptions, max_states: usize, wrong: boo
         },
     )
     .map_err(|e| err(e.to_string()))?;
-    Ok(Side { points, stats })
+    Ok(Side {
+        points,
+        stats,
+        contents: Default::default(),
+    })
 }

@@ -16,7 +16,7 @@
 //! device, so it is not in the real outcomes of that mark.
 
 use super::device::{FsKind, LoopDev, MountGuard, run};
-use super::outcome::{Outcome, read_tree};
+use super::outcome::{Contents, Outcome, read_tree_keeping};
 use super::points::{Placement, Point, WalkStats, at_marks};
 use super::{PointOutcomes, Side};
 use crate::workload::{self, ENV_MOUNT, check_interrupted, spawn};
@@ -154,12 +154,13 @@ fn image_data(state: &MemStore, ino: Ino) -> FileData {
         .unwrap_or_default()
 }
 
-/// Mounts the image at `img`, reads its tree, unmounts and checks it.
-fn check_image(kind: FsKind, img: &Path, mnt: &Path) -> Verdict {
+/// Mounts the image at `img`, reads its tree (its files' bytes into
+/// `keep`), unmounts and checks it.
+fn check_image(kind: FsKind, img: &Path, mnt: &Path, keep: &mut Contents) -> Verdict {
     let dev = LoopDev::attach(img)?;
     let outcome = {
         let m = MountGuard::mount(dev.path(), mnt, kind.name(), None)?;
-        let o = read_tree(mnt).map_err(|e| format!("reading the tree failed: {e}"));
+        let o = read_tree_keeping(mnt, keep).map_err(|e| format!("reading the tree failed: {e}"));
         // Not a finding about the filesystem: the guard detaches it lazily.
         m.unmount()
             .map_err(|e| format!("calibrate could not unmount: {e}"))?;
@@ -171,17 +172,20 @@ fn check_image(kind: FsKind, img: &Path, mnt: &Path) -> Verdict {
 
 type Queue = Mutex<mpsc::Receiver<(usize, MemStore)>>;
 
+/// What the checking threads fill in.
+#[derive(Default)]
+struct Found {
+    /// Each distinct image's verdict, by its digest.
+    verdicts: Mutex<HashMap<u64, Verdict>>,
+    /// (mark index, image digest) of every state.
+    keys: Mutex<Vec<(usize, u64)>>,
+    /// The bytes of every file of every outcome.
+    contents: Mutex<Contents>,
+}
+
 /// One checking thread: materialises each queued state into its own image
 /// and mounts it unless an identical image was already checked.
-fn worker(
-    kind: FsKind,
-    ino: Ino,
-    w: usize,
-    scratch: &Path,
-    rx: &Queue,
-    verdicts: &Mutex<HashMap<u64, Verdict>>,
-    keys: &Mutex<Vec<(usize, u64)>>,
-) {
+fn worker(kind: FsKind, ino: Ino, w: usize, scratch: &Path, rx: &Queue, found: &Found) {
     let img = scratch.join(format!("w{w}.img"));
     let mnt = scratch.join(format!("w{w}.mnt"));
     if let Err(e) = fs::create_dir_all(&mnt) {
@@ -200,13 +204,19 @@ fn worker(
                 continue;
             }
         };
-        if let Ok(mut k) = keys.lock() {
+        if let Ok(mut k) = found.keys.lock() {
             k.push((point, key));
         }
-        let known = verdicts.lock().map_or(true, |m| m.contains_key(&key));
+        let known = found.verdicts.lock().map_or(true, |m| m.contains_key(&key));
         if !known {
-            let v = check_image(kind, &img, &mnt);
-            if let Ok(mut m) = verdicts.lock() {
+            let mut keep = Contents::new();
+            let v = check_image(kind, &img, &mnt, &mut keep);
+            if v.is_ok() {
+                if let Ok(mut c) = found.contents.lock() {
+                    c.extend(keep);
+                }
+            }
+            if let Ok(mut m) = found.verdicts.lock() {
                 m.insert(key, v);
             }
         }
@@ -225,14 +235,12 @@ pub fn outcomes(
 ) -> Result<Side> {
     let (tx, rx) = mpsc::sync_channel::<(usize, MemStore)>(jobs);
     let rx = Mutex::new(rx);
-    let verdicts: Mutex<HashMap<u64, Verdict>> = Mutex::new(HashMap::new());
-    // (mark index, image digest) of every state.
-    let keys: Mutex<Vec<(usize, u64)>> = Mutex::new(Vec::new());
+    let found = Found::default();
     let mut points: Vec<Point> = Vec::new();
     let stats: std::result::Result<WalkStats, String> = std::thread::scope(|s| {
         for w in 0..jobs {
-            let (rx, verdicts, keys) = (&rx, &verdicts, &keys);
-            s.spawn(move || worker(kind, ino, w, scratch, rx, verdicts, keys));
+            let (rx, found) = (&rx, &found);
+            s.spawn(move || worker(kind, ino, w, scratch, rx, found));
         }
         let r = at_marks(
             trace,
@@ -255,6 +263,11 @@ pub fn outcomes(
     });
     check_interrupted()?;
     let stats = stats.map_err(err)?;
+    let Found {
+        verdicts,
+        keys,
+        contents,
+    } = found;
     let verdicts = verdicts.into_inner().unwrap_or_default();
     let mut out: Vec<PointOutcomes> = points.into_iter().map(PointOutcomes::new).collect();
     for (point, key) in keys.into_inner().unwrap_or_default() {
@@ -267,5 +280,9 @@ pub fn outcomes(
             None => po.add_inconsistent("not checked"),
         }
     }
-    Ok(Side { points: out, stats })
+    Ok(Side {
+        points: out,
+        stats,
+        contents: contents.into_inner().unwrap_or_default(),
+    })
 }
