@@ -139,12 +139,18 @@ fn derive(
     })
 }
 
-/// The data operations of `ino` whose sectors are derived: writes and
-/// punched holes.
+/// The data operations of `ino` whose sectors are derived: writes,
+/// punched holes and shrinking truncates' zeroed tails.
 fn data_ops(pending: &[PendingOp], ino: Ino) -> Vec<usize> {
     (0..pending.len())
         .filter(|i| {
-            matches!(pending[*i].op, Op::Write { ino: x, .. } | Op::Punch { ino: x, .. } if x == ino)
+            let op = &pending[*i].op;
+            op.inode() == Some(ino)
+                && op.data_range().is_some()
+                && matches!(
+                    op,
+                    Op::Write { .. } | Op::Punch { .. } | Op::Truncate { .. }
+                )
         })
         .collect()
 }
@@ -160,10 +166,11 @@ fn per_file(
     unit: u64,
 ) -> Vec<Vec<(usize, Survival)>> {
     let ops = data_ops(pending, ino);
+    // Operations whose size change is kept or not, as the mask says.
     let writes: Vec<usize> = ops
         .iter()
         .copied()
-        .filter(|i| matches!(pending[*i].op, Op::Write { .. }))
+        .filter(|i| matches!(pending[*i].op, Op::Write { .. } | Op::Truncate { .. }))
         .collect();
     if ops.is_empty() || writes.len() > MAX_SIZED {
         return Vec::new();
@@ -219,7 +226,9 @@ fn per_file(
 }
 
 /// How a data operation survives with `persisted` of its `range` on disk,
-/// its size change kept or not; `None` when nothing of it survives.
+/// its size change kept or not; `None` when nothing of it survives. A
+/// truncate that keeps its size survives whole: its zeroed tail lies past
+/// the new end, where no outcome shows it.
 fn survival(
     op: &Op,
     sized: bool,
@@ -227,20 +236,21 @@ fn survival(
     range: (u64, u64),
 ) -> Option<Survival> {
     let all = persisted == [range];
-    match (op, sized) {
-        (Op::Write { .. }, true) if all => Some(Survival::Full),
-        (Op::Write { .. }, true) if persisted.is_empty() => Some(Survival::MetaOnly),
-        (Op::Write { .. }, true) => Some(Survival::Torn {
-            persisted,
-            garbage: None,
-        }),
+    let torn = |persisted| Survival::Torn {
+        persisted,
+        garbage: None,
+    };
+    match op {
+        Op::Write { .. } | Op::Truncate { .. } if !sized => {
+            (!persisted.is_empty()).then_some(Survival::DataOnly { persisted })
+        }
+        Op::Truncate { .. } => Some(Survival::Full),
+        Op::Write { .. } if all => Some(Survival::Full),
+        Op::Write { .. } if persisted.is_empty() => Some(Survival::MetaOnly),
+        Op::Write { .. } => Some(torn(persisted)),
         _ if persisted.is_empty() => None,
-        (Op::Write { .. }, false) => Some(Survival::DataOnly { persisted }),
         _ if all => Some(Survival::Full),
-        _ => Some(Survival::Torn {
-            persisted,
-            garbage: None,
-        }),
+        _ => Some(torn(persisted)),
     }
 }
 
