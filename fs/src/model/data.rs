@@ -199,8 +199,9 @@ impl Model {
     /// the inode is still locked. When `apply` fails the inode is put back
     /// as it was (its bytes stay live and pending, the dirty count is
     /// unchanged) and the error is returned: an fsync that failed made
-    /// nothing of the file durable. Under `journal`, the namespace commit
-    /// that comes first is undone as well.
+    /// nothing of the file durable. Where the model's fsync commits names
+    /// (`ext4` and `xfs`: every earlier one; `btrfs`: those linking the
+    /// file), that commit comes first and is undone as well.
     pub fn fsync_applied<E>(
         &self,
         ino: Ino,
@@ -208,7 +209,8 @@ impl Model {
         apply: impl FnOnce(&[Effect]) -> Result<(), E>,
     ) -> FsResult<Result<(), E>> {
         let mut out = Vec::new();
-        if self.cfg.persistence.fsync_commits_names() {
+        let own = self.cfg.persistence.fsync_commits_own_names();
+        if self.cfg.persistence.fsync_commits_names() || own {
             let mut ns = self.ns.lock();
             self.check_cut()?;
             let node = self.node(ino)?;
@@ -217,7 +219,12 @@ impl Model {
                 self.usable(&n)?;
                 self.journal_upto(&n, datasync)
             };
-            let undo = self.commit_names(&mut ns, |seq, _| seq < upto, &mut out);
+            let undo = if own {
+                let picked = self.own_names(&ns, ino);
+                self.commit_names(&mut ns, |seq, _| picked.contains(&seq), &mut out)
+            } else {
+                self.commit_names(&mut ns, |seq, _| seq < upto, &mut out)
+            };
             let mut n = node.lock();
             if let Err(e) = self.usable(&n) {
                 drop(n);
@@ -237,6 +244,68 @@ impl Model {
             let mut n = node.lock();
             self.usable(&n)?;
             Ok(self.flush_applied(ino, &mut n, !datasync, out, apply))
+        }
+    }
+
+    /// btrfs's fsync of `ino` logs the inode with its names: the pending
+    /// namespace operations that link it, and, again for each picked one,
+    /// the other half of its rename, the earlier operations on the same
+    /// names (a name's changes commit in order), and the operations linking
+    /// its directory if that is not durable yet (a new parent is logged
+    /// too, `btrfs_log_inode_parent`). By sequence number.
+    fn own_names(&self, ns: &super::Namespace, ino: Ino) -> std::collections::BTreeSet<u64> {
+        let mut picked: std::collections::BTreeSet<u64> = ns
+            .pending
+            .iter()
+            .filter(|(_, op)| op.links(ino))
+            .map(|(s, _)| *s)
+            .collect();
+        loop {
+            let mut more = Vec::new();
+            for &s in &picked {
+                let Some(op) = ns.pending.get(&s) else {
+                    continue;
+                };
+                let Op::Names { dir, changes, .. } = op else {
+                    continue;
+                };
+                let same_names = |o: &Op| match o {
+                    Op::Names {
+                        dir: d, changes: c, ..
+                    } => d == dir && c.iter().any(|x| changes.iter().any(|y| x.name == y.name)),
+                    _ => false,
+                };
+                more.extend(
+                    ns.pending
+                        .range(..s)
+                        .filter(|(_, o)| same_names(o))
+                        .map(|(t, _)| *t),
+                );
+                // The halves of a rename across directories have
+                // consecutive numbers and name each other.
+                for t in [s.wrapping_sub(1), s + 1] {
+                    if ns.pending.get(&t).is_some_and(|o| halves(op, o)) {
+                        more.push(t);
+                    }
+                }
+                let new_dir = self
+                    .nodes
+                    .get(dir)
+                    .is_some_and(|n| n.value().lock().durable.is_none());
+                if new_dir {
+                    more.extend(
+                        ns.pending
+                            .iter()
+                            .filter(|(_, o)| o.links(*dir))
+                            .map(|(t, _)| *t),
+                    );
+                }
+            }
+            let before = picked.len();
+            picked.extend(more);
+            if picked.len() == before {
+                return picked;
+            }
         }
     }
 
@@ -470,4 +539,30 @@ fn truncate_live(n: &mut Node, size: u64) {
         n.base_end = n.base_end.min(size);
     }
     n.size = size;
+}
+
+/// True when `a` and `b` are the two halves of one rename across
+/// directories: each names the other's directory and name as its peer.
+fn halves(a: &Op, b: &Op) -> bool {
+    let (
+        Op::Names {
+            dir: da,
+            changes: ca,
+            peer: Some(pa),
+            ..
+        },
+        Op::Names {
+            dir: db,
+            changes: cb,
+            peer: Some(pb),
+            ..
+        },
+    ) = (a, b)
+    else {
+        return false;
+    };
+    let (Some(na), Some(nb)) = (ca.first(), cb.first()) else {
+        return false;
+    };
+    da != db && *pa == (*db, nb.name.clone()) && *pb == (*da, na.name.clone())
 }

@@ -119,6 +119,16 @@ impl Op {
         }
     }
 
+    /// True when this is a namespace change that links `ino` under a name.
+    pub fn links(&self, ino: Ino) -> bool {
+        match self {
+            Op::Names { changes, .. } => changes
+                .iter()
+                .any(|c| c.target.as_ref().is_some_and(|(i, _)| *i == ino)),
+            _ => false,
+        }
+    }
+
     /// The directory whose entries this changes (`None` for data).
     pub fn dir(&self) -> Option<Ino> {
         match self {

@@ -30,6 +30,8 @@ pub enum ROp {
     Names {
         dir: Ino,
         changes: Vec<(Name, Option<(Ino, RInode)>)>,
+        /// The two halves of a rename across directories share an id.
+        pair: Option<u64>,
     },
     Write {
         ino: Ino,
@@ -102,7 +104,7 @@ impl RTree {
     /// missing inode is skipped.
     pub fn apply(&mut self, op: &ROp, how: &Survival) {
         match op {
-            ROp::Names { dir, changes } => {
+            ROp::Names { dir, changes, .. } => {
                 if !self.dirs.contains_key(dir) {
                     return;
                 }
@@ -338,6 +340,46 @@ impl RefFs {
         self.pending = rest;
     }
 
+    /// btrfs's fsync of `ino`: the positions of the pending names that link
+    /// it, and, again for each picked one, the other half of its rename,
+    /// the earlier names changes of the same directory and names, and the
+    /// names linking its directory if that is not durable yet.
+    fn own_names(&self, ino: Ino) -> std::collections::BTreeSet<usize> {
+        let links = |op: &ROp, x: Ino| match op {
+            ROp::Names { changes, .. } => changes
+                .iter()
+                .any(|(_, t)| t.as_ref().is_some_and(|(i, _)| *i == x)),
+            _ => false,
+        };
+        let mut picked: std::collections::BTreeSet<usize> = (0..self.pending.len())
+            .filter(|i| links(&self.pending[*i], ino))
+            .collect();
+        loop {
+            let mut more = Vec::new();
+            for &i in &picked {
+                let ROp::Names { dir, pair, changes } = &self.pending[i] else {
+                    continue;
+                };
+                for (j, op) in self.pending.iter().enumerate() {
+                    let partner =
+                        pair.is_some() && matches!(op, ROp::Names { pair: p, .. } if p == pair);
+                    let new_dir = !self.durable.inodes.contains_key(dir) && links(op, *dir);
+                    let same_names = j < i
+                        && matches!(op, ROp::Names { dir: d, changes: c, .. }
+                            if d == dir && c.iter().any(|(n, _)| changes.iter().any(|(m, _)| n == m)));
+                    if partner || new_dir || same_names {
+                        more.push(j);
+                    }
+                }
+            }
+            let before = picked.len();
+            picked.extend(more);
+            if picked.len() == before {
+                return picked;
+            }
+        }
+    }
+
     fn ensure_durable(&mut self, ino: Ino) {
         if !self.durable.inodes.contains_key(&ino) {
             if let Some(i) = self.live.inodes.get(&ino) {
@@ -369,6 +411,10 @@ impl RefFs {
                 .map(|i| i < upto && matches!(self.pending[i], ROp::Names { .. }))
                 .collect();
             self.commit_at(|i| names[i]);
+        }
+        if self.persistence.fsync_commits_own_names() {
+            let own = self.own_names(ino);
+            self.commit_at(|i| own.contains(&i));
         }
         self.ensure_durable(ino);
         self.commit(|op| {

@@ -68,8 +68,15 @@ impl Model {
             {
                 let dpath = dir_path(&ns, *dir);
                 let text = names_text(&ns, *dir, *what, changes, peer.as_ref());
+                let own = self.cfg.persistence.fsync_commits_own_names()
+                    && changes.iter().any(|c| c.target.is_some());
                 let fix = if self.cfg.persistence.fsync_commits_names() {
                     "fsync any file or directory".to_string()
+                } else if own {
+                    format!(
+                        "fsync the file it names, or directory {}",
+                        if dpath.is_empty() { "/" } else { &dpath }
+                    )
                 } else {
                     format!(
                         "fsync directory {}",

@@ -161,10 +161,16 @@ fn sstable_closed_without_fsync_then_wal_truncated_loses_data() {
 }
 
 /// create + fsync(file) without fsync(dir): the name is not durable under
-/// posix; the journal model commits it with the file's fsync.
+/// posix; ext4 and xfs commit it with the journal, btrfs logs it with the
+/// file.
 #[test]
 fn create_and_fsync_file_without_fsync_dir() {
-    for (p, survives) in [(Persistence::Posix, false), (Persistence::Ext4, true)] {
+    for (p, survives) in [
+        (Persistence::Posix, false),
+        (Persistence::Ext4, true),
+        (Persistence::Xfs, true),
+        (Persistence::Btrfs, true),
+    ] {
         let mut v = Vol::new(p);
         let f = v.create(ROOT, "data");
         v.write(f, 0, b"acknowledged");
@@ -462,6 +468,24 @@ fn concurrent_writers_keep_every_fsynced_byte() {
         8 * 100,
         "one unsynced append per file"
     );
+}
+
+/// btrfs's fsync of a file commits the names that link it and no other:
+/// a rename of another file stays pending.
+#[test]
+fn btrfs_fsync_commits_the_files_own_names_only() {
+    let mut v = Vol::new(Persistence::Btrfs);
+    let old = v.create(ROOT, "old");
+    v.fsync(old);
+    v.fsyncdir(ROOT);
+    v.m.rename(ROOT, b"old", ROOT, b"moved", RenameFlags::default(), T)
+        .unwrap();
+    let f = v.create(ROOT, "new");
+    v.write(f, 0, b"logged");
+    v.fsync(f);
+    let t = v.crash(Policy::DropAll);
+    assert_eq!(file(&t, "new"), Some(b"logged".to_vec()));
+    assert!(t.contains_key("old") && !t.contains_key("moved"), "{t:?}");
 }
 
 /// ext4's fdatasync forces only the transaction of the file's last data

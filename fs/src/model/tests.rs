@@ -105,6 +105,8 @@ struct Harness {
     store: MemStore,
     r: RefFs,
     clock: i64,
+    /// Renames across directories so far (their halves' pair id).
+    pairs: u64,
 }
 
 fn ts(secs: i64) -> Timestamp {
@@ -121,6 +123,7 @@ impl Harness {
             m: Model::new(cfg, Attrs::default()),
             store: MemStore::new(Attrs::default()),
             r: RefFs::new(p),
+            pairs: 0,
             clock: 0,
         }
     }
@@ -224,6 +227,7 @@ impl Harness {
                 self.r.record(ROp::Names {
                     dir: d,
                     changes: vec![(name.to_vec(), Some((st.ino, init)))],
+                    pair: None,
                 });
             }
             Step::Write(f, off, len, byte) => {
@@ -323,6 +327,7 @@ impl Harness {
                 self.r.record(ROp::Names {
                     dir: d,
                     changes: vec![(name.to_vec(), Some((f, init)))],
+                    pair: None,
                 });
             }
             Step::Unlink(d, n) | Step::Rmdir(d, n) => {
@@ -347,6 +352,7 @@ impl Harness {
                     self.r.record(ROp::Names {
                         dir: d,
                         changes: vec![(name.to_vec(), None)],
+                        pair: None,
                     });
                 }
             }
@@ -476,15 +482,19 @@ impl Harness {
             self.r.record(ROp::Names {
                 dir: d1,
                 changes: vec![src_change, dst_change],
+                pair: None,
             });
         } else {
+            self.pairs += 1;
             self.r.record(ROp::Names {
                 dir: d2,
                 changes: vec![dst_change],
+                pair: Some(self.pairs),
             });
             self.r.record(ROp::Names {
                 dir: d1,
                 changes: vec![src_change],
+                pair: Some(self.pairs),
             });
         }
     }
@@ -626,6 +636,16 @@ proptest! {
     #[test]
     fn journal_model_matches_reference(steps in proptest::collection::vec(step(), 1..40)) {
         run_case(Persistence::Ext4, &steps);
+    }
+
+    #[test]
+    fn xfs_model_matches_reference(steps in proptest::collection::vec(step(), 1..40)) {
+        run_case(Persistence::Xfs, &steps);
+    }
+
+    #[test]
+    fn btrfs_model_matches_reference(steps in proptest::collection::vec(step(), 1..40)) {
+        run_case(Persistence::Btrfs, &steps);
     }
 }
 

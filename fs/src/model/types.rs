@@ -190,6 +190,15 @@ impl Persistence {
         matches!(self, Persistence::Ext4 | Persistence::Xfs)
     }
 
+    /// True when fsync and fdatasync of a file also commit the pending
+    /// namespace changes that link it (btrfs: the log tree gets the inode
+    /// with its new names, `btrfs_log_inode_parent`; calibration: a new
+    /// file's name, a rename's and a link's survive fsync of the file
+    /// without its directory's fsync, `docs/durability.md`).
+    pub fn fsync_commits_own_names(self) -> bool {
+        self == Persistence::Btrfs
+    }
+
     /// True when fdatasync commits the journal only up to the file's last
     /// pending data or size change, and nothing when its data is clean
     /// (ext4: `ext4_sync_file` forces `i_datasync_tid`; calibration
