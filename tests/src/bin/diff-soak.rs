@@ -115,7 +115,12 @@ mod tests {
         );
         assert!(args("--ops").unwrap_err().contains("needs a value"));
         assert!(args("--ops many").unwrap_err().contains("many"));
-        assert!(args("--setup ext4").unwrap_err().contains("unknown setup"));
+        assert_eq!(
+            args("--setup btrfs-full").unwrap().setup,
+            Setup::full(Persistence::Btrfs)
+        );
+        assert!(args("--setup zfs").unwrap_err().contains("unknown setup"));
+        assert!(args("--setup xfs-x").unwrap_err().contains("unknown setup"));
         assert!(args("--frob").unwrap_err().contains("unknown argument"));
     }
 }
