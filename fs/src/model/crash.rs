@@ -315,7 +315,8 @@ pub(crate) fn meta_first(pending: &[PendingOp]) -> Vec<(usize, Survival)> {
 }
 
 /// The sectors of a write, as absolute `[start, end)` ranges clipped to it.
-pub(crate) fn sectors(offset: u64, len: u64, sector: u64) -> Vec<(u64, u64)> {
+/// `[offset, offset + len)` cut at `sector` boundaries.
+pub fn sectors(offset: u64, len: u64, sector: u64) -> Vec<(u64, u64)> {
     let sector = sector.max(1);
     let end = offset + len;
     let mut out = Vec::new();
@@ -344,7 +345,8 @@ fn random_sectors(
     (kept.len() < all.len()).then(|| merge_adjacent(kept))
 }
 
-pub(crate) fn merge_adjacent(r: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+/// Sorted byte ranges with adjacent ones joined.
+pub fn merge_adjacent(r: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
     let mut out: Vec<(u64, u64)> = Vec::new();
     for (s, e) in r {
         match out.last_mut() {

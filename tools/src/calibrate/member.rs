@@ -23,7 +23,7 @@
 use super::outcome::{Contents, Outcome, of_snapshot};
 use super::points::{Point, positions};
 use durafs::explore::Snapshot;
-use durafs::model::crash::CrashState;
+use durafs::model::crash::{CrashState, merge_adjacent, sectors};
 use durafs::model::enumerate::{EnumOptions, enumerate};
 use durafs::model::profile::apply;
 use durafs::model::{Ino, MemStore, Op, PendingOp, Survival, TreeNode};
@@ -219,11 +219,17 @@ fn per_file(
         };
         let derived = ops.iter().enumerate().filter_map(|(j, &i)| {
             let (start, end) = pending[i].op.data_range()?;
-            let persisted: Vec<(u64, u64)> = pieces(start, end, unit)
+            let persisted: Vec<(u64, u64)> = sectors(start, end - start, unit)
                 .into_iter()
                 .filter(|(a, _)| level.get((a / unit) as usize).is_some_and(|c| *c > j))
                 .collect();
-            survival(&pending[i].op, sized(i), merge(persisted), (start, end)).map(|s| (i, s))
+            survival(
+                &pending[i].op,
+                sized(i),
+                merge_adjacent(persisted),
+                (start, end),
+            )
+            .map(|s| (i, s))
         });
         out.push(merged(&others, derived.collect()));
     }
@@ -271,31 +277,6 @@ fn sector_levels(versions: &[Vec<u8>], want: &[u8], unit: u64) -> Option<Vec<usi
                 .find(|c| versions[*c][r.clone()] == want[r.clone()])
         })
         .collect()
-}
-
-/// `[start, end)` cut at `unit` boundaries.
-fn pieces(start: u64, end: u64, unit: u64) -> Vec<(u64, u64)> {
-    let unit = unit.max(1);
-    let mut out = Vec::new();
-    let mut s = start;
-    while s < end {
-        let e = ((s / unit) + 1) * unit;
-        out.push((s, e.min(end)));
-        s = e;
-    }
-    out
-}
-
-/// Adjacent ranges joined.
-fn merge(v: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::with_capacity(v.len());
-    for (a, b) in v {
-        match out.last_mut() {
-            Some(last) if last.1 == a => last.1 = b,
-            _ => out.push((a, b)),
-        }
-    }
-    out
 }
 
 /// `a` and `b` (disjoint indices) in index order.
@@ -411,11 +392,11 @@ mod tests {
     #[test]
     fn pieces_cut_at_sector_boundaries_and_merge_joins_them() {
         assert_eq!(
-            pieces(100, 1100, 512),
+            sectors(100, 1000, 512),
             vec![(100, 512), (512, 1024), (1024, 1100)]
         );
         assert_eq!(
-            merge(vec![(100, 512), (512, 1024), (1536, 2048)]),
+            merge_adjacent(vec![(100, 512), (512, 1024), (1536, 2048)]),
             vec![(100, 1024), (1536, 2048)]
         );
     }
