@@ -349,6 +349,30 @@ fn an_appends_size_without_its_data_is_a_state_of_posix_and_ext4_only() {
     }
 }
 
+/// The ext4 profile's size rule: an append into a new page gets unwritten
+/// blocks that turn written only once its data is on the device, so with
+/// its size the page is all there or all zeros, never torn at a sector;
+/// posix tears it.
+#[test]
+fn an_appended_new_page_is_never_torn_with_its_size_under_ext4() {
+    let check = r#"t=$(tail -c 1024 f | tr -d '\0' | wc -c)
+if [ "$(wc -c < f)" = 5120 ] && [ "$t" != 0 ] && [ "$t" != 1024 ]; then echo "new page torn"; exit 1; fi"#;
+    let old = "o".repeat(4096);
+    for (model, shown) in [("posix", true), ("ext4", false)] {
+        let s = Scratch::new(&[("f", old.as_str())]);
+        let r = s.explore(
+            &["--model", model],
+            check,
+            "head -c 1024 /dev/zero | tr '\\0' A >> f",
+        );
+        if shown {
+            r.finds_the_bug();
+        } else {
+            r.passes();
+        }
+    }
+}
+
 /// Profiles: btrfs data is copy-on-write, so an overwrite of a page never
 /// survives torn inside the page; posix tears it at sectors.
 #[test]

@@ -117,6 +117,7 @@ mod tests {
             ino: 2,
             offset: 100,
             data: Bytes::from(vec![0u8; 1000]),
+            size_before: 0,
         };
         assert_eq!(torn_loss(&op, &[]), 1000);
         assert_eq!(torn_loss(&op, &[(0, 512)]), 1000 - 412);

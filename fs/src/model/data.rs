@@ -2,7 +2,7 @@
 //! takes only the inode's own lock, except fsync under the journal model,
 //! which also commits the namespace.
 
-use super::op::{Effect, Op};
+use super::op::{Effect, Op, PAGE};
 use super::overlay::{Fill, Segment};
 use super::types::*;
 use super::{DurableMeta, Model, Node};
@@ -49,9 +49,17 @@ impl Model {
             return Ok(0);
         }
         n.overlay.write(offset, data.clone());
+        let size_before = n.size;
         n.size = n.size.max(end);
-        n.pending
-            .insert(self.next_seq(), Op::Write { ino, offset, data });
+        for (at, part, before) in split_at_old_last_page(offset, data, size_before) {
+            let op = Op::Write {
+                ino,
+                offset: at,
+                data: part,
+                size_before: before,
+            };
+            n.pending.insert(self.next_seq(), op);
+        }
         self.dirty_bytes.fetch_add(len, Ordering::Relaxed);
         u32::try_from(len).map_err(|_| FsError::Invalid)
     }
@@ -565,4 +573,30 @@ fn halves(a: &Op, b: &Op) -> bool {
         return false;
     };
     da != db && *pa == (*db, nb.name.clone()) && *pb == (*da, na.name.clone())
+}
+
+/// A write as the pending operations it is recorded as: one, or two when it
+/// extends past the end of the page that held the file's old end (a size
+/// that is not a multiple of [`PAGE`]): the part up to that page's end and
+/// the rest, each with the size before it. The kernel copies a buffered
+/// write page by page and moves the size after each page
+/// (`generic_perform_write`, `iomap_write_iter`), and ext4 puts that size
+/// on disk at once when the page's block is already mapped
+/// (`ext4_da_do_write_end`): only the old last page's is, so a crash may
+/// show the size at that page's end without the rest ([`super::profile`]).
+pub fn split_at_old_last_page(
+    offset: u64,
+    data: Bytes,
+    size_before: u64,
+) -> Vec<(u64, Bytes, u64)> {
+    let page_end = size_before.next_multiple_of(PAGE);
+    let end = offset + data.len() as u64;
+    if size_before % PAGE == 0 || offset >= page_end || end <= page_end {
+        return vec![(offset, data, size_before)];
+    }
+    let cut = (page_end - offset) as usize;
+    vec![
+        (offset, data.slice(..cut), size_before),
+        (page_end, data.slice(cut..), page_end),
+    ]
 }

@@ -33,6 +33,7 @@ fn write(seq: u64) -> PendingOp {
             ino: 5,
             offset: 0,
             data: Bytes::from_static(b"x"),
+            size_before: 0,
         },
     }
 }

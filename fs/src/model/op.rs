@@ -87,7 +87,14 @@ pub enum Op {
         peer: Option<(Ino, Name)>,
     },
     /// Bytes written at an offset (extends the size when past the end).
-    Write { ino: Ino, offset: u64, data: Bytes },
+    /// `size_before` is the file's size when it was written (the ext4
+    /// profile's size rule, [`super::profile`]).
+    Write {
+        ino: Ino,
+        offset: u64,
+        data: Bytes,
+        size_before: u64,
+    },
     /// The size set exactly (shrink or extend).
     Truncate { ino: Ino, size: u64 },
     /// `fallocate` default mode: the size grows to at least `offset + len`.
@@ -199,16 +206,31 @@ impl Op {
                     });
                 }
             }
-            (Op::Write { ino, offset, data }, Survival::Full) => out.push(Effect::Write {
+            (
+                Op::Write {
+                    ino, offset, data, ..
+                },
+                Survival::Full,
+            ) => out.push(Effect::Write {
                 ino: *ino,
                 offset: *offset,
                 data: data.clone(),
             }),
-            (Op::Write { ino, offset, data }, Survival::MetaOnly) => out.push(Effect::Extend {
+            (
+                Op::Write {
+                    ino, offset, data, ..
+                },
+                Survival::MetaOnly,
+            ) => out.push(Effect::Extend {
                 ino: *ino,
                 size: offset + data.len() as u64,
             }),
-            (Op::Write { ino, offset, data }, Survival::Torn { persisted, garbage }) => {
+            (
+                Op::Write {
+                    ino, offset, data, ..
+                },
+                Survival::Torn { persisted, garbage },
+            ) => {
                 out.push(Effect::Extend {
                     ino: *ino,
                     size: offset + data.len() as u64,
@@ -234,7 +256,12 @@ impl Op {
                     out.push(garbage_write(*ino, pos, end - pos, *seed));
                 }
             }
-            (Op::Write { ino, offset, data }, Survival::DataOnly { persisted }) => {
+            (
+                Op::Write {
+                    ino, offset, data, ..
+                },
+                Survival::DataOnly { persisted },
+            ) => {
                 let end = offset + data.len() as u64;
                 for &(s, e) in persisted {
                     let (s, e) = (s.max(*offset), e.min(end));
@@ -408,7 +435,9 @@ impl Op {
                     .collect();
                 format!("{what:?} in dir #{dir}: {}", names.join(", ")).to_lowercase()
             }
-            Op::Write { ino, offset, data } => {
+            Op::Write {
+                ino, offset, data, ..
+            } => {
                 format!("write #{ino} [{offset}, {})", offset + data.len() as u64)
             }
             Op::Truncate { ino, size } => format!("truncate #{ino} to {size}"),

@@ -9,6 +9,7 @@ fn write(seq: u64, ino: Ino, offset: u64, data: &'static [u8]) -> PendingOp {
             ino,
             offset,
             data: Bytes::from_static(data),
+            size_before: 0,
         },
     }
 }
@@ -158,6 +159,7 @@ fn arb_pending() -> impl Strategy<Value = Vec<PendingOp>> {
                 ino: 5 + ino,
                 offset: off,
                 data: Bytes::from(vec![b'x'; len as usize]),
+                size_before: 0,
             },
             _ => Op::Truncate {
                 ino: 5 + ino,

@@ -1,12 +1,12 @@
 //! Profiles: what each model adds to a crash, beyond the page rule that
 //! every model obeys ([`super::pages`]).
 //!
-//! | model   | names in journal order | fsync commits every name | write size only with its data | data unit |
-//! |---------|------------------------|--------------------------|-------------------------------|-----------|
-//! | `posix` | no                     | no                       | no                            | sector    |
-//! | `ext4`  | yes                    | yes                      | no                            | sector    |
-//! | `xfs`   | yes                    | yes                      | yes                           | sector    |
-//! | `btrfs` | no                     | no                       | yes                           | page      |
+//! | model   | names in journal order | fsync commits every name | write size only with its data         | data unit |
+//! |---------|------------------------|--------------------------|---------------------------------------|-----------|
+//! | `posix` | no                     | no                       | no                                    | sector    |
+//! | `ext4`  | yes                    | yes                      | no; past the old last page, whole pages | sector  |
+//! | `xfs`   | yes                    | yes                      | yes                                   | sector    |
+//! | `btrfs` | no                     | no                       | yes                                   | page      |
 //!
 //! Evidence, rule by rule (`docs/durability.md`, "Profiles", has the
 //! calibration runs):
@@ -25,10 +25,20 @@
 //!   covers bytes that are on disk; btrfs moves `disk_i_size` when an
 //!   ordered extent completes (`fs/btrfs/ordered-data.c`,
 //!   `btrfs_inode_safe_disk_i_size_write`), in the transaction that also
-//!   points the file at the new extent. ext4 does not obey it: a write
-//!   into an allocated block sets `i_disksize` at write time
-//!   (`ext4_da_write_end`), and calibration with timed commits shows the
-//!   zeros of a committed size without its data.
+//!   points the file at the new extent.
+//! * **ext4: past the old last page, a write's size keeps its data only in
+//!   whole pages** (ext4 with 4 KiB blocks, whose default `dioread_nolock`
+//!   allocates delayed blocks as unwritten extents, `ext4_map_blocks` with
+//!   `EXT4_GET_BLOCKS_IO_CREATE_EXT`, and converts them to written only at
+//!   I/O completion, in a later transaction, `ext4_convert_unwritten_io_end_vec`):
+//!   the size committed with the allocation may survive over zeros (the
+//!   extent still unwritten), and a converted block's data was on the
+//!   device before the conversion's commit, so with its size the write's
+//!   data survives page by page, never torn inside a page. Inside the old
+//!   last page the block is mapped and overwritten in place: any sector,
+//!   with or without the size (`ext4_da_do_write_end` moves the size at
+//!   write time there). Calibration on ext4: the size without its data
+//!   (seed-1-19, `--commits` runs), and no page of new blocks torn.
 //! * **Data in whole pages** (btrfs): data is copy-on-write and
 //!   checksummed; a file points at a new extent only after the extent's
 //!   I/O completed, so no sector of a page can be old while another is new
@@ -43,13 +53,27 @@ use super::op::{Op, PAGE, PendingOp, Survival};
 use super::pages::page_rule;
 use super::types::Persistence;
 
+/// When a write's size change may survive without all of its data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SizeRule {
+    /// Always (posix).
+    #[default]
+    Free,
+    /// Always, but past the page that held the file's end before the
+    /// write, its data survives with the size only in whole pages (ext4's
+    /// unwritten extents).
+    Ext4,
+    /// Never (xfs, btrfs).
+    AfterData,
+}
+
 /// What a model adds to a crash.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Rules {
     /// Journaled metadata survives as an in-order prefix.
     pub journal: bool,
-    /// A write's size change survives only with all of its data.
-    pub size_after_data: bool,
+    /// When a write's size change survives without all of its data.
+    pub sizes: SizeRule,
     /// Data survives in whole pages, never torn inside one.
     pub whole_pages: bool,
 }
@@ -61,16 +85,17 @@ impl Persistence {
             Persistence::Posix => Rules::default(),
             Persistence::Ext4 => Rules {
                 journal: true,
-                ..Rules::default()
+                sizes: SizeRule::Ext4,
+                whole_pages: false,
             },
             Persistence::Xfs => Rules {
                 journal: true,
-                size_after_data: true,
+                sizes: SizeRule::AfterData,
                 whole_pages: false,
             },
             Persistence::Btrfs => Rules {
                 journal: false,
-                size_after_data: true,
+                sizes: SizeRule::AfterData,
                 whole_pages: true,
             },
         }
@@ -100,8 +125,9 @@ pub struct Cuts {
     pub sizes: usize,
 }
 
-/// `kept` under `rules` at `sector`-byte sectors: the journal rule, the
-/// page rule (at the profile's unit), then the size rule.
+/// `kept` under `rules` at `sector`-byte sectors: the journal rule, ext4's
+/// whole new pages, the page rule (at the profile's unit), then the size
+/// rule of xfs and btrfs.
 pub fn apply(
     pending: &[PendingOp],
     kept: Vec<(usize, Survival)>,
@@ -116,13 +142,28 @@ pub fn apply(
     } else {
         kept
     };
-    let (kept, n) = page_rule(pending, kept, rules.unit(sector));
+    let (mut kept, n) = page_rule(pending, kept, rules.unit(sector));
     cuts.pages = n;
-    if !rules.size_after_data {
-        return (kept, cuts);
+    // ext4's whole new pages and the page rule each roll back sectors the
+    // other may then need rolled back: repeated until neither changes
+    // anything (each round only removes sectors, so this ends).
+    if rules.sizes == SizeRule::Ext4 {
+        loop {
+            let (k, n) = new_pages_whole(pending, kept);
+            if n == 0 {
+                return (k, cuts);
+            }
+            cuts.sizes += n;
+            let (k, n) = page_rule(pending, k, rules.unit(sector));
+            cuts.pages += n;
+            kept = k;
+        }
     }
-    let (kept, n) = size_after_data(pending, kept);
-    cuts.sizes = n;
+    if rules.sizes == SizeRule::AfterData {
+        let (k, n) = size_after_data(pending, kept);
+        cuts.sizes = n;
+        return (k, cuts);
+    }
     (kept, cuts)
 }
 
@@ -137,10 +178,10 @@ pub fn size_after_data(
     let out = kept
         .into_iter()
         .filter_map(|(i, how)| {
-            let Some(p) = pending.get(i) else {
-                return Some((i, how));
-            };
-            if !matches!(p.op, Op::Write { .. }) || !p.op.changes_size() {
+            if !pending
+                .get(i)
+                .is_some_and(|p| matches!(p.op, Op::Write { .. }))
+            {
                 return Some((i, how));
             }
             match how {
@@ -161,6 +202,71 @@ pub fn size_after_data(
         })
         .collect();
     (out, changed)
+}
+
+/// `kept` with the data of every write that ends past the page holding
+/// the file's old end, kept with its size, cut to the pages it covers
+/// whole within the write (ext4's unwritten extents): a page of it kept in
+/// part is rolled back.
+pub fn new_pages_whole(
+    pending: &[PendingOp],
+    kept: Vec<(usize, Survival)>,
+) -> (Vec<(usize, Survival)>, usize) {
+    let mut changed = 0;
+    let out = kept
+        .into_iter()
+        .map(|(i, how)| {
+            let Some(Op::Write {
+                offset,
+                data,
+                size_before,
+                ..
+            }) = pending.get(i).map(|p| &p.op)
+            else {
+                return (i, how);
+            };
+            let end = offset + data.len() as u64;
+            let Survival::Torn { persisted, garbage } = &how else {
+                return (i, how);
+            };
+            if end <= size_before.next_multiple_of(PAGE) {
+                return (i, how);
+            }
+            let whole = whole_pages(persisted, *offset, end);
+            if whole == *persisted {
+                return (i, how);
+            }
+            changed += 1;
+            let how = if whole.is_empty() {
+                Survival::MetaOnly
+            } else {
+                Survival::Torn {
+                    persisted: whole,
+                    garbage: *garbage,
+                }
+            };
+            (i, how)
+        })
+        .collect();
+    (out, changed)
+}
+
+/// The parts of `persisted` that cover whole pieces of `[start, end)` cut
+/// at page boundaries.
+fn whole_pages(persisted: &[(u64, u64)], start: u64, end: u64) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    let mut a = start;
+    while a < end {
+        let b = (a / PAGE + 1).saturating_mul(PAGE).min(end);
+        if persisted.iter().any(|&(s, e)| s <= a && b <= e) {
+            match out.last_mut() {
+                Some(r) if r.1 == a => r.1 = b,
+                _ => out.push((a, b)),
+            }
+        }
+        a = b;
+    }
+    out
 }
 
 #[cfg(test)]

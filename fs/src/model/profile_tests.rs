@@ -3,12 +3,18 @@ use crate::model::enumerate::{EnumOptions, enumerate};
 use bytes::Bytes;
 
 fn write(ino: u64, offset: u64, len: usize, byte: u8) -> PendingOp {
+    write_after(ino, offset, len, byte, 0)
+}
+
+/// A write made while the file was `size_before` bytes long.
+fn write_after(ino: u64, offset: u64, len: usize, byte: u8, size_before: u64) -> PendingOp {
     PendingOp {
         seq: 0,
         op: Op::Write {
             ino,
             offset,
             data: Bytes::from(vec![byte; len]),
+            size_before,
         },
     }
 }
@@ -43,11 +49,47 @@ fn under_size_after_data_a_write_never_keeps_its_size_without_all_its_data() {
         )]
     );
     assert_eq!(cuts.sizes, 2);
-    // ext4 keeps both as they were: a write into an allocated block sets
-    // its size at write time.
-    let kept = keeps(&[(0, Survival::MetaOnly)]);
-    let (out, cuts) = apply(&pending, kept.clone(), Persistence::Ext4.rules(), 512);
+}
+
+/// ext4 (4 KiB blocks, `dioread_nolock`): past the page of the old end a
+/// write's blocks are unwritten extents until its I/O completed, so its
+/// size survives over zeros, or with its data in whole pages, never with a
+/// page torn; inside the old last page (a mapped block) anything goes.
+#[test]
+fn ext4_keeps_new_pages_of_a_sized_write_whole() {
+    let rules = Persistence::Ext4.rules();
+    let torn = |persisted: Vec<(u64, u64)>| Survival::Torn {
+        persisted,
+        garbage: None,
+    };
+    // Inside the old last page: torn at a sector, size kept.
+    let inside = [write_after(2, 3000, 1000, b'a', 3000)];
+    let kept = keeps(&[(0, torn(vec![(3000, 3072)]))]);
+    let (out, cuts) = apply(&inside, kept.clone(), rules, 512);
     assert_eq!((out, cuts.sizes), (kept, 0));
+    // Past it: the size alone survives.
+    let past = [write_after(2, 4096, 6000, b'a', 4096)];
+    let kept = keeps(&[(0, Survival::MetaOnly)]);
+    let (out, cuts) = apply(&past, kept.clone(), rules, 512);
+    assert_eq!((out, cuts.sizes), (kept, 0));
+    // A page kept in part is rolled back; a whole page stays.
+    let kept = keeps(&[(0, torn(vec![(4096, 8192), (8192, 8704)]))]);
+    let (out, cuts) = apply(&past, kept, rules, 512);
+    assert_eq!(
+        (out, cuts.sizes),
+        (keeps(&[(0, torn(vec![(4096, 8192)]))]), 1)
+    );
+    let kept = keeps(&[(0, torn(vec![(4608, 5120)]))]);
+    let (out, _) = apply(&past, kept, rules, 512);
+    assert_eq!(out, keeps(&[(0, Survival::MetaOnly)]));
+    // The write's last, partial page is whole when all of its part is.
+    let kept = keeps(&[(0, torn(vec![(8192, 10096)]))]);
+    let (out, _) = apply(&past, kept.clone(), rules, 512);
+    assert_eq!(out, kept);
+    // posix tears anywhere.
+    let kept = keeps(&[(0, torn(vec![(4608, 5120)]))]);
+    let (out, _) = apply(&past, kept.clone(), Persistence::Posix.rules(), 512);
+    assert_eq!(out, kept);
 }
 
 #[test]

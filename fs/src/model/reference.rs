@@ -314,6 +314,34 @@ impl RefFs {
         self.pending.push(op);
     }
 
+    /// Records a write: as two operations when it runs past the end of the
+    /// 4096-byte page holding the file's last byte (a size not a multiple
+    /// of 4096), split at that page's end.
+    pub fn record_write(&mut self, ino: Ino, off: u64, data: Vec<u8>) {
+        let size = self
+            .live
+            .inodes
+            .get(&ino)
+            .map_or(0, |i| i.data.len() as u64);
+        let page_end = size.div_ceil(4096) * 4096;
+        let end = off + data.len() as u64;
+        if size % 4096 != 0 && off < page_end && end > page_end {
+            let (a, b) = data.split_at((page_end - off) as usize);
+            self.record(ROp::Write {
+                ino,
+                off,
+                data: a.to_vec(),
+            });
+            self.record(ROp::Write {
+                ino,
+                off: page_end,
+                data: b.to_vec(),
+            });
+        } else {
+            self.record(ROp::Write { ino, off, data });
+        }
+    }
+
     fn commit(&mut self, pick: impl Fn(&ROp) -> bool) {
         let picked: Vec<bool> = self.pending.iter().map(pick).collect();
         self.commit_at(|i| picked[i]);

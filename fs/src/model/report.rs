@@ -170,7 +170,9 @@ impl Model {
                 changes,
                 peer,
             } => names_text(&ns, *dir, *what, changes, peer.as_ref()),
-            Op::Write { ino, offset, data } => format!(
+            Op::Write {
+                ino, offset, data, ..
+            } => format!(
                 "write {} [{offset}, {})",
                 path(*ino),
                 offset + data.len() as u64

@@ -237,7 +237,7 @@ impl Harness {
                     self.m.write(f, off, bytes::Bytes::from(data.clone()), now),
                     Ok(len as u32)
                 );
-                self.r.record(ROp::Write { ino: f, off, data });
+                self.r.record_write(f, off, data);
             }
             Step::Truncate(f, size) => {
                 let Some(f) = file(f) else { return };
