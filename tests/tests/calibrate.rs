@@ -316,3 +316,69 @@ fn a_truncates_zeroed_tail_under_the_old_size_is_predicted() {
         );
     }
 }
+
+/// Regression (calibrate `--settle` on ext4 with 4 KiB blocks, seed-1-19):
+/// a write from inside a 5000-byte file to 9799, then a directory fsync.
+/// ext4 puts the size of the old last page (8192) on disk at write time and
+/// the directory's commit records it before any of the data: the real
+/// outcome at the mark is 8192 bytes, old data then zeros. The models
+/// recorded the write as one operation, whose size survived whole or not
+/// at all: a false negative under every model that did not split it.
+#[test]
+fn an_extending_writes_size_may_stop_at_the_old_last_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = workload_file(
+        &dir,
+        "extend.sh",
+        "pw C 0 5000 c\ndsync\n\"$DURAFS\" mark start\npw C 2928 6871 0\nsync .\n\"$DURAFS\" mark step-1\n",
+    );
+    let path = script.to_str().expect("utf-8 path");
+    for model in ["posix", "ext4"] {
+        let (out, json) = calibrate(&["--model", model, "--workload", path]);
+        assert_eq!(out.status.code(), Some(0), "{model}: {json:#}");
+        assert_eq!(json["coverage"], 1.0, "{model}: {json:#}");
+    }
+    // Not vacuous: the xfs profile (a size only with its data) lacks that
+    // outcome, and the real side has it.
+    let (out, xfs) = calibrate(&["--model", "xfs", "--workload", path]);
+    assert_eq!(out.status.code(), Some(1), "{xfs:#}");
+    let missed = xfs["workloads"][0]["false_negatives"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|f| f["real"]["C"]["size"] == 8192);
+    assert!(missed, "{xfs:#}");
+}
+
+/// Reach (membership the other way): a two-page overwrite torn during its
+/// fsync in a set of sectors the real side's enumeration does not list is
+/// still a real outcome: calibrate builds the device state for it (the
+/// base image with those sectors at the pending write's version), mounts
+/// it and counts it as reached. Without the search the same outcomes are
+/// unseen and precision is lower.
+#[test]
+fn a_torn_write_the_real_enumeration_does_not_list_is_reached_on_the_device() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = workload_file(
+        &dir,
+        "overwrite.sh",
+        "pw A 0 8192 x\ndsync\n\"$DURAFS\" mark start\npw A 0 8192 y\nsync A\n\"$DURAFS\" mark step-1\n",
+    );
+    let path = script.to_str().expect("utf-8 path");
+    let args = ["--model", "ext4", "--workload", path];
+    let (out, with) = calibrate(&args);
+    assert_eq!(out.status.code(), Some(0), "{with:#}");
+    let reached = with["total"]["reached"].as_u64().unwrap_or(0);
+    assert!(reached >= 1, "nothing reached: {with:#}");
+    let how = with["workloads"][0]["reached"][0]["how"]
+        .as_str()
+        .unwrap_or("");
+    assert!(how.contains("device sectors"), "{with:#}");
+    let (out, without) = calibrate(&[&args[..], &["--no-reach"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{without:#}");
+    assert_eq!(without["total"]["reached"], 0, "{without:#}");
+    assert!(
+        without["precision"].as_f64() < with["precision"].as_f64(),
+        "{without:#}\n{with:#}"
+    );
+}

@@ -138,6 +138,19 @@ pub struct CalibrateArgs {
     /// operations are seen. Adds about a second per step.
     #[arg(long)]
     pub commits: bool,
+    /// Start every step durable: before each step's mark `wb` writes dirty
+    /// pages back (real side) and syncs the filesystem on both sides, so
+    /// each step's crash states are those of its own operations, with the
+    /// states inside the writeback and the sync. Measures precision without
+    /// the timing of writeback and commits carried over from earlier steps,
+    /// which one recording cannot vary.
+    #[arg(long)]
+    pub settle: bool,
+    /// Do not search for real device states that give the predicted
+    /// outcomes no enumerated real state showed (reach): faster, and
+    /// precision is then only a lower bound.
+    #[arg(long)]
+    pub no_reach: bool,
     /// Print the workloads' scripts and exit (nothing runs).
     #[arg(long)]
     pub print: bool,

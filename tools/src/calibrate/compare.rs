@@ -29,6 +29,11 @@ pub struct Counts {
     /// crash state gives them ([`super::member`]). Absent in older runs.
     #[serde(default)]
     pub allowed: usize,
+    /// Predicted outcomes no enumerated real state showed that a real
+    /// device state built for them gives ([`super::reach`]). Absent in
+    /// older runs.
+    #[serde(default)]
+    pub reached: usize,
 }
 
 impl Counts {
@@ -38,7 +43,7 @@ impl Counts {
     }
     /// 1 when nothing is predicted.
     pub fn precision(&self) -> f64 {
-        ratio(self.common, self.predicted)
+        ratio(self.common + self.reached, self.predicted)
     }
     pub fn false_negatives(&self) -> usize {
         self.real - self.common - self.allowed
@@ -50,6 +55,7 @@ impl Counts {
         self.inconsistent += o.inconsistent;
         self.real_states += o.real_states;
         self.allowed += o.allowed;
+        self.reached += o.reached;
     }
 }
 
@@ -74,6 +80,15 @@ pub struct FalseNegative {
     /// negative; it is listed to show the search's work.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed: Option<String>,
+}
+
+/// A predicted outcome no enumerated real state showed, and the real
+/// device state that gives it ([`super::reach`]).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Reached {
+    pub point: String,
+    pub outcome: Outcome,
+    pub how: String,
 }
 
 /// One crash point compared.
@@ -137,6 +152,7 @@ pub fn compare_point(
         inconsistent: real.inconsistent.values().sum(),
         real_states: real.states,
         allowed: 0,
+        reached: 0,
     };
     let label = format!("{}:{}", real.point.index, real.point.label);
     let mut unseen: BTreeMap<String, usize> = BTreeMap::new();
@@ -236,6 +252,7 @@ mod tests {
                 inconsistent: 2,
                 real_states: 8,
                 allowed: 0,
+                reached: 0,
             }
         );
         assert!((r.coverage - 2.0 / 3.0).abs() < 1e-9);

@@ -51,13 +51,17 @@ impl FsKind {
 
     /// mkfs's command line, the image's path to be appended. ext4 gets its
     /// inode tables and journal zeroed now, so that no background thread
-    /// writes them while a workload runs.
+    /// writes them while a workload runs, and 4 KiB blocks, as on any
+    /// filesystem of real size (mke2fs picks 1 KiB for an image this small,
+    /// and the profiles' page rules assume a block is a page).
     pub fn mkfs(self) -> Vec<&'static str> {
         match self {
             FsKind::Ext4 => vec![
                 "mkfs.ext4",
                 "-q",
                 "-F",
+                "-b",
+                "4096",
                 "-E",
                 "lazy_itable_init=0,lazy_journal_init=0,nodiscard",
             ],

@@ -12,10 +12,12 @@ pub mod commit;
 mod compare;
 pub mod device;
 pub mod families;
+mod fiemap;
 mod member;
 pub mod outcome;
 mod points;
 mod predicted;
+mod reach;
 pub mod real;
 mod report;
 pub mod script;
@@ -48,6 +50,9 @@ pub struct PointOutcomes {
     /// Predicted side: the kind of the first crash state that gave each
     /// outcome ([`compare::state_kind`]).
     pub kinds: BTreeMap<Outcome, String>,
+    /// Real side: for each outcome, the first crash state of the image
+    /// that gave it at each crash position ([`reach`]).
+    pub origins: BTreeMap<Outcome, Vec<reach::Origin>>,
     pub states: usize,
 }
 
@@ -58,6 +63,7 @@ impl PointOutcomes {
             outcomes: BTreeMap::new(),
             inconsistent: BTreeMap::new(),
             kinds: BTreeMap::new(),
+            origins: BTreeMap::new(),
             states: 0,
         }
     }
@@ -101,6 +107,10 @@ pub struct WorkloadResult {
     /// True when a side's enumeration was sampled (`--max-states`).
     pub sampled: bool,
     pub false_negatives: Vec<FalseNegative>,
+    /// The first few predicted outcomes a real device state was built for
+    /// ([`reach`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reached: Vec<compare::Reached>,
     pub seconds: f64,
 }
 
@@ -120,6 +130,8 @@ pub struct Plan {
     pub keep: Option<PathBuf>,
     /// What the real side does between operations.
     pub recording: real::Recording,
+    /// Search real device states for unseen predictions ([`reach`]).
+    pub reach: bool,
 }
 
 /// One workload to run.
@@ -214,7 +226,9 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
         recording: real::Recording {
             writeback: args.writeback,
             commits: args.commits,
+            settle: args.settle,
         },
+        reach: !args.no_reach,
     };
     let _xfssyncd = if args.commits && fs_kind == FsKind::Xfs {
         Some(commit::XfsSyncd::set()?)
@@ -278,17 +292,40 @@ fn one(plan: &Plan, job: &Job) -> Result<WorkloadResult> {
         precision: 1.0,
         sampled: false,
         false_negatives: Vec::new(),
+        reached: Vec::new(),
         seconds: 0.0,
     };
     match sides(plan, name, script) {
-        Ok((real, predicted, trace)) => {
+        Ok(sides) => {
+            let Sides {
+                real,
+                predicted,
+                trace,
+                real_trace,
+                image,
+                scratch,
+            } = &sides;
             let member = |wanted: &[(Point, &Outcome)]| {
                 if plan.wrong_model {
                     return vec![None; wanted.len()];
                 }
-                member::allowed(&trace, &plan.enumerate, wanted, &real.contents)
+                member::allowed(trace, &plan.enumerate, wanted, &real.contents)
             };
-            compare_sides(&mut r, &real, &predicted, job.history.as_ref(), member)
+            let reach = |wanted: &[(usize, &Outcome)]| {
+                if plan.wrong_model || !plan.reach {
+                    return vec![None; wanted.len()];
+                }
+                let side = reach::RealSide {
+                    kind: plan.fs,
+                    trace: real_trace,
+                    ino: *image,
+                    opts: &plan.enumerate,
+                    points: &real.points,
+                    contents: &real.contents,
+                };
+                reach::reached(&side, &predicted.contents, wanted, scratch.path())
+            };
+            compare_sides(&mut r, real, predicted, job.history.as_ref(), member, reach);
         }
         Err(e) => {
             check_interrupted()?;
@@ -299,15 +336,32 @@ fn one(plan: &Plan, job: &Job) -> Result<WorkloadResult> {
     Ok(r)
 }
 
-/// The real and predicted sides, and the model's trace.
-fn sides(plan: &Plan, name: &str, script: &str) -> Result<(Side, Side, durafs::trace::Trace)> {
+/// Both sides of one workload, with what the searches need.
+struct Sides {
+    real: Side,
+    predicted: Side,
+    /// The model's trace.
+    trace: durafs::trace::Trace,
+    /// The image file's trace, and the image's inode in it.
+    real_trace: durafs::trace::Trace,
+    image: durafs::model::Ino,
+    scratch: tempfile::TempDir,
+}
+
+/// The real and predicted sides of one workload.
+fn sides(plan: &Plan, name: &str, script: &str) -> Result<Sides> {
     let work = tempfile::Builder::new()
         .prefix("durafs-calibrate-")
         .tempdir()
         .map_err(|e| err(format!("creating a work directory: {e}")))?;
-    let (real_trace, ino) =
+    let (real_trace, image) =
         real::record(plan.fs, script, plan.recording, &work.path().join("real"))?;
-    let model_trace = predicted::record(plan.model, script, &work.path().join("model"))?;
+    let model_trace = predicted::record(
+        plan.model,
+        script,
+        plan.recording.settle,
+        &work.path().join("model"),
+    )?;
     if let Some(k) = &plan.keep {
         keep(k, name, script, &real_trace, &model_trace)?;
     }
@@ -315,7 +369,7 @@ fn sides(plan: &Plan, name: &str, script: &str) -> Result<(Side, Side, durafs::t
     let real = real::outcomes(
         plan.fs,
         &real_trace,
-        ino,
+        image,
         &plan.enumerate,
         plan.max_states,
         plan.jobs,
@@ -327,7 +381,14 @@ fn sides(plan: &Plan, name: &str, script: &str) -> Result<(Side, Side, durafs::t
         plan.max_predicted,
         plan.wrong_model,
     )?;
-    Ok((real, predicted, model_trace))
+    Ok(Sides {
+        real,
+        predicted,
+        trace: model_trace,
+        real_trace,
+        image,
+        scratch: shm,
+    })
 }
 
 fn keep(
@@ -350,13 +411,16 @@ fn keep(
 }
 
 /// Compares the sides point by point; `member` says which real outcomes
-/// outside the prediction the model allows ([`member::allowed`]).
+/// outside the prediction the model allows ([`member::allowed`]), `reach`
+/// which predicted outcomes no real state showed a real device state gives
+/// ([`reach::reached`]).
 fn compare_sides(
     r: &mut WorkloadResult,
     real: &Side,
     predicted: &Side,
     history: Option<&History>,
     member: impl FnOnce(&[(Point, &Outcome)]) -> Vec<Option<String>>,
+    reach: impl FnOnce(&[(usize, &Outcome)]) -> Vec<Option<String>>,
 ) {
     r.sampled = real.stats.sampled || predicted.stats.sampled;
     let labels = |s: &Side| s.points.iter().map(|p| p.point.clone()).collect::<Vec<_>>();
@@ -393,12 +457,61 @@ fn compare_sides(
         f.allowed = why;
         r.false_negatives.push(f);
     }
+    reached(r, real, predicted, reach);
     for p in &r.points {
         r.counts.add(&p.counts);
     }
     r.coverage = r.counts.coverage();
     r.precision = r.counts.precision();
 }
+
+/// Counts the predicted outcomes no real state showed that `reach` finds a
+/// real device state for, and keeps the first few as examples.
+fn reached(
+    r: &mut WorkloadResult,
+    real: &Side,
+    predicted: &Side,
+    reach: impl FnOnce(&[(usize, &Outcome)]) -> Vec<Option<String>>,
+) {
+    let wanted: Vec<(usize, &Outcome)> = real
+        .points
+        .iter()
+        .zip(&predicted.points)
+        .enumerate()
+        .flat_map(|(k, (a, b))| {
+            b.outcomes
+                .keys()
+                .filter(|o| !a.outcomes.contains_key(*o))
+                .map(move |o| (k, o))
+        })
+        .collect();
+    let found = reach(&wanted);
+    for ((k, o), how) in wanted.into_iter().zip(found) {
+        let Some(how) = how else { continue };
+        let p = &mut r.points[k];
+        p.counts.reached += 1;
+        p.precision = p.counts.precision();
+        if let Some(kind) = predicted.points[k].kinds.get(o) {
+            if let Some(n) = p.unseen.get_mut(kind) {
+                *n -= 1;
+                if *n == 0 {
+                    p.unseen.remove(kind);
+                }
+            }
+        }
+        if r.reached.len() < MAX_REACHED_SHOWN {
+            r.reached.push(compare::Reached {
+                point: p.point.clone(),
+                outcome: o.clone(),
+                how,
+            });
+        }
+    }
+}
+
+/// Reached outcomes a workload's result shows, with the state that gave
+/// each.
+const MAX_REACHED_SHOWN: usize = 5;
 
 /// Real states checked at once: `--jobs` (default 2), but one for btrfs,
 /// which refuses to mount two filesystems with the same fsid (every state

@@ -232,6 +232,11 @@ fn walk(dir: &Path, prefix: &str, out: &mut Outcome, keep: &mut Contents) -> io:
 /// The outcome of a predicted state, computed without materialising it:
 /// a file's link count is the number of its names.
 pub fn of_snapshot(s: &Snapshot) -> Outcome {
+    of_snapshot_keeping(s, None)
+}
+
+/// As [`of_snapshot`], adding every file's bytes to `keep` if given.
+pub fn of_snapshot_keeping(s: &Snapshot, mut keep: Option<&mut Contents>) -> Outcome {
     let mut out = Outcome::default();
     let mut links: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
     for e in &s.entries {
@@ -242,14 +247,20 @@ pub fn of_snapshot(s: &Snapshot) -> Outcome {
     let mut files: BTreeMap<Vec<u8>, Entry> = BTreeMap::new();
     for e in &s.entries {
         let entry = match &e.node {
-            SnapNode::File(data) => Entry {
-                kind: EntryKind::File,
-                size: data.len() as u64,
-                nlink: links.get(&e.path).copied().unwrap_or(1),
-                mode: e.mode & 0o7777,
-                target: None,
-                digest: digest(data),
-            },
+            SnapNode::File(data) => {
+                let d = digest(data);
+                if let Some(k) = keep.as_deref_mut() {
+                    k.entry(d).or_insert_with(|| data.to_vec());
+                }
+                Entry {
+                    kind: EntryKind::File,
+                    size: data.len() as u64,
+                    nlink: links.get(&e.path).copied().unwrap_or(1),
+                    mode: e.mode & 0o7777,
+                    target: None,
+                    digest: d,
+                }
+            }
             SnapNode::HardLink(first) => match files.get(first) {
                 Some(f) => f.clone(),
                 None => continue,

@@ -15,6 +15,7 @@
 //! beyond that; `sampled` says when that happened.
 
 use durafs::model::MemStore;
+use durafs::model::crash::CrashState;
 use durafs::model::enumerate::{EnumOptions, count, enumerate};
 use durafs::trace::replay::Replayer;
 use durafs::trace::{Trace, TraceError, TraceOp};
@@ -90,9 +91,16 @@ pub fn marks(trace: &Trace) -> Vec<(usize, Point)> {
         .collect()
 }
 
-/// Calls `sink(point, store, description)` with every crash state at every
-/// position,
-/// in order, until it returns false. `only_keep_all` yields only the state
+/// Where a crash state of a walk comes from: the crash position (events
+/// applied) and the state enumerated there.
+#[derive(Clone, Copy, Debug)]
+pub struct At<'a> {
+    pub position: usize,
+    pub state: &'a CrashState,
+}
+
+/// Calls `sink(point, store, at)` with every crash state at every
+/// position, in order, until it returns false. `only_keep_all` yields only the state
 /// where every pending operation survived (a deliberately wrong model, for
 /// tests of the comparison).
 pub fn at_marks(
@@ -101,7 +109,7 @@ pub fn at_marks(
     opts: &EnumOptions,
     max_states: usize,
     only_keep_all: bool,
-    mut sink: impl FnMut(&Point, MemStore, &str) -> bool,
+    mut sink: impl FnMut(&Point, MemStore, At<'_>) -> bool,
 ) -> Result<WalkStats, TraceError> {
     let pts = positions(trace, placement);
     let mut stats = WalkStats {
@@ -125,7 +133,11 @@ pub fn at_marks(
                 let mut store = r.durable().clone();
                 store.apply_all(&cs.effects(&pending));
                 stats.states += 1;
-                if !sink(point, store, &cs.description) {
+                let at = At {
+                    position: *k,
+                    state: &cs,
+                };
+                if !sink(point, store, at) {
                     break;
                 }
             }
@@ -139,7 +151,11 @@ pub fn at_marks(
             let mut store = r.durable().clone();
             store.apply_all(&cs.effects(&pending));
             stats.states += 1;
-            if !sink(point, store, &cs.description) {
+            let at = At {
+                position: *k,
+                state: &cs,
+            };
+            if !sink(point, store, at) {
                 go = false;
                 break;
             }

@@ -4,7 +4,7 @@
 //! materialisation, no mount).
 
 use super::compare::state_kind;
-use super::outcome::of_snapshot;
+use super::outcome::{Contents, of_snapshot_keeping};
 use super::points::{Placement, at_marks};
 use super::{PointOutcomes, Side};
 use crate::workload::{self, ENV_MOUNT, check_interrupted, spawn};
@@ -20,8 +20,9 @@ use std::path::Path;
 /// syncs (FUSE never sees syncfs).
 pub const ENV_SYNC: &str = "DURAFS_SYNC";
 
-/// Runs `script` on a fresh durafs volume in `dir`; its trace.
-pub fn record(model: Persistence, script: &str, dir: &Path) -> Result<Trace> {
+/// Runs `script` on a fresh durafs volume in `dir`; its trace. `settle`:
+/// the script's `wb` syncs (`calibrate --settle`).
+pub fn record(model: Persistence, script: &str, settle: bool, dir: &Path) -> Result<Trace> {
     let opts = FsOptions {
         persistence: model,
         ..FsOptions::default()
@@ -33,13 +34,13 @@ pub fn record(model: Persistence, script: &str, dir: &Path) -> Result<Trace> {
     let mnt = mounted.mountpoint().to_path_buf();
     let exe = std::env::current_exe().map_err(|e| err(format!("finding durafs: {e}")))?;
     let argv = ["sh".to_string(), "-c".to_string(), script.to_string()];
-    let status = spawn(
-        &argv,
-        &mnt,
-        &[("DURAFS", &exe), (ENV_MOUNT, &mnt), (ENV_SYNC, &mnt)],
-    )?
-    .wait()
-    .map_err(|e| err(format!("waiting for the workload: {e}")))?;
+    let mut env: Vec<(&str, &Path)> = vec![("DURAFS", &exe), (ENV_MOUNT, &mnt), (ENV_SYNC, &mnt)];
+    if settle {
+        env.push(("DURAFS_SETTLE", Path::new("1")));
+    }
+    let status = spawn(&argv, &mnt, &env)?
+        .wait()
+        .map_err(|e| err(format!("waiting for the workload: {e}")))?;
     let trace = workload::take_trace(&mounted)?;
     mounted
         .unmount()
@@ -58,6 +59,7 @@ pub fn outcomes(trace: &Trace, opts: &EnumOptions, max_states: usize, wrong: boo
     // The model's own rules: under `journal`, journaled metadata in order.
     let opts = &opts.under(trace.header.model);
     let mut points: Vec<PointOutcomes> = Vec::new();
+    let mut contents = Contents::new();
     // The wrong model predicts at the marks only: a crash inside a step
     // would otherwise give it the state before the step's operations.
     let placement = if wrong {
@@ -71,12 +73,13 @@ pub fn outcomes(trace: &Trace, opts: &EnumOptions, max_states: usize, wrong: boo
         opts,
         max_states,
         wrong,
-        |point, store, what| {
+        |point, store, at| {
             if points.last().map(|p| &p.point) != Some(point) {
                 points.push(PointOutcomes::new(point.clone()));
             }
             if let Some(p) = points.last_mut() {
-                p.add_from(of_snapshot(&Snapshot::of(&store)), state_kind(what));
+                let o = of_snapshot_keeping(&Snapshot::of(&store), Some(&mut contents));
+                p.add_from(o, state_kind(&at.state.description));
             }
             true
         },
@@ -85,6 +88,6 @@ pub fn outcomes(trace: &Trace, opts: &EnumOptions, max_states: usize, wrong: boo
     Ok(Side {
         points,
         stats,
-        contents: Default::default(),
+        contents,
     })
 }

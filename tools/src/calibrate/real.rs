@@ -18,6 +18,7 @@
 use super::device::{FsKind, LoopDev, MountGuard, run};
 use super::outcome::{Contents, Outcome, read_tree_keeping};
 use super::points::{Placement, Point, WalkStats, at_marks};
+use super::reach::Origin;
 use super::{PointOutcomes, Side};
 use crate::workload::{self, ENV_MOUNT, check_interrupted, spawn};
 use crate::{Result, err};
@@ -47,6 +48,9 @@ pub struct Recording {
     /// Commit the journal every second and wait for a commit before each
     /// mark ([`super::commit`]).
     pub commits: bool,
+    /// Write back and sync the filesystem before each mark, on both sides
+    /// (the model's side only syncs).
+    pub settle: bool,
 }
 
 /// Records `script` on a fresh `kind` filesystem in `dir`: the trace of
@@ -81,8 +85,11 @@ pub fn record(kind: FsKind, script: &str, how: Recording, dir: &Path) -> Result<
     let exe = std::env::current_exe().map_err(|e| ioe("finding the durafs binary", e))?;
     let argv = ["sh".to_string(), "-c".to_string(), script.to_string()];
     let mut env: Vec<(&str, &Path)> = vec![("DURAFS", &exe), (ENV_MOUNT, &mnt)];
-    if how.writeback {
+    if how.writeback || how.settle {
         env.push(("DURAFS_WRITEBACK", Path::new("1")));
+    }
+    if how.settle {
+        env.push(("DURAFS_SETTLE", Path::new("1")));
     }
     if how.commits {
         env.push(("DURAFS_COMMIT", Path::new("1")));
@@ -156,7 +163,7 @@ fn image_data(state: &MemStore, ino: Ino) -> FileData {
 
 /// Mounts the image at `img`, reads its tree (its files' bytes into
 /// `keep`), unmounts and checks it.
-fn check_image(kind: FsKind, img: &Path, mnt: &Path, keep: &mut Contents) -> Verdict {
+pub fn check_image(kind: FsKind, img: &Path, mnt: &Path, keep: &mut Contents) -> Verdict {
     let dev = LoopDev::attach(img)?;
     let outcome = {
         let m = MountGuard::mount(dev.path(), mnt, kind.name(), None)?;
@@ -170,15 +177,17 @@ fn check_image(kind: FsKind, img: &Path, mnt: &Path, keep: &mut Contents) -> Ver
     Ok(outcome)
 }
 
-type Queue = Mutex<mpsc::Receiver<(usize, MemStore)>>;
+/// A state to check: its mark index, its image and where it came from.
+type Item = (usize, MemStore, Origin);
+type Queue = Mutex<mpsc::Receiver<Item>>;
 
 /// What the checking threads fill in.
 #[derive(Default)]
 struct Found {
     /// Each distinct image's verdict, by its digest.
     verdicts: Mutex<HashMap<u64, Verdict>>,
-    /// (mark index, image digest) of every state.
-    keys: Mutex<Vec<(usize, u64)>>,
+    /// (mark index, image digest, origin) of every state.
+    keys: Mutex<Vec<(usize, u64, Origin)>>,
     /// The bytes of every file of every outcome.
     contents: Mutex<Contents>,
 }
@@ -196,7 +205,9 @@ fn worker(kind: FsKind, ino: Ino, w: usize, scratch: &Path, rx: &Queue, found: &
             Ok(r) => r.recv(),
             Err(_) => return,
         };
-        let Ok((point, store)) = next else { return };
+        let Ok((point, store, origin)) = next else {
+            return;
+        };
         let key = match materialise_image(&store, ino, &img) {
             Ok(k) => k,
             Err(e) => {
@@ -205,7 +216,7 @@ fn worker(kind: FsKind, ino: Ino, w: usize, scratch: &Path, rx: &Queue, found: &
             }
         };
         if let Ok(mut k) = found.keys.lock() {
-            k.push((point, key));
+            k.push((point, key, origin));
         }
         let known = found.verdicts.lock().map_or(true, |m| m.contains_key(&key));
         if !known {
@@ -233,7 +244,7 @@ pub fn outcomes(
     jobs: usize,
     scratch: &Path,
 ) -> Result<Side> {
-    let (tx, rx) = mpsc::sync_channel::<(usize, MemStore)>(jobs);
+    let (tx, rx) = mpsc::sync_channel::<Item>(jobs);
     let rx = Mutex::new(rx);
     let found = Found::default();
     let mut points: Vec<Point> = Vec::new();
@@ -248,14 +259,18 @@ pub fn outcomes(
             opts,
             max_states,
             false,
-            |point, store, _| {
+            |point, store, at| {
                 if workload::interrupted() {
                     return false;
                 }
                 if points.last() != Some(point) {
                     points.push(point.clone());
                 }
-                tx.send((point.index, store)).is_ok()
+                let origin = Origin {
+                    position: at.position,
+                    kept: at.state.kept.clone(),
+                };
+                tx.send((point.index, store, origin)).is_ok()
             },
         );
         drop(tx);
@@ -270,12 +285,18 @@ pub fn outcomes(
     } = found;
     let verdicts = verdicts.into_inner().unwrap_or_default();
     let mut out: Vec<PointOutcomes> = points.into_iter().map(PointOutcomes::new).collect();
-    for (point, key) in keys.into_inner().unwrap_or_default() {
+    for (point, key, origin) in keys.into_inner().unwrap_or_default() {
         let Some(po) = out.iter_mut().find(|p| p.point.index == point) else {
             continue;
         };
         match verdicts.get(&key) {
-            Some(Ok(o)) => po.add(o.clone()),
+            Some(Ok(o)) => {
+                let at = po.origins.entry(o.clone()).or_default();
+                if at.iter().all(|x| x.position != origin.position) {
+                    at.push(origin);
+                }
+                po.add(o.clone());
+            }
             Some(Err(e)) => po.add_inconsistent(e),
             None => po.add_inconsistent("not checked"),
         }

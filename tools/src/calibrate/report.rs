@@ -54,6 +54,12 @@ impl Summary {
         if args.commits {
             command.push_str(" --commits");
         }
+        if args.settle {
+            command.push_str(" --settle");
+        }
+        if args.no_reach {
+            command.push_str(" --no-reach");
+        }
         match args.generate {
             Some(n) if args.workload.is_empty() => {
                 let _ = write!(command, " --generate {n} --seed {}", args.seed);
@@ -155,13 +161,14 @@ pub fn text(s: &Summary) -> String {
     }
     let _ = writeln!(
         out,
-        "\n{} workloads in {:.1} s: coverage {:.3}, precision {:.3}, {} false negatives ({} more real outcomes outside the enumeration allowed by the model), {} inconsistent real states, {} errors, {} sampled",
+        "\n{} workloads in {:.1} s: coverage {:.3}, precision {:.3}, {} false negatives ({} more real outcomes outside the enumeration allowed by the model; {} predicted outcomes reached by a device state built for them), {} inconsistent real states, {} errors, {} sampled",
         s.workloads.len(),
         s.seconds,
         s.coverage,
         s.precision,
         s.total.false_negatives(),
         s.total.allowed,
+        s.total.reached,
         s.total.inconsistent,
         s.errors,
         s.sampled

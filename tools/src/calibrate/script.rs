@@ -1,8 +1,9 @@
 //! A workload as a POSIX shell script: run with `sh` in the filesystem's
 //! root, `$DURAFS` the durafs binary, `$DURAFS_MOUNT` the volume the marks
 //! go to and, on a durafs volume, `$DURAFS_SYNC` the mount `dsync` also
-//! syncs, and `$DURAFS_WRITEBACK` set when `wb` is to write dirty pages
-//! back before each step's mark. Only coreutils and util-linux are needed.
+//! syncs, `$DURAFS_WRITEBACK` set when `wb` is to write dirty pages
+//! back before each step's mark, and `$DURAFS_SETTLE` when it is to sync
+//! after that. Only coreutils and util-linux are needed.
 
 use super::workload::{Op, Persist, Step, Workload};
 
@@ -53,13 +54,15 @@ dsync() { sync -f .; if [ -n "${DURAFS_SYNC:-}" ]; then "$DURAFS" sync "$DURAFS_
 # wb: with $DURAFS_COMMIT set (calibrate --commits, real side only), wait
 # for the journal's next timed commit; with $DURAFS_WRITEBACK set
 # (--writeback), write back every file's dirty pages without a flush (and
-# wait for a commit again).
+# wait for a commit again); with $DURAFS_SETTLE set (--settle, both
+# sides), sync last.
 wb() {
   if [ -n "${DURAFS_COMMIT:-}" ]; then "$DURAFS" wait-commit .; fi
   if [ -n "${DURAFS_WRITEBACK:-}" ]; then
     "$DURAFS" writeback-all .
     if [ -n "${DURAFS_COMMIT:-}" ]; then "$DURAFS" wait-commit .; fi
   fi
+  if [ -n "${DURAFS_SETTLE:-}" ]; then dsync; fi
 }
 "#;
 

@@ -99,7 +99,7 @@ struct Listed {
 
 fn run_label(r: &Run) -> String {
     let mut how = String::new();
-    for flag in ["--writeback", "--commits"] {
+    for flag in ["--writeback", "--commits", "--settle", "--no-reach"] {
         if r.command.contains(flag) {
             how.push_str(&format!(" `{flag}`"));
         }
@@ -152,13 +152,13 @@ fn listed(r: &Run) -> Vec<Listed> {
 pub fn markdown(paths: &[PathBuf]) -> Result<String> {
     let runs = paths.iter().map(|p| read(p)).collect::<Result<Vec<_>>>()?;
     let mut out = String::from(
-        "| fs | model | sector | N | errors | states | incons. | real | predicted | common | allowed | FN | coverage | precision | time |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| fs | model | sector | N | errors | states | incons. | real | predicted | common | allowed | reached | FN | coverage | precision | time |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in &runs {
         let t = &r.total;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.0} s |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.0} s |",
             run_label(r),
             r.workloads.len(),
             r.errors,
@@ -168,6 +168,7 @@ pub fn markdown(paths: &[PathBuf]) -> Result<String> {
             thousands(t.predicted),
             thousands(t.common),
             thousands(t.allowed),
+            thousands(t.reached),
             thousands(t.false_negatives()),
             t.coverage(),
             t.precision(),
