@@ -194,6 +194,18 @@ fn writeback_puts_unsynced_data_on_the_real_side() {
     assert_eq!(with["coverage"], 1.0, "{with:#}");
 }
 
+/// `--union`: the real side is recorded again with writeback before each
+/// mark and the outcomes of both count, so the unsynced overwrite's new
+/// bytes are real outcomes too, and the model still covers them.
+#[test]
+fn union_adds_the_outcomes_of_a_recording_with_writeback() {
+    let with = more_real_outcomes_with(
+        "--union",
+        "pw A 0 3000 x\ndsync\n\"$DURAFS\" mark start\npw A 0 3000 y\nwb\n\"$DURAFS\" mark step-1\n",
+    );
+    assert_eq!(with["coverage"], 1.0, "{with:#}");
+}
+
 /// A generated workload's false negatives come sorted into a family, and
 /// `--summarize` of the saved JSON lists each one under its family.
 #[test]

@@ -146,6 +146,12 @@ pub struct CalibrateArgs {
     /// which one recording cannot vary.
     #[arg(long)]
     pub settle: bool,
+    /// Record the real side twice, as asked and with --writeback, and
+    /// compare the model with the union of their outcomes: both are crash
+    /// states of the workload on a real machine, with and without its
+    /// dirty pages written back before each mark.
+    #[arg(long)]
+    pub union: bool,
     /// Do not search for real device states that give the predicted
     /// outcomes no enumerated real state showed (reach): faster, and
     /// precision is then only a lower bound.

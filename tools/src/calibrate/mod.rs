@@ -92,6 +92,38 @@ pub struct Side {
     pub contents: outcome::Contents,
 }
 
+impl Side {
+    /// Adds another recording's outcomes, step by step (the same marks).
+    pub fn merge(&mut self, other: Side) -> std::result::Result<(), String> {
+        let labels = |s: &Side| s.points.iter().map(|p| p.point.clone()).collect::<Vec<_>>();
+        if labels(self) != labels(&other) {
+            return Err(format!(
+                "the recordings have different marks: {:?} and {:?}",
+                labels(self),
+                labels(&other)
+            ));
+        }
+        for (a, b) in self.points.iter_mut().zip(other.points) {
+            for (o, n) in b.outcomes {
+                *a.outcomes.entry(o).or_insert(0) += n;
+            }
+            for (why, n) in b.inconsistent {
+                *a.inconsistent.entry(why).or_insert(0) += n;
+            }
+            for (o, v) in b.origins {
+                a.origins.entry(o).or_default().extend(v);
+            }
+            a.states += b.states;
+        }
+        self.stats.events += other.stats.events;
+        self.stats.positions += other.stats.positions;
+        self.stats.states += other.stats.states;
+        self.stats.sampled |= other.stats.sampled;
+        self.contents.extend(other.contents);
+        Ok(())
+    }
+}
+
 /// One workload compared.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct WorkloadResult {
@@ -132,6 +164,8 @@ pub struct Plan {
     pub recording: real::Recording,
     /// Search real device states for unseen predictions ([`reach`]).
     pub reach: bool,
+    /// Record the real side once more with writeback (`--union`).
+    pub union: bool,
 }
 
 /// One workload to run.
@@ -229,6 +263,7 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
             settle: args.settle,
         },
         reach: !args.no_reach,
+        union: args.union,
     };
     let _xfssyncd = if args.commits && fs_kind == FsKind::Xfs {
         Some(commit::XfsSyncd::set()?)
@@ -301,8 +336,7 @@ fn one(plan: &Plan, job: &Job) -> Result<WorkloadResult> {
                 real,
                 predicted,
                 trace,
-                real_trace,
-                image,
+                recordings,
                 scratch,
             } = &sides;
             let member = |wanted: &[(Point, &Outcome)]| {
@@ -317,8 +351,7 @@ fn one(plan: &Plan, job: &Job) -> Result<WorkloadResult> {
                 }
                 let side = reach::RealSide {
                     kind: plan.fs,
-                    trace: real_trace,
-                    ino: *image,
+                    recordings,
                     opts: &plan.enumerate,
                     points: &real.points,
                     contents: &real.contents,
@@ -342,10 +375,22 @@ struct Sides {
     predicted: Side,
     /// The model's trace.
     trace: durafs::trace::Trace,
-    /// The image file's trace, and the image's inode in it.
-    real_trace: durafs::trace::Trace,
-    image: durafs::model::Ino,
+    /// The real side's recordings.
+    recordings: Vec<real::Recorded>,
     scratch: tempfile::TempDir,
+}
+
+/// How the real side records the workload: as asked, and with `--union`
+/// once more with writeback before each mark.
+fn recordings(plan: &Plan) -> Vec<real::Recording> {
+    let mut v = vec![plan.recording];
+    if plan.union && !plan.recording.writeback {
+        v.push(real::Recording {
+            writeback: true,
+            ..plan.recording
+        });
+    }
+    v
 }
 
 /// The real and predicted sides of one workload.
@@ -354,8 +399,11 @@ fn sides(plan: &Plan, name: &str, script: &str) -> Result<Sides> {
         .prefix("durafs-calibrate-")
         .tempdir()
         .map_err(|e| err(format!("creating a work directory: {e}")))?;
-    let (real_trace, image) =
-        real::record(plan.fs, script, plan.recording, &work.path().join("real"))?;
+    let mut recorded = Vec::new();
+    for (n, how) in recordings(plan).into_iter().enumerate() {
+        let dir = work.path().join(format!("real-{n}"));
+        recorded.push(real::record(plan.fs, script, how, &dir)?);
+    }
     let model_trace = predicted::record(
         plan.model,
         script,
@@ -363,18 +411,30 @@ fn sides(plan: &Plan, name: &str, script: &str) -> Result<Sides> {
         &work.path().join("model"),
     )?;
     if let Some(k) = &plan.keep {
-        keep(k, name, script, &real_trace, &model_trace)?;
+        let traces: Vec<&durafs::trace::Trace> = recorded.iter().map(|r| &r.trace).collect();
+        keep(k, name, script, &traces, &model_trace)?;
     }
     let shm = scratch()?;
-    let real = real::outcomes(
-        plan.fs,
-        &real_trace,
-        image,
-        &plan.enumerate,
-        plan.max_states,
-        plan.jobs,
-        shm.path(),
-    )?;
+    let mut real: Option<Side> = None;
+    for (n, rec) in recorded.iter().enumerate() {
+        let side = real::outcomes(
+            plan.fs,
+            rec,
+            n,
+            &plan.enumerate,
+            plan.max_states,
+            plan.jobs,
+            shm.path(),
+        )?;
+        real = Some(match real {
+            None => side,
+            Some(mut r) => {
+                r.merge(side).map_err(err)?;
+                r
+            }
+        });
+    }
+    let real = real.ok_or_else(|| err("no recording"))?;
     let predicted = predicted::outcomes(
         &model_trace,
         &plan.enumerate,
@@ -385,8 +445,7 @@ fn sides(plan: &Plan, name: &str, script: &str) -> Result<Sides> {
         real,
         predicted,
         trace: model_trace,
-        real_trace,
-        image,
+        recordings: recorded,
         scratch: shm,
     })
 }
@@ -395,13 +454,26 @@ fn keep(
     dir: &Path,
     name: &str,
     script: &str,
-    real: &durafs::trace::Trace,
+    real: &[&durafs::trace::Trace],
     model: &durafs::trace::Trace,
 ) -> Result<()> {
     let e = |p: &Path, x: std::io::Error| err(format!("--keep {}: {x}", p.display()));
     let path = dir.join(format!("{name}.sh"));
     fs::write(&path, script).map_err(|x| e(&path, x))?;
-    for (suffix, t) in [("real", real), ("model", model)] {
+    let mut traces: Vec<(String, &durafs::trace::Trace)> = real
+        .iter()
+        .enumerate()
+        .map(|(n, t)| {
+            let suffix = if n == 0 {
+                "real".to_string()
+            } else {
+                format!("real-{n}")
+            };
+            (suffix, *t)
+        })
+        .collect();
+    traces.push(("model".to_string(), model));
+    for (suffix, t) in traces {
         let path = dir.join(format!("{name}.{suffix}.trace"));
         let f = fs::File::create(&path).map_err(|x| e(&path, x))?;
         t.write(std::io::BufWriter::new(f))

@@ -28,29 +28,31 @@ use super::PointOutcomes;
 use super::device::{FsKind, LoopDev, MountGuard};
 use super::fiemap::{Extent, extents};
 use super::outcome::{Contents, EntryKind, Outcome};
-use super::real::{check_image, materialise_image};
+use super::real::{Recorded, check_image, materialise_image};
 use durafs::model::crash::{CrashState, merge_adjacent};
 use durafs::model::enumerate::EnumOptions;
 use durafs::model::profile::apply;
 use durafs::model::store::CHUNK;
 use durafs::model::{FileData, Ino, MemStore, Op, PendingOp, SparseNode, Survival};
-use durafs::trace::Trace;
 use durafs::trace::replay::Replayer;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 
-/// The crash state of the image that gave a real outcome: the crash
-/// position (events applied) and what survived of the pending writes.
+/// The crash state of the image that gave a real outcome: which recording
+/// of the workload, the crash position (events applied) and what survived
+/// of the pending writes.
 #[derive(Clone, Debug)]
 pub struct Origin {
+    pub recording: usize,
     pub position: usize,
     pub kept: Vec<(usize, Survival)>,
 }
 
-/// Bases (a real outcome at one crash position) tried per predicted
-/// outcome, fewest differing files first.
-const MAX_BASES: usize = 32;
+/// Bases (a real outcome at one crash position of one recording) tried
+/// per predicted outcome: fewest differing files first, then the latest
+/// positions (the most block writes pending).
+const MAX_BASES: usize = 64;
 
 /// Device states built and mounted per workload.
 const MAX_MOUNTS: usize = 400;
@@ -58,9 +60,8 @@ const MAX_MOUNTS: usize = 400;
 /// What the search needs of a workload's real side.
 pub struct RealSide<'a> {
     pub kind: FsKind,
-    pub trace: &'a Trace,
-    /// The image file's inode in `trace`.
-    pub ino: Ino,
+    /// Each recording of the workload.
+    pub recordings: &'a [Recorded],
     /// The real side's enumeration options (its rules and sector).
     pub opts: &'a EnumOptions,
     pub points: &'a [PointOutcomes],
@@ -80,7 +81,7 @@ pub fn reached(
     if real.kind == FsKind::Btrfs || wanted.is_empty() {
         return found;
     }
-    let mut tries: Vec<(usize, usize, &Outcome, &Origin)> = Vec::new();
+    let mut tries: Vec<(usize, &Outcome, &Origin)> = Vec::new();
     for (w, (k, p)) in wanted.iter().enumerate() {
         let Some(po) = real.points.get(*k) else {
             continue;
@@ -91,18 +92,10 @@ pub fn reached(
             .filter_map(|(r, o)| Some((differing(r, p)?.len(), r, o)))
             .flat_map(|(n, r, o)| o.iter().map(move |x| (n, r, x)))
             .collect();
-        bases.sort_by_key(|b| (b.0, b.2.position));
-        tries.extend(
-            bases
-                .into_iter()
-                .take(MAX_BASES)
-                .map(|(_, r, o)| (o.position, w, r, o)),
-        );
+        bases.sort_by_key(|b| (b.0, std::cmp::Reverse(b.2.position), b.2.recording));
+        tries.extend(bases.into_iter().take(MAX_BASES).map(|(_, r, o)| (w, r, o)));
     }
-    tries.sort_by_key(|t| t.0);
-    let Ok(mut replay) = Replayer::new(&real.trace.header) else {
-        return found;
-    };
+    tries.sort_by_key(|t| (t.2.recording, t.2.position));
     let img = scratch.join("reach.img");
     let mnt = scratch.join("reach.mnt");
     if let Err(e) = std::fs::create_dir_all(&mnt) {
@@ -112,25 +105,41 @@ pub fn reached(
     // A base's file extents, read once per outcome: where the same outcome
     // comes from several positions its files usually lie in the same
     // blocks, and the final mount checks every built state anyway.
-    let mut maps: HashMap<u64, Option<Maps>> = HashMap::new();
+    let mut maps: HashMap<(usize, u64), Option<Maps>> = HashMap::new();
     let mut mounts = 0;
-    for (position, w, base, origin) in tries {
+    let mut replay: Option<(usize, Replayer)> = None;
+    for (w, base, origin) in tries {
         if found[w].is_some() || mounts >= MAX_MOUNTS {
             continue;
         }
-        while replay.applied() < position {
-            if replay.apply(&real.trace.events[replay.applied()]).is_err() {
+        let (position, n) = (origin.position, origin.recording);
+        let Some(rec) = real.recordings.get(n) else {
+            continue;
+        };
+        let (trace, ino) = (&rec.trace, &rec.image);
+        if replay.as_ref().is_none_or(|(m, _)| *m != n) {
+            let Ok(r) = Replayer::new(&trace.header) else {
+                continue;
+            };
+            replay = Some((n, r));
+        }
+        let Some((_, r)) = replay.as_mut() else {
+            continue;
+        };
+        while r.applied() < position {
+            if r.apply(&trace.events[r.applied()]).is_err() {
                 return found;
             }
         }
         let at = At {
-            pending: replay.pending(),
-            durable: replay.durable(),
+            pending: r.pending(),
+            durable: r.durable(),
+            ino: *ino,
             real,
             img: &img,
             mnt: &mnt,
         };
-        let key = outcome_hash(base);
+        let key = (n, outcome_hash(base));
         let map = maps.entry(key).or_insert_with(|| {
             mounts += 1;
             at.extents(origin, base)
@@ -189,6 +198,7 @@ type Maps = BTreeMap<String, Vec<Extent>>;
 struct Built {
     kept: Vec<(usize, Survival)>,
     units: Vec<(u64, Option<u64>)>,
+    recording: usize,
     position: usize,
 }
 
@@ -196,6 +206,8 @@ struct Built {
 struct At<'a> {
     pending: Vec<PendingOp>,
     durable: &'a MemStore,
+    /// The image file's inode.
+    ino: Ino,
     real: &'a RealSide<'a>,
     img: &'a Path,
     mnt: &'a Path,
@@ -222,7 +234,7 @@ impl At<'_> {
     fn extents(&self, origin: &Origin, base: &Outcome) -> Option<Maps> {
         let store = self.store(&origin.kept);
         let ioe = |e: std::io::Error| log::warn!("durafs calibrate: reach: {e}");
-        materialise_image(&store, self.real.ino, self.img)
+        materialise_image(&store, self.ino, self.img)
             .map_err(ioe)
             .ok()?;
         let dev = LoopDev::attach(self.img).ok()?;
@@ -297,13 +309,14 @@ impl At<'_> {
             self.real.opts.rules,
             self.real.opts.sector,
         );
-        let image = |k: &[(usize, Survival)]| image_data(&self.store(k), self.real.ino);
+        let image = |k: &[(usize, Survival)]| image_data(&self.store(k), self.ino);
         if legal != kept && image(&legal) != image(&kept) {
             return Err("the block-level rules refuse it");
         }
         Ok(Built {
             kept: legal,
             units,
+            recording: origin.recording,
             position: origin.position,
         })
     }
@@ -312,11 +325,11 @@ impl At<'_> {
     /// the unit's versions: durable, then after each of them.
     fn versions(&self, u: u64, unit: u64) -> Option<(Vec<usize>, Vec<Vec<u8>>)> {
         let (a, b) = (u * unit, (u + 1) * unit);
-        let mut cur = durable_bytes(&image_data(self.durable, self.real.ino), a, unit);
+        let mut cur = durable_bytes(&image_data(self.durable, self.ino), a, unit);
         let mut touching = Vec::new();
         let mut versions = vec![cur.clone()];
         for (i, p) in self.pending.iter().enumerate() {
-            if p.op.inode() != Some(self.real.ino) {
+            if p.op.inode() != Some(self.ino) {
                 continue;
             }
             let Some((s, e)) = p.op.data_range() else {
@@ -391,7 +404,7 @@ impl At<'_> {
     /// gives exactly `target`.
     fn check(&self, how: &Built, target: &Outcome) -> Option<String> {
         let store = self.store(&how.kept);
-        materialise_image(&store, self.real.ino, self.img).ok()?;
+        materialise_image(&store, self.ino, self.img).ok()?;
         let got = check_image(self.real.kind, self.img, self.mnt, &mut Contents::new()).ok()?;
         (got == *target).then(|| {
             let unit = self.unit();
@@ -404,7 +417,8 @@ impl At<'_> {
                 })
                 .collect();
             format!(
-                "the image at event {} with device sectors at other versions: {}",
+                "the image of recording {} at event {} with device sectors at other versions: {}",
+                how.recording,
                 how.position,
                 parts.join(", ")
             )

@@ -53,9 +53,8 @@ pub struct Recording {
     pub settle: bool,
 }
 
-/// Records `script` on a fresh `kind` filesystem in `dir`: the trace of
-/// the image file, and the image's inode in it.
-pub fn record(kind: FsKind, script: &str, how: Recording, dir: &Path) -> Result<(Trace, Ino)> {
+/// Records `script` on a fresh `kind` filesystem in `dir`.
+pub fn record(kind: FsKind, script: &str, how: Recording, dir: &Path) -> Result<Recorded> {
     let outer = workload::volume(dir, None, FsOptions::default(), false, |fs| {
         fs.start_trace(true, None)
             .map_err(|e| err(format!("tracing: {e}")))
@@ -121,8 +120,8 @@ pub fn record(kind: FsKind, script: &str, how: Recording, dir: &Path) -> Result<
             kind.name()
         )));
     }
-    let ino = image_ino(&trace).ok_or_else(|| err("the trace has no image file"))?;
-    Ok((trace, ino))
+    let image = image_ino(&trace).ok_or_else(|| err("the trace has no image file"))?;
+    Ok(Recorded { trace, image })
 }
 
 fn image_ino(trace: &Trace) -> Option<Ino> {
@@ -234,11 +233,19 @@ fn worker(kind: FsKind, ino: Ino, w: usize, scratch: &Path, rx: &Queue, found: &
     }
 }
 
-/// The real outcomes at every step of `trace`, `jobs` images at a time.
+/// One recording of a workload: the trace of the image file, and the
+/// image's inode in it.
+pub struct Recorded {
+    pub trace: Trace,
+    pub image: Ino,
+}
+
+/// The real outcomes at every step of `rec` (the workload's recording
+/// number `recording`), `jobs` images at a time.
 pub fn outcomes(
     kind: FsKind,
-    trace: &Trace,
-    ino: Ino,
+    rec: &Recorded,
+    recording: usize,
     opts: &EnumOptions,
     max_states: usize,
     jobs: usize,
@@ -251,10 +258,10 @@ pub fn outcomes(
     let stats: std::result::Result<WalkStats, String> = std::thread::scope(|s| {
         for w in 0..jobs {
             let (rx, found) = (&rx, &found);
-            s.spawn(move || worker(kind, ino, w, scratch, rx, found));
+            s.spawn(move || worker(kind, rec.image, w, scratch, rx, found));
         }
         let r = at_marks(
-            trace,
+            &rec.trace,
             Placement::Persistence,
             opts,
             max_states,
@@ -267,6 +274,7 @@ pub fn outcomes(
                     points.push(point.clone());
                 }
                 let origin = Origin {
+                    recording,
                     position: at.position,
                     kept: at.state.kept.clone(),
                 };

@@ -57,6 +57,9 @@ impl Summary {
         if args.settle {
             command.push_str(" --settle");
         }
+        if args.union {
+            command.push_str(" --union");
+        }
         if args.no_reach {
             command.push_str(" --no-reach");
         }

@@ -99,7 +99,13 @@ struct Listed {
 
 fn run_label(r: &Run) -> String {
     let mut how = String::new();
-    for flag in ["--writeback", "--commits", "--settle", "--no-reach"] {
+    for flag in [
+        "--writeback",
+        "--commits",
+        "--settle",
+        "--union",
+        "--no-reach",
+    ] {
         if r.command.contains(flag) {
             how.push_str(&format!(" `{flag}`"));
         }
