@@ -28,12 +28,12 @@ use super::PointOutcomes;
 use super::device::{FsKind, LoopDev, MountGuard};
 use super::fiemap::{Extent, extents};
 use super::outcome::{Contents, EntryKind, Outcome};
-use super::real::{Recorded, check_image, materialise_image};
+use super::real::{Recorded, check_image, image_data, materialise_image};
 use durafs::model::crash::{CrashState, merge_adjacent};
 use durafs::model::enumerate::EnumOptions;
 use durafs::model::profile::apply;
 use durafs::model::store::CHUNK;
-use durafs::model::{FileData, Ino, MemStore, Op, PendingOp, SparseNode, Survival};
+use durafs::model::{FileData, Ino, MemStore, Op, PendingOp, Survival};
 use durafs::trace::replay::Replayer;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -81,21 +81,7 @@ pub fn reached(
     if real.kind == FsKind::Btrfs || wanted.is_empty() {
         return found;
     }
-    let mut tries: Vec<(usize, &Outcome, &Origin)> = Vec::new();
-    for (w, (k, p)) in wanted.iter().enumerate() {
-        let Some(po) = real.points.get(*k) else {
-            continue;
-        };
-        let mut bases: Vec<(usize, &Outcome, &Origin)> = po
-            .origins
-            .iter()
-            .filter_map(|(r, o)| Some((differing(r, p)?.len(), r, o)))
-            .flat_map(|(n, r, o)| o.iter().map(move |x| (n, r, x)))
-            .collect();
-        bases.sort_by_key(|b| (b.0, std::cmp::Reverse(b.2.position), b.2.recording));
-        tries.extend(bases.into_iter().take(MAX_BASES).map(|(_, r, o)| (w, r, o)));
-    }
-    tries.sort_by_key(|t| (t.2.recording, t.2.position));
+    let tries = tries(real, wanted);
     let img = scratch.join("reach.img");
     let mnt = scratch.join("reach.mnt");
     if let Err(e) = std::fs::create_dir_all(&mnt) {
@@ -159,6 +145,30 @@ pub fn reached(
         }
     }
     found
+}
+
+/// For each wanted outcome (by its index), the bases to build it from, in
+/// the order of the recordings' traces (each is replayed once).
+fn tries<'a>(
+    real: &'a RealSide,
+    wanted: &[(usize, &Outcome)],
+) -> Vec<(usize, &'a Outcome, &'a Origin)> {
+    let mut tries = Vec::new();
+    for (w, (k, p)) in wanted.iter().enumerate() {
+        let Some(po) = real.points.get(*k) else {
+            continue;
+        };
+        let mut bases: Vec<(usize, &Outcome, &Origin)> = po
+            .origins
+            .iter()
+            .filter_map(|(r, o)| Some((differing(r, p)?.len(), r, o)))
+            .flat_map(|(n, r, o)| o.iter().map(move |x| (n, r, x)))
+            .collect();
+        bases.sort_by_key(|b| (b.0, std::cmp::Reverse(b.2.position), b.2.recording));
+        tries.extend(bases.into_iter().take(MAX_BASES).map(|(_, r, o)| (w, r, o)));
+    }
+    tries.sort_by_key(|t| (t.2.recording, t.2.position));
+    tries
 }
 
 /// The paths where `real` and `predicted` differ, if they differ only in
@@ -490,18 +500,6 @@ fn set(p: &mut Vec<(u64, u64)>, range: (u64, u64), on: bool) {
     }
     out.sort_unstable();
     *p = merge_adjacent(out);
-}
-
-/// The image file's content in `state`.
-fn image_data(state: &MemStore, ino: Ino) -> FileData {
-    state
-        .sparse_tree()
-        .into_values()
-        .find_map(|(node, i)| match node {
-            SparseNode::File(d) if i == ino => Some(d),
-            _ => None,
-        })
-        .unwrap_or_default()
 }
 
 /// `unit` bytes of `data` at `at` (a multiple of the unit, which divides

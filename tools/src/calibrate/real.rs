@@ -149,7 +149,8 @@ pub fn materialise_image(state: &MemStore, ino: Ino, dst: &Path) -> std::io::Res
     Ok(h.finish())
 }
 
-fn image_data(state: &MemStore, ino: Ino) -> FileData {
+/// The image file's content in `state`.
+pub fn image_data(state: &MemStore, ino: Ino) -> FileData {
     state
         .sparse_tree()
         .into_values()
