@@ -389,6 +389,8 @@ fn a_torn_write_the_real_enumeration_does_not_list_is_reached_on_the_device() {
     let (out, without) = calibrate(&[&args[..], &["--no-reach"]].concat());
     assert_eq!(out.status.code(), Some(0), "{without:#}");
     assert_eq!(without["total"]["reached"], 0, "{without:#}");
+    let unreached = &without["workloads"][0]["points"][1]["unreached"];
+    assert!(unreached["not searched"].as_u64() >= Some(1), "{without:#}");
     assert!(
         without["precision"].as_f64() < with["precision"].as_f64(),
         "{without:#}\n{with:#}"

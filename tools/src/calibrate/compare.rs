@@ -105,6 +105,10 @@ pub struct PointResult {
     /// crash state that gave each ([`state_kind`]): where precision is lost.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub unseen: BTreeMap<String, usize>,
+    /// The same unseen outcomes by why no device state was built for them
+    /// ([`super::reach::Miss`]).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unreached: BTreeMap<String, usize>,
 }
 
 /// The kind of an enumerated crash state, from its description
@@ -197,6 +201,7 @@ pub fn compare_point(
             .map(|(k, v)| (k.clone(), *v))
             .collect(),
         unseen,
+        unreached: BTreeMap::new(),
     };
     (result, fns)
 }

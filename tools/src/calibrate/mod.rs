@@ -347,7 +347,7 @@ fn one(plan: &Plan, job: &Job) -> Result<WorkloadResult> {
             };
             let reach = |wanted: &[(usize, &Outcome)]| {
                 if plan.wrong_model || !plan.reach {
-                    return vec![None; wanted.len()];
+                    return vec![Err(reach::Miss::NotSearched); wanted.len()];
                 }
                 let side = reach::RealSide {
                     kind: plan.fs,
@@ -492,7 +492,7 @@ fn compare_sides(
     predicted: &Side,
     history: Option<&History>,
     member: impl FnOnce(&[(Point, &Outcome)]) -> Vec<Option<String>>,
-    reach: impl FnOnce(&[(usize, &Outcome)]) -> Vec<Option<String>>,
+    reach: impl FnOnce(&[(usize, &Outcome)]) -> Vec<reach::Reached>,
 ) {
     r.sampled = real.stats.sampled || predicted.stats.sampled;
     let labels = |s: &Side| s.points.iter().map(|p| p.point.clone()).collect::<Vec<_>>();
@@ -543,7 +543,7 @@ fn reached(
     r: &mut WorkloadResult,
     real: &Side,
     predicted: &Side,
-    reach: impl FnOnce(&[(usize, &Outcome)]) -> Vec<Option<String>>,
+    reach: impl FnOnce(&[(usize, &Outcome)]) -> Vec<reach::Reached>,
 ) {
     let wanted: Vec<(usize, &Outcome)> = real
         .points
@@ -559,8 +559,14 @@ fn reached(
         .collect();
     let found = reach(&wanted);
     for ((k, o), how) in wanted.into_iter().zip(found) {
-        let Some(how) = how else { continue };
         let p = &mut r.points[k];
+        let how = match how {
+            Ok(how) => how,
+            Err(miss) => {
+                *p.unreached.entry(miss.name().to_string()).or_insert(0) += 1;
+                continue;
+            }
+        };
         p.counts.reached += 1;
         p.precision = p.counts.precision();
         if let Some(kind) = predicted.points[k].kinds.get(o) {

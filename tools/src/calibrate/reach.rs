@@ -57,6 +57,45 @@ const MAX_BASES: usize = 64;
 /// Device states built and mounted per workload.
 const MAX_MOUNTS: usize = 400;
 
+/// Why a predicted outcome was not reached: the furthest the search got
+/// over all its bases (later variants got further).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Miss {
+    /// Not searched: btrfs, or the workload's mount budget was spent.
+    NotSearched,
+    /// No real outcome of the step has the same names, kinds and sizes.
+    NoBase,
+    /// Some differing bytes are not plain device bytes (inline, unwritten
+    /// or delayed extents).
+    NotPlain,
+    /// Some differing bytes were on the device in no version at any base's
+    /// crash position: in this recording the data was never written there
+    /// while it could be lost (a writeback timing the recording lacks).
+    NeverOnDevice,
+    /// The device state needed breaks the block-level rules.
+    RulesRefuse,
+    /// The device state was built and mounted, and gave another outcome
+    /// (or failed `fsck`).
+    MountedDiffers,
+}
+
+impl Miss {
+    pub fn name(self) -> &'static str {
+        match self {
+            Miss::NotSearched => "not searched",
+            Miss::NoBase => "no real outcome of the same shape",
+            Miss::NotPlain => "not in plain extents",
+            Miss::NeverOnDevice => "bytes never on the device",
+            Miss::RulesRefuse => "block rules refuse",
+            Miss::MountedDiffers => "mounted state differs",
+        }
+    }
+}
+
+/// A predicted outcome's device state (its description), or why none was
+/// built.
+pub type Reached = Result<String, Miss>;
+
 /// What the search needs of a workload's real side.
 pub struct RealSide<'a> {
     pub kind: FsKind,
@@ -70,23 +109,24 @@ pub struct RealSide<'a> {
 
 /// For each of `wanted` (an index into the real side's points and a
 /// predicted outcome, whose bytes are in `predicted`), the description of
-/// a real device state that gives it, if the search builds one.
+/// a real device state that gives it, or why the search built none.
 pub fn reached(
     real: &RealSide,
     predicted: &Contents,
     wanted: &[(usize, &Outcome)],
     scratch: &Path,
-) -> Vec<Option<String>> {
-    let mut found: Vec<Option<String>> = vec![None; wanted.len()];
-    if real.kind == FsKind::Btrfs || wanted.is_empty() {
-        return found;
+) -> Vec<Result<String, Miss>> {
+    if real.kind == FsKind::Btrfs {
+        return vec![Err(Miss::NotSearched); wanted.len()];
     }
+    // Each try can only take an outcome further than having no base.
+    let mut found: Vec<Result<String, Miss>> = vec![Err(Miss::NoBase); wanted.len()];
     let tries = tries(real, wanted);
     let img = scratch.join("reach.img");
     let mnt = scratch.join("reach.mnt");
     if let Err(e) = std::fs::create_dir_all(&mnt) {
         log::warn!("durafs calibrate: {}: {e}", mnt.display());
-        return found;
+        return vec![Err(Miss::NotSearched); wanted.len()];
     }
     // A base's file extents, read once per outcome: where the same outcome
     // comes from several positions its files usually lie in the same
@@ -95,7 +135,11 @@ pub fn reached(
     let mut mounts = 0;
     let mut replay: Option<(usize, Replayer)> = None;
     for (w, base, origin) in tries {
-        if found[w].is_some() || mounts >= MAX_MOUNTS {
+        if found[w].is_ok() {
+            continue;
+        }
+        if mounts >= MAX_MOUNTS {
+            found[w] = Err(Miss::NotSearched);
             continue;
         }
         let (position, n) = (origin.position, origin.recording);
@@ -135,14 +179,18 @@ pub fn reached(
             continue;
         };
         let target = wanted[w].1;
-        match at.build(origin, base, target, map, predicted) {
-            Ok(how) => {
+        let got = at
+            .build(origin, base, target, map, predicted)
+            .and_then(|how| {
                 mounts += 1;
-                found[w] = at.check(&how, target);
-                log::debug!("reach: built at event {position}: {:?}", found[w]);
-            }
-            Err(why) => log::debug!("reach: nothing built at event {position}: {why}"),
-        }
+                at.check(&how, target).ok_or(Miss::MountedDiffers)
+            });
+        log::debug!("reach: at event {position}: {got:?}");
+        let before = match &found[w] {
+            Err(m) => *m,
+            Ok(_) => continue,
+        };
+        found[w] = got.map_err(|m| m.max(before));
     }
     found
 }
@@ -270,23 +318,23 @@ impl At<'_> {
         target: &Outcome,
         maps: &Maps,
         predicted: &Contents,
-    ) -> Result<Built, &'static str> {
+    ) -> Result<Built, Miss> {
         let unit = self.unit();
         // Device unit index -> (offset in the unit, wanted bytes) pieces.
         let mut wants: BTreeMap<u64, Vec<(usize, Vec<u8>)>> = BTreeMap::new();
         let bytes = |c: &'_ Contents, o: &Outcome, path: &str| -> Option<Vec<u8>> {
             c.get(&o.0.get(path)?.digest).cloned()
         };
-        for path in differing(base, target).ok_or("no base")? {
-            let have = bytes(self.real.contents, base, &path).ok_or("no real bytes")?;
-            let want = bytes(predicted, target, &path).ok_or("no predicted bytes")?;
-            let map = maps.get(&path).ok_or("no extents")?;
-            pieces(&have, &want, map, unit, &mut wants).ok_or("not in plain extents")?;
+        for path in differing(base, target).ok_or(Miss::NoBase)? {
+            let have = bytes(self.real.contents, base, &path).ok_or(Miss::NoBase)?;
+            let want = bytes(predicted, target, &path).ok_or(Miss::NoBase)?;
+            let map = maps.get(&path).ok_or(Miss::NotPlain)?;
+            pieces(&have, &want, map, unit, &mut wants).ok_or(Miss::NotPlain)?;
         }
         let mut persisted: BTreeMap<usize, Vec<(u64, u64)>> = BTreeMap::new();
         let mut units = Vec::new();
         for (u, parts) in &wants {
-            let (touching, versions) = self.versions(*u, unit).ok_or("not a write")?;
+            let (touching, versions) = self.versions(*u, unit).ok_or(Miss::RulesRefuse)?;
             let level = (0..versions.len())
                 .rev()
                 .find(|l| {
@@ -299,10 +347,10 @@ impl At<'_> {
                         "reach: device sector {u} ({} versions) never holds {parts:?}",
                         versions.len()
                     );
-                    "no version of a device sector matches"
+                    Miss::NeverOnDevice
                 })?;
             for (j, i) in touching.iter().enumerate() {
-                let (s, e) = self.pending[*i].op.data_range().ok_or("not data")?;
+                let (s, e) = self.pending[*i].op.data_range().ok_or(Miss::RulesRefuse)?;
                 let range = (s.max(u * unit), e.min((u + 1) * unit));
                 let p = persisted
                     .entry(*i)
@@ -321,7 +369,7 @@ impl At<'_> {
         );
         let image = |k: &[(usize, Survival)]| image_data(&self.store(k), self.ino);
         if legal != kept && image(&legal) != image(&kept) {
-            return Err("the block-level rules refuse it");
+            return Err(Miss::RulesRefuse);
         }
         Ok(Built {
             kept: legal,

@@ -2,7 +2,7 @@
 //! the total and every false negative with its script) or one JSON
 //! document.
 
-use super::compare::Counts;
+use super::compare::{Counts, PointResult};
 use super::families::Family;
 use super::{Plan, WorkloadResult};
 use crate::CalibrateArgs;
@@ -190,16 +190,29 @@ pub fn text(s: &Summary) -> String {
             let _ = writeln!(out, "  {n:>5}  {why}");
         }
     }
-    let mut unseen: BTreeMap<&str, usize> = Default::default();
-    for p in s.workloads.iter().flat_map(|w| &w.points) {
-        for (kind, n) in &p.unseen {
-            *unseen.entry(kind.as_str()).or_insert(0) += n;
+    type Counted = fn(&PointResult) -> &BTreeMap<String, usize>;
+    let titles: [(&str, Counted); 2] = [
+        (
+            "predicted outcomes no real state showed, by kind of crash state",
+            |p| &p.unseen,
+        ),
+        (
+            "the same, by why reach built no device state for them",
+            |p| &p.unreached,
+        ),
+    ];
+    for (title, of) in titles {
+        let mut sum: BTreeMap<&str, usize> = Default::default();
+        for p in s.workloads.iter().flat_map(|w| &w.points) {
+            for (k, n) in of(p) {
+                *sum.entry(k.as_str()).or_insert(0) += n;
+            }
         }
-    }
-    if !unseen.is_empty() {
-        out.push_str("\npredicted outcomes no real state showed, by kind of crash state:\n");
-        for (kind, n) in unseen {
-            let _ = writeln!(out, "  {n:>5}  {kind}");
+        if !sum.is_empty() {
+            let _ = writeln!(out, "\n{title}:");
+            for (k, n) in sum {
+                let _ = writeln!(out, "  {n:>5}  {k}");
+            }
         }
     }
     let families = by_family(s);

@@ -41,6 +41,9 @@ struct RunPoint {
     /// Absent in runs saved before it was recorded.
     #[serde(default)]
     unseen: BTreeMap<String, usize>,
+    /// Absent in runs saved before reach.
+    #[serde(default)]
+    unreached: BTreeMap<String, usize>,
 }
 
 #[derive(serde::Deserialize)]
@@ -208,12 +211,37 @@ pub fn markdown(paths: &[PathBuf]) -> Result<String> {
 /// Where precision is lost: the predicted outcomes no real state showed,
 /// by the kind of crash state that first gave each, most first.
 fn unseen(out: &mut String, runs: &[Run]) {
+    tally(
+        out,
+        runs,
+        |p| &p.unseen,
+        "Predicted outcomes no real state showed, by the kind of crash state that first gave each",
+        "kinds",
+    );
+    tally(
+        out,
+        runs,
+        |p| &p.unreached,
+        "The same, by why reach built no device state for them",
+        "reasons",
+    );
+}
+
+/// A table of `of(point)`'s counts summed per run, most first; nothing
+/// when every run's are empty.
+fn tally(
+    out: &mut String,
+    runs: &[Run],
+    of: impl Fn(&RunPoint) -> &BTreeMap<String, usize>,
+    title: &str,
+    what: &str,
+) {
     let per_run: Vec<BTreeMap<&str, usize>> = runs
         .iter()
         .map(|r| {
             let mut m = BTreeMap::new();
             for p in r.workloads.iter().flat_map(|w| &w.points) {
-                for (k, n) in &p.unseen {
+                for (k, n) in of(p) {
                     *m.entry(k.as_str()).or_insert(0) += n;
                 }
             }
@@ -223,8 +251,9 @@ fn unseen(out: &mut String, runs: &[Run]) {
     if per_run.iter().all(BTreeMap::is_empty) {
         return;
     }
-    out.push_str(
-        "\nPredicted outcomes no real state showed, by the kind of crash state that first gave each:\n\n| fs | model | sector | unseen | kinds, most first |\n|---|---|---|---|---|\n",
+    let _ = write!(
+        out,
+        "\n{title}:\n\n| fs | model | sector | unseen | {what}, most first |\n|---|---|---|---|---|\n"
     );
     for (r, m) in runs.iter().zip(per_run) {
         let mut kinds: Vec<(&str, usize)> = m.into_iter().collect();
