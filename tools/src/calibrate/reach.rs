@@ -63,7 +63,10 @@ const MAX_MOUNTS: usize = 400;
 pub enum Miss {
     /// Not searched: btrfs, or the workload's mount budget was spent.
     NotSearched,
-    /// No real outcome of the step has the same names, kinds and sizes.
+    /// No real outcome of the step has the same names, kinds and sizes:
+    /// in this recording the metadata was never committed (or always
+    /// was) while the prediction needs otherwise (a commit timing the
+    /// recording lacks), or the names differ.
     NoBase,
     /// Some differing bytes are not plain device bytes (inline, unwritten
     /// or delayed extents).
@@ -83,7 +86,7 @@ impl Miss {
     pub fn name(self) -> &'static str {
         match self {
             Miss::NotSearched => "not searched",
-            Miss::NoBase => "no real outcome of the same shape",
+            Miss::NoBase => "no real outcome with these names and sizes",
             Miss::NotPlain => "not in plain extents",
             Miss::NeverOnDevice => "bytes never on the device",
             Miss::RulesRefuse => "block rules refuse",
