@@ -256,6 +256,9 @@ fn tally(
         "\n{title}:\n\n| fs | model | sector | unseen | {what}, most first |\n|---|---|---|---|---|\n"
     );
     for (r, m) in runs.iter().zip(per_run) {
+        if m.is_empty() {
+            continue;
+        }
         let mut kinds: Vec<(&str, usize)> = m.into_iter().collect();
         kinds.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         let total: usize = kinds.iter().map(|(_, n)| n).sum();
