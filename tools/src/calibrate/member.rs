@@ -84,7 +84,11 @@ pub fn allowed(
 }
 
 /// The state after `kept`.
-fn after(pending: &[PendingOp], durable: &MemStore, kept: &[(usize, Survival)]) -> MemStore {
+pub(super) fn after(
+    pending: &[PendingOp],
+    durable: &MemStore,
+    kept: &[(usize, Survival)],
+) -> MemStore {
     let cs = CrashState {
         seed: 0,
         kept: kept.to_vec(),

@@ -27,9 +27,10 @@
 use super::PointOutcomes;
 use super::device::{FsKind, LoopDev, MountGuard};
 use super::fiemap::{Extent, extents};
+use super::member::after;
 use super::outcome::{Contents, EntryKind, Outcome};
 use super::real::{Recorded, check_image, image_data, materialise_image};
-use durafs::model::crash::{CrashState, merge_adjacent};
+use durafs::model::crash::merge_adjacent;
 use durafs::model::enumerate::EnumOptions;
 use durafs::model::profile::apply;
 use durafs::model::store::CHUNK;
@@ -137,6 +138,7 @@ pub fn reached(
     let mut maps: HashMap<(usize, u64), Option<Maps>> = HashMap::new();
     let mut mounts = 0;
     let mut replay: Option<(usize, Replayer)> = None;
+    let mut here: Option<((usize, usize), Vec<PendingOp>, FileData)> = None;
     for (w, base, origin) in tries {
         if found[w].is_ok() {
             continue;
@@ -164,9 +166,18 @@ pub fn reached(
                 return found;
             }
         }
+        // Tries come sorted by recording and position: the pending list
+        // and the durable image are taken once per crash position.
+        if here.as_ref().is_none_or(|(k, _, _)| *k != (n, position)) {
+            here = Some(((n, position), r.pending(), image_data(r.durable(), *ino)));
+        }
+        let Some((_, pending, durable_image)) = here.as_ref() else {
+            continue;
+        };
         let at = At {
-            pending: r.pending(),
+            pending,
             durable: r.durable(),
+            durable_image,
             ino: *ino,
             real,
             img: &img,
@@ -265,8 +276,10 @@ struct Built {
 
 /// One crash position of the image's trace.
 struct At<'a> {
-    pending: Vec<PendingOp>,
+    pending: &'a [PendingOp],
     durable: &'a MemStore,
+    /// The image file's durable content (read sector by sector).
+    durable_image: &'a FileData,
     /// The image file's inode.
     ino: Ino,
     real: &'a RealSide<'a>,
@@ -276,15 +289,7 @@ struct At<'a> {
 
 impl At<'_> {
     fn store(&self, kept: &[(usize, Survival)]) -> MemStore {
-        let cs = CrashState {
-            seed: 0,
-            kept: kept.to_vec(),
-            total: self.pending.len(),
-            description: String::new(),
-        };
-        let mut s = self.durable.clone();
-        s.apply_all(&cs.effects(&self.pending));
-        s
+        after(self.pending, self.durable, kept)
     }
 
     fn unit(&self) -> u64 {
@@ -365,7 +370,7 @@ impl At<'_> {
         }
         let kept = self.with(origin, &persisted);
         let (legal, _) = apply(
-            &self.pending,
+            self.pending,
             kept.clone(),
             self.real.opts.rules,
             self.real.opts.sector,
@@ -386,7 +391,7 @@ impl At<'_> {
     /// the unit's versions: durable, then after each of them.
     fn versions(&self, u: u64, unit: u64) -> Option<(Vec<usize>, Vec<Vec<u8>>)> {
         let (a, b) = (u * unit, (u + 1) * unit);
-        let mut cur = durable_bytes(&image_data(self.durable, self.ino), a, unit);
+        let mut cur = durable_bytes(self.durable_image, a, unit);
         let mut touching = Vec::new();
         let mut versions = vec![cur.clone()];
         for (i, p) in self.pending.iter().enumerate() {
