@@ -152,6 +152,13 @@ pub struct CalibrateArgs {
     /// dirty pages written back before each mark.
     #[arg(long)]
     pub union: bool,
+    /// With --union, record the real side once more per step, writing
+    /// dirty pages back only before that step's mark: a page written in
+    /// one step and written back in a later one (after a later flush) is
+    /// a timing the other recordings never show. N steps cost N more
+    /// recordings.
+    #[arg(long, requires = "union")]
+    pub timings: bool,
     /// Do not search for real device states that give the predicted
     /// outcomes no enumerated real state showed (reach): faster, and
     /// precision is then only a lower bound.

@@ -91,6 +91,19 @@ pub struct Reached {
     pub how: String,
 }
 
+/// A predicted outcome no real state showed and none was built for: what
+/// the model predicted, the state that predicted it, and why reach found
+/// no real device state for it ([`super::reach::Miss`]).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Unreached {
+    pub point: String,
+    pub outcome: Outcome,
+    /// The kind of predicted crash state that gave it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub why: &'static str,
+}
+
 /// One crash point compared.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct PointResult {

@@ -143,6 +143,10 @@ pub struct WorkloadResult {
     /// ([`reach`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reached: Vec<compare::Reached>,
+    /// The first few predicted outcomes neither a real state showed nor
+    /// reach built, with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreached: Vec<compare::Unreached>,
     pub seconds: f64,
 }
 
@@ -166,6 +170,9 @@ pub struct Plan {
     pub reach: bool,
     /// Record the real side once more with writeback (`--union`).
     pub union: bool,
+    /// And once more per step, with writeback before that step's mark
+    /// only (`--timings`).
+    pub timings: bool,
 }
 
 /// One workload to run.
@@ -259,11 +266,13 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
         keep: args.keep.clone(),
         recording: real::Recording {
             writeback: args.writeback,
+            writeback_at: None,
             commits: args.commits,
             settle: args.settle,
         },
         reach: !args.no_reach,
         union: args.union,
+        timings: args.timings,
     };
     let _xfssyncd = if args.commits && fs_kind == FsKind::Xfs {
         Some(commit::XfsSyncd::set()?)
@@ -328,6 +337,7 @@ fn one(plan: &Plan, job: &Job) -> Result<WorkloadResult> {
         sampled: false,
         false_negatives: Vec::new(),
         reached: Vec::new(),
+        unreached: Vec::new(),
         seconds: 0.0,
     };
     match sides(plan, name, script) {
@@ -380,15 +390,22 @@ struct Sides {
     scratch: tempfile::TempDir,
 }
 
-/// How the real side records the workload: as asked, and with `--union`
-/// once more with writeback before each mark.
-fn recordings(plan: &Plan) -> Vec<real::Recording> {
+/// How the real side records `script`: as asked; with `--union` once more
+/// with writeback before each mark; with `--timings` once more per `wb`
+/// call of the script, writing back at that call only.
+fn recordings(plan: &Plan, script: &str) -> Vec<real::Recording> {
     let mut v = vec![plan.recording];
     if plan.union && !plan.recording.writeback {
         v.push(real::Recording {
             writeback: true,
             ..plan.recording
         });
+    }
+    if plan.timings && !plan.recording.writeback && !plan.recording.settle {
+        v.extend((1..=script::wb_calls(script)).map(|k| real::Recording {
+            writeback_at: Some(k),
+            ..plan.recording
+        }));
     }
     v
 }
@@ -400,7 +417,7 @@ fn sides(plan: &Plan, name: &str, script: &str) -> Result<Sides> {
         .tempdir()
         .map_err(|e| err(format!("creating a work directory: {e}")))?;
     let mut recorded = Vec::new();
-    for (n, how) in recordings(plan).into_iter().enumerate() {
+    for (n, how) in recordings(plan, script).into_iter().enumerate() {
         let dir = work.path().join(format!("real-{n}"));
         recorded.push(real::record(plan.fs, script, how, &dir)?);
     }
@@ -564,6 +581,14 @@ fn reached(
             Ok(how) => how,
             Err(miss) => {
                 *p.unreached.entry(miss.name().to_string()).or_insert(0) += 1;
+                if r.unreached.len() < MAX_UNREACHED_SHOWN {
+                    r.unreached.push(compare::Unreached {
+                        point: p.point.clone(),
+                        outcome: o.clone(),
+                        kind: predicted.points[k].kinds.get(o).cloned(),
+                        why: miss.name(),
+                    });
+                }
                 continue;
             }
         };
@@ -590,6 +615,9 @@ fn reached(
 /// Reached outcomes a workload's result shows, with the state that gave
 /// each.
 const MAX_REACHED_SHOWN: usize = 5;
+
+/// Unreached outcomes a workload's result shows, with why.
+const MAX_UNREACHED_SHOWN: usize = 8;
 
 /// Real states checked at once: `--jobs` (default 2), but one for btrfs,
 /// which refuses to mount two filesystems with the same fsid (every state

@@ -45,6 +45,9 @@ pub type Verdict = std::result::Result<Outcome, String>;
 pub struct Recording {
     /// Write dirty pages back before each mark.
     pub writeback: bool,
+    /// Write dirty pages back at the script's `wb` call of this number
+    /// (from 1) only.
+    pub writeback_at: Option<usize>,
     /// Commit the journal every second and wait for a commit before each
     /// mark ([`super::commit`]).
     pub commits: bool,
@@ -86,6 +89,10 @@ pub fn record(kind: FsKind, script: &str, how: Recording, dir: &Path) -> Result<
     let mut env: Vec<(&str, &Path)> = vec![("DURAFS", &exe), (ENV_MOUNT, &mnt)];
     if how.writeback || how.settle {
         env.push(("DURAFS_WRITEBACK", Path::new("1")));
+    }
+    let at = how.writeback_at.map(|k| k.to_string());
+    if let Some(k) = &at {
+        env.push(("DURAFS_WRITEBACK_AT", Path::new(k)));
     }
     if how.settle {
         env.push(("DURAFS_SETTLE", Path::new("1")));

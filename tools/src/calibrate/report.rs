@@ -60,6 +60,9 @@ impl Summary {
         if args.union {
             command.push_str(" --union");
         }
+        if args.timings {
+            command.push_str(" --timings");
+        }
         if args.no_reach {
             command.push_str(" --no-reach");
         }

@@ -107,6 +107,7 @@ fn run_label(r: &Run) -> String {
         "--commits",
         "--settle",
         "--union",
+        "--timings",
         "--no-reach",
     ] {
         if r.command.contains(flag) {
