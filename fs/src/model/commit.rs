@@ -148,6 +148,18 @@ impl Model {
                 }
             }
             op.effects(&Survival::Full, out);
+            if let Op::Names {
+                changes,
+                over: true,
+                ..
+            } = &op
+            {
+                if self.cfg.persistence.rules().auto_da_alloc {
+                    for (ino, _) in changes.iter().filter_map(|c| c.target.as_ref()) {
+                        self.commit_size_before(*ino, s, out, &mut undo);
+                    }
+                }
+            }
             undo.ops.push((s, op));
         }
         undo
@@ -186,6 +198,41 @@ impl Model {
                 n.base_end = 0;
             }
         }
+    }
+
+    /// ext4's `auto_da_alloc`: a rename of file `ino` onto another file's
+    /// name starts the file's writeback first (`ext4_rename` →
+    /// `ext4_alloc_da_blocks` → `filemap_flush`), which allocates its delayed
+    /// blocks and moves its on-disk size in the same or an earlier
+    /// transaction (`mpage_map_and_submit_extent`), so committing the rename
+    /// commits the size its writes before `seq` gave it. Their data stays
+    /// pending (unwritten extents read as zeros until converted). With a
+    /// truncate, punch or allocation among them nothing is committed: the
+    /// size then is not the writes' alone.
+    fn commit_size_before(&self, ino: Ino, seq: u64, out: &mut Vec<Effect>, undo: &mut NamesUndo) {
+        let Some(node) = self.nodes.get(&ino).map(|n| Arc::clone(n.value())) else {
+            return;
+        };
+        let mut n = node.lock();
+        let Some(durable) = n.durable else {
+            return;
+        };
+        let mut size = durable.size;
+        for op in n.pending.range(..seq).map(|(_, op)| op) {
+            match op {
+                Op::Write { offset, data, .. } => {
+                    size = size.max(offset + data.len() as u64);
+                }
+                Op::Truncate { .. } | Op::Punch { .. } | Op::Allocate { .. } => return,
+                _ => {}
+            }
+        }
+        if size <= durable.size {
+            return;
+        }
+        undo.nodes.push((ino, n.durable, n.base_end));
+        n.durable = Some(DurableMeta { size, ..durable });
+        out.push(Effect::Extend { ino, size });
     }
 
     /// Records that a durable entry now reaches `ino`: if nothing of it was

@@ -283,6 +283,16 @@ pub(crate) fn with_notes(mut what: String, cuts: Cuts) -> String {
             ops(cuts.pages)
         );
     }
+    if cuts.renames > 0 {
+        let _ = write!(
+            what,
+            "; {} kept by a later rename over another file (auto_da_alloc)",
+            match cuts.renames {
+                1 => "1 write's size".to_string(),
+                n => format!("{n} writes' sizes"),
+            }
+        );
+    }
     match cuts.sizes {
         0 => {}
         1 => what.push_str("; 1 write without its size change, its data not all on disk"),

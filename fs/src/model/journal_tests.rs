@@ -22,6 +22,7 @@ fn create(seq: u64, name: &'static [u8]) -> PendingOp {
                 )),
             }],
             peer: None,
+            over: false,
         },
     }
 }

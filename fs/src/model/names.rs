@@ -85,6 +85,7 @@ impl Model {
                     target: Some((ino, init)),
                 }],
                 peer: None,
+                over: false,
             },
         );
         Ok(stat)
@@ -128,6 +129,7 @@ impl Model {
                     target: Some((ino, init)),
                 }],
                 peer: None,
+                over: false,
             },
         );
         Ok(stat)
@@ -175,6 +177,7 @@ impl Model {
                     target: None,
                 }],
                 peer: None,
+                over: false,
             },
         );
         Ok(())
@@ -229,6 +232,9 @@ impl Model {
                 }
             }
         }
+        // A plain rename of a file onto another file's name.
+        let over =
+            !flags.exchange && src_kind == Kind::File && dst.is_some_and(|(_, k)| k == Kind::File);
         let exchanged = match (flags.exchange, dst) {
             (true, Some((d, _))) => Some(d),
             _ => None,
@@ -302,6 +308,7 @@ impl Model {
                     what,
                     changes: vec![src_change, dst_change],
                     peer: Some((newparent, newname.to_vec())),
+                    over,
                 },
             );
         } else {
@@ -319,6 +326,7 @@ impl Model {
                     what: to_what,
                     changes: vec![dst_change],
                     peer: Some((parent, name.to_vec())),
+                    over,
                 },
             );
             ns.pending.insert(
@@ -328,6 +336,7 @@ impl Model {
                     what: from_what,
                     changes: vec![src_change],
                     peer: Some((newparent, newname.to_vec())),
+                    over: false,
                 },
             );
         }

@@ -80,11 +80,14 @@ pub const PAGE: u64 = 4096;
 pub enum Op {
     /// Changes to the entries of one directory, applied atomically.
     /// `peer` is the other directory and name of a rename, for reports.
+    /// `over` is set on the half of a rename that puts the file on a name
+    /// that held another file (ext4's `auto_da_alloc`, [`super::profile`]).
     Names {
         dir: Ino,
         what: NsKind,
         changes: Vec<EntryChange>,
         peer: Option<(Ino, Name)>,
+        over: bool,
     },
     /// Bytes written at an offset (extends the size when past the end).
     /// `size_before` is the file's size when it was written (the ext4

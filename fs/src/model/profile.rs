@@ -4,7 +4,7 @@
 //! | model   | names in journal order | fsync commits every name | write size only with its data         | data unit |
 //! |---------|------------------------|--------------------------|---------------------------------------|-----------|
 //! | `posix` | no                     | no                       | no                                    | sector    |
-//! | `ext4`  | yes                    | yes                      | no; past the old last page, whole pages | sector  |
+//! | `ext4`  | yes                    | yes                      | no; past the old last page, whole pages; kept by a rename over a file | sector |
 //! | `xfs`   | yes                    | yes                      | yes                                   | sector    |
 //! | `btrfs` | no                     | no                       | yes                                   | page      |
 //!
@@ -39,6 +39,12 @@
 //!   with or without the size (`ext4_da_do_write_end` moves the size at
 //!   write time there). Calibration on ext4: the size without its data
 //!   (seed-1-19, `--commits` runs), and no page of new blocks torn.
+//! * **ext4: a rename over another file keeps the renamed file's size**
+//!   (`auto_da_alloc`, [`rename_keeps_sizes`] and, at a commit,
+//!   `Model::commit_size_before`): `ext4_rename` starts the source's
+//!   writeback (`ext4_alloc_da_blocks`) before its handle, and the
+//!   writeback moves the on-disk size with the allocation; with
+//!   `dioread_nolock` the data is not ordered, so it may read as zeros.
 //! * **Data in whole pages** (btrfs): data is copy-on-write and
 //!   checksummed; a file points at a new extent only after the extent's
 //!   I/O completed, so no sector of a page can be old while another is new
@@ -51,7 +57,7 @@
 use super::journal::journal_order;
 use super::op::{Op, PAGE, PendingOp, Survival};
 use super::pages::page_rule;
-use super::types::Persistence;
+use super::types::{Ino, Persistence};
 
 /// When a write's size change may survive without all of its data.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -76,6 +82,9 @@ pub struct Rules {
     pub sizes: SizeRule,
     /// Data survives in whole pages, never torn inside one.
     pub whole_pages: bool,
+    /// A rename onto another file's name keeps the size of the writes made
+    /// to the file before it (ext4's `auto_da_alloc`, [`rename_keeps_sizes`]).
+    pub auto_da_alloc: bool,
 }
 
 impl Persistence {
@@ -87,16 +96,19 @@ impl Persistence {
                 journal: true,
                 sizes: SizeRule::Ext4,
                 whole_pages: false,
+                auto_da_alloc: true,
             },
             Persistence::Xfs => Rules {
                 journal: true,
                 sizes: SizeRule::AfterData,
                 whole_pages: false,
+                auto_da_alloc: false,
             },
             Persistence::Btrfs => Rules {
                 journal: false,
                 sizes: SizeRule::AfterData,
                 whole_pages: true,
+                auto_da_alloc: false,
             },
         }
     }
@@ -123,6 +135,8 @@ pub struct Cuts {
     pub pages: usize,
     /// Writes whose size change was lost with part of their data.
     pub sizes: usize,
+    /// Writes whose size a kept rename over another file kept.
+    pub renames: usize,
 }
 
 /// `kept` under `rules` at `sector`-byte sectors: the journal rule, ext4's
@@ -138,6 +152,13 @@ pub fn apply(
     let kept = if rules.journal {
         let (k, n) = journal_order(pending, kept);
         cuts.journal = n;
+        k
+    } else {
+        kept
+    };
+    let kept = if rules.auto_da_alloc {
+        let (k, n) = rename_keeps_sizes(pending, kept);
+        cuts.renames = n;
         k
     } else {
         kept
@@ -165,6 +186,77 @@ pub fn apply(
         return (k, cuts);
     }
     (kept, cuts)
+}
+
+/// `kept` with the size change of every write to a file before a kept
+/// rename of that file onto another file's name (ext4's `auto_da_alloc`):
+/// a write dropped is kept without its data ([`Survival::MetaOnly`]), one
+/// kept without its size ([`Survival::DataOnly`]) gets it back.
+///
+/// ext4 starts writeback of the file (`ext4_rename` → `ext4_alloc_da_blocks`
+/// → `filemap_flush`) before the rename's handle starts, and the writeback
+/// allocates the delayed blocks and moves the on-disk size
+/// (`mpage_map_and_submit_extent`) in that or an earlier transaction:
+/// replayed in order, the rename never survives without the size. The
+/// data is not ordered before it: with `dioread_nolock` the blocks are
+/// unwritten extents until their I/O completes, so they may read as zeros.
+pub fn rename_keeps_sizes(
+    pending: &[PendingOp],
+    kept: Vec<(usize, Survival)>,
+) -> (Vec<(usize, Survival)>, usize) {
+    let renamed: Vec<(usize, Ino)> = kept
+        .iter()
+        .filter_map(|(i, _)| match pending.get(*i).map(|p| &p.op) {
+            Some(Op::Names {
+                changes,
+                over: true,
+                ..
+            }) => changes
+                .iter()
+                .find_map(|c| c.target.as_ref().map(|(ino, _)| (*i, *ino))),
+            _ => None,
+        })
+        .collect();
+    if renamed.is_empty() {
+        return (kept, 0);
+    }
+    let sized = |j: usize| match pending.get(j).map(|p| &p.op) {
+        Some(Op::Write {
+            ino,
+            offset,
+            data,
+            size_before,
+        }) if offset + data.len() as u64 > *size_before => {
+            renamed.iter().any(|(i, r)| j < *i && r == ino)
+        }
+        _ => false,
+    };
+    let mut changed = 0;
+    let mut out: Vec<(usize, Survival)> = kept
+        .into_iter()
+        .map(|(j, how)| match how {
+            Survival::DataOnly { persisted } if sized(j) => {
+                changed += 1;
+                let how = if persisted.is_empty() {
+                    Survival::MetaOnly
+                } else {
+                    Survival::Torn {
+                        persisted,
+                        garbage: None,
+                    }
+                };
+                (j, how)
+            }
+            how => (j, how),
+        })
+        .collect();
+    let have: std::collections::HashSet<usize> = out.iter().map(|(j, _)| *j).collect();
+    for j in (0..pending.len()).filter(|j| !have.contains(j) && sized(*j)) {
+        changed += 1;
+        out.push((j, Survival::MetaOnly));
+    }
+    out.sort_by_key(|(j, _)| *j);
+    (out, changed)
 }
 
 /// `kept` with every write's size change dropped unless all of its data
@@ -205,9 +297,11 @@ pub fn size_after_data(
 }
 
 /// `kept` with the data of every write that ends past the page holding
-/// the file's old end, kept with its size, cut to the pages it covers
-/// whole within the write (ext4's unwritten extents): a page of it kept in
-/// part is rolled back.
+/// the file's old end cut to the pages it covers whole within the write
+/// (ext4's unwritten extents, converted to written only when a page's I/O
+/// completed): a page of it kept in part is rolled back, with or without
+/// the write's size (a size committed later, by a rename over another file
+/// or a later extension, shows the blocks as they were converted).
 pub fn new_pages_whole(
     pending: &[PendingOp],
     kept: Vec<(usize, Survival)>,
@@ -215,7 +309,7 @@ pub fn new_pages_whole(
     let mut changed = 0;
     let out = kept
         .into_iter()
-        .map(|(i, how)| {
+        .filter_map(|(i, how)| {
             let Some(Op::Write {
                 offset,
                 data,
@@ -223,29 +317,34 @@ pub fn new_pages_whole(
                 ..
             }) = pending.get(i).map(|p| &p.op)
             else {
-                return (i, how);
+                return Some((i, how));
             };
             let end = offset + data.len() as u64;
-            let Survival::Torn { persisted, garbage } = &how else {
-                return (i, how);
-            };
             if end <= size_before.next_multiple_of(PAGE) {
-                return (i, how);
+                return Some((i, how));
             }
+            let (persisted, garbage) = match &how {
+                Survival::Torn { persisted, garbage } => (persisted, *garbage),
+                Survival::DataOnly { persisted } => (persisted, None),
+                _ => return Some((i, how)),
+            };
             let whole = whole_pages(persisted, *offset, end);
             if whole == *persisted {
-                return (i, how);
+                return Some((i, how));
             }
             changed += 1;
-            let how = if whole.is_empty() {
-                Survival::MetaOnly
-            } else {
-                Survival::Torn {
-                    persisted: whole,
-                    garbage: *garbage,
-                }
-            };
-            (i, how)
+            match how {
+                Survival::DataOnly { .. } if whole.is_empty() => None,
+                Survival::DataOnly { .. } => Some((i, Survival::DataOnly { persisted: whole })),
+                _ if whole.is_empty() => Some((i, Survival::MetaOnly)),
+                _ => Some((
+                    i,
+                    Survival::Torn {
+                        persisted: whole,
+                        garbage,
+                    },
+                )),
+            }
         })
         .collect();
     (out, changed)

@@ -148,3 +148,26 @@ fn journal_is_the_ext4_profile_and_unknown_models_name_the_profiles() {
     assert_eq!(p, Persistence::Ext4);
     assert_eq!(serde_json::to_string(&Persistence::Xfs).unwrap(), "\"xfs\"");
 }
+
+/// ext4 (`dioread_nolock`): a new block is an unwritten extent until its
+/// page's I/O completed, so data past the old last page shows in whole
+/// pages also when its own size is not kept and a later size (a rename
+/// over another file, `auto_da_alloc`) covers it.
+#[test]
+fn ext4_keeps_new_pages_whole_also_without_their_size() {
+    let past = [write_after(2, 4096, 6000, b'a', 4096)];
+    let data_only = |persisted: Vec<(u64, u64)>| Survival::DataOnly { persisted };
+    let rules = Persistence::Ext4.rules();
+    let kept = keeps(&[(0, data_only(vec![(4096, 8192), (8192, 8704)]))]);
+    let (out, cuts) = apply(&past, kept, rules, 512);
+    assert_eq!(
+        (out, cuts.sizes),
+        (keeps(&[(0, data_only(vec![(4096, 8192)]))]), 1)
+    );
+    let kept = keeps(&[(0, data_only(vec![(4608, 5120)]))]);
+    let (out, _) = apply(&past, kept, rules, 512);
+    assert_eq!(out, vec![]);
+    let kept = keeps(&[(0, data_only(vec![(4608, 5120)]))]);
+    let (out, _) = apply(&past, kept.clone(), Persistence::Posix.rules(), 512);
+    assert_eq!(out, kept);
+}

@@ -32,6 +32,8 @@ pub enum ROp {
         changes: Vec<(Name, Option<(Ino, RInode)>)>,
         /// The two halves of a rename across directories share an id.
         pair: Option<u64>,
+        /// The half of a rename that puts a file on another file's name.
+        over: bool,
     },
     Write {
         ino: Ino,
@@ -350,9 +352,10 @@ impl RefFs {
     /// Commits the pending operations whose positions `pick` selects.
     fn commit_at(&mut self, pick: impl Fn(usize) -> bool) {
         let mut rest = Vec::new();
-        for (i, op) in std::mem::take(&mut self.pending).into_iter().enumerate() {
+        let pending = std::mem::take(&mut self.pending);
+        for (i, op) in pending.iter().enumerate() {
             if pick(i) {
-                match &op {
+                match op {
                     ROp::Names { dir, .. } => self.ensure_durable(*dir),
                     other => {
                         if let Some(ino) = other.ino() {
@@ -360,12 +363,51 @@ impl RefFs {
                         }
                     }
                 }
-                self.durable.apply(&op, &Survival::Full);
+                self.durable.apply(op, &Survival::Full);
+                self.auto_da_alloc(op, &pending[..i]);
             } else {
-                rest.push(op);
+                rest.push(op.clone());
             }
         }
         self.pending = rest;
+    }
+
+    /// ext4: a committed rename of a file onto another file's name commits
+    /// the size the file's writes in `before` gave it (unless a truncate,
+    /// punch or allocation is among them); their data stays pending.
+    fn auto_da_alloc(&mut self, op: &ROp, before: &[ROp]) {
+        let ROp::Names {
+            changes,
+            over: true,
+            ..
+        } = op
+        else {
+            return;
+        };
+        if !self.persistence.rules().auto_da_alloc {
+            return;
+        }
+        for ino in changes
+            .iter()
+            .filter_map(|(_, t)| t.as_ref().map(|(i, _)| *i))
+        {
+            let Some(durable) = self.durable.inodes.get(&ino).map(|i| i.data.len() as u64) else {
+                continue;
+            };
+            let mut size = Some(durable);
+            for o in before.iter().filter(|o| o.ino() == Some(ino)) {
+                size = match o {
+                    ROp::Write { off, data, .. } => size.map(|s| s.max(off + data.len() as u64)),
+                    ROp::Truncate { .. } | ROp::Punch { .. } | ROp::Allocate { .. } => None,
+                    _ => size,
+                };
+            }
+            if let (Some(size), Some(i)) = (size, self.durable.inodes.get_mut(&ino)) {
+                if size > durable {
+                    i.data.resize(size as usize, 0);
+                }
+            }
+        }
     }
 
     /// btrfs's fsync of `ino`: the positions of the pending names that link
@@ -385,7 +427,10 @@ impl RefFs {
         loop {
             let mut more = Vec::new();
             for &i in &picked {
-                let ROp::Names { dir, pair, changes } = &self.pending[i] else {
+                let ROp::Names {
+                    dir, pair, changes, ..
+                } = &self.pending[i]
+                else {
                     continue;
                 };
                 for (j, op) in self.pending.iter().enumerate() {

@@ -64,6 +64,7 @@ impl Model {
                 what,
                 changes,
                 peer,
+                ..
             } = op
             {
                 let dpath = dir_path(&ns, *dir);
@@ -169,6 +170,7 @@ impl Model {
                 what,
                 changes,
                 peer,
+                ..
             } => names_text(&ns, *dir, *what, changes, peer.as_ref()),
             Op::Write {
                 ino, offset, data, ..

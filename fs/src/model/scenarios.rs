@@ -553,3 +553,48 @@ fn an_extending_write_may_stop_at_the_old_last_page_under_ext4_only() {
         assert_eq!(file(&t, "c"), Some(want), "{p}");
     }
 }
+
+/// ext4's `auto_da_alloc`: a rename of a file onto another file's name
+/// starts the file's writeback, which allocates its blocks and moves its
+/// on-disk size before the rename is journaled. Under ext4 a crash never
+/// shows the renamed file without the size its writes gave it (its data
+/// may still read as zeros: unwritten extents); posix and xfs may.
+#[test]
+fn a_rename_over_a_file_keeps_the_renamed_files_size_under_ext4_only() {
+    for (p, sized) in [
+        (Persistence::Ext4, true),
+        (Persistence::Posix, false),
+        (Persistence::Xfs, false),
+    ] {
+        let mut v = Vol::new(p);
+        let a = v.create(ROOT, "a");
+        v.write(a, 0, &[b'a'; 100]);
+        v.fsync(a);
+        v.fsyncdir(ROOT);
+        let b = v.create(ROOT, "b");
+        v.write(b, 0, &[b'b'; 9000]);
+        v.m.rename(ROOT, b"b", ROOT, b"a", RenameFlags::default(), T)
+            .unwrap();
+        let sizes = |v: &Vol| -> Vec<(String, usize)> {
+            let pending = v.m.pending_ops();
+            let opts = EnumOptions::default().under(p);
+            enumerate(&pending, &opts)
+                .filter_map(|st| {
+                    let t = v.after(&pending, &st.effects(&pending));
+                    let a = file(&t, "a")?;
+                    let renamed = !t.contains_key("b") && a != [b'a'; 100];
+                    (renamed && a.len() != 9000).then_some((st.description, a.len()))
+                })
+                .collect()
+        };
+        // Before and after the directory's fsync makes the rename durable.
+        let before = sizes(&v);
+        v.fsyncdir(ROOT);
+        let after = sizes(&v);
+        assert_eq!(
+            before.is_empty() && after.is_empty(),
+            sized,
+            "{p}: {before:?} {after:?}"
+        );
+    }
+}

@@ -228,6 +228,7 @@ impl Harness {
                     dir: d,
                     changes: vec![(name.to_vec(), Some((st.ino, init)))],
                     pair: None,
+                    over: false,
                 });
             }
             Step::Write(f, off, len, byte) => {
@@ -328,6 +329,7 @@ impl Harness {
                     dir: d,
                     changes: vec![(name.to_vec(), Some((f, init)))],
                     pair: None,
+                    over: false,
                 });
             }
             Step::Unlink(d, n) | Step::Rmdir(d, n) => {
@@ -353,6 +355,7 @@ impl Harness {
                         dir: d,
                         changes: vec![(name.to_vec(), None)],
                         pair: None,
+                        over: false,
                     });
                 }
             }
@@ -478,11 +481,15 @@ impl Harness {
             },
         );
         let dst_change = (n2.to_vec(), Some((src, init(src, self))));
+        let over = !flags.exchange
+            && self.kind(src) == Kind::File
+            && dst.is_some_and(|d| self.kind(d) == Kind::File);
         if d1 == d2 {
             self.r.record(ROp::Names {
                 dir: d1,
                 changes: vec![src_change, dst_change],
                 pair: None,
+                over,
             });
         } else {
             self.pairs += 1;
@@ -490,11 +497,13 @@ impl Harness {
                 dir: d2,
                 changes: vec![dst_change],
                 pair: Some(self.pairs),
+                over,
             });
             self.r.record(ROp::Names {
                 dir: d1,
                 changes: vec![src_change],
                 pair: Some(self.pairs),
+                over: false,
             });
         }
     }
