@@ -320,7 +320,10 @@ pub fn new_pages_whole(
                 return Some((i, how));
             };
             let end = offset + data.len() as u64;
-            if end <= size_before.next_multiple_of(PAGE) {
+            // The old last page's end: below it the blocks are mapped and
+            // overwritten in place, at any sector.
+            let from = size_before.next_multiple_of(PAGE);
+            if end <= from {
                 return Some((i, how));
             }
             let (persisted, garbage) = match &how {
@@ -328,7 +331,7 @@ pub fn new_pages_whole(
                 Survival::DataOnly { persisted } => (persisted, None),
                 _ => return Some((i, how)),
             };
-            let whole = whole_pages(persisted, *offset, end);
+            let whole = whole_pages(persisted, *offset, end, from);
             if whole == *persisted {
                 return Some((i, how));
             }
@@ -350,11 +353,15 @@ pub fn new_pages_whole(
     (out, changed)
 }
 
-/// The parts of `persisted` that cover whole pieces of `[start, end)` cut
-/// at page boundaries.
-fn whole_pages(persisted: &[(u64, u64)], start: u64, end: u64) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    let mut a = start;
+/// `persisted` below `from` as it is, and from there the parts that cover
+/// whole pieces of `[start, end)` cut at page boundaries.
+fn whole_pages(persisted: &[(u64, u64)], start: u64, end: u64, from: u64) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = persisted
+        .iter()
+        .filter(|&&(s, _)| s < from)
+        .map(|&(s, e)| (s, e.min(from)))
+        .collect();
+    let mut a = start.max(from);
     while a < end {
         let b = (a / PAGE + 1).saturating_mul(PAGE).min(end);
         if persisted.iter().any(|&(s, e)| s <= a && b <= e) {

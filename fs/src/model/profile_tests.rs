@@ -171,3 +171,44 @@ fn ext4_keeps_new_pages_whole_also_without_their_size() {
     let (out, _) = apply(&past, kept.clone(), Persistence::Posix.rules(), 512);
     assert_eq!(out, kept);
 }
+
+/// Regression (calibrate, ext4, seed-1-300 and seed-1-461: `pw A 3796
+/// 4682 0` onto 8192 bytes, then `sync A`): the part of an extending write
+/// inside the old size overwrites mapped blocks in place, so it survives
+/// at any sector, with or without the write's size; only its pages past
+/// the old last page are whole.
+#[test]
+fn ext4_tears_the_in_place_part_of_an_extending_write_at_any_sector() {
+    let rules = Persistence::Ext4.rules();
+    let w = [write_after(2, 3796, 4682, b'0', 8192)];
+    for how in [
+        Survival::DataOnly {
+            persisted: vec![(4608, 8192)],
+        },
+        Survival::Torn {
+            persisted: vec![(4608, 8192)],
+            garbage: None,
+        },
+    ] {
+        let kept = keeps(&[(0, how)]);
+        let (out, _) = apply(&w, kept.clone(), rules, 512);
+        assert_eq!(out, kept);
+    }
+    // Past the old end, the new page is whole or absent.
+    let kept = keeps(&[(
+        0,
+        Survival::DataOnly {
+            persisted: vec![(4608, 8192), (8192, 8300)],
+        },
+    )]);
+    let (out, _) = apply(&w, kept, rules, 512);
+    assert_eq!(
+        out,
+        keeps(&[(
+            0,
+            Survival::DataOnly {
+                persisted: vec![(4608, 8192)]
+            }
+        )])
+    );
+}
