@@ -394,3 +394,25 @@ if [ "$n" != 0 ] && [ "$n" != 4096 ]; then echo "page torn: $n old bytes"; exit 
         }
     }
 }
+
+/// The ext4 profile's `auto_da_alloc`: a rename of a file over another
+/// file starts its writeback, so once the rename survives, the size the
+/// file's writes gave it survives too (its bytes may still read as
+/// zeros); posix shows the renamed file without its size.
+#[test]
+fn a_file_renamed_over_another_keeps_its_size_under_ext4() {
+    let check = r#"if [ "$(cat a)" != old ] && [ "$(wc -c < a)" != 9000 ]; then echo "renamed without its size: $(wc -c < a) bytes"; exit 1; fi"#;
+    for (model, shown) in [("posix", true), ("ext4", false)] {
+        let s = Scratch::new(&[("a", "old")]);
+        let r = s.explore(
+            &["--model", model],
+            check,
+            "head -c 9000 /dev/zero | tr '\\0' n > tmp && mv -f tmp a && sync .",
+        );
+        if shown {
+            r.finds_the_bug();
+        } else {
+            r.passes();
+        }
+    }
+}
