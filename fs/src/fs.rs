@@ -546,6 +546,22 @@ impl DuraFs {
         )
     }
 
+    /// The last close of an open file description of `ino` (FUSE
+    /// `release`, which the kernel sends after the close returned). Only
+    /// the first close after a truncate to size 0 changes anything (ext4's
+    /// `auto_da_alloc`, [`crate::model::Model::release`]), and only that
+    /// one is recorded. Never fails: after a cut it does nothing.
+    pub fn release(&self, ino: Ino) {
+        let res = self.observed(
+            || TraceOp::Close { ino },
+            || Ok(self.model.release(ino)),
+            |_, first| *first,
+        );
+        if let Err(e) = res {
+            log::debug!("close of #{ino}: {e}");
+        }
+    }
+
     /// fsync / fdatasync: returns once the effects are in the backing
     /// store. A failed fsync makes nothing of the file durable in the model
     /// (the backing store may hold part of it, as a disk may after an fsync

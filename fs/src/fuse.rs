@@ -524,6 +524,8 @@ impl Filesystem for Adapter {
     ) {
         if ino.0 == CONTROL_INO {
             self.control_release(fh);
+        } else {
+            self.fs.release(ino.0);
         }
         reply.ok();
     }

@@ -396,3 +396,42 @@ fn a_torn_write_the_real_enumeration_does_not_list_is_reached_on_the_device() {
         "{without:#}\n{with:#}"
     );
 }
+
+/// ext4's `auto_da_alloc`, close half (issue 17). `> A` truncates A to 0,
+/// writes it and closes it in one open: the close starts the writeback
+/// that journals the new size before the later `mkdir D`. `truncate -s 0
+/// A` closes before the write: nothing is flushed, and with a timed commit
+/// after the `mkdir` ext4 shows D beside an empty A, one real outcome
+/// more. The ext4 model applies the rule to the first only and covers
+/// both; it would miss the second's empty A if it applied it there too.
+#[test]
+fn ext4_flushes_a_rewrite_at_its_close_only_when_truncated_in_the_same_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = "pw A 0 3000 o\ndsync\n\"$DURAFS\" mark start\n";
+    let end = "mkdir D\nwb\n\"$DURAFS\" mark step-1\n";
+    let real = |name: &str, rewrite: &str| {
+        let text = format!("{start}{rewrite}{end}");
+        let script = workload_file(&dir, name, &text);
+        let path = script.to_str().unwrap_or_default();
+        let args = [
+            "--model",
+            "ext4",
+            "--union",
+            "--commits",
+            "--workload",
+            path,
+        ];
+        let (out, j) = calibrate(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{name}: {j:#}\n{stderr}");
+        assert_eq!(
+            (j["errors"].as_u64(), j["coverage"].as_f64()),
+            (Some(0), Some(1.0)),
+            "{name}: {j:#}"
+        );
+        j["workloads"][0]["points"][1]["real"].as_u64().unwrap_or(0)
+    };
+    let same_open = real("rewrite.sh", "head -c 100 /dev/zero | tr '\\0' n > A\n");
+    let separate = real("separate.sh", "truncate -s 0 A\npw A 0 100 n\n");
+    assert!(separate > same_open, "{separate} vs {same_open}");
+}

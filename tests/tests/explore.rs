@@ -416,3 +416,35 @@ fn a_file_renamed_over_another_keeps_its_size_under_ext4() {
         }
     }
 }
+
+/// ext4's `auto_da_alloc`, close half: `printf new > data` truncates
+/// `data` to 0 and writes it, and its close starts the writeback that
+/// journals the new size, so under ext4 a crash that keeps the later
+/// `mkdir` never shows `data` empty; posix may. FUSE sends the close
+/// (`release`) after `close(2)` returned, so the volume can see it after
+/// the `mkdir`; the recorded trace says which came first, and with the
+/// close last ext4 allows the empty file too (a later close only allows
+/// more states, never fewer).
+#[test]
+fn a_rewrite_closed_before_a_later_change_keeps_its_size_under_ext4() {
+    let check = r#"if [ -d d ] && [ ! -s data ]; then echo "mkdir kept, data empty"; exit 1; fi"#;
+    let workload = "printf new > data && mkdir d";
+    for (model, shown) in [("posix", true), ("ext4", false)] {
+        let s = Scratch::new(&[("data", "old")]);
+        let r = s.explore(&["--model", model, "--trace", "t.jsonl"], check, workload);
+        let trace = fs::read_to_string(s.path().join("t.jsonl")).expect("trace");
+        let at = |what: &[&str]| {
+            trace
+                .lines()
+                .position(|l| what.iter().all(|w| l.contains(w)))
+        };
+        let close = at(&[r#""op":"close""#]);
+        let mkdir = at(&[r#""op":"create""#, r#""kind":"dir""#]);
+        assert!(close.is_some() && mkdir.is_some(), "{trace}");
+        if shown || close > mkdir {
+            r.finds_the_bug();
+        } else {
+            r.passes();
+        }
+    }
+}

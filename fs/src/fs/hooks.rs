@@ -268,7 +268,8 @@ impl DuraFs {
             | TraceOp::Setxattr { ino, .. }
             | TraceOp::Removexattr { ino, .. }
             | TraceOp::Fsync { ino, .. }
-            | TraceOp::Writeback { ino } => vec![of(*ino)],
+            | TraceOp::Writeback { ino }
+            | TraceOp::Close { ino } => vec![of(*ino)],
             TraceOp::Fsyncdir { dir } => vec![of(*dir)],
             TraceOp::Sync | TraceOp::Mark { .. } => Vec::new(),
         }

@@ -283,11 +283,11 @@ pub(crate) fn with_notes(mut what: String, cuts: Cuts) -> String {
             ops(cuts.pages)
         );
     }
-    if cuts.renames > 0 {
+    if cuts.flushes > 0 {
         let _ = write!(
             what,
-            "; {} kept by a later rename over another file (auto_da_alloc)",
-            match cuts.renames {
+            "; {} kept by a later rename over another file or close after a truncate to 0 (auto_da_alloc)",
+            match cuts.flushes {
                 1 => "1 write's size".to_string(),
                 n => format!("{n} writes' sizes"),
             }

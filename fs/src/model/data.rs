@@ -92,6 +92,7 @@ impl Model {
                 return Err(FsError::TooBig);
             }
             truncate_live(&mut n, size);
+            n.truncated_to_zero |= size == 0;
             n.attrs.mtime = now;
             n.attrs.ctime = now;
         }
@@ -127,6 +128,31 @@ impl Model {
             n.pending.insert(seq, Op::SetAttrs { ino, attrs });
         }
         Ok(n.stat(ino))
+    }
+
+    /// The last close of an open file description of `ino` (FUSE
+    /// `release`). Under ext4's `auto_da_alloc` the first one after a
+    /// truncate to size 0 starts the file's writeback (`ext4_release_file`
+    /// → `ext4_alloc_da_blocks` → `filemap_flush`), which allocates the
+    /// delayed blocks of its pending writes and journals their size:
+    /// recorded as an [`Op::CloseFlush`] when writes are pending
+    /// ([`super::profile::flushes_keep_sizes`]). True when it was that
+    /// first close (under any model: a trace replays under others). A
+    /// close never fails: on an inode that is gone, or after a cut, it does
+    /// nothing.
+    pub fn release(&self, ino: Ino) -> bool {
+        let Ok(node) = self.node(ino) else {
+            return false;
+        };
+        let mut n = node.lock();
+        if self.usable(&n).is_err() || !std::mem::take(&mut n.truncated_to_zero) {
+            return false;
+        }
+        let writes = n.pending.values().any(|op| matches!(op, Op::Write { .. }));
+        if writes && self.cfg.persistence.rules().auto_da_alloc {
+            n.pending.insert(self.next_seq(), Op::CloseFlush { ino });
+        }
+        true
     }
 
     /// `fallocate(2)` on a regular file.

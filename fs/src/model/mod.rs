@@ -112,6 +112,10 @@ pub(crate) struct Node {
     /// map before that and locks it after finds this set and fails as if
     /// it had come later, so nothing is done to a node no one can see.
     pub gone: bool,
+    /// A truncate left the file at size 0 since its last close (ext4's
+    /// `EXT4_STATE_DA_ALLOC_CLOSE`, set in `ext4_truncate`): the next close
+    /// starts its writeback ([`Model::release`]).
+    pub truncated_to_zero: bool,
 }
 
 impl Node {
@@ -225,6 +229,7 @@ impl Model {
                 pending: BTreeMap::new(),
                 xattrs: i.xattrs.clone(),
                 gone: false,
+                truncated_to_zero: false,
             };
             nodes.insert(*ino, Arc::new(Mutex::new(node)));
         }

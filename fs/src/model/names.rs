@@ -53,6 +53,7 @@ impl Model {
             pending: BTreeMap::new(),
             xattrs: BTreeMap::new(),
             gone: false,
+            truncated_to_zero: false,
         };
         let init = node.init();
         let stat = node.stat(ino);

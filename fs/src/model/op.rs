@@ -113,6 +113,13 @@ pub enum Op {
         name: Name,
         value: Option<Bytes>,
     },
+    /// ext4's `auto_da_alloc` at a close after a truncate to size 0: the
+    /// file's writeback started here (`ext4_release_file` →
+    /// `ext4_alloc_da_blocks`), which allocates its delayed blocks and
+    /// journals the size its earlier writes gave it
+    /// ([`super::profile::flushes_keep_sizes`]). No effect of its own:
+    /// journaled metadata that carries those sizes.
+    CloseFlush { ino: Ino },
 }
 
 impl Op {
@@ -125,7 +132,8 @@ impl Op {
             | Op::Allocate { ino, .. }
             | Op::Punch { ino, .. }
             | Op::SetAttrs { ino, .. }
-            | Op::SetXattr { ino, .. } => Some(*ino),
+            | Op::SetXattr { ino, .. }
+            | Op::CloseFlush { ino } => Some(*ino),
         }
     }
 
@@ -182,11 +190,16 @@ impl Op {
         )
     }
 
-    /// True for operations that fdatasync makes durable (data and size).
+    /// True for operations that fdatasync makes durable (data and size;
+    /// a [`Op::CloseFlush`] is the allocation of written data).
     pub fn is_data(&self) -> bool {
         matches!(
             self,
-            Op::Write { .. } | Op::Truncate { .. } | Op::Allocate { .. } | Op::Punch { .. }
+            Op::Write { .. }
+                | Op::Truncate { .. }
+                | Op::Allocate { .. }
+                | Op::Punch { .. }
+                | Op::CloseFlush { .. }
         )
     }
 
@@ -320,6 +333,7 @@ impl Op {
                 name: name.clone(),
                 value: value.clone(),
             }),
+            (Op::CloseFlush { .. }, _) => {}
         }
     }
 }
@@ -460,6 +474,7 @@ impl Op {
                 },
                 String::from_utf8_lossy(name)
             ),
+            Op::CloseFlush { ino } => format!("close #{ino} (auto_da_alloc writeback)"),
         }
     }
 }

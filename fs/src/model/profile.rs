@@ -4,7 +4,7 @@
 //! | model   | names in journal order | fsync commits every name | write size only with its data         | data unit |
 //! |---------|------------------------|--------------------------|---------------------------------------|-----------|
 //! | `posix` | no                     | no                       | no                                    | sector    |
-//! | `ext4`  | yes                    | yes                      | no; past the old last page, whole pages; kept by a rename over a file | sector |
+//! | `ext4`  | yes                    | yes                      | no; past the old last page, whole pages; kept by a rename over a file or a close after a truncate to 0 | sector |
 //! | `xfs`   | yes                    | yes                      | yes                                   | sector    |
 //! | `btrfs` | no                     | no                       | yes                                   | page      |
 //!
@@ -39,12 +39,18 @@
 //!   with or without the size (`ext4_da_do_write_end` moves the size at
 //!   write time there). Calibration on ext4: the size without its data
 //!   (seed-1-19, `--commits` runs), and no page of new blocks torn.
-//! * **ext4: a rename over another file keeps the renamed file's size**
-//!   (`auto_da_alloc`, [`rename_keeps_sizes`] and, at a commit,
+//! * **ext4: a rename over another file, or a close after a truncate to
+//!   size 0, keeps the file's size** (`auto_da_alloc`,
+//!   [`flushes_keep_sizes`] and, at a commit of the rename,
 //!   `Model::commit_size_before`): `ext4_rename` starts the source's
-//!   writeback (`ext4_alloc_da_blocks`) before its handle, and the
-//!   writeback moves the on-disk size with the allocation; with
-//!   `dioread_nolock` the data is not ordered, so it may read as zeros.
+//!   writeback (`ext4_alloc_da_blocks`) before its handle, and
+//!   `ext4_release_file` does at the first close after `ext4_truncate`
+//!   left the file empty (`EXT4_STATE_DA_ALLOC_CLOSE`); the writeback
+//!   moves the on-disk size with the allocation; with `dioread_nolock`
+//!   the data is not ordered, so it may read as zeros. The close is
+//!   FUSE's `release`, which the kernel sends asynchronously after the
+//!   close: durafs sees it at or after the point ext4 would flush, which
+//!   can only leave more states allowed, never fewer.
 //! * **Data in whole pages** (btrfs): data is copy-on-write and
 //!   checksummed; a file points at a new extent only after the extent's
 //!   I/O completed, so no sector of a page can be old while another is new
@@ -82,8 +88,9 @@ pub struct Rules {
     pub sizes: SizeRule,
     /// Data survives in whole pages, never torn inside one.
     pub whole_pages: bool,
-    /// A rename onto another file's name keeps the size of the writes made
-    /// to the file before it (ext4's `auto_da_alloc`, [`rename_keeps_sizes`]).
+    /// A rename onto another file's name, and a close after a truncate to
+    /// size 0, keep the size of the writes made to the file before them
+    /// (ext4's `auto_da_alloc`, [`flushes_keep_sizes`]).
     pub auto_da_alloc: bool,
 }
 
@@ -135,8 +142,9 @@ pub struct Cuts {
     pub pages: usize,
     /// Writes whose size change was lost with part of their data.
     pub sizes: usize,
-    /// Writes whose size a kept rename over another file kept.
-    pub renames: usize,
+    /// Writes whose size a kept rename over another file, or a kept close
+    /// after a truncate to 0, kept (`auto_da_alloc`).
+    pub flushes: usize,
 }
 
 /// `kept` under `rules` at `sector`-byte sectors: the journal rule, ext4's
@@ -157,8 +165,8 @@ pub fn apply(
         kept
     };
     let kept = if rules.auto_da_alloc {
-        let (k, n) = rename_keeps_sizes(pending, kept);
-        cuts.renames = n;
+        let (k, n) = flushes_keep_sizes(pending, kept);
+        cuts.flushes = n;
         k
     } else {
         kept
@@ -189,22 +197,25 @@ pub fn apply(
 }
 
 /// `kept` with the size change of every write to a file before a kept
-/// rename of that file onto another file's name (ext4's `auto_da_alloc`):
-/// a write dropped is kept without its data ([`Survival::MetaOnly`]), one
-/// kept without its size ([`Survival::DataOnly`]) gets it back.
+/// writeback point of that file under ext4's `auto_da_alloc`: a rename of
+/// the file onto another file's name, or its [`Op::CloseFlush`] (a close
+/// after a truncate to size 0). A write dropped is kept without its data
+/// ([`Survival::MetaOnly`]), one kept without its size
+/// ([`Survival::DataOnly`]) gets it back.
 ///
-/// ext4 starts writeback of the file (`ext4_rename` → `ext4_alloc_da_blocks`
-/// → `filemap_flush`) before the rename's handle starts, and the writeback
-/// allocates the delayed blocks and moves the on-disk size
-/// (`mpage_map_and_submit_extent`) in that or an earlier transaction:
-/// replayed in order, the rename never survives without the size. The
-/// data is not ordered before it: with `dioread_nolock` the blocks are
-/// unwritten extents until their I/O completes, so they may read as zeros.
-pub fn rename_keeps_sizes(
+/// ext4 starts writeback of the file at both (`ext4_rename` before its
+/// handle starts, `ext4_release_file`; each `ext4_alloc_da_blocks` →
+/// `filemap_flush`), and the writeback allocates the delayed blocks and
+/// moves the on-disk size (`mpage_map_and_submit_extent`) in that or an
+/// earlier transaction: replayed in order, a later journaled change never
+/// survives without the size. The data is not ordered before it: with
+/// `dioread_nolock` the blocks are unwritten extents until their I/O
+/// completes, so they may read as zeros.
+pub fn flushes_keep_sizes(
     pending: &[PendingOp],
     kept: Vec<(usize, Survival)>,
 ) -> (Vec<(usize, Survival)>, usize) {
-    let renamed: Vec<(usize, Ino)> = kept
+    let flushed: Vec<(usize, Ino)> = kept
         .iter()
         .filter_map(|(i, _)| match pending.get(*i).map(|p| &p.op) {
             Some(Op::Names {
@@ -214,10 +225,11 @@ pub fn rename_keeps_sizes(
             }) => changes
                 .iter()
                 .find_map(|c| c.target.as_ref().map(|(ino, _)| (*i, *ino))),
+            Some(Op::CloseFlush { ino }) => Some((*i, *ino)),
             _ => None,
         })
         .collect();
-    if renamed.is_empty() {
+    if flushed.is_empty() {
         return (kept, 0);
     }
     let sized = |j: usize| match pending.get(j).map(|p| &p.op) {
@@ -227,7 +239,7 @@ pub fn rename_keeps_sizes(
             data,
             size_before,
         }) if offset + data.len() as u64 > *size_before => {
-            renamed.iter().any(|(i, r)| j < *i && r == ino)
+            flushed.iter().any(|(i, f)| j < *i && f == ino)
         }
         _ => false,
     };

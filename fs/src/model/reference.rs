@@ -62,6 +62,10 @@ pub enum ROp {
         name: Vec<u8>,
         value: Option<Vec<u8>>,
     },
+    /// ext4: the first close after a truncate to 0, with writes pending.
+    CloseFlush {
+        ino: Ino,
+    },
 }
 
 impl ROp {
@@ -73,7 +77,8 @@ impl ROp {
             | ROp::Allocate { ino, .. }
             | ROp::Punch { ino, .. }
             | ROp::Attr { ino }
-            | ROp::Xattr { ino, .. } => Some(*ino),
+            | ROp::Xattr { ino, .. }
+            | ROp::CloseFlush { ino } => Some(*ino),
         }
     }
 
@@ -81,7 +86,11 @@ impl ROp {
     fn is_data(&self) -> bool {
         matches!(
             self,
-            ROp::Write { .. } | ROp::Truncate { .. } | ROp::Allocate { .. } | ROp::Punch { .. }
+            ROp::Write { .. }
+                | ROp::Truncate { .. }
+                | ROp::Allocate { .. }
+                | ROp::Punch { .. }
+                | ROp::CloseFlush { .. }
         )
     }
 }
@@ -298,6 +307,8 @@ pub struct RefFs {
     pub durable: RTree,
     pub pending: Vec<ROp>,
     pub persistence: Persistence,
+    /// Files a truncate left empty since their last close.
+    pub truncated_to_zero: std::collections::BTreeSet<Ino>,
 }
 
 impl RefFs {
@@ -307,13 +318,32 @@ impl RefFs {
             durable: RTree::with_root(),
             pending: Vec::new(),
             persistence,
+            truncated_to_zero: Default::default(),
         }
     }
 
     /// Records `op` and applies it to the live tree.
     pub fn record(&mut self, op: ROp) {
+        if let ROp::Truncate { ino, size: 0 } = op {
+            self.truncated_to_zero.insert(ino);
+        }
         self.live.apply(&op, &Survival::Full);
         self.pending.push(op);
+    }
+
+    /// A close of `ino`: under ext4, the first one after a truncate to 0
+    /// records its writeback when writes to it are pending.
+    pub fn release(&mut self, ino: Ino) {
+        if !self.truncated_to_zero.remove(&ino) || !self.persistence.rules().auto_da_alloc {
+            return;
+        }
+        if self
+            .pending
+            .iter()
+            .any(|op| matches!(op, ROp::Write { ino: i, .. } if *i == ino))
+        {
+            self.record(ROp::CloseFlush { ino });
+        }
     }
 
     /// Records a write: as two operations when it runs past the end of the

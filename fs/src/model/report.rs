@@ -197,6 +197,7 @@ impl Model {
                 path(*ino),
                 String::from_utf8_lossy(name)
             ),
+            Op::CloseFlush { ino } => format!("close {} (auto_da_alloc writeback)", path(*ino)),
         }
     }
 }

@@ -598,3 +598,53 @@ fn a_rename_over_a_file_keeps_the_renamed_files_size_under_ext4_only() {
         );
     }
 }
+
+/// ext4's `auto_da_alloc`, close half: the first close after a truncate
+/// to size 0 starts the file's writeback (`ext4_release_file`), which
+/// journals the size its new writes gave it. Under ext4 a crash that keeps
+/// a later journaled change (here a `mkdir`) never shows the file empty;
+/// posix and xfs may. Without the close, or when the close came between
+/// the truncate and the writes (`truncate -s 0 f` then a write), ext4 may
+/// show it empty too.
+#[test]
+fn a_close_after_a_truncate_to_zero_keeps_the_rewritten_size_under_ext4_only() {
+    // (model, close after the writes, close between truncate and writes,
+    // empty-with-the-mkdir states expected)
+    let cases = [
+        (Persistence::Ext4, true, false, false),
+        (Persistence::Ext4, false, false, true),
+        (Persistence::Ext4, true, true, true),
+        (Persistence::Posix, true, false, true),
+        (Persistence::Xfs, true, false, true),
+    ];
+    for (p, close, close_early, empty_shown) in cases {
+        let mut v = Vol::new(p);
+        let a = v.create(ROOT, "a");
+        v.write(a, 0, &[b'o'; 3000]);
+        v.fsync(a);
+        v.fsyncdir(ROOT);
+        v.truncate(a, 0);
+        if close_early {
+            v.m.release(a);
+        }
+        v.write(a, 0, &[b'n'; 100]);
+        if close {
+            v.m.release(a);
+        }
+        v.mkdir(ROOT, "d");
+        let pending = v.m.pending_ops();
+        let opts = EnumOptions::default().under(p);
+        let empty: Vec<String> = enumerate(&pending, &opts)
+            .filter_map(|st| {
+                let t = v.after(&pending, &st.effects(&pending));
+                let a = file(&t, "a")?;
+                (t.contains_key("d") && a.is_empty()).then_some(st.description)
+            })
+            .collect();
+        assert_eq!(
+            !empty.is_empty(),
+            empty_shown,
+            "{p} close {close} early {close_early}: {empty:?}"
+        );
+    }
+}

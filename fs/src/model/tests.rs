@@ -74,6 +74,18 @@ enum Step {
     Fsync(u8, bool),
     Fsyncdir(u8),
     SyncAll,
+    /// The last close of an open file (FUSE `release`).
+    Release(u8),
+}
+
+/// [`step`] with truncates to 0 and closes often enough to meet (ext4's
+/// `auto_da_alloc` at a close after a truncate to 0).
+fn step_with_closes() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        8 => step(),
+        1 => any::<u8>().prop_map(|f| Step::Truncate(f, 0)),
+        2 => any::<u8>().prop_map(Step::Release),
+    ]
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -384,6 +396,11 @@ impl Harness {
                 self.apply_effects(eff);
                 self.r.sync_all();
             }
+            Step::Release(f) => {
+                let Some(f) = file(f) else { return };
+                self.m.release(f);
+                self.r.release(f);
+            }
         }
     }
 
@@ -655,6 +672,14 @@ proptest! {
     #[test]
     fn btrfs_model_matches_reference(steps in proptest::collection::vec(step(), 1..40)) {
         run_case(Persistence::Btrfs, &steps);
+    }
+
+    #[test]
+    fn closes_after_truncates_to_zero_match_the_reference(
+        steps in proptest::collection::vec(step_with_closes(), 1..40),
+    ) {
+        run_case(Persistence::Ext4, &steps);
+        run_case(Persistence::Posix, &steps);
     }
 }
 

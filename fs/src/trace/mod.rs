@@ -204,6 +204,13 @@ pub enum TraceOp {
     Writeback {
         ino: Ino,
     },
+    /// The first close (FUSE `release`) of file `ino` after a truncate
+    /// left it empty: under ext4 it starts the file's writeback
+    /// (`Model::release`). Other closes change nothing and are not
+    /// recorded.
+    Close {
+        ino: Ino,
+    },
     /// A promise the workload recorded (`durafs mark LABEL`).
     Mark {
         label: String,
@@ -215,7 +222,7 @@ impl TraceOp {
     /// `mkdir`, `symlink`, `mknod`, `link`, `unlink`, `rmdir`, `rename`,
     /// `truncate` (a setattr of the size alone), `setattr`, `write`,
     /// `fallocate`, `setxattr`, `removexattr`, `fsync`, `fdatasync`,
-    /// `fsyncdir`, `sync`, `writeback`, `mark`.
+    /// `fsyncdir`, `sync`, `writeback`, `close`, `mark`.
     pub fn name(&self) -> &'static str {
         match self {
             TraceOp::Create { kind, .. } => match kind {
@@ -248,6 +255,7 @@ impl TraceOp {
             TraceOp::Fsyncdir { .. } => "fsyncdir",
             TraceOp::Sync => "sync",
             TraceOp::Writeback { .. } => "writeback",
+            TraceOp::Close { .. } => "close",
             TraceOp::Mark { .. } => "mark",
         }
     }
@@ -273,13 +281,17 @@ impl TraceOp {
         "fsyncdir",
         "sync",
         "writeback",
+        "close",
         "mark",
     ];
 
     /// True for calls a program made on the volume (not a writeback the
-    /// dirty limit forced, nor a mark): what `after-ops=N` counts.
+    /// dirty limit forced, a close, nor a mark): what `after-ops=N` counts.
     pub fn is_user_op(&self) -> bool {
-        !matches!(self, TraceOp::Writeback { .. } | TraceOp::Mark { .. })
+        !matches!(
+            self,
+            TraceOp::Writeback { .. } | TraceOp::Close { .. } | TraceOp::Mark { .. }
+        )
     }
 
     /// True for fsync, fdatasync, fsyncdir and sync.

@@ -288,6 +288,10 @@ impl Replayer {
                     None => return Err(fail("nothing is dirty to write back".into())),
                 }
             }
+            TraceOp::Close { ino } => {
+                m.release(*ino);
+                Vec::new()
+            }
             TraceOp::Mark { .. } => Vec::new(),
         };
         self.store.apply_all(&effects);

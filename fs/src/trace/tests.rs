@@ -456,3 +456,50 @@ fn a_version_2_trace_is_still_read() {
     assert!(trace.header.inodes[0].xattrs.is_empty());
     Replayer::new(&trace.header).unwrap();
 }
+
+/// ext4's `auto_da_alloc`: the first close after a truncate to 0 is
+/// recorded (it starts the file's writeback), and replays to the same
+/// pending [`Op::CloseFlush`]; other closes change nothing and are not.
+#[test]
+fn the_first_close_after_a_truncate_to_zero_is_traced_and_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = FsOptions {
+        persistence: crate::model::Persistence::Ext4,
+        ..FsOptions::default()
+    };
+    let fs = DuraFs::open(dir.path(), opts).unwrap();
+    let f = fs
+        .create(ROOT, b"f", Kind::File, attrs(0o644), None)
+        .unwrap()
+        .ino;
+    fs.write(f, 0, &[b'o'; 3000]).unwrap();
+    fs.sync().unwrap();
+    fs.start_trace(true, None).unwrap();
+    fs.release(f);
+    let empty = SetAttrs {
+        size: Some(0),
+        ..SetAttrs::default()
+    };
+    fs.setattr(f, empty).unwrap();
+    fs.write(f, 0, b"new").unwrap();
+    fs.release(f);
+    fs.release(f);
+    fs.create(ROOT, b"d", Kind::Dir, attrs(0o755), None)
+        .unwrap();
+    let trace = fs.finish_trace().unwrap().unwrap();
+    let names: Vec<&str> = trace.events.iter().map(|e| e.op.name()).collect();
+    assert_eq!(names, ["truncate", "write", "close", "mkdir"]);
+    assert_eq!(trace.events[2].to_string(), "#3 close /f");
+    let closes = |p: Vec<crate::model::PendingOp>| {
+        p.iter()
+            .filter(|p| matches!(p.op, Op::CloseFlush { ino } if ino == f))
+            .count()
+    };
+    assert_eq!(closes(fs.pending()), 1);
+    let mut r = Replayer::new(&trace.header).unwrap();
+    for ev in &trace.events {
+        r.apply(ev).unwrap();
+    }
+    let ops = |p: Vec<crate::model::PendingOp>| p.into_iter().map(|p| p.op).collect::<Vec<Op>>();
+    assert_eq!(ops(r.pending()), ops(fs.pending()));
+}
