@@ -245,6 +245,7 @@ mod tests {
             "after-ops=3",
             "after-fsync=2",
             "before:rename:^/data$:nth=1",
+            "before:close:^/data$:nth=1",
             "after:write:/log:nth=2",
             "after:any:a:b:nth=3",
             "after-ms=250",
