@@ -1,31 +1,25 @@
 //! The thin fuser adapter: each callback converts its arguments, calls
-//! [`DuraFs`], and maps errors to an errno in one place ([`errno`]).
-//! fuser calls these from several threads; all state is in [`DuraFs`] and,
-//! for the control file ([`crate::control`]), in per-handle buffers.
+//! [`DuraFs`] (or, for the control file's inode, [`ControlFile`]), and
+//! maps errors to an errno in one place ([`ToErrno`]). fuser calls these
+//! from several threads; all state is in [`DuraFs`] and [`ControlFile`].
 
-use crate::control::{self, CONTROL_NAME};
+use crate::control::{ControlFile, Refused};
 use crate::fs::{self as core, DuraFs, Error};
-use crate::model::ROOT;
 use crate::model::{
     Attrs, Fallocate, FsError, Kind, RenameFlags as ModelRename, SetAttrs, Stat, XattrMode,
 };
-use crate::mount::MountEvent;
 use bytes::Bytes;
-use dashmap::DashMap;
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
-use parking_lot::Mutex;
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
 use std::time::{Duration, SystemTime};
 
 mod convert;
@@ -49,41 +43,44 @@ const MAX_WRITE: u32 = 1 << 20;
 /// flushes, to send its cached writes.
 const FILE_OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE.union(FopenFlags::FOPEN_NOFLUSH);
 
-/// The one errno mapping of the adapter (model errors go through
-/// [`FsError::errno`]; backing failures are logged and become
-/// [`Error::errno`]).
-fn errno(op: &str, e: &Error) -> Errno {
-    match e {
-        Error::Fs(FsError::Cut) => log::debug!("durafs: {op}: refused after the cut"),
-        Error::Fs(err) => log::debug!("durafs: {op}: {err}"),
-        Error::Backing(err) => log::warn!("durafs: {op}: backing store failed ({err})"),
-    }
-    Errno::from_i32(e.errno())
+/// The adapter's one errno mapping: model errors go through
+/// [`FsError::errno`], backing failures are logged and become
+/// [`Error::errno`], refusals of the control file [`Refused::errno`].
+trait ToErrno {
+    fn to_errno(&self, op: &str) -> Errno;
 }
 
-/// Inode number of the control file (never allocated by the model).
-pub const CONTROL_INO: u64 = u64::MAX - 1;
+impl ToErrno for Error {
+    fn to_errno(&self, op: &str) -> Errno {
+        match self {
+            Error::Fs(FsError::Cut) => log::debug!("durafs: {op}: refused after the cut"),
+            Error::Fs(err) => log::debug!("durafs: {op}: {err}"),
+            Error::Backing(err) => log::warn!("durafs: {op}: backing store failed ({err})"),
+        }
+        Errno::from_i32(self.errno())
+    }
+}
 
-/// One open handle of the control file.
-#[derive(Debug, Default)]
-struct ControlHandle {
-    /// The reply to the last command (or the status, read first).
-    reply: Option<Vec<u8>>,
-    /// Bytes of `reply` already read. The file offset is ignored, so a
-    /// handle that wrote a command reads the reply from its start.
-    cursor: usize,
-    /// This handle cut the power: the mount dies when it is closed.
-    cut: bool,
+impl ToErrno for Refused {
+    fn to_errno(&self, op: &str) -> Errno {
+        log::debug!("durafs: {op} of the control file refused: {self:?}");
+        Errno::from_i32(self.errno())
+    }
+}
+
+/// What the adapter tells the mount's owner.
+pub(crate) struct Notify {
+    /// The handle of a `cut` was closed: the mount must end now.
+    pub cut: Box<dyn Fn() + Send + Sync>,
+    /// The kernel ended the session.
+    pub unmounted: Box<dyn Fn() + Send + Sync>,
 }
 
 /// The fuser filesystem over a shared [`DuraFs`].
 pub(crate) struct Adapter {
     fs: Arc<DuraFs>,
-    events: Sender<MountEvent>,
-    owner: (u32, u32),
-    started: SystemTime,
-    control: DashMap<u64, Mutex<ControlHandle>>,
-    next_fh: AtomicU64,
+    control: ControlFile,
+    notify: Notify,
     writeback_cache: bool,
     /// The kernel agreed to `FUSE_HANDLE_KILLPRIV_V2`.
     killpriv: bool,
@@ -92,99 +89,17 @@ pub(crate) struct Adapter {
 impl Adapter {
     pub(crate) fn new(
         fs: Arc<DuraFs>,
-        events: Sender<MountEvent>,
+        notify: Notify,
         uid: u32,
         gid: u32,
         writeback_cache: bool,
     ) -> Self {
         Adapter {
+            control: ControlFile::new(Arc::clone(&fs), uid, gid),
             fs,
-            events,
-            owner: (uid, gid),
-            started: SystemTime::now(),
-            control: DashMap::new(),
-            next_fh: AtomicU64::new(1),
+            notify,
             writeback_cache,
             killpriv: false,
-        }
-    }
-
-    fn is_control(parent: INodeNo, name: &OsStr) -> bool {
-        parent.0 == ROOT && name.as_bytes() == CONTROL_NAME.as_bytes()
-    }
-
-    fn control_attr(&self) -> FileAttr {
-        FileAttr {
-            ino: INodeNo(CONTROL_INO),
-            size: 0,
-            blocks: 0,
-            atime: self.started,
-            mtime: self.started,
-            ctime: self.started,
-            crtime: self.started,
-            kind: FileType::RegularFile,
-            perm: 0o600,
-            nlink: 1,
-            uid: self.owner.0,
-            gid: self.owner.1,
-            rdev: 0,
-            blksize: 4096,
-            flags: 0,
-        }
-    }
-
-    fn control_open(&self, req: &Request, reply: ReplyOpen) {
-        if req.uid() != self.owner.0 && req.uid() != 0 {
-            log::warn!(
-                "durafs: control file: uid {} refused (owner {})",
-                req.uid(),
-                self.owner.0
-            );
-            return reply.error(Errno::EACCES);
-        }
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.control
-            .insert(fh, Mutex::new(ControlHandle::default()));
-        // Direct I/O: reads reach durafs whatever the file's size says.
-        reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
-    }
-
-    fn control_read(&self, fh: FileHandle, size: u32, reply: ReplyData) {
-        let Some(h) = self.control.get(&fh.0) else {
-            return reply.error(Errno::EBADF);
-        };
-        let mut guard = h.lock();
-        let h = &mut *guard;
-        let data = h
-            .reply
-            .get_or_insert_with(|| control::status_reply(&self.fs));
-        let start = h.cursor.min(data.len());
-        let end = start.saturating_add(size as usize).min(data.len());
-        h.cursor = end;
-        reply.data(&data[start..end]);
-    }
-
-    fn control_write(&self, fh: FileHandle, data: &[u8], reply: ReplyWrite) {
-        let Some(h) = self.control.get(&fh.0) else {
-            return reply.error(Errno::EBADF);
-        };
-        let mut h = h.lock();
-        let out = control::run(&self.fs, data);
-        h.reply = Some(out.reply);
-        h.cursor = 0;
-        h.cut |= out.cut;
-        match out.errno {
-            None => reply.written(u32::try_from(data.len()).unwrap_or(u32::MAX)),
-            Some(e) => reply.error(Errno::from_i32(e)),
-        }
-    }
-
-    fn control_release(&self, fh: FileHandle) {
-        let Some((_, h)) = self.control.remove(&fh.0) else {
-            return;
-        };
-        if h.into_inner().cut && self.events.send(MountEvent::CutRequested).is_err() {
-            log::warn!("durafs: cut requested but nobody owns the mount");
         }
     }
 
@@ -201,14 +116,14 @@ impl Adapter {
     fn entry(&self, op: &str, r: core::Result<Stat>, reply: ReplyEntry) {
         match r {
             Ok(st) => reply.entry(&TTL, &attr(&st), Generation(0)),
-            Err(e) => reply.error(errno(op, &e)),
+            Err(e) => reply.error(e.to_errno(op)),
         }
     }
 
-    fn empty(op: &str, r: core::Result<()>, reply: ReplyEmpty) {
+    fn empty(op: &str, r: Result<(), impl ToErrno>, reply: ReplyEmpty) {
         match r {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(op, &e)),
+            Err(e) => reply.error(e.to_errno(op)),
         }
     }
 }
@@ -244,30 +159,29 @@ impl Filesystem for Adapter {
     fn destroy(&mut self) {
         // A real unmount writes everything back.
         self.fs.sync_at_unmount();
-        // The owner may be gone already; nothing else to tell.
-        let _ = self.events.send(MountEvent::Unmounted);
+        (self.notify.unmounted)();
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        if Self::is_control(parent, name) {
-            return reply.entry(&TTL, &self.control_attr(), Generation(0));
+        if ControlFile::is_entry(parent.0, name.as_bytes()) {
+            return reply.entry(&TTL, &attr(&self.control.stat()), Generation(0));
         }
         self.entry("lookup", self.fs.lookup(parent.0, name.as_bytes()), reply);
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, _nlookup: u64) {
-        if ino.0 != CONTROL_INO {
+        if ino.0 != ControlFile::INO {
             self.fs.forget(ino.0);
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        if ino.0 == CONTROL_INO {
-            return reply.attr(&TTL, &self.control_attr());
+        if ino.0 == ControlFile::INO {
+            return reply.attr(&TTL, &attr(&self.control.stat()));
         }
         match self.fs.getattr(ino.0) {
             Ok(st) => reply.attr(&TTL, &attr(&st)),
-            Err(e) => reply.error(errno("getattr", &e)),
+            Err(e) => reply.error(e.to_errno("getattr")),
         }
     }
 
@@ -289,13 +203,15 @@ impl Filesystem for Adapter {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        if ino.0 == CONTROL_INO {
-            // Only the truncation of an open with O_TRUNC is accepted.
-            return match (mode, uid, gid, size, atime, mtime) {
-                (None, None, None, Some(0) | None, None, None) => {
-                    reply.attr(&TTL, &self.control_attr())
-                }
-                _ => reply.error(Errno::EPERM),
+        if ino.0 == ControlFile::INO {
+            let other = mode.is_some()
+                || uid.is_some()
+                || gid.is_some()
+                || atime.is_some()
+                || mtime.is_some();
+            return match self.control.setattr(size, other) {
+                Ok(st) => reply.attr(&TTL, &attr(&st)),
+                Err(r) => reply.error(r.to_errno("setattr")),
             };
         }
         let set = SetAttrs {
@@ -313,14 +229,14 @@ impl Filesystem for Adapter {
         };
         match r {
             Ok(st) => reply.attr(&TTL, &attr(&st)),
-            Err(e) => reply.error(errno("setattr", &e)),
+            Err(e) => reply.error(e.to_errno("setattr")),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         match self.fs.readlink(ino.0) {
             Ok(t) => reply.data(&t),
-            Err(e) => reply.error(errno("readlink", &e)),
+            Err(e) => reply.error(e.to_errno("readlink")),
         }
     }
 
@@ -432,8 +348,8 @@ impl Filesystem for Adapter {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        if ino.0 == CONTROL_INO {
-            return reply.error(Errno::EPERM);
+        if ino.0 == ControlFile::INO {
+            return reply.error(Refused::Fixed.to_errno("link"));
         }
         self.entry(
             "link",
@@ -443,12 +359,16 @@ impl Filesystem for Adapter {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        if ino.0 == CONTROL_INO {
-            return self.control_open(req, reply);
+        if ino.0 == ControlFile::INO {
+            // Direct I/O: reads reach durafs whatever the file's size says.
+            return match self.control.open(req.uid()) {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+                Err(r) => reply.error(r.to_errno("open")),
+            };
         }
         match self.fs.getattr(ino.0) {
             Ok(_) => reply.opened(FileHandle(0), FILE_OPEN_FLAGS),
-            Err(e) => reply.error(errno("open", &e)),
+            Err(e) => reply.error(e.to_errno("open")),
         }
     }
 
@@ -463,12 +383,15 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        if ino.0 == CONTROL_INO {
-            return self.control_read(fh, size, reply);
+        if ino.0 == ControlFile::INO {
+            return match self.control.read(fh.0, size) {
+                Ok(d) => reply.data(&d),
+                Err(r) => reply.error(r.to_errno("read")),
+            };
         }
         match self.fs.read(ino.0, offset, size) {
             Ok(d) => reply.data(&d),
-            Err(e) => reply.error(errno("read", &e)),
+            Err(e) => reply.error(e.to_errno("read")),
         }
     }
 
@@ -484,17 +407,20 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        if ino.0 == CONTROL_INO {
-            return self.control_write(fh, data, reply);
+        if ino.0 == ControlFile::INO {
+            return match self.control.write(fh.0, data) {
+                Ok(n) => reply.written(n),
+                Err(r) => reply.error(r.to_errno("write")),
+            };
         }
         if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
             && let Err(e) = self.fs.kill_setid(ino.0)
         {
-            return reply.error(errno("write", &e));
+            return reply.error(e.to_errno("write"));
         }
         match self.fs.write(ino.0, offset, data) {
             Ok(n) => reply.written(n),
-            Err(e) => reply.error(errno("write", &e)),
+            Err(e) => reply.error(e.to_errno("write")),
         }
     }
 
@@ -506,7 +432,7 @@ impl Filesystem for Adapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        if ino.0 == CONTROL_INO {
+        if ino.0 == ControlFile::INO {
             return reply.ok();
         }
         Self::empty("flush", self.fs.getattr(ino.0).map(|_| ()), reply);
@@ -522,8 +448,10 @@ impl Filesystem for Adapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        if ino.0 == CONTROL_INO {
-            self.control_release(fh);
+        if ino.0 == ControlFile::INO {
+            if self.control.release(fh.0) {
+                (self.notify.cut)();
+            }
         } else {
             self.fs.release(ino.0);
         }
@@ -538,7 +466,7 @@ impl Filesystem for Adapter {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        if ino.0 == CONTROL_INO {
+        if ino.0 == ControlFile::INO {
             return reply.ok();
         }
         Self::empty("fsync", self.fs.fsync(ino.0, datasync), reply);
@@ -548,7 +476,7 @@ impl Filesystem for Adapter {
         match self.fs.getattr(ino.0) {
             Ok(st) if st.kind == Kind::Dir => reply.opened(FileHandle(0), FopenFlags::empty()),
             Ok(_) => reply.error(Errno::ENOTDIR),
-            Err(e) => reply.error(errno("opendir", &e)),
+            Err(e) => reply.error(e.to_errno("opendir")),
         }
     }
 
@@ -562,7 +490,7 @@ impl Filesystem for Adapter {
     ) {
         let entries = match self.fs.readdir(ino.0) {
             Ok(e) => e,
-            Err(e) => return reply.error(errno("readdir", &e)),
+            Err(e) => return reply.error(e.to_errno("readdir")),
         };
         // Offsets are positions in the name-ordered listing, so a listing
         // resumed after a change may skip or repeat an entry (as on many
@@ -591,7 +519,7 @@ impl Filesystem for Adapter {
     ) {
         let entries = match self.fs.readdir_plus(ino.0) {
             Ok(e) => e,
-            Err(e) => return reply.error(errno("readdirplus", &e)),
+            Err(e) => return reply.error(e.to_errno("readdirplus")),
         };
         // Offsets as in `readdir`. Each entry but `.` and `..` counts as a
         // lookup for the kernel, as its attributes come with it.
@@ -627,7 +555,7 @@ impl Filesystem for Adapter {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
             ),
-            Err(e) => reply.error(errno("statfs", &e)),
+            Err(e) => reply.error(e.to_errno("statfs")),
         }
     }
 
@@ -642,7 +570,9 @@ impl Filesystem for Adapter {
         reply: ReplyEmpty,
     ) {
         let mode = match flags {
-            _ if ino.0 == CONTROL_INO => return reply.error(Errno::EOPNOTSUPP),
+            _ if ino.0 == ControlFile::INO => {
+                return reply.error(Refused::XattrUnsupported.to_errno("setxattr"));
+            }
             0 => XattrMode::Any,
             libc::XATTR_CREATE => XattrMode::Create,
             libc::XATTR_REPLACE => XattrMode::Replace,
@@ -656,28 +586,28 @@ impl Filesystem for Adapter {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        if ino.0 == CONTROL_INO {
-            return reply.error(Errno::ENODATA);
+        if ino.0 == ControlFile::INO {
+            return reply.error(Refused::NoXattr.to_errno("getxattr"));
         }
         match self.fs.getxattr(ino.0, name.as_bytes()) {
             Ok(v) => xattr_reply(&v, size, reply),
-            Err(e) => reply.error(errno("getxattr", &e)),
+            Err(e) => reply.error(e.to_errno("getxattr")),
         }
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if ino.0 == CONTROL_INO {
+        if ino.0 == ControlFile::INO {
             return xattr_reply(&[], size, reply);
         }
         match self.fs.listxattr(ino.0, req.uid() == 0) {
             Ok(v) => xattr_reply(&v, size, reply),
-            Err(e) => reply.error(errno("listxattr", &e)),
+            Err(e) => reply.error(e.to_errno("listxattr")),
         }
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        if ino.0 == CONTROL_INO {
-            return reply.error(Errno::ENODATA);
+        if ino.0 == ControlFile::INO {
+            return reply.error(Refused::NoXattr.to_errno("removexattr"));
         }
         Self::empty(
             "removexattr",
@@ -688,7 +618,7 @@ impl Filesystem for Adapter {
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
         // Permissions are checked by the kernel (default_permissions).
-        if ino.0 == CONTROL_INO {
+        if ino.0 == ControlFile::INO {
             return reply.ok();
         }
         Self::empty("access", self.fs.getattr(ino.0).map(|_| ()), reply);
@@ -716,7 +646,7 @@ impl Filesystem for Adapter {
                 FileHandle(0),
                 FILE_OPEN_FLAGS,
             ),
-            Err(e) => reply.error(errno("create", &e)),
+            Err(e) => reply.error(e.to_errno("create")),
         }
     }
 
@@ -761,7 +691,7 @@ impl Filesystem for Adapter {
         // The whole file counts as data: one hole, at the end.
         let size = match self.fs.getattr(ino.0) {
             Ok(st) => i64::try_from(st.size).unwrap_or(i64::MAX),
-            Err(e) => return reply.error(errno("lseek", &e)),
+            Err(e) => return reply.error(e.to_errno("lseek")),
         };
         match whence {
             libc::SEEK_DATA if (0..size).contains(&offset) => reply.offset(offset),

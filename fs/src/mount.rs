@@ -9,7 +9,7 @@
 //! session. This needs root (`CAP_SYS_ADMIN`).
 
 use crate::fs::{CutSummary, DuraFs};
-use crate::fuse::Adapter;
+use crate::fuse::{Adapter, Notify};
 use crate::model::crash::CrashOptions;
 use fuser::{BackgroundSession, Config, INodeNo, Notifier, SessionACL};
 use std::ffi::CString;
@@ -141,13 +141,20 @@ pub fn mount(fs: Arc<DuraFs>, mountpoint: &Path, opts: &MountOptions) -> io::Res
         ));
     }
     let (sender, events) = mpsc::channel();
-    let adapter = Adapter::new(
-        Arc::clone(&fs),
-        sender.clone(),
-        uid,
-        gid,
-        opts.writeback_cache,
-    );
+    // The owner may be gone already at an unmount: nothing else to tell.
+    let notify = |event: MountEvent, lost: Option<&'static str>| {
+        let sender = sender.clone();
+        Box::new(move || {
+            if let (Err(_), Some(why)) = (sender.send(event), lost) {
+                log::warn!("durafs: {why} but nobody owns the mount");
+            }
+        }) as Box<dyn Fn() + Send + Sync>
+    };
+    let notify = Notify {
+        cut: notify(MountEvent::CutRequested, Some("cut requested")),
+        unmounted: notify(MountEvent::Unmounted, None),
+    };
+    let adapter = Adapter::new(Arc::clone(&fs), notify, uid, gid, opts.writeback_cache);
     let mut cfg = Config::default();
     cfg.n_threads = Some(opts.threads.max(1));
     // The kernel already refuses other users without `allow_other`; the

@@ -41,6 +41,9 @@ use crate::fs::DuraFs;
 use crate::model::crash::{CrashOptions, Policy};
 use std::fmt;
 
+mod file;
+pub use file::{ControlFile, Refused};
+
 /// Name of the control file in the root of the mount (the same name as the
 /// bookkeeping directory in `BACKING`, which the mount never shows).
 pub const CONTROL_NAME: &str = crate::backing::META_DIR;
