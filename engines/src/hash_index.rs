@@ -49,10 +49,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use durafs::fsio;
-
 use crate::segment::{self, IndexEntry, Loc, RecordPos, SegmentConfig, Segments, Sidecar};
-use crate::{Error, KvStore, Result, frame};
+use crate::{Durability, Error, KvStore, Result, frame};
 
 /// Extension of segment files.
 pub const SEGMENT_EXT: &str = "data";
@@ -93,12 +91,12 @@ impl HashIndex {
     pub fn open(dir: &Path, opts: HashIndexOptions) -> Result<Self> {
         let cfg = SegmentConfig {
             ext: SEGMENT_EXT,
-            sync: opts.sync_writes,
+            durability: Durability::fsync_if(opts.sync_writes),
             segment_bytes: opts.segment_bytes,
         };
         let mut hints = Hints {
             dir: dir.to_path_buf(),
-            sync: opts.sync_writes,
+            durability: Durability::fsync_if(opts.sync_writes),
         };
         let segments = Segments::open(dir, cfg, &mut hints)?;
         hints.remove_orphans(&segments.segment_ids())?;
@@ -161,7 +159,7 @@ impl KvStore for HashIndex {
 /// The hint files of one store.
 struct Hints {
     dir: PathBuf,
-    sync: bool,
+    durability: Durability,
 }
 
 impl Hints {
@@ -188,8 +186,8 @@ impl Hints {
                 removed = true;
             }
         }
-        if removed && self.sync {
-            fsio::fsync_dir(&self.dir)?;
+        if removed {
+            self.durability.sync_dir(&self.dir)?;
         }
         Ok(())
     }
@@ -218,14 +216,11 @@ impl Sidecar for Hints {
     fn sealed(&mut self, id: u64, seg_len: u64, entries: &[IndexEntry]) -> Result<()> {
         let bytes = encode_hint(entries, seg_len);
         let path = self.path(id);
-        if self.sync {
-            // IMPORTANT: the segment is durable already (Segments syncs it
-            // before sealing); the hint then appears whole or not at all, and
-            // its name is durable before any input of a merge is unlinked.
-            fsio::rewrite_atomic(&path, &bytes)?;
-        } else {
-            fs::write(&path, &bytes)?;
-        }
+        // IMPORTANT: the segment is durable already (Segments syncs it
+        // before sealing); under Fsync the hint then appears whole or not at
+        // all, and its name is durable before any input of a merge is
+        // unlinked.
+        self.durability.rewrite(&path, &bytes)?;
         Ok(())
     }
 

@@ -16,8 +16,11 @@ mod poison;
 pub mod segment;
 pub mod sstable;
 
+use durafs::fsio;
 use std::fmt;
+use std::fs::File;
 use std::io;
+use std::path::Path;
 
 /// How hard an engine works to make an acknowledged write survive a power cut.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,6 +32,72 @@ pub enum Durability {
     /// renaming or deleting files, and order multi-step operations so that a
     /// crash at any point recovers every acknowledged write.
     Fsync,
+}
+
+/// The engines' persistence calls, each a no-op under
+/// [`Durability::Flush`] (the vulnerable form skips exactly these) and the
+/// [`durafs::fsio`] helper under [`Durability::Fsync`]. Every engine makes
+/// things durable through these, never through a conditional of its own.
+impl Durability {
+    /// [`Durability::Fsync`] when `sync` holds (an engine's `sync_writes`
+    /// option), else [`Durability::Flush`].
+    pub fn fsync_if(sync: bool) -> Durability {
+        if sync {
+            Durability::Fsync
+        } else {
+            Durability::Flush
+        }
+    }
+
+    /// True for [`Durability::Fsync`]: for decisions that are not a
+    /// persistence call (how recovery treats a torn tail).
+    pub fn syncs(self) -> bool {
+        self == Durability::Fsync
+    }
+
+    /// `fdatasync(2)`: `file`'s data and size are durable.
+    pub fn sync_data(self, file: &File) -> io::Result<()> {
+        match self {
+            Durability::Flush => Ok(()),
+            Durability::Fsync => fsio::fdatasync_file(file),
+        }
+    }
+
+    /// `fsync(2)`: `file`'s data and metadata are durable.
+    pub fn sync_all(self, file: &File) -> io::Result<()> {
+        match self {
+            Durability::Flush => Ok(()),
+            Durability::Fsync => fsio::fsync_file(file),
+        }
+    }
+
+    /// The entries of directory `dir` (a create, rename or unlink in it)
+    /// are durable.
+    pub fn sync_dir(self, dir: &Path) -> io::Result<()> {
+        match self {
+            Durability::Flush => Ok(()),
+            Durability::Fsync => fsio::fsync_dir(dir),
+        }
+    }
+
+    /// `path`'s entry in its directory (its create or rename) is durable.
+    pub fn sync_entry(self, path: &Path) -> io::Result<()> {
+        match self {
+            Durability::Flush => Ok(()),
+            Durability::Fsync => fsio::fsync_parent(path),
+        }
+    }
+
+    /// Replaces `path` with `bytes`. Fsync: atomically and durably
+    /// ([`fsio::rewrite_atomic`]: a crash leaves the old or the new content).
+    /// Flush: truncated and written in place, so a crash can leave it
+    /// empty or partly written.
+    pub fn rewrite(self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Durability::Flush => std::fs::write(path, bytes),
+            Durability::Fsync => fsio::rewrite_atomic(path, bytes),
+        }
+    }
 }
 
 impl fmt::Display for Durability {
@@ -96,4 +165,30 @@ pub trait KvStore: Send {
     fn maintain(&mut self) -> Result<()>;
     /// Closes the store cleanly.
     fn close(self: Box<Self>) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fsync_if_chooses_the_form_and_both_forms_rewrite_the_whole_file() {
+        assert_eq!(Durability::fsync_if(true), Durability::Fsync);
+        assert_eq!(Durability::fsync_if(false), Durability::Flush);
+        assert!(Durability::Fsync.syncs() && !Durability::Flush.syncs());
+        let dir = tempfile::tempdir().unwrap();
+        for d in [Durability::Flush, Durability::Fsync] {
+            let path = dir.path().join(format!("{d}"));
+            std::fs::write(&path, b"old and longer").unwrap();
+            d.rewrite(&path, b"new").unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), b"new", "{d}");
+            d.sync_entry(&path).unwrap();
+            d.sync_dir(dir.path()).unwrap();
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "no temporary left: {names:?}");
+    }
 }

@@ -68,7 +68,7 @@ impl LogHash {
     pub fn open(dir: &Path, opts: LogHashOptions) -> Result<Self> {
         let cfg = SegmentConfig {
             ext: SEGMENT_EXT,
-            sync: opts.durability == Durability::Fsync,
+            durability: opts.durability,
             segment_bytes: opts.segment_bytes,
         };
         Ok(LogHash {
@@ -153,12 +153,7 @@ mod tests {
         const EXT: &'static str = SEGMENT_EXT;
 
         fn options(sync: bool, segment_bytes: u64) -> LogHashOptions {
-            let d = if sync {
-                Durability::Fsync
-            } else {
-                Durability::Flush
-            };
-            opts(d, segment_bytes)
+            opts(Durability::fsync_if(sync), segment_bytes)
         }
 
         fn open_store(dir: &Path, o: LogHashOptions) -> Result<Self> {

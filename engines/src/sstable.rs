@@ -49,8 +49,6 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use durafs::fsio;
-
 use crate::{Durability, Error, Result, frame};
 
 /// Target size of a data block's body; a block is cut once it reaches this.
@@ -287,28 +285,15 @@ impl SSTableWriter {
             .out
             .into_inner()
             .map_err(|e| Error::Io(e.into_error()))?;
-        match self.durability {
-            // Vulnerable: the bytes sit in the page cache only.
-            Durability::Flush => drop(file),
-            Durability::Fsync => {
-                // IMPORTANT: the table's bytes must be durable before anything
-                // (the LSM manifest) names the table.
-                fsio::fsync_file(&file)?;
-                drop(file);
-                // IMPORTANT: the table's directory entry must be durable too, or
-                // a power cut can drop the name of a table whose bytes were synced.
-                fsio::fsync_dir(parent_dir(&self.path))?;
-            }
-        }
+        // Vulnerable under Flush: the bytes sit in the page cache only.
+        // IMPORTANT: the table's bytes must be durable before anything (the
+        // LSM manifest) names the table.
+        self.durability.sync_all(&file)?;
+        drop(file);
+        // IMPORTANT: the table's directory entry must be durable too, or a
+        // power cut can drop the name of a table whose bytes were synced.
+        self.durability.sync_entry(&self.path)?;
         Ok(self.entries)
-    }
-}
-
-/// The directory holding `path` (`.` for a bare file name).
-pub(crate) fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
     }
 }
 

@@ -29,6 +29,12 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     d.sync_all()
 }
 
+/// Makes `path`'s entry in its directory durable: [`fsync_dir`] of its
+/// parent (`.` for a bare file name).
+pub fn fsync_parent(path: &Path) -> io::Result<()> {
+    fsync_dir(parent_dir(path)?)
+}
+
 /// As [`fsync_dir`], on a directory already open (for reading): the
 /// backing store reaches its directories through descriptors, never paths.
 pub fn fsync_dir_handle(dir: &File) -> io::Result<()> {

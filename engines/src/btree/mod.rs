@@ -71,7 +71,7 @@
 //!   exceeds its generation, which recovery reports as corruption.
 //! * **Database creation:** a directory `open` creates is made durable
 //!   (its parent fsynced) first; `btree.db` then appears whole, with header
-//!   0, via [`fsio::rewrite_atomic`], before the WAL exists; the WAL's name is
+//!   0, via [`durafs::fsio::rewrite_atomic`], before the WAL exists; the WAL's name is
 //!   made durable (directory fsync) and its base record fdatasynced before
 //!   any write is acknowledged.
 //! * **Torn WAL tail at open:** the cut is fdatasynced before anything is
@@ -108,12 +108,10 @@ mod wal;
 #[cfg(test)]
 mod tests;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-
-use durafs::fsio;
 
 pub use page::{MAX_KEY_LEN, MAX_VALUE_LEN, PAGE_SIZE};
 
@@ -151,7 +149,7 @@ pub struct BTree {
     tree: Tree,
     wal: Wal,
     generation: u64,
-    sync: bool,
+    durability: Durability,
     checkpoint_bytes: u64,
     failed: Poison,
     /// Test failpoint: checkpoint steps allowed before a simulated crash.
@@ -166,11 +164,11 @@ impl BTree {
         if opts.checkpoint_bytes == 0 {
             return Err(Error::Invalid("checkpoint_bytes must be positive".into()));
         }
-        let sync = opts.durability == Durability::Fsync;
-        ensure_dir(dir, sync)?;
+        let durability = opts.durability;
+        ensure_dir(dir, durability)?;
         let db_path = dir.join(DB_FILE);
         if !db_path.exists() {
-            create_db(&db_path, sync)?;
+            create_db(&db_path, durability)?;
         }
         let db = OpenOptions::new().read(true).write(true).open(&db_path)?;
         let header = read_header(&db)?;
@@ -183,12 +181,12 @@ impl BTree {
             )));
         }
         let tree = Tree::load(db, header)?;
-        let (wal, recovered) = Wal::open(&dir.join(WAL_FILE), dir, sync)?;
+        let (wal, recovered) = Wal::open(&dir.join(WAL_FILE), dir, durability)?;
         let mut bt = BTree {
             tree,
             wal,
             generation: header.generation,
-            sync,
+            durability,
             checkpoint_bytes: opts.checkpoint_bytes,
             failed: Poison::default(),
             #[cfg(test)]
@@ -256,21 +254,17 @@ impl BTree {
             .ok_or_else(|| Error::Invalid("checkpoint generations exhausted".into()))?;
         self.step()?;
         self.tree.write_fresh_pages()?;
-        if self.sync {
-            // IMPORTANT: (step 1) every page the new header names is durable
-            // before the header is written.
-            fsio::fdatasync_file(self.tree.db())?;
-        }
+        // IMPORTANT: (step 1) every page the new header names is durable
+        // before the header is written.
+        self.durability.sync_data(self.tree.db())?;
         self.step()?;
         let slot = PageId::from(next % 2 == 1);
         self.tree
             .db()
             .write_all_at(&self.tree.header(next).encode(), page_offset(slot))?;
-        if self.sync {
-            // IMPORTANT: (step 2) the new header is durable before the WAL
-            // forgets the operations it covers.
-            fsio::fdatasync_file(self.tree.db())?;
-        }
+        // IMPORTANT: (step 2) the new header is durable before the WAL
+        // forgets the operations it covers.
+        self.durability.sync_data(self.tree.db())?;
         self.tree.commit();
         self.generation = next;
         self.step()?;
@@ -287,7 +281,7 @@ impl BTree {
 }
 
 /// Creates an empty database: header 0 in slot 0, slot 1 zeroed.
-fn create_db(path: &Path, sync: bool) -> Result<()> {
+fn create_db(path: &Path, durability: Durability) -> Result<()> {
     let mut content = Header {
         generation: 0,
         root: 0,
@@ -295,14 +289,9 @@ fn create_db(path: &Path, sync: bool) -> Result<()> {
     }
     .encode();
     content.resize(2 * PAGE_SIZE, 0);
-    if sync {
-        // IMPORTANT: the database appears whole, with a valid header, or not
-        // at all, and before the WAL that builds on it.
-        fsio::rewrite_atomic(path, &content)?;
-    } else {
-        fs::write(path, &content)?;
-    }
-    Ok(())
+    // IMPORTANT: under Fsync the database appears whole, with a valid
+    // header, or not at all, and before the WAL that builds on it.
+    Ok(durability.rewrite(path, &content)?)
 }
 
 /// Reads both header slots and returns the valid one with the highest

@@ -6,10 +6,8 @@ use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use durafs::fsio;
-
 use super::page::{MAX_KEY_LEN, MAX_VALUE_LEN};
-use crate::{Error, Result, frame};
+use crate::{Durability, Error, Result, frame};
 
 const TAG_BASE: u8 = 0;
 const TAG_PUT: u8 = 1;
@@ -56,13 +54,17 @@ pub(crate) struct Wal {
     file: File,
     len: u64,
     ops: u64,
-    sync: bool,
+    durability: Durability,
 }
 
 impl Wal {
     /// Opens (creating if needed) the WAL at `path`, in directory `dir`, and
     /// returns its complete records, truncating a torn tail.
-    pub(crate) fn open(path: &Path, dir: &Path, sync: bool) -> Result<(Wal, Recovered)> {
+    pub(crate) fn open(
+        path: &Path,
+        dir: &Path,
+        durability: Durability,
+    ) -> Result<(Wal, Recovered)> {
         let existed = path.exists();
         let mut file = OpenOptions::new()
             .read(true)
@@ -70,10 +72,10 @@ impl Wal {
             .create(true)
             .truncate(false)
             .open(path)?;
-        if !existed && sync {
+        if !existed {
             // IMPORTANT: the WAL's name is durable before any record in it
             // is acknowledged.
-            fsio::fsync_dir(dir)?;
+            durability.sync_dir(dir)?;
         }
         let mut buf = Vec::new();
         file.read_to_end(&mut buf)?;
@@ -84,12 +86,10 @@ impl Wal {
                 buf.len() as u64 - scan.valid_len
             );
             file.set_len(scan.valid_len)?;
-            if sync {
-                // IMPORTANT: the truncation is durable before anything is
-                // appended after it, so torn bytes never reappear behind an
-                // acknowledged record.
-                fsio::fdatasync_file(&file)?;
-            }
+            // IMPORTANT: the truncation is durable before anything is
+            // appended after it, so torn bytes never reappear behind an
+            // acknowledged record.
+            durability.sync_data(&file)?;
         }
         let mut base = None;
         let mut ops = Vec::with_capacity(scan.records.len());
@@ -126,7 +126,7 @@ impl Wal {
             file,
             len: scan.valid_len,
             ops: ops.len() as u64,
-            sync,
+            durability,
         };
         Ok((wal, Recovered { base, ops }))
     }
@@ -135,11 +135,9 @@ impl Wal {
     pub(crate) fn append(&mut self, op: &Op) -> Result<()> {
         let rec = op.encode();
         self.file.write_all_at(&rec, self.len)?;
-        if self.sync {
-            // IMPORTANT: the operation is durable before the write is
-            // acknowledged; recovery replays it onto the last checkpoint.
-            fsio::fdatasync_file(&self.file)?;
-        }
+        // IMPORTANT: the operation is durable before the write is
+        // acknowledged; recovery replays it onto the last checkpoint.
+        self.durability.sync_data(&self.file)?;
         self.len += rec.len() as u64;
         self.ops += 1;
         Ok(())
@@ -152,12 +150,10 @@ impl Wal {
         let rec = frame::encode_one(&body);
         self.file.set_len(0)?;
         self.file.write_all_at(&rec, 0)?;
-        if self.sync {
-            // IMPORTANT: the emptied WAL is durable before new operations are
-            // appended; until then a crash leaves the old records (already in
-            // the checkpoint, so replaying them is harmless) or an empty log.
-            fsio::fdatasync_file(&self.file)?;
-        }
+        // IMPORTANT: the emptied WAL is durable before new operations are
+        // appended; until then a crash leaves the old records (already in the
+        // checkpoint, so replaying them is harmless) or an empty log.
+        self.durability.sync_data(&self.file)?;
         self.len = rec.len() as u64;
         self.ops = 0;
         Ok(())

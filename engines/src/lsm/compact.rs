@@ -22,13 +22,11 @@
 use std::fs;
 use std::io;
 
-use durafs::fsio;
-
 use super::Lsm;
 use super::manifest::Manifest;
 use super::merge::{EntryIter, MergeIter};
+use crate::Result;
 use crate::sstable::{SSTable, SSTableWriter};
-use crate::{Durability, Result};
 
 impl Lsm {
     /// Merges all tables into one; does nothing with fewer than two.
@@ -82,11 +80,9 @@ impl Lsm {
                 _ => {}
             }
         }
-        if self.opts.flush_order == Durability::Fsync {
-            // IMPORTANT: makes the deletions durable; until then a crash only
-            // brings back unnamed tables, which recovery deletes.
-            fsio::fsync_dir(&self.dir)?;
-        }
+        // IMPORTANT: makes the deletions durable; until then a crash only
+        // brings back unnamed tables, which recovery deletes.
+        self.opts.flush_order.sync_dir(&self.dir)?;
         Ok(())
     }
 }

@@ -18,23 +18,21 @@
 //! # Durability
 //!
 //! Under [`Durability::Fsync`], [`Manifest::store`] replaces the file with
-//! [`fsio::rewrite_atomic`] (through `MANIFEST.tmp`): after any crash the file
+//! [`durafs::fsio::rewrite_atomic`] (through `MANIFEST.tmp`): after any crash the file
 //! holds the old or the new list in full. Under [`Durability::Flush`] it
 //! truncates and rewrites the file in place with no fsync: a power cut can
 //! leave it empty, zero-filled or holding the old list.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::Path;
-
-use durafs::fsio;
 
 use crate::sstable::Decoder;
 use crate::{Durability, Error, Result, frame};
 
 /// File name of the manifest inside the LSM directory.
 pub const MANIFEST_FILE: &str = "MANIFEST";
-/// The temporary file [`fsio::rewrite_atomic`] writes before its rename.
+/// The temporary file [`durafs::fsio::rewrite_atomic`] writes before its rename.
 pub const MANIFEST_TMP_FILE: &str = "MANIFEST.tmp";
 
 const MAGIC: [u8; 8] = *b"DFSLSMM1";
@@ -134,25 +132,11 @@ impl Manifest {
     pub fn store(&self, dir: &Path, order: Durability) -> Result<()> {
         let path = dir.join(MANIFEST_FILE);
         let bytes = self.encode();
-        match order {
-            Durability::Fsync => {
-                // IMPORTANT: the switch to the new table list is atomic and
-                // durable when this returns; callers order their other steps
-                // around this single commit point.
-                fsio::rewrite_atomic(&path, &bytes)?;
-            }
-            Durability::Flush => {
-                // Vulnerable (analysis point 4): updated in place, not atomic,
-                // not fsynced.
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(&path)?;
-                f.write_all(&bytes)?;
-                f.flush()?;
-            }
-        }
+        // IMPORTANT: under Fsync the switch to the new table list is atomic
+        // and durable when this returns; callers order their other steps
+        // around this single commit point. Vulnerable under Flush (analysis
+        // point 4): updated in place, not atomic, not fsynced.
+        order.rewrite(&path, &bytes)?;
         Ok(())
     }
 }

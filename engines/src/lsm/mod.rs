@@ -76,8 +76,6 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use durafs::fsio;
-
 use crate::segment::{Poison, ensure_dir};
 use crate::sstable::{SSTable, SSTableWriter, check_entry};
 use crate::{Durability, Error, KvStore, Result};
@@ -146,7 +144,7 @@ impl Lsm {
         // With `wal: Fsync`, the directory holding the WAL (and any directory
         // above it that this creates) is durable before any put is
         // acknowledged.
-        ensure_dir(&dir, opts.wal == Durability::Fsync)?;
+        ensure_dir(&dir, opts.wal)?;
         let manifest = Manifest::load(&dir)?;
         remove_leftovers(&dir, &manifest, opts.flush_order)?;
         let mut tables = Vec::with_capacity(manifest.tables.len());
@@ -242,8 +240,7 @@ impl Lsm {
         self.tables.push(table);
         // IMPORTANT: the WAL is emptied only after the manifest naming the new
         // table is committed (durably, under `flush_order: Fsync`).
-        self.wal
-            .truncate(self.opts.flush_order == Durability::Fsync)?;
+        self.wal.truncate(self.opts.flush_order)?;
         self.mem.clear();
         Ok(())
     }
@@ -276,10 +273,10 @@ fn remove_leftovers(dir: &Path, manifest: &Manifest, order: Durability) -> Resul
             removed = true;
         }
     }
-    if removed && order == Durability::Fsync {
+    if removed {
         // IMPORTANT: the leftovers must be gone durably before their ids are
         // reused, so an old file can never reappear under a live name.
-        fsio::fsync_dir(dir)?;
+        order.sync_dir(dir)?;
     }
     Ok(())
 }

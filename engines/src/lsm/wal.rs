@@ -28,8 +28,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use durafs::fsio;
-
 use crate::sstable::{Decoder, Entry, check_entry, decode_entry, encode_entry};
 use crate::{Durability, Result, frame};
 
@@ -69,10 +67,10 @@ impl Wal {
             .append(true)
             .create(true)
             .open(&path)?;
-        if created && durability == Durability::Fsync {
+        if created {
             // IMPORTANT: the log's name must be durable before any put is
             // acknowledged, or a power cut loses the whole file.
-            fsio::fsync_dir(dir)?;
+            durability.sync_dir(dir)?;
         }
         let mut buf = Vec::new();
         file.read_to_end(&mut buf)?;
@@ -93,11 +91,9 @@ impl Wal {
                 scan.valid_len
             );
             file.set_len(scan.valid_len)?;
-            if durability == Durability::Fsync {
-                // IMPORTANT: the cut must be durable before new records are
-                // appended, or a crash could leave them behind the torn bytes.
-                fsio::fsync_file(&file)?;
-            }
+            // IMPORTANT: the cut must be durable before new records are
+            // appended, or a crash could leave them behind the torn bytes.
+            durability.sync_all(&file)?;
         }
         let wal = Wal {
             out: BufWriter::new(file),
@@ -131,24 +127,20 @@ impl Wal {
         // Vulnerable under `Flush` (analysis lsm.py:26): this only moves the
         // record into the page cache.
         self.out.flush()?;
-        if self.durability == Durability::Fsync {
-            // IMPORTANT: the record must be durable before put/delete returns;
-            // returning is the acknowledgement.
-            fsio::fdatasync_file(self.out.get_ref())?;
-        }
+        // IMPORTANT: the record must be durable before put/delete returns;
+        // returning is the acknowledgement.
+        self.durability.sync_data(self.out.get_ref())?;
         Ok(())
     }
 
-    /// Empties the log. With `durable`, the truncation is fsynced.
-    pub fn truncate(&mut self, durable: bool) -> Result<()> {
+    /// Empties the log; under `durability` Fsync, durably.
+    pub fn truncate(&mut self, durability: Durability) -> Result<()> {
         self.out.flush()?;
         let file = self.out.get_ref();
         file.set_len(0)?;
-        if durable {
-            // IMPORTANT: the caller has made the flushed SSTable and the
-            // manifest naming it durable first; only now may the log forget.
-            fsio::fsync_file(file)?;
-        }
+        // IMPORTANT: the caller has made the flushed SSTable and the manifest
+        // naming it durable first; only now may the log forget.
+        durability.sync_all(file)?;
         Ok(())
     }
 
@@ -263,7 +255,7 @@ mod tests {
         let (mut wal, _) = Wal::open(dir.path(), Durability::Fsync).unwrap();
         wal.append(b"a", Some(b"1")).unwrap();
         assert!(!wal.is_empty().unwrap());
-        wal.truncate(true).unwrap();
+        wal.truncate(Durability::Fsync).unwrap();
         assert!(wal.is_empty().unwrap());
         wal.append(b"b", None).unwrap();
         drop(wal);

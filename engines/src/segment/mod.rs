@@ -54,12 +54,10 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use durafs::fsio;
-
 #[cfg(test)]
 pub(crate) use crate::poison::failpoint;
 pub(crate) use crate::poison::{Poison, failed_error};
-use crate::{Error, Result, frame};
+use crate::{Durability, Error, Result, frame};
 
 /// Longest key the hash stores accept.
 pub const MAX_KEY_LEN: usize = 64 << 10;
@@ -175,17 +173,15 @@ pub(crate) fn list_ids(dir: &Path, ext: &str) -> Result<Vec<u64>> {
     Ok(ids)
 }
 
-/// Creates `dir` and any missing ancestors; with `sync`, makes each new
-/// directory's name durable by fsyncing its parent after creating it.
-pub(crate) fn ensure_dir(dir: &Path, sync: bool) -> Result<()> {
+/// Creates `dir` and any missing ancestors; under [`Durability::Fsync`],
+/// makes each new directory's name durable by fsyncing its parent after
+/// creating it.
+pub(crate) fn ensure_dir(dir: &Path, durability: Durability) -> Result<()> {
     ensure_dir_with(dir, &mut |parent| {
-        if sync {
-            // IMPORTANT: the store's directory, and every directory above it
-            // that open created, must exist after a power cut before
-            // anything inside is acknowledged.
-            fsio::fsync_dir(parent)?;
-        }
-        Ok(())
+        // IMPORTANT: the store's directory, and every directory above it
+        // that open created, must exist after a power cut before anything
+        // inside is acknowledged.
+        Ok(durability.sync_dir(parent)?)
     })
 }
 
@@ -236,8 +232,9 @@ impl Sidecar for NoSidecar {}
 pub(crate) struct SegmentConfig {
     /// Extension of segment files.
     pub ext: &'static str,
-    /// fdatasync every append and fsync the directory on create and unlink.
-    pub sync: bool,
+    /// Fsync: fdatasync every append and fsync the directory on create and
+    /// unlink.
+    pub durability: Durability,
     /// A segment is rotated before an append would take it past this size.
     pub segment_bytes: u64,
 }
@@ -273,7 +270,7 @@ impl Segments {
         if cfg.segment_bytes == 0 {
             return Err(Error::Invalid("segment_bytes must be positive".into()));
         }
-        ensure_dir(dir, cfg.sync)?;
+        ensure_dir(dir, cfg.durability)?;
         let ids = list_ids(dir, cfg.ext)?;
         let next_id = match ids.last() {
             Some(&last) => last
@@ -328,7 +325,7 @@ impl Segments {
         }
         let scanned = buf.len() as u64;
         if scan.has_torn_tail(scanned) {
-            if self.cfg.sync && !newest {
+            if self.cfg.durability.syncs() && !newest {
                 return Err(Error::Corrupt(format!(
                     "{}: torn record at byte {} of a segment that is not the newest",
                     path.display(),
@@ -341,12 +338,10 @@ impl Segments {
                 scanned - scan.valid_len
             );
             file.set_len(scan.valid_len)?;
-            if self.cfg.sync {
-                // IMPORTANT: the truncation is durable before anything is
-                // appended after it, so the torn bytes can never reappear
-                // behind an acknowledged record.
-                fsio::fdatasync_file(&file)?;
-            }
+            // IMPORTANT: the truncation is durable before anything is
+            // appended after it, so the torn bytes can never reappear behind
+            // an acknowledged record.
+            self.cfg.durability.sync_data(&file)?;
         }
         if newest {
             self.active = Some(Active {
@@ -429,11 +424,9 @@ impl Segments {
         };
         let file = self.files.get(&active.id).ok_or_else(failed_error)?;
         file.write_all_at(rec, active.len)?;
-        if self.cfg.sync {
-            // IMPORTANT: the record is durable before the write is
-            // acknowledged (fdatasync also persists the new file size).
-            fsio::fdatasync_file(file)?;
-        }
+        // IMPORTANT: the record is durable before the write is acknowledged
+        // (fdatasync also persists the new file size).
+        self.cfg.durability.sync_data(file)?;
         let loc = Loc {
             segment: active.id,
             offset: active.len,
@@ -454,11 +447,9 @@ impl Segments {
             .write(true)
             .create_new(true)
             .open(self.path(id))?;
-        if self.cfg.sync {
-            // IMPORTANT: the new segment's name is durable before any record
-            // in it is acknowledged.
-            fsio::fsync_dir(&self.dir)?;
-        }
+        // IMPORTANT: the new segment's name is durable before any record in
+        // it is acknowledged.
+        self.cfg.durability.sync_dir(&self.dir)?;
         self.files.insert(id, file);
         Ok(id)
     }
@@ -586,12 +577,10 @@ impl Segments {
             self.described.remove(&id);
             self.step()?;
             fs::remove_file(self.path(id))?;
-            if self.cfg.sync {
-                // IMPORTANT: inputs are unlinked oldest first, each durably
-                // before the next, so a crash leaves a newest-first suffix of
-                // them (merge crash case 3).
-                fsio::fsync_dir(&self.dir)?;
-            }
+            // IMPORTANT: inputs are unlinked oldest first, each durably
+            // before the next, so a crash leaves a newest-first suffix of
+            // them (merge crash case 3).
+            self.cfg.durability.sync_dir(&self.dir)?;
         }
         self.index = new_index;
         Ok(())
@@ -612,13 +601,11 @@ impl Segments {
             .open(self.path(id))?;
         self.step()?;
         file.write_all_at(buf, 0)?;
-        if self.cfg.sync {
-            // IMPORTANT: a merge output's bytes, then its name, are durable
-            // before the next segment is created and before any input is
-            // unlinked (merge crash cases 1-3).
-            fsio::fdatasync_file(&file)?;
-            fsio::fsync_dir(&self.dir)?;
-        }
+        // IMPORTANT: a merge output's bytes, then its name, are durable
+        // before the next segment is created and before any input is
+        // unlinked (merge crash cases 1-3).
+        self.cfg.durability.sync_data(&file)?;
+        self.cfg.durability.sync_dir(&self.dir)?;
         self.files.insert(id, file);
         self.step()?;
         sidecar.sealed(id, buf.len() as u64, entries)?;
