@@ -5,7 +5,8 @@
 //!
 //! * [`fsync_file`] makes a file's data and metadata durable.
 //! * [`fsync_dir`] makes a directory's entries durable: a create, rename or
-//!   unlink inside it survives a power cut only after this returns.
+//!   unlink inside it survives a power cut only after this returns;
+//!   [`fsync_parent`] does it for the directory holding a given path.
 //! * [`rewrite_atomic`] replaces a file's whole content so that a crash leaves
 //!   either the old or the new content, never a mix or nothing.
 
@@ -67,19 +68,6 @@ pub fn rewrite_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     fsync_dir(parent)
 }
 
-/// Renames `from` to `to` and makes the new name durable by fsyncing the
-/// destination directory (and the source directory when it differs).
-pub fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {
-    std::fs::rename(from, to)?;
-    let to_parent = parent_dir(to)?;
-    fsync_dir(to_parent)?;
-    let from_parent = parent_dir(from)?;
-    if from_parent != to_parent {
-        fsync_dir(from_parent)?;
-    }
-    Ok(())
-}
-
 fn parent_dir(path: &Path) -> io::Result<&Path> {
     match path.parent() {
         Some(p) if p.as_os_str().is_empty() => Ok(Path::new(".")),
@@ -106,14 +94,12 @@ mod tests {
     }
 
     #[test]
-    fn rename_durable_moves_across_directories() {
+    fn fsync_parent_syncs_the_directory_holding_the_entry() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("a")).unwrap();
-        std::fs::create_dir(dir.path().join("b")).unwrap();
-        std::fs::write(dir.path().join("a/x"), b"x").unwrap();
-        rename_durable(&dir.path().join("a/x"), &dir.path().join("b/y")).unwrap();
-        assert_eq!(std::fs::read(dir.path().join("b/y")).unwrap(), b"x");
-        assert!(!dir.path().join("a/x").exists());
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        fsync_parent(&dir.path().join("f")).unwrap();
+        let err = fsync_parent(&dir.path().join("missing/f")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]
