@@ -22,13 +22,14 @@ use crate::model::{
     ROOT, RenameFlags, Report, Segment, SetAttrs, Stat,
 };
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use std::fmt;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 mod hooks;
+mod order;
 mod reclaim;
 mod summary;
 mod time;
@@ -152,7 +153,8 @@ pub struct DuraFs {
     model: Model,
     backing: Backing,
     opts: FsOptions,
-    sync: RwLock<()>,
+    /// Reads of the store against the calls that change it (`order`).
+    store_order: order::StoreOrder,
     cut: Mutex<Option<CutSummary>>,
     writebacks: AtomicU64,
     written_back_bytes: AtomicU64,
@@ -214,7 +216,7 @@ impl DuraFs {
             model,
             backing,
             opts,
-            sync: RwLock::new(()),
+            store_order: order::StoreOrder::default(),
             cut: Mutex::new(None),
             writebacks: AtomicU64::new(0),
             written_back_bytes: AtomicU64::new(0),
@@ -447,7 +449,7 @@ impl DuraFs {
 
     /// Reads up to `len` bytes at `offset` (short at the end of the file).
     pub fn read(&self, ino: Ino, offset: u64, len: u32) -> Result<Vec<u8>> {
-        let _g = self.sync.read();
+        let _g = self.store_order.reading();
         let segs = self.model.read(ino, offset, u64::from(len))?;
         let mut out = Vec::with_capacity(segs.iter().map(|s| s.len() as usize).sum());
         for seg in segs {
@@ -498,7 +500,7 @@ impl DuraFs {
             let done = self.observed(
                 || TraceOp::Writeback { ino: 0 },
                 || {
-                    let _g = self.sync.write();
+                    let _g = self.store_order.applying();
                     // IMPORTANT: applied under the inode's lock, which
                     // restores the inode if the backing store fails.
                     let done = self
@@ -642,7 +644,7 @@ impl DuraFs {
         label: &str,
         choose: impl FnOnce(&[PendingOp]) -> CrashState,
     ) -> Result<CutSummary> {
-        let _g = self.sync.write();
+        let _g = self.store_order.applying();
         let mut done = self.cut.lock();
         if let Some(prev) = done.as_ref() {
             log::warn!("durafs: cut requested twice; the first cut stands");

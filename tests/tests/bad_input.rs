@@ -97,7 +97,8 @@ fn name_length_limits_match_the_host() {
 }
 
 /// ext4, tmpfs and every other Linux filesystem refuse to look up a name
-/// longer than `NAME_MAX` with `ENAMETOOLONG`; durafs answers `ENOENT`.
+/// longer than `NAME_MAX` with `ENAMETOOLONG`, and so does durafs
+/// (regression: it once answered `ENOENT`).
 #[test]
 fn lookup_of_a_too_long_name_is_enametoolong() {
     let v = Vol::new(Persistence::Posix);

@@ -10,7 +10,7 @@
 //!   The program that made it is being killed; it never sees the reply.
 //! * A call that trips an `after` trigger has taken effect; its caller
 //!   never sees the reply either.
-//! * Lock order: the recorder's lock before the sync lock.
+//! * Lock order: the recorder's lock before the store-order lock (`order`).
 
 use super::{DuraFs, Result};
 use crate::model::{FsError, Ino, Kind, ROOT};

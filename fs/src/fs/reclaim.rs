@@ -4,39 +4,27 @@
 //! (`crate::backing` module `reclaim`); the model says when nothing can link
 //! it again ([`crate::model::Model::referenced`]). Checked after every
 //! durability point that can remove entries and when the kernel forgets an
-//! orphan, always under `sync` held for writing, so no effect the model has
-//! handed out is on its way to the store while the two are compared.
+//! orphan, always alone with the store (`order`), so no effect the model
+//! has handed out is on its way to the store while the two are compared.
 
 use super::DuraFs;
 use crate::model::Ino;
 
 impl DuraFs {
-    /// Runs a durability point under the `sync` write lock, then deletes
-    /// the orphans it left that nothing can link again.
-    pub(super) fn durability_point<T>(
-        &self,
-        f: impl FnOnce() -> super::Result<T>,
-    ) -> super::Result<T> {
-        let _g = self.sync.write();
-        let r = f();
-        self.reclaim_orphans();
-        r
-    }
-
     /// The kernel forgot `ino` and the model dropped it: if the store holds
     /// it only as an orphan, it may go now.
     pub(super) fn reclaim_forgotten(&self, ino: Ino) {
         if self.backing.is_orphan(ino) {
-            let _g = self.sync.write();
+            let _g = self.store_order.applying();
             self.reclaim_orphans();
         }
     }
 
-    /// Deletes every orphan the model can no longer link (the caller holds
-    /// `sync` for writing). A failure is logged, not returned: an orphan
+    /// Deletes every orphan the model can no longer link (the caller is
+    /// alone with the store: `order`). A failure is logged, not returned: an orphan
     /// left behind costs space, never data, and goes at the next cut or
     /// open.
-    fn reclaim_orphans(&self) {
+    pub(super) fn reclaim_orphans(&self) {
         if self.model.is_cut() {
             return;
         }

@@ -167,7 +167,7 @@ impl Model {
 
     /// Puts back what [`Model::commit_names`] did. The namespace lock has
     /// been held since, and the caller runs no other durability point in
-    /// between (`DuraFs` holds its `sync` lock around each), so an inode
+    /// between (`DuraFs` is alone with its store around each: `fs/order.rs`), so an inode
     /// the commit made durable is still as the commit left it.
     pub(crate) fn undo_names(&self, ns: &mut Namespace, undo: NamesUndo) {
         for (ino, durable, base_end) in undo.nodes.into_iter().rev() {

@@ -1,7 +1,8 @@
 //! The model's locking under shuttle's schedulers.
 //!
 //! Several threads call one [`Model`] the way `DuraFs` does: durability
-//! points (fsync, fsyncdir, sync, writeback) hold a `sync` lock for writing
+//! points (fsync, fsyncdir, sync, writeback) hold a store-order lock
+//! (`DuraFs`'s `fs/order.rs`) for writing
 //! and apply their effects to a [`MemStore`] standing in for the backing
 //! store; reads hold it for reading; everything else takes only the model's
 //! own locks. Under the `shuttle` feature every one of those locks and
