@@ -184,7 +184,10 @@ impl Model {
         Ok(())
     }
 
-    /// `renameat2(2)` with `RENAME_NOREPLACE` / `RENAME_EXCHANGE`.
+    /// `renameat2(2)` with `RENAME_NOREPLACE` / `RENAME_EXCHANGE`: checked
+    /// ([`Model::plan_rename`]), then the live namespace changed
+    /// ([`relink`]), then the pending operations recorded
+    /// ([`record_rename`]).
     pub fn rename(
         &self,
         parent: Ino,
@@ -200,26 +203,63 @@ impl Model {
         }
         let mut ns = self.ns.lock();
         self.check_cut()?;
-        let src_dir = self.entries(&ns, parent)?;
-        let (src, src_kind) = *src_dir.get(name).ok_or(FsError::NotFound)?;
-        let dst_dir = self.entries(&ns, newparent)?;
-        let dst = dst_dir.get(newname).copied();
+        let from = (parent, name);
+        let to = (newparent, newname);
+        let Some(mv) = self.plan_rename(&ns, from, to, flags)? else {
+            return Ok(());
+        };
+        // IMPORTANT: the initial states go into the pending operations, so
+        // they and the operations' sequence numbers are taken under the
+        // inodes' locks: a concurrent setattr is either in them and
+        // numbered before, or numbered after.
+        let mut inos = vec![mv.src, parent, newparent];
+        inos.extend(mv.dst.map(|d| d.0));
+        let nodes = self.nodes_of(&inos);
+        let mut held = Held::lock(&nodes);
+        let src_init = held.init(mv.src)?;
+        let dst_init = match (mv.exchange, mv.dst) {
+            (true, Some((d, _))) => Some(held.init(d)?),
+            _ => None,
+        };
+        let seq = self.next_seqs(if parent == newparent { 1 } else { 2 });
+        let src_change = relink(&mut ns, &mut held, &mv, dst_init, now);
+        record_rename(&mut ns, &mv, seq, src_change, src_init);
+        Ok(())
+    }
+
+    /// Checks a rename of `from` (directory, name) to `to`: the error it
+    /// fails with, `None` when it changes nothing (both names are one
+    /// inode), or what it moves.
+    fn plan_rename<'a>(
+        &self,
+        ns: &Namespace,
+        from: (Ino, &'a [u8]),
+        to: (Ino, &'a [u8]),
+        flags: RenameFlags,
+    ) -> FsResult<Option<Move<'a>>> {
+        let (parent, name) = from;
+        let (newparent, newname) = to;
+        let (src, src_kind) = *self
+            .entries(ns, parent)?
+            .get(name)
+            .ok_or(FsError::NotFound)?;
+        let dst = self.entries(ns, newparent)?.get(newname).copied();
         if flags.noreplace && dst.is_some() {
             return Err(FsError::Exists);
         }
         if flags.exchange && dst.is_none() {
             return Err(FsError::NotFound);
         }
-        if src_kind == Kind::Dir && is_within(&ns, newparent, src) {
+        if src_kind == Kind::Dir && is_within(ns, newparent, src) {
             return Err(FsError::Invalid);
         }
         if let (true, Some((d, Kind::Dir))) = (flags.exchange, dst) {
-            if is_within(&ns, parent, d) {
+            if is_within(ns, parent, d) {
                 return Err(FsError::Invalid);
             }
         }
         if dst.is_some_and(|(d, _)| d == src) {
-            return Ok(());
+            return Ok(None);
         }
         if !flags.exchange {
             if let Some((d, dkind)) = dst {
@@ -233,116 +273,152 @@ impl Model {
                 }
             }
         }
-        // A plain rename of a file onto another file's name.
-        let over =
-            !flags.exchange && src_kind == Kind::File && dst.is_some_and(|(_, k)| k == Kind::File);
-        let exchanged = match (flags.exchange, dst) {
-            (true, Some((d, _))) => Some(d),
-            _ => None,
-        };
-        // IMPORTANT: the initial states go into the pending operations, so
-        // they and the operations' sequence numbers are taken under the
-        // inodes' locks: a concurrent setattr is either in them and
-        // numbered before, or numbered after.
-        let mut inos = vec![src, parent, newparent];
-        inos.extend(dst.map(|d| d.0));
-        let nodes = self.nodes_of(&inos);
-        let mut held = Held::lock(&nodes);
-        let src_init = held.init(src)?;
-        let dst_init = exchanged.map(|d| held.init(d)).transpose()?;
-        let seq = self.next_seqs(if parent == newparent { 1 } else { 2 });
-        // Live namespace.
-        if let Some(dm) = ns.dirs.get_mut(&parent) {
-            dm.remove(name);
-        }
-        let mut src_change = EntryChange {
-            name: name.to_vec(),
-            target: None,
-        };
-        match (flags.exchange, dst) {
-            (true, Some((d, dkind))) => {
-                if let Some(dm) = ns.dirs.get_mut(&parent) {
-                    dm.insert(name.to_vec(), (d, dkind));
-                }
-                if dkind == Kind::Dir {
-                    ns.parent.insert(d, (parent, name.to_vec()));
-                    if parent != newparent {
-                        held.adjust_nlink(parent, 1);
-                        held.adjust_nlink(newparent, -1);
-                    }
-                }
-                src_change.target = dst_init.map(|i| (d, i));
-            }
-            (false, Some((d, dkind))) => {
-                drop_entry(&mut ns, &mut held, newparent, newname, d, dkind, now);
-            }
-            _ => {}
-        }
-        if let Some(dm) = ns.dirs.get_mut(&newparent) {
-            dm.insert(newname.to_vec(), (src, src_kind));
-        }
-        if src_kind == Kind::Dir {
-            ns.parent.insert(src, (newparent, newname.to_vec()));
-            if parent != newparent {
-                held.adjust_nlink(parent, -1);
-                held.adjust_nlink(newparent, 1);
-            }
-        }
-        held.set_nlink(src, |l| l, now);
-        held.touch(parent, now);
-        held.touch(newparent, now);
-        // Pending operations: one per directory touched.
-        let dst_change = EntryChange {
-            name: newname.to_vec(),
-            target: Some((src, src_init)),
-        };
-        if parent == newparent {
-            let what = if flags.exchange {
-                NsKind::Exchange
-            } else {
-                NsKind::Rename
-            };
-            ns.pending.insert(
-                seq,
-                Op::Names {
-                    dir: parent,
-                    what,
-                    changes: vec![src_change, dst_change],
-                    peer: Some((newparent, newname.to_vec())),
-                    over,
-                },
-            );
-        } else {
-            // The new name is recorded first: a prefix that keeps only one
-            // half shows the file under both names, never under neither.
-            let (to_what, from_what) = if flags.exchange {
-                (NsKind::Exchange, NsKind::Exchange)
-            } else {
-                (NsKind::RenameTo, NsKind::RenameFrom)
-            };
-            ns.pending.insert(
-                seq,
-                Op::Names {
-                    dir: newparent,
-                    what: to_what,
-                    changes: vec![dst_change],
-                    peer: Some((parent, name.to_vec())),
-                    over,
-                },
-            );
-            ns.pending.insert(
-                seq + 1,
-                Op::Names {
-                    dir: parent,
-                    what: from_what,
-                    changes: vec![src_change],
-                    peer: Some((newparent, newname.to_vec())),
-                    over: false,
-                },
-            );
-        }
-        Ok(())
+        Ok(Some(Move {
+            from,
+            to,
+            src,
+            src_kind,
+            dst,
+            exchange: flags.exchange,
+        }))
     }
+}
+
+/// A checked rename ([`Model::plan_rename`]).
+struct Move<'a> {
+    /// Source directory and name.
+    from: (Ino, &'a [u8]),
+    /// Destination directory and name.
+    to: (Ino, &'a [u8]),
+    src: Ino,
+    src_kind: Kind,
+    /// What the destination name held.
+    dst: Option<(Ino, Kind)>,
+    exchange: bool,
+}
+
+impl Move<'_> {
+    /// A plain rename of a file onto another file's name (ext4's
+    /// `auto_da_alloc`, [`super::profile`]).
+    fn over(&self) -> bool {
+        !self.exchange
+            && self.src_kind == Kind::File
+            && self.dst.is_some_and(|(_, k)| k == Kind::File)
+    }
+}
+
+/// Changes the live namespace for `mv` (entries, parents, link counts,
+/// times); returns the source name's change for the pending operation.
+fn relink(
+    ns: &mut Namespace,
+    held: &mut Held<'_>,
+    mv: &Move<'_>,
+    dst_init: Option<NewInode>,
+    now: Timestamp,
+) -> EntryChange {
+    let ((parent, name), (newparent, newname)) = (mv.from, mv.to);
+    if let Some(dm) = ns.dirs.get_mut(&parent) {
+        dm.remove(name);
+    }
+    let mut src_change = EntryChange {
+        name: name.to_vec(),
+        target: None,
+    };
+    match (mv.exchange, mv.dst) {
+        (true, Some((d, dkind))) => {
+            if let Some(dm) = ns.dirs.get_mut(&parent) {
+                dm.insert(name.to_vec(), (d, dkind));
+            }
+            if dkind == Kind::Dir {
+                ns.parent.insert(d, (parent, name.to_vec()));
+                if parent != newparent {
+                    held.adjust_nlink(parent, 1);
+                    held.adjust_nlink(newparent, -1);
+                }
+            }
+            src_change.target = dst_init.map(|i| (d, i));
+        }
+        (false, Some((d, dkind))) => {
+            drop_entry(ns, held, newparent, newname, d, dkind, now);
+        }
+        _ => {}
+    }
+    if let Some(dm) = ns.dirs.get_mut(&newparent) {
+        dm.insert(newname.to_vec(), (mv.src, mv.src_kind));
+    }
+    if mv.src_kind == Kind::Dir {
+        ns.parent.insert(mv.src, (newparent, newname.to_vec()));
+        if parent != newparent {
+            held.adjust_nlink(parent, -1);
+            held.adjust_nlink(newparent, 1);
+        }
+    }
+    held.set_nlink(mv.src, |l| l, now);
+    held.touch(parent, now);
+    held.touch(newparent, now);
+    src_change
+}
+
+/// Records `mv`'s pending operations from sequence `seq`: one per directory
+/// touched.
+fn record_rename(
+    ns: &mut Namespace,
+    mv: &Move<'_>,
+    seq: u64,
+    src_change: EntryChange,
+    src_init: NewInode,
+) {
+    let ((parent, name), (newparent, newname)) = (mv.from, mv.to);
+    let over = mv.over();
+    let dst_change = EntryChange {
+        name: newname.to_vec(),
+        target: Some((mv.src, src_init)),
+    };
+    if parent == newparent {
+        let what = if mv.exchange {
+            NsKind::Exchange
+        } else {
+            NsKind::Rename
+        };
+        ns.pending.insert(
+            seq,
+            Op::Names {
+                dir: parent,
+                what,
+                changes: vec![src_change, dst_change],
+                peer: Some((newparent, newname.to_vec())),
+                over,
+            },
+        );
+        return;
+    }
+    // The new name is recorded first: a prefix that keeps only one half
+    // shows the file under both names, never under neither.
+    let (to_what, from_what) = if mv.exchange {
+        (NsKind::Exchange, NsKind::Exchange)
+    } else {
+        (NsKind::RenameTo, NsKind::RenameFrom)
+    };
+    ns.pending.insert(
+        seq,
+        Op::Names {
+            dir: newparent,
+            what: to_what,
+            changes: vec![dst_change],
+            peer: Some((parent, name.to_vec())),
+            over,
+        },
+    );
+    ns.pending.insert(
+        seq + 1,
+        Op::Names {
+            dir: parent,
+            what: from_what,
+            changes: vec![src_change],
+            peer: Some((newparent, newname.to_vec())),
+            over: false,
+        },
+    );
 }
 
 impl Model {
