@@ -5,9 +5,7 @@
 
 use crate::control::{ControlFile, Refused};
 use crate::fs::{self as core, DuraFs, Error};
-use crate::model::{
-    Attrs, Fallocate, FsError, Kind, RenameFlags as ModelRename, SetAttrs, Stat, XattrMode,
-};
+use crate::model::{Attrs, FsError, Kind, RenameFlags as ModelRename, SetAttrs, Stat};
 use bytes::Bytes;
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
@@ -23,7 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 mod convert;
-use convert::{attr, file_type, time_of, xattr_reply};
+use convert::{
+    Bad, attr, fallocate_mode, file_type, mknod_kind, seek, time_of, xattr_mode, xattr_reply,
+};
 
 /// How long the kernel may cache entries and attributes. Every change to
 /// names and attributes passes through this kernel, which invalidates what
@@ -58,6 +58,13 @@ impl ToErrno for Error {
             Error::Backing(err) => log::warn!("durafs: {op}: backing store failed ({err})"),
         }
         Errno::from_i32(self.errno())
+    }
+}
+
+impl ToErrno for Bad {
+    fn to_errno(&self, op: &str) -> Errno {
+        log::debug!("durafs: {op}: refused: {self:?}");
+        self.errno()
     }
 }
 
@@ -250,16 +257,9 @@ impl Filesystem for Adapter {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let kind = match mode & libc::S_IFMT {
-            libc::S_IFREG | 0 => Kind::File,
-            libc::S_IFIFO => Kind::Fifo,
-            libc::S_IFSOCK => Kind::Socket,
-            libc::S_IFCHR => Kind::CharDev,
-            libc::S_IFBLK => Kind::BlockDev,
-            other => {
-                log::warn!("durafs: mknod: unsupported file type {other:#o}");
-                return reply.error(Errno::EINVAL);
-            }
+        let kind = match mknod_kind(mode) {
+            Ok(k) => k,
+            Err(b) => return reply.error(b.to_errno("mknod")),
         };
         let attrs = Self::new_attrs(req, mode, umask, rdev);
         self.entry(
@@ -324,7 +324,7 @@ impl Filesystem for Adapter {
         reply: ReplyEmpty,
     ) {
         if flags.contains(RenameFlags::RENAME_WHITEOUT) {
-            return reply.error(Errno::EINVAL);
+            return reply.error(Bad::Whiteout.to_errno("rename"));
         }
         let f = ModelRename {
             noreplace: flags.contains(RenameFlags::RENAME_NOREPLACE),
@@ -475,7 +475,7 @@ impl Filesystem for Adapter {
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.getattr(ino.0) {
             Ok(st) if st.kind == Kind::Dir => reply.opened(FileHandle(0), FopenFlags::empty()),
-            Ok(_) => reply.error(Errno::ENOTDIR),
+            Ok(_) => reply.error(Bad::NotDir.to_errno("opendir")),
             Err(e) => reply.error(e.to_errno("opendir")),
         }
     }
@@ -569,17 +569,12 @@ impl Filesystem for Adapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let mode = match flags {
-            _ if ino.0 == ControlFile::INO => {
-                return reply.error(Refused::XattrUnsupported.to_errno("setxattr"));
-            }
-            0 => XattrMode::Any,
-            libc::XATTR_CREATE => XattrMode::Create,
-            libc::XATTR_REPLACE => XattrMode::Replace,
-            _ => {
-                log::debug!("durafs: setxattr: unknown flags {flags:#x}");
-                return reply.error(Errno::EINVAL);
-            }
+        if ino.0 == ControlFile::INO {
+            return reply.error(Refused::XattrUnsupported.to_errno("setxattr"));
+        }
+        let mode = match xattr_mode(flags) {
+            Ok(m) => m,
+            Err(b) => return reply.error(b.to_errno("setxattr")),
         };
         let r = self.fs.setxattr(ino.0, name.as_bytes(), value, mode);
         Self::empty("setxattr", r, reply);
@@ -660,17 +655,9 @@ impl Filesystem for Adapter {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let m = match mode {
-            0 => Fallocate::Default,
-            libc::FALLOC_FL_KEEP_SIZE => Fallocate::KeepSize,
-            m if m == libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE => {
-                Fallocate::PunchHole
-            }
-            libc::FALLOC_FL_ZERO_RANGE => Fallocate::ZeroRange,
-            m if m == libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE => {
-                Fallocate::ZeroRangeKeepSize
-            }
-            _ => return reply.error(Errno::EOPNOTSUPP),
+        let m = match fallocate_mode(mode) {
+            Ok(m) => m,
+            Err(b) => return reply.error(b.to_errno("fallocate")),
         };
         Self::empty(
             "fallocate",
@@ -688,16 +675,12 @@ impl Filesystem for Adapter {
         whence: i32,
         reply: ReplyLseek,
     ) {
-        // The whole file counts as data: one hole, at the end.
-        let size = match self.fs.getattr(ino.0) {
-            Ok(st) => i64::try_from(st.size).unwrap_or(i64::MAX),
-            Err(e) => return reply.error(e.to_errno("lseek")),
-        };
-        match whence {
-            libc::SEEK_DATA if (0..size).contains(&offset) => reply.offset(offset),
-            libc::SEEK_HOLE if (0..size).contains(&offset) => reply.offset(size),
-            libc::SEEK_DATA | libc::SEEK_HOLE => reply.error(Errno::ENXIO),
-            _ => reply.error(Errno::EINVAL),
+        match self.fs.getattr(ino.0) {
+            Ok(st) => match seek(st.size, offset, whence) {
+                Ok(at) => reply.offset(at),
+                Err(b) => reply.error(b.to_errno("lseek")),
+            },
+            Err(e) => reply.error(e.to_errno("lseek")),
         }
     }
 }

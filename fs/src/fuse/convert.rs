@@ -2,7 +2,7 @@
 //! functions, no state.
 
 use crate::fs as core;
-use crate::model::{Kind, Stat};
+use crate::model::{Fallocate, Kind, Stat, XattrMode};
 use fuser::{Errno, FileAttr, FileType, INodeNo, ReplyXattr, TimeOrNow};
 use std::time::SystemTime;
 
@@ -71,5 +71,113 @@ pub(super) fn xattr_reply(value: &[u8], size: u32, reply: ReplyXattr) {
         reply.error(Errno::ERANGE);
     } else {
         reply.data(value);
+    }
+}
+
+/// A request the adapter refuses before it reaches [`core::DuraFs`]: an
+/// argument it cannot convert, or a call that does not apply. Each is one
+/// errno (the adapter's `ToErrno`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Bad {
+    /// `mknod` of a file type durafs does not store (`EINVAL`).
+    FileType(u32),
+    /// A `fallocate` mode durafs does not implement (`EOPNOTSUPP`).
+    FallocateMode(i32),
+    /// `setxattr` flags other than `XATTR_CREATE` or `XATTR_REPLACE`
+    /// (`EINVAL`).
+    XattrFlags(i32),
+    /// `RENAME_WHITEOUT`, which only overlay filesystems use (`EINVAL`).
+    Whiteout,
+    /// `opendir` of something that is not a directory (`ENOTDIR`).
+    NotDir,
+    /// `SEEK_DATA` or `SEEK_HOLE` at or past the end (`ENXIO`).
+    PastEnd,
+    /// An `lseek` whence other than `SEEK_DATA` or `SEEK_HOLE` (`EINVAL`).
+    Whence(i32),
+}
+
+impl Bad {
+    pub(super) fn errno(self) -> Errno {
+        match self {
+            Bad::FileType(_) | Bad::XattrFlags(_) | Bad::Whiteout | Bad::Whence(_) => Errno::EINVAL,
+            Bad::FallocateMode(_) => Errno::EOPNOTSUPP,
+            Bad::NotDir => Errno::ENOTDIR,
+            Bad::PastEnd => Errno::ENXIO,
+        }
+    }
+}
+
+/// The kind `mknod` makes from the file-type bits of `mode`.
+pub(super) fn mknod_kind(mode: u32) -> Result<Kind, Bad> {
+    match mode & libc::S_IFMT {
+        libc::S_IFREG | 0 => Ok(Kind::File),
+        libc::S_IFIFO => Ok(Kind::Fifo),
+        libc::S_IFSOCK => Ok(Kind::Socket),
+        libc::S_IFCHR => Ok(Kind::CharDev),
+        libc::S_IFBLK => Ok(Kind::BlockDev),
+        other => Err(Bad::FileType(other)),
+    }
+}
+
+/// The `fallocate(2)` mode durafs implements for `mode`.
+pub(super) fn fallocate_mode(mode: i32) -> Result<Fallocate, Bad> {
+    const KEEP: i32 = libc::FALLOC_FL_KEEP_SIZE;
+    match mode {
+        0 => Ok(Fallocate::Default),
+        KEEP => Ok(Fallocate::KeepSize),
+        m if m == libc::FALLOC_FL_PUNCH_HOLE | KEEP => Ok(Fallocate::PunchHole),
+        libc::FALLOC_FL_ZERO_RANGE => Ok(Fallocate::ZeroRange),
+        m if m == libc::FALLOC_FL_ZERO_RANGE | KEEP => Ok(Fallocate::ZeroRangeKeepSize),
+        m => Err(Bad::FallocateMode(m)),
+    }
+}
+
+/// The `setxattr(2)` mode of `flags`.
+pub(super) fn xattr_mode(flags: i32) -> Result<XattrMode, Bad> {
+    match flags {
+        0 => Ok(XattrMode::Any),
+        libc::XATTR_CREATE => Ok(XattrMode::Create),
+        libc::XATTR_REPLACE => Ok(XattrMode::Replace),
+        f => Err(Bad::XattrFlags(f)),
+    }
+}
+
+/// `lseek` with `SEEK_DATA` or `SEEK_HOLE` in a file of `size` bytes, all
+/// of it data: one hole, at the end.
+pub(super) fn seek(size: u64, offset: i64, whence: i32) -> Result<i64, Bad> {
+    let size = i64::try_from(size).unwrap_or(i64::MAX);
+    match whence {
+        libc::SEEK_DATA if (0..size).contains(&offset) => Ok(offset),
+        libc::SEEK_HOLE if (0..size).contains(&offset) => Ok(size),
+        libc::SEEK_DATA | libc::SEEK_HOLE => Err(Bad::PastEnd),
+        w => Err(Bad::Whence(w)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_and_flags_decode_or_are_refused_with_their_errno() {
+        assert_eq!(mknod_kind(libc::S_IFIFO | 0o644), Ok(Kind::Fifo));
+        assert_eq!(mknod_kind(0o644), Ok(Kind::File));
+        assert_eq!(
+            mknod_kind(libc::S_IFDIR).map_err(Bad::errno),
+            Err(Errno::EINVAL)
+        );
+        let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        assert_eq!(fallocate_mode(punch), Ok(Fallocate::PunchHole));
+        let bare_punch = fallocate_mode(libc::FALLOC_FL_PUNCH_HOLE);
+        assert_eq!(bare_punch.map_err(Bad::errno), Err(Errno::EOPNOTSUPP));
+        assert_eq!(xattr_mode(libc::XATTR_CREATE), Ok(XattrMode::Create));
+        assert_eq!(xattr_mode(4).map_err(Bad::errno), Err(Errno::EINVAL));
+        assert_eq!(seek(10, 3, libc::SEEK_DATA), Ok(3));
+        assert_eq!(seek(10, 3, libc::SEEK_HOLE), Ok(10));
+        assert_eq!(seek(10, 10, libc::SEEK_DATA), Err(Bad::PastEnd));
+        assert_eq!(
+            seek(10, 0, libc::SEEK_SET).map_err(Bad::errno),
+            Err(Errno::EINVAL)
+        );
     }
 }
