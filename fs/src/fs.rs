@@ -38,7 +38,7 @@ mod xattr;
 
 pub use time::{now, to_system_time, to_timestamp};
 
-use crate::trace::{Data, Text, TraceOp};
+use crate::trace::{Applied, ApplyError, Data, Text, TraceOp};
 use hooks::Hooks;
 pub use hooks::{MAX_MARK, Tripwire};
 use summary::Loss;
@@ -170,6 +170,13 @@ fn backing_err(what: &str, e: io::Error) -> Error {
     Error::Backing(e)
 }
 
+/// An operation gave back something else than its kind does
+/// ([`TraceOp::apply`]): a bug, reported as `EIO`, never a panic.
+fn internal(want: &str, got: Applied) -> Error {
+    log::error!("durafs: internal error: expected {want}, the operation gave {got:?}");
+    Error::Backing(io::Error::other("internal error"))
+}
+
 impl DuraFs {
     /// Opens the backing directory `path` (creating it) and starts a model
     /// whose durable and live views are its content.
@@ -273,11 +280,50 @@ impl DuraFs {
         Ok(())
     }
 
-    /// Applies durability effects (the caller holds the write lock).
+    /// Applies durability effects (the caller is alone with the store:
+    /// `order`).
     fn apply(&self, what: &str, effects: &[Effect]) -> Result<()> {
         self.backing
             .apply(effects)
             .map_err(|e| backing_err(what, e))
+    }
+
+    /// Runs operation `op` under the hooks ([`DuraFs::observed`]) through
+    /// [`TraceOp::apply`], the code replay runs too. Durability points run
+    /// alone with the store and then reclaim orphans; a writeback runs alone
+    /// with it.
+    fn run(&self, op: TraceOp) -> Result<Applied> {
+        self.observed(op, |op| {
+            let what = op.name();
+            let apply = || {
+                let mut store = |e: &[Effect]| self.apply(what, e);
+                op.apply(&self.model, &mut store).map_err(|e| match e {
+                    ApplyError::Model(e) => Error::Fs(e),
+                    ApplyError::Store(e) => e,
+                })
+            };
+            match op {
+                TraceOp::Writeback { .. } => {
+                    let _g = self.store_order.applying();
+                    apply()
+                }
+                _ if op.is_persistence_point() => self.durability_point(apply),
+                _ => apply(),
+            }
+        })
+    }
+
+    /// [`DuraFs::run`] of an operation that gives back the inode's state.
+    fn run_stat(&self, op: TraceOp) -> Result<Stat> {
+        match self.run(op)? {
+            Applied::Stat(st) => Ok(st),
+            other => Err(internal("a stat", other)),
+        }
+    }
+
+    /// [`DuraFs::run`] of an operation that gives back nothing.
+    fn run_done(&self, op: TraceOp) -> Result<()> {
+        self.run(op).map(|_| ())
     }
 
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Stat> {
@@ -289,12 +335,7 @@ impl DuraFs {
     }
 
     pub fn setattr(&self, ino: Ino, set: SetAttrs) -> Result<Stat> {
-        let t = now();
-        self.observed(
-            || TraceOp::Setattr { ino, set, t },
-            || Ok(self.model.setattr(ino, set, t)?),
-            |_, _| true,
-        )
+        self.run_stat(TraceOp::Setattr { ino, set, t: now() })
     }
 
     /// Creates a file, directory, symlink or special file. In a set-group-ID
@@ -324,67 +365,42 @@ impl DuraFs {
             ctime: t,
             ..attrs
         };
-        let traced = target.clone();
-        self.observed(
-            || TraceOp::Create {
-                parent,
-                name: Text(name.to_vec()),
-                kind,
-                attrs,
-                target: traced.map(Data),
-                ino: 0,
-            },
-            || Ok(self.model.create(parent, name, kind, attrs, target)?),
-            |op, st| {
-                if let TraceOp::Create { ino, .. } = op {
-                    *ino = st.ino;
-                }
-                true
-            },
-        )
+        self.run_stat(TraceOp::Create {
+            parent,
+            name: Text(name.to_vec()),
+            kind,
+            attrs,
+            target: target.map(Data),
+            ino: 0,
+        })
     }
 
     pub fn link(&self, ino: Ino, newparent: Ino, newname: &[u8]) -> Result<Stat> {
         Self::check_name(newparent, newname)?;
-        let t = now();
-        self.observed(
-            || TraceOp::Link {
-                ino,
-                newparent,
-                newname: Text(newname.to_vec()),
-                t,
-            },
-            || Ok(self.model.link(ino, newparent, newname, t)?),
-            |_, _| true,
-        )
+        self.run_stat(TraceOp::Link {
+            ino,
+            newparent,
+            newname: Text(newname.to_vec()),
+            t: now(),
+        })
     }
 
     pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
         Self::check_name(parent, name)?;
-        let t = now();
-        self.observed(
-            || TraceOp::Unlink {
-                parent,
-                name: Text(name.to_vec()),
-                t,
-            },
-            || Ok(self.model.unlink(parent, name, t)?),
-            |_, _| true,
-        )
+        self.run_done(TraceOp::Unlink {
+            parent,
+            name: Text(name.to_vec()),
+            t: now(),
+        })
     }
 
     pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<()> {
         Self::check_name(parent, name)?;
-        let t = now();
-        self.observed(
-            || TraceOp::Rmdir {
-                parent,
-                name: Text(name.to_vec()),
-                t,
-            },
-            || Ok(self.model.rmdir(parent, name, t)?),
-            |_, _| true,
-        )
+        self.run_done(TraceOp::Rmdir {
+            parent,
+            name: Text(name.to_vec()),
+            t: now(),
+        })
     }
 
     pub fn rename(
@@ -397,24 +413,15 @@ impl DuraFs {
     ) -> Result<()> {
         Self::check_name(parent, name)?;
         Self::check_name(newparent, newname)?;
-        let t = now();
-        self.observed(
-            || TraceOp::Rename {
-                parent,
-                name: Text(name.to_vec()),
-                newparent,
-                newname: Text(newname.to_vec()),
-                noreplace: flags.noreplace,
-                exchange: flags.exchange,
-                t,
-            },
-            || {
-                Ok(self
-                    .model
-                    .rename(parent, name, newparent, newname, flags, t)?)
-            },
-            |_, _| true,
-        )
+        self.run_done(TraceOp::Rename {
+            parent,
+            name: Text(name.to_vec()),
+            newparent,
+            newname: Text(newname.to_vec()),
+            noreplace: flags.noreplace,
+            exchange: flags.exchange,
+            t: now(),
+        })
     }
 
     pub fn readlink(&self, ino: Ino) -> Result<Bytes> {
@@ -466,18 +473,15 @@ impl DuraFs {
     }
 
     pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<u32> {
-        let data = Bytes::copy_from_slice(data);
-        let t = now();
-        let n = self.observed(
-            || TraceOp::Write {
-                ino,
-                offset,
-                data: Data(data.clone()),
-                t,
-            },
-            || Ok(self.model.write(ino, offset, data.clone(), t)?),
-            |_, _| true,
-        )?;
+        let n = match self.run(TraceOp::Write {
+            ino,
+            offset,
+            data: Data(Bytes::copy_from_slice(data)),
+            t: now(),
+        })? {
+            Applied::Written(n) => n,
+            other => return Err(internal("a byte count", other)),
+        };
         if self.model.dirty_bytes() > self.opts.dirty_limit {
             match self.write_back() {
                 // The write itself took effect. As a kernel's background
@@ -497,29 +501,9 @@ impl DuraFs {
     fn write_back(&self) -> Result<()> {
         while self.model.dirty_bytes() > self.opts.dirty_limit {
             let before = self.model.dirty_bytes();
-            let done = self.observed(
-                || TraceOp::Writeback { ino: 0 },
-                || {
-                    let _g = self.store_order.applying();
-                    // IMPORTANT: applied under the inode's lock, which
-                    // restores the inode if the backing store fails.
-                    let done = self
-                        .model
-                        .writeback_oldest_applied(|e| self.apply("writeback", e))?;
-                    match done {
-                        Some((ino, applied)) => applied.map(|()| Some(ino)),
-                        None => Ok(None),
-                    }
-                },
-                |op, done| match (op, done) {
-                    (TraceOp::Writeback { ino }, Some(i)) => {
-                        *ino = *i;
-                        true
-                    }
-                    _ => false,
-                },
-            )?;
-            let Some(ino) = done else {
+            // IMPORTANT: applied under the inode's lock, which restores the
+            // inode if the backing store fails.
+            let Applied::WroteBack(Some(ino)) = self.run(TraceOp::Writeback { ino: 0 })? else {
                 break;
             };
             let bytes = before.saturating_sub(self.model.dirty_bytes());
@@ -534,18 +518,13 @@ impl DuraFs {
     }
 
     pub fn fallocate(&self, ino: Ino, offset: u64, len: u64, mode: Fallocate) -> Result<()> {
-        let t = now();
-        self.observed(
-            || TraceOp::Fallocate {
-                ino,
-                offset,
-                len,
-                mode,
-                t,
-            },
-            || Ok(self.model.fallocate(ino, offset, len, mode, t)?),
-            |_, _| true,
-        )
+        self.run_done(TraceOp::Fallocate {
+            ino,
+            offset,
+            len,
+            mode,
+            t: now(),
+        })
     }
 
     /// The last close of an open file description of `ino` (FUSE
@@ -554,12 +533,7 @@ impl DuraFs {
     /// `auto_da_alloc`, [`crate::model::Model::release`]), and only that
     /// one is recorded. Never fails: after a cut it does nothing.
     pub fn release(&self, ino: Ino) {
-        let res = self.observed(
-            || TraceOp::Close { ino },
-            || Ok(self.model.release(ino)),
-            |_, first| *first,
-        );
-        if let Err(e) = res {
+        if let Err(e) = self.run(TraceOp::Close { ino }) {
             log::debug!("close of #{ino}: {e}");
         }
     }
@@ -569,50 +543,24 @@ impl DuraFs {
     /// (the backing store may hold part of it, as a disk may after an fsync
     /// that failed).
     pub fn fsync(&self, ino: Ino, datasync: bool) -> Result<()> {
-        self.observed(
-            || TraceOp::Fsync { ino, datasync },
-            || {
-                self.durability_point(|| {
-                    // IMPORTANT: applied under the inode's lock; if the
-                    // backing store fails (ENOSPC) the file's unsynced bytes
-                    // stay live and pending, and the fsync reports the error.
-                    self.model
-                        .fsync_applied(ino, datasync, |e| self.apply("fsync", e))?
-                })
-            },
-            |_, _| true,
-        )
+        // IMPORTANT: applied under the inode's lock; if the backing store
+        // fails (ENOSPC) the file's unsynced bytes stay live and pending, and
+        // the fsync reports the error.
+        self.run_done(TraceOp::Fsync { ino, datasync })
     }
 
     /// fsync of a directory.
     pub fn fsyncdir(&self, dir: Ino) -> Result<()> {
-        self.observed(
-            || TraceOp::Fsyncdir { dir },
-            || {
-                self.durability_point(|| {
-                    // IMPORTANT: applied under the namespace lock; if the
-                    // backing store fails nothing is committed.
-                    self.model
-                        .fsyncdir_applied(dir, |e| self.apply("fsyncdir", e))?
-                })
-            },
-            |_, _| true,
-        )
+        // IMPORTANT: applied under the namespace lock; if the backing store
+        // fails nothing is committed.
+        self.run_done(TraceOp::Fsyncdir { dir })
     }
 
     /// Makes everything durable (`sync(2)`).
     pub fn sync(&self) -> Result<()> {
-        self.observed(
-            || TraceOp::Sync,
-            || {
-                self.durability_point(|| {
-                    // IMPORTANT: names, then each inode, each put back if the
-                    // backing store fails it.
-                    self.model.sync_all_applied(|e| self.apply("sync", e))?
-                })
-            },
-            |_, _| true,
-        )
+        // IMPORTANT: names, then each inode, each put back if the backing
+        // store fails it.
+        self.run_done(TraceOp::Sync)
     }
 
     /// The kernel dropped its references to `ino`.

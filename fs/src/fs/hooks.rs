@@ -16,7 +16,7 @@ use super::{DuraFs, Result};
 use crate::model::{FsError, Ino, Kind, ROOT};
 use crate::trace::{
     Data, Extent, Header, InitEntry, InitInode, InitXattr, Recorder, TRACE_VERSION, Text, Trace,
-    TraceOp,
+    TraceOp, Applied,
 };
 use parking_lot::{Condvar, Mutex};
 use std::fmt;
@@ -170,14 +170,11 @@ impl DuraFs {
         }
         let label = label.trim().to_string();
         let keep = label.clone();
-        self.observed(
-            || TraceOp::Mark { label },
-            || {
-                self.hooks.marks.lock().push(keep);
-                Ok(())
-            },
-            |_, _| true,
-        )
+        self.observed(TraceOp::Mark { label }, |_| {
+            self.hooks.marks.lock().push(keep);
+            Ok(Applied::Done)
+        })
+        .map(|_| ())
     }
 
     /// The marks recorded so far, in order.
@@ -185,24 +182,23 @@ impl DuraFs {
         self.hooks.marks.lock().clone()
     }
 
-    /// Runs state-changing call `f` under the hooks. `mk` describes it
-    /// (called only when hooked); `fill` completes the description from
-    /// the result and says whether to record it.
-    pub(super) fn observed<T>(
+    /// Runs state-changing operation `op` under the hooks: `f` applies it
+    /// (`DuraFs::run`); a tripwire may freeze the volume before or after,
+    /// and the trace records it completed by what it gave back
+    /// ([`TraceOp::complete`]).
+    pub(super) fn observed(
         &self,
-        mk: impl FnOnce() -> TraceOp,
-        f: impl FnOnce() -> Result<T>,
-        fill: impl FnOnce(&mut TraceOp, &T) -> bool,
-    ) -> Result<T> {
+        mut op: TraceOp,
+        f: impl FnOnce(&TraceOp) -> Result<Applied>,
+    ) -> Result<Applied> {
         let h = &self.hooks;
         if h.recorder.get().is_none() && h.tripwire.get().is_none() && !h.gate.is_closed() {
-            return f();
+            return f(&op);
         }
         if h.gate.is_closed() {
             h.gate.wait();
             return Err(FsError::Cut.into());
         }
-        let mut op = mk();
         let mut rec = h.recorder.get().map(Recorder::lock);
         let wire = h.tripwire.get();
         let paths = self.paths(&op);
@@ -218,8 +214,8 @@ impl DuraFs {
             h.gate.wait();
             return Err(FsError::Cut.into());
         }
-        let out = f()?;
-        if fill(&mut op, &out) {
+        let out = f(&op)?;
+        if op.complete(&out) {
             if let Some(r) = rec.as_mut().filter(|r| r.recording()) {
                 r.push(op.clone(), paths.clone());
             }

@@ -56,33 +56,22 @@ impl DuraFs {
         if name.len() + value.len() > self.xattr_support.max_entry {
             return Err(FsError::NoSpace.into());
         }
-        let value = Bytes::copy_from_slice(value);
-        let t = now();
-        self.observed(
-            || TraceOp::Setxattr {
-                ino,
-                name: Text(name.to_vec()),
-                value: Data(value.clone()),
-                mode,
-                t,
-            },
-            || Ok(self.model.setxattr(ino, name, value.clone(), mode, t)?),
-            |_, _| true,
-        )
+        self.run_done(TraceOp::Setxattr {
+            ino,
+            name: Text(name.to_vec()),
+            value: Data(Bytes::copy_from_slice(value)),
+            mode,
+            t: now(),
+        })
     }
 
     /// Removes extended attribute `name` of `ino`.
     pub fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
-        let t = now();
-        self.observed(
-            || TraceOp::Removexattr {
-                ino,
-                name: Text(name.to_vec()),
-                t,
-            },
-            || Ok(self.model.removexattr(ino, name, t)?),
-            |_, _| true,
-        )
+        self.run_done(TraceOp::Removexattr {
+            ino,
+            name: Text(name.to_vec()),
+            t: now(),
+        })
     }
 
     /// Clears the set-ID bits of regular file `ino` before a write by a

@@ -53,7 +53,10 @@
 //! * A trace cut short by a crash ends at the last complete line; a partial
 //!   last line is ignored with a warning, damage elsewhere is an error.
 
+mod apply;
 pub mod replay;
+
+pub use apply::{Applied, ApplyError, Store};
 
 use crate::model::{Attrs, Fallocate, Ino, Kind, Persistence, SetAttrs, Timestamp, XattrMode};
 use base64::Engine;

@@ -2,11 +2,11 @@
 //! of the events, with its pending operations and its durable store,
 //! exactly as the recording volume had them.
 
-use super::{Event, Header, TraceError, TraceOp};
+use super::{Applied, ApplyError, Event, Header, TraceError, TraceOp};
 use crate::model::{
     Attrs, Config, Effect, Image, ImageInode, Kind, MemStore, Model, NewInode, PendingOp, ROOT,
-    RenameFlags,
 };
+use std::convert::Infallible;
 use std::collections::{BTreeMap, VecDeque};
 
 /// A model and its durable store, advanced one event at a time.
@@ -164,137 +164,35 @@ impl Replayer {
         self.model.pending_ops()
     }
 
-    /// Applies the next event.
+    /// Applies the next event, as the recording volume applied it
+    /// ([`TraceOp::apply`]), with its effects into the in-memory store.
     pub fn apply(&mut self, ev: &Event) -> Result<(), TraceError> {
         let fail = |what: String| TraceError::Replay { n: ev.n, what };
-        let m = &self.model;
-        let effects: Vec<Effect> = match &ev.op {
-            TraceOp::Create {
-                parent,
-                name,
-                kind,
-                attrs,
-                target,
-                ino,
-            } => {
-                let st = m
-                    .create(
-                        *parent,
-                        &name.0,
-                        *kind,
-                        *attrs,
-                        target.as_ref().map(|t| t.0.clone()),
-                    )
-                    .map_err(|e| fail(e.to_string()))?;
-                if st.ino != *ino {
-                    return Err(fail(format!(
-                        "created inode #{} where the recording made #{ino}",
-                        st.ino
-                    )));
-                }
-                Vec::new()
-            }
-            TraceOp::Link {
-                ino,
-                newparent,
-                newname,
-                t,
-            } => {
-                m.link(*ino, *newparent, &newname.0, *t)
-                    .map_err(|e| fail(e.to_string()))?;
-                Vec::new()
-            }
-            TraceOp::Unlink { parent, name, t } => {
-                m.unlink(*parent, &name.0, *t)
-                    .map_err(|e| fail(e.to_string()))?;
-                Vec::new()
-            }
-            TraceOp::Rmdir { parent, name, t } => {
-                m.rmdir(*parent, &name.0, *t)
-                    .map_err(|e| fail(e.to_string()))?;
-                Vec::new()
-            }
-            TraceOp::Rename {
-                parent,
-                name,
-                newparent,
-                newname,
-                noreplace,
-                exchange,
-                t,
-            } => {
-                let flags = RenameFlags {
-                    noreplace: *noreplace,
-                    exchange: *exchange,
-                };
-                m.rename(*parent, &name.0, *newparent, &newname.0, flags, *t)
-                    .map_err(|e| fail(e.to_string()))?;
-                Vec::new()
-            }
-            TraceOp::Setattr { ino, set, t } => {
-                m.setattr(*ino, *set, *t).map_err(|e| fail(e.to_string()))?;
-                Vec::new()
-            }
-            TraceOp::Write {
-                ino,
-                offset,
-                data,
-                t,
-            } => {
-                m.write(*ino, *offset, data.0.clone(), *t)
-                    .map_err(|e| fail(e.to_string()))?;
-                Vec::new()
-            }
-            TraceOp::Fallocate {
-                ino,
-                offset,
-                len,
-                mode,
-                t,
-            } => {
-                m.fallocate(*ino, *offset, *len, *mode, *t)
-                    .map_err(|e| fail(e.to_string()))?;
-                Vec::new()
-            }
-            TraceOp::Setxattr {
-                ino,
-                name,
-                value,
-                mode,
-                t,
-            } => {
-                m.setxattr(*ino, &name.0, value.0.clone(), *mode, *t)
-                    .map_err(|e| fail(e.to_string()))?;
-                Vec::new()
-            }
-            TraceOp::Removexattr { ino, name, t } => {
-                m.removexattr(*ino, &name.0, *t)
-                    .map_err(|e| fail(e.to_string()))?;
-                Vec::new()
-            }
-            TraceOp::Fsync { ino, datasync } => {
-                m.fsync(*ino, *datasync).map_err(|e| fail(e.to_string()))?
-            }
-            TraceOp::Fsyncdir { dir } => m.fsyncdir(*dir).map_err(|e| fail(e.to_string()))?,
-            TraceOp::Sync => m.sync_all().map_err(|e| fail(e.to_string()))?,
-            TraceOp::Writeback { ino } => {
-                match m.writeback_oldest().map_err(|e| fail(e.to_string()))? {
-                    Some((i, effects)) if i == *ino => effects,
-                    Some((i, _)) => {
-                        return Err(fail(format!(
-                            "the oldest dirty file is #{i}, the recording wrote back #{ino}"
-                        )));
-                    }
-                    None => return Err(fail("nothing is dirty to write back".into())),
-                }
-            }
-            TraceOp::Close { ino } => {
-                m.release(*ino);
-                Vec::new()
-            }
-            TraceOp::Mark { .. } => Vec::new(),
+        let store = &mut self.store;
+        let mut sink = |e: &[Effect]| {
+            store.apply_all(e);
+            Ok::<(), Infallible>(())
         };
-        self.store.apply_all(&effects);
+        let applied = match ev.op.apply(&self.model, &mut sink) {
+            Ok(a) => a,
+            Err(ApplyError::Model(e)) => return Err(fail(e.to_string())),
+            Err(ApplyError::Store(never)) => match never {},
+        };
+        match (&ev.op, applied) {
+            (TraceOp::Create { ino, .. }, Applied::Stat(st)) if st.ino != *ino => {
+                return Err(fail(format!(
+                    "created inode #{} where the recording made #{ino}",
+                    st.ino
+                )));
+            }
+            (TraceOp::Writeback { ino }, Applied::WroteBack(done)) if done != Some(*ino) => {
+                return Err(fail(match done {
+                    Some(i) => format!("the oldest dirty file is #{i}, the recording wrote back #{ino}"),
+                    None => "nothing is dirty to write back".into(),
+                }));
+            }
+            _ => {}
+        }
         self.applied += 1;
         Ok(())
     }
