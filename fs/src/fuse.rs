@@ -1,6 +1,6 @@
 //! The thin fuser adapter: each callback converts its arguments, calls
 //! [`DuraFs`] (or, for the control file's inode, [`ControlFile`]), and
-//! maps errors to an errno in one place ([`ToErrno`]). fuser calls these
+//! maps errors to an errno in one place (`ToErrno`). fuser calls these
 //! from several threads; all state is in [`DuraFs`] and [`ControlFile`].
 
 use crate::control::{ControlFile, Refused};

@@ -1,24 +1,12 @@
 //! The backing store: the durable state of a durafs volume, kept as a plain
 //! directory tree `BACKING` that any tool can read after an unmount.
 //!
-//! # Layout
-//!
-//! * Every durable name is the same name under `BACKING`; hard links are hard
-//!   links, symlinks are symlinks, fifos and devices are special files.
-//! * durafs's own bookkeeping lives in ONE hidden directory,
-//!   `BACKING/.durafs/`, invisible through the mount:
-//!   * `.durafs/orphans/<ino>`: durable inodes that no durable entry reaches
-//!     ([`Effect::Alloc`], the last entry of an inode unlinked or replaced
-//!     while a later effect may still link it again). They are deleted on
-//!     [`Backing::open`] and by [`Backing::after_crash`] (after a crash they
-//!     are unreachable, and fsck discards them), and while mounted by
-//!     [`Backing::delete_orphan`] once nothing can link them (module
-//!     `reclaim`).
-//!   * `.durafs/tmp/<ino>`: a hard link made just before it is renamed over
-//!     an existing name (an atomic replace). Deleted on open.
-//!
-//! Inode numbers are not stored: [`Backing::open`] numbers the tree afresh
-//! (the root is [`ROOT`]) and returns the [`Image`] a model starts from.
+//! The layout of `BACKING` (every durable name under its own name, the
+//! bookkeeping in `BACKING/.durafs/`), the kill -9 argument case by case,
+//! `real_fsync`, and what a failed batch leaves are in `docs/design.md`,
+//! "`BACKING`: layout and kill -9 safety"; the code below keeps them (the
+//! deferred unlink of a last entry, the atomic replace through
+//! `.durafs/tmp`, the undo of a failed batch in module `undo`).
 //!
 //! # Names
 //!
@@ -52,68 +40,6 @@
 //! destroyed). Every system call names one component in such a directory
 //! (module `at`, the only `unsafe` of the namespace code). The root, the
 //! orphans and tmp directories are opened once.
-//!
-//! # Kill -9 safety (the ordering argument)
-//!
-//! Claim: a kill -9 of durafs at any instant of [`Backing::apply`] leaves
-//! every name that was durable before the batch pointing at its old inode or
-//! at the inode the batch gives it, and never loses the content of an inode
-//! that stays reachable. Case by case:
-//!
-//! * **Alloc / Link of a new inode**: the inode is created complete (content
-//!   empty, attributes set) under `.durafs/orphans/` and only then renamed to
-//!   its name: a kill before the rename leaves a garbage orphan, never a
-//!   half-made visible file.
-//! * **Link of a non-directory onto a name**: if the name held another inode
-//!   `y` with no other name, `y` is first hard-linked into the orphans (so it
-//!   survives if a later effect of the batch links it again); then the new
-//!   inode is hard-linked under `.durafs/tmp/` and `rename(2)`d over the name,
-//!   which is atomic: the name always reaches `y` or the new inode.
-//! * **Rename of a directory** (an Unlink of its only entry followed by a
-//!   Link elsewhere, or a Link of a ghost entry followed by the Unlink of the
-//!   physical one): the Unlink of the last entry is *deferred* to the end of
-//!   the batch, so the move is a single `rename(2)`: atomic.
-//! * **Exchange** (two Links swapping two entries): one
-//!   `renameat2(RENAME_EXCHANGE)`: atomic.
-//!
-//! (Each `rename(2)` above is a `renameat2` between two resolved parent
-//! directories: the same single atomic call, so the argument is unchanged.
-//! Resolving a location only opens directories; it changes nothing.)
-//! * **Unlink**: a name whose inode has another name is unlinked; a last
-//!   name is renamed into the orphans at the end of the batch. Removing a
-//!   name is what the fsync asked for; the inode itself was never lost.
-//! * **Write / Zero**: in place, `pwrite` / punch hole. They touch only
-//!   bytes the application overwrote after they were last durable, i.e.
-//!   bytes this fsync is making durable; a kill mid-batch leaves a mix of
-//!   old and new sectors, which is exactly what a real disk leaves when the
-//!   power fails during an fsync that has not returned.
-//! * **Truncate / Extend**: `set_len` to the size the fsync makes durable;
-//!   a shrink below the durable size happens only because the application
-//!   shrank the file (the truncate is one of the operations being synced).
-//! * **SetAttrs**: `fchownat`, `fchmodat`, `utimensat` in place; each is
-//!   atomic.
-//!
-//! **Not safe yet** (the window is two renames wide, and only reachable
-//! through unusual effect orders): replacing a directory that is not empty
-//! on disk, or replacing a directory by a non-directory or the reverse. The
-//! old inode is moved aside first, then the new one moved in; a kill between
-//! the two leaves the name absent. A write-ahead intent in `.durafs/` would
-//! close it. Also, ctime cannot be set on disk: it is the host's.
-//!
-//! With `real_fsync` the store also fsyncs (through [`crate::fsio`]) every
-//! file it changed and every directory whose entries it changed, at the end
-//! of each batch, so that a batch survives a power cut of the host once
-//! [`Backing::apply`] returns. Within a batch the order is not power-cut
-//! safe (only kill -9 safe).
-//!
-//! # A failed batch
-//!
-//! When a system call fails, [`Backing::apply`] returns the error and puts
-//! the logical view back as it was before the batch (module `undo`), as the
-//! model puts the durability point back; what the batch did on disk stays,
-//! and the physical records describe it. A retry then does the same work
-//! again: it fails again while the cause remains, and is never a success
-//! with nothing stored.
 
 mod at;
 mod extents;

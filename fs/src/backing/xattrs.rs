@@ -14,7 +14,7 @@
 //!
 //! Regular files are changed through their open descriptor (`fsetxattr`).
 //! Other kinds are reached as `/proc/self/fd/N` of an `O_PATH` handle on
-//! the inode itself ([`set_at`], [`list_at`]): a FIFO or device cannot be
+//! the inode itself (`set_at`, `list_at`): a FIFO or device cannot be
 //! opened for this, `O_PATH` descriptors refuse `fsetxattr`, and a path
 //! joined from the backing root may exceed `PATH_MAX` (module `loc`). The
 //! path-following calls on that magic link act on the inode the handle

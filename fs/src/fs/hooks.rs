@@ -15,8 +15,8 @@
 use super::{DuraFs, Result};
 use crate::model::{FsError, Ino, Kind, ROOT};
 use crate::trace::{
-    Data, Extent, Header, InitEntry, InitInode, InitXattr, Recorder, TRACE_VERSION, Text, Trace,
-    TraceOp, Applied,
+    Applied, Data, Extent, Header, InitEntry, InitInode, InitXattr, Recorder, TRACE_VERSION, Text,
+    Trace, TraceOp,
 };
 use parking_lot::{Condvar, Mutex};
 use std::fmt;

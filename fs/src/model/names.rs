@@ -185,9 +185,8 @@ impl Model {
     }
 
     /// `renameat2(2)` with `RENAME_NOREPLACE` / `RENAME_EXCHANGE`: checked
-    /// ([`Model::plan_rename`]), then the live namespace changed
-    /// ([`relink`]), then the pending operations recorded
-    /// ([`record_rename`]).
+    /// (`plan_rename`), then the live namespace changed (`relink`), then the
+    /// pending operations recorded (`record_rename`).
     pub fn rename(
         &self,
         parent: Ino,

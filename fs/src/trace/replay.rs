@@ -6,8 +6,8 @@ use super::{Applied, ApplyError, Event, Header, TraceError, TraceOp};
 use crate::model::{
     Attrs, Config, Effect, Image, ImageInode, Kind, MemStore, Model, NewInode, PendingOp, ROOT,
 };
-use std::convert::Infallible;
 use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
 
 /// A model and its durable store, advanced one event at a time.
 #[derive(Debug)]
@@ -187,7 +187,9 @@ impl Replayer {
             }
             (TraceOp::Writeback { ino }, Applied::WroteBack(done)) if done != Some(*ino) => {
                 return Err(fail(match done {
-                    Some(i) => format!("the oldest dirty file is #{i}, the recording wrote back #{ino}"),
+                    Some(i) => {
+                        format!("the oldest dirty file is #{i}, the recording wrote back #{ino}")
+                    }
                     None => "nothing is dirty to write back".into(),
                 }));
             }
