@@ -1,5 +1,5 @@
 //! The filesystem core, independent of FUSE: a [`Model`] for what readers
-//! see and what is unsynced, and a [`Backing`] directory for what is durable.
+//! see and what is unsynced, and a backing directory (`Backing`) for what is durable.
 //!
 //! Invariants:
 //! * Effects returned by a durability point (fsync, fsyncdir, sync-all) are

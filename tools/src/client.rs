@@ -1,7 +1,7 @@
 //! The commands that drive a running daemon through its control file.
 
 use crate::{CutArgs, MountArgs, Result, daemon, err, render};
-use durafs::backing::META_DIR;
+use durafs::META_DIR;
 use durafs::control::CONTROL_NAME;
 use serde_json::Value;
 use std::fs::{File, OpenOptions};

@@ -7,7 +7,7 @@
 //! pipe, that the mount is ready, or fails with the daemon's error.
 
 use crate::{MountArgs, Result, err};
-use durafs::backing::META_DIR;
+use durafs::META_DIR;
 use durafs::fs::{DuraFs, FsOptions};
 use durafs::model::Persistence;
 use durafs::mount::{self, MountEvent, MountOptions, Mounted};

@@ -3,7 +3,7 @@
 //! in its own process group, and checks run through `sh -c`.
 
 use crate::{Result, err};
-use durafs::backing::META_DIR;
+use durafs::META_DIR;
 use durafs::fs::{DuraFs, FsOptions};
 use durafs::mount::{self, MountOptions, Mounted};
 use std::fs;

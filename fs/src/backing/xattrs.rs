@@ -128,12 +128,14 @@ fn set_c(p: &CStr, follow: bool, name: &[u8], value: Option<&[u8]>) -> io::Resul
 }
 
 /// The stored attributes (`user.`, `trusted.`) of `path` (not following a
-/// symlink); none when its filesystem has no extended attributes.
-pub fn list(path: &Path) -> io::Result<BTreeMap<Vec<u8>, Bytes>> {
+/// symlink); none when its filesystem has no extended attributes. Tests
+/// only: the store reads through `list_at`.
+#[cfg(test)]
+pub(crate) fn list(path: &Path) -> io::Result<BTreeMap<Vec<u8>, Bytes>> {
     list_c(&cpath(path)?, false)
 }
 
-/// As [`list`], of the inode `dir/name` itself (whatever its kind).
+/// The stored attributes of the inode `dir/name` itself (whatever its kind).
 pub(super) fn list_at(dir: BorrowedFd<'_>, node: &CStr) -> io::Result<BTreeMap<Vec<u8>, Bytes>> {
     let fd = super::at::node(dir, node)?;
     list_c(&proc_path(fd.as_raw_fd())?, true)

@@ -8,7 +8,7 @@
 
 use super::host;
 use crate::{Result, err};
-use durafs::backing::META_DIR;
+use durafs::META_DIR;
 use durafs::control::CONTROL_NAME;
 use serde_json::Value;
 use std::fs::{self, OpenOptions};
