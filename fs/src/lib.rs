@@ -38,6 +38,7 @@ pub mod fsio;
 mod fuse;
 pub mod model;
 pub mod mount;
+pub mod sys;
 pub mod testing;
 pub mod trace;
 

@@ -11,11 +11,11 @@
 use crate::fs::{CutSummary, DuraFs};
 use crate::fuse::{Adapter, Notify};
 use crate::model::crash::CrashOptions;
+use crate::sys::{self, cstring};
 use fuser::{BackgroundSession, Config, INodeNo, Notifier, SessionACL};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -69,15 +69,6 @@ pub struct Mounted {
     sender: Sender<MountEvent>,
 }
 
-fn cstring(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{}: path contains a NUL byte", p.display()),
-        )
-    })
-}
-
 fn open_dev_fuse() -> io::Result<OwnedFd> {
     let path = c"/dev/fuse";
     // SAFETY: a valid NUL-terminated path; the result is checked.
@@ -108,8 +99,7 @@ pub fn mount(fs: Arc<DuraFs>, mountpoint: &Path, opts: &MountOptions) -> io::Res
     use std::os::fd::AsRawFd;
     let dev = open_dev_fuse()?;
     let target = cstring(mountpoint)?;
-    // SAFETY: plain getters.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let (uid, gid) = sys::effective_ids();
     let allow_other = if opts.allow_other { ",allow_other" } else { "" };
     let data = CString::new(format!(
         "fd={},rootmode=40000,user_id={uid},group_id={gid},default_permissions{allow_other}",
@@ -221,15 +211,10 @@ fn raise_dirty_share(mountpoint: &Path) {
 
 /// Unmounts `path`; returns false when it is busy (files open, a cwd).
 fn umount(path: &Path) -> io::Result<bool> {
-    let c = cstring(path)?;
-    // SAFETY: a valid NUL-terminated path.
-    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EBUSY) => Ok(false),
-        _ => Err(e),
+    match sys::umount(path, false) {
+        Ok(()) => Ok(true),
+        Err(e) if sys::is_busy(&e) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -246,14 +231,8 @@ pub fn is_dead_mount(path: &Path) -> bool {
 
 /// Detaches the mount at `path` lazily (it dies once nothing uses it).
 pub fn detach(path: &Path) {
-    let Ok(c) = cstring(path) else { return };
-    // SAFETY: a valid NUL-terminated path.
-    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-        log::warn!(
-            "durafs: detaching {}: {}",
-            path.display(),
-            io::Error::last_os_error()
-        );
+    if let Err(e) = sys::umount(path, true) {
+        log::warn!("durafs: detaching {}: {e}", path.display());
     }
 }
 

@@ -42,8 +42,7 @@ pub fn require(tool: &str, package: &str) {
     if have(tool) {
         return;
     }
-    // SAFETY: a plain getter.
-    if unsafe { libc::geteuid() } != 0 {
+    if !durafs::sys::is_root() {
         panic!("`{tool}` is missing and only root can install it: apt-get install {package}");
     }
     if !have("apt-get") {

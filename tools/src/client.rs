@@ -194,14 +194,10 @@ pub fn umount(mnt: &Path, lazy: bool) -> Result<()> {
         return persist_failed(ctl, pid, mnt, lazy, &why.to_string());
     }
     drop(ctl);
-    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(mnt.as_os_str()))
-        .map_err(|_| err("the mountpoint contains a NUL byte"))?;
-    // SAFETY: a valid NUL-terminated path.
-    if unsafe { libc::umount2(c.as_ptr(), 0) } != 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EBUSY) && lazy {
+    if let Err(e) = durafs::sys::umount(mnt, false) {
+        if durafs::sys::is_busy(&e) && lazy {
             durafs::mount::detach(mnt);
-        } else if e.raw_os_error() == Some(libc::EBUSY) {
+        } else if durafs::sys::is_busy(&e) {
             return Err(err(format!(
                 "{} is busy (files or directories in it are open); close them, or use --lazy",
                 mnt.display()

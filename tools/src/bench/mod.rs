@@ -222,8 +222,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
 
 /// Dropping the page cache needs root and a writable `/proc/sys`.
 fn can_drop_caches() -> std::result::Result<(), String> {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !durafs::sys::is_root() {
         return Err("dropping the page cache needs root".into());
     }
     fs::OpenOptions::new()

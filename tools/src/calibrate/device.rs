@@ -4,7 +4,6 @@
 
 use crate::{Result, err};
 use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -220,7 +219,7 @@ impl LoopDev {
 }
 
 fn cstr(p: &Path) -> std::result::Result<CString, String> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|e| e.to_string())
+    durafs::sys::cstring(p).map_err(|e| e.to_string())
 }
 
 /// A mounted filesystem, unmounted on drop (lazily if it is busy).
@@ -261,12 +260,12 @@ impl MountGuard {
     /// forks holds copies of this thread's descriptors (files just read on
     /// this mount) until its exec closes them.
     pub fn unmount(mut self) -> std::result::Result<(), String> {
-        let mut r = umount(&self.target, 0);
+        let mut r = umount(&self.target, false);
         for _ in 0..100 {
             match &r {
                 Err(e) if e.contains("busy") => {
                     std::thread::sleep(std::time::Duration::from_millis(10));
-                    r = umount(&self.target, 0);
+                    r = umount(&self.target, false);
                 }
                 _ => break,
             }
@@ -278,17 +277,8 @@ impl MountGuard {
     }
 }
 
-fn umount(target: &Path, flags: libc::c_int) -> std::result::Result<(), String> {
-    let t = cstr(target)?;
-    // SAFETY: a valid NUL-terminated path.
-    if unsafe { libc::umount2(t.as_ptr(), flags) } != 0 {
-        return Err(format!(
-            "umount {}: {}",
-            target.display(),
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(())
+fn umount(target: &Path, detach: bool) -> std::result::Result<(), String> {
+    durafs::sys::umount(target, detach).map_err(|e| format!("umount {}: {e}", target.display()))
 }
 
 impl Drop for MountGuard {
@@ -296,8 +286,8 @@ impl Drop for MountGuard {
         if self.target.as_os_str().is_empty() {
             return;
         }
-        if umount(&self.target, 0).is_err() {
-            if let Err(e) = umount(&self.target, libc::MNT_DETACH) {
+        if umount(&self.target, false).is_err() {
+            if let Err(e) = umount(&self.target, true) {
                 log::warn!("durafs calibrate: {e}");
             }
         }

@@ -244,8 +244,7 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
     if args.sector != 512 && args.sector != 4096 {
         return Err(err("--sector must be 512 or 4096"));
     }
-    // SAFETY: a plain getter.
-    if unsafe { libc::geteuid() } != 0 {
+    if !durafs::sys::is_root() {
         return Err(err("calibrate needs root (losetup and mount)"));
     }
     device::require_tools(fs_kind)?;
