@@ -15,8 +15,8 @@
 use super::{DuraFs, Result};
 use crate::model::{FsError, Ino, Kind, ROOT};
 use crate::trace::{
-    Applied, Data, Extent, Header, InitEntry, InitInode, InitXattr, Recorder, TRACE_VERSION, Text,
-    Trace, TraceOp,
+    Applied, Data, Extent, Header, InitEntry, InitInode, InitXattr, Named, Recorder, TRACE_VERSION,
+    Text, Trace, TraceOp,
 };
 use parking_lot::{Condvar, Mutex};
 use std::fmt;
@@ -241,34 +241,13 @@ impl DuraFs {
                 None => format!("<removed dir #{dir}>/{name}"),
             }
         };
-        match op {
-            TraceOp::Create { parent, name, .. }
-            | TraceOp::Unlink { parent, name, .. }
-            | TraceOp::Rmdir { parent, name, .. } => vec![join(*parent, name)],
-            TraceOp::Link {
-                ino,
-                newparent,
-                newname,
-                ..
-            } => vec![of(*ino), join(*newparent, newname)],
-            TraceOp::Rename {
-                parent,
-                name,
-                newparent,
-                newname,
-                ..
-            } => vec![join(*parent, name), join(*newparent, newname)],
-            TraceOp::Setattr { ino, .. }
-            | TraceOp::Write { ino, .. }
-            | TraceOp::Fallocate { ino, .. }
-            | TraceOp::Setxattr { ino, .. }
-            | TraceOp::Removexattr { ino, .. }
-            | TraceOp::Fsync { ino, .. }
-            | TraceOp::Writeback { ino }
-            | TraceOp::Close { ino } => vec![of(*ino)],
-            TraceOp::Fsyncdir { dir } => vec![of(*dir)],
-            TraceOp::Sync | TraceOp::Mark { .. } => Vec::new(),
-        }
+        op.names()
+            .into_iter()
+            .map(|n| match n {
+                Named::Inode(ino) => of(ino),
+                Named::Entry(dir, name) => join(dir, name),
+            })
+            .collect()
     }
 
     /// The durable tree now (nothing may be pending), as a trace header.

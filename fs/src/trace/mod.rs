@@ -288,6 +288,41 @@ impl TraceOp {
         "mark",
     ];
 
+    /// What this operation names, in order (a trigger matches their paths).
+    pub fn names(&self) -> Vec<Named<'_>> {
+        match self {
+            TraceOp::Create { parent, name, .. }
+            | TraceOp::Unlink { parent, name, .. }
+            | TraceOp::Rmdir { parent, name, .. } => vec![Named::Entry(*parent, name)],
+            TraceOp::Link {
+                ino,
+                newparent,
+                newname,
+                ..
+            } => vec![Named::Inode(*ino), Named::Entry(*newparent, newname)],
+            TraceOp::Rename {
+                parent,
+                name,
+                newparent,
+                newname,
+                ..
+            } => vec![
+                Named::Entry(*parent, name),
+                Named::Entry(*newparent, newname),
+            ],
+            TraceOp::Setattr { ino, .. }
+            | TraceOp::Write { ino, .. }
+            | TraceOp::Fallocate { ino, .. }
+            | TraceOp::Setxattr { ino, .. }
+            | TraceOp::Removexattr { ino, .. }
+            | TraceOp::Fsync { ino, .. }
+            | TraceOp::Writeback { ino }
+            | TraceOp::Close { ino } => vec![Named::Inode(*ino)],
+            TraceOp::Fsyncdir { dir } => vec![Named::Inode(*dir)],
+            TraceOp::Sync | TraceOp::Mark { .. } => Vec::new(),
+        }
+    }
+
     /// True for calls a program made on the volume (not a writeback the
     /// dirty limit forced, a close, nor a mark): what `after-ops=N` counts.
     pub fn is_user_op(&self) -> bool {
@@ -334,6 +369,15 @@ impl TraceOp {
             _ => format!("{name} {}", p(0)),
         }
     }
+}
+
+/// Something an operation names ([`TraceOp::names`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Named<'a> {
+    /// An inode, by number.
+    Inode(Ino),
+    /// The entry `name` in directory `dir`.
+    Entry(Ino, &'a Text),
 }
 
 /// One line of a trace after the header.
