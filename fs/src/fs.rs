@@ -27,10 +27,12 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use store::Store;
 
 mod hooks;
 mod order;
 mod reclaim;
+mod store;
 mod summary;
 mod time;
 mod unmount;
@@ -147,11 +149,26 @@ pub struct StatFs {
     pub frsize: u32,
 }
 
+impl StatFs {
+    /// What a volume in memory reports: an empty filesystem of 4 KiB blocks.
+    pub const EMPTY: StatFs = StatFs {
+        blocks: 0,
+        bfree: 0,
+        bavail: 0,
+        files: 0,
+        ffree: 0,
+        bsize: 4096,
+        namelen: 255,
+        frsize: 4096,
+    };
+}
+
 /// One durafs volume.
 #[derive(Debug)]
 pub struct DuraFs {
     model: Model,
-    backing: Backing,
+    /// The durable store: `BACKING`, or memory in unit tests (`store`).
+    store: Box<dyn Store>,
     opts: FsOptions,
     /// Reads of the store against the calls that change it (`order`).
     store_order: order::StoreOrder,
@@ -219,9 +236,19 @@ impl DuraFs {
             path: path.to_path_buf(),
             what,
         })?;
-        Ok(DuraFs {
+        Ok(DuraFs::over(model, Box::new(backing), opts, xattr_support))
+    }
+
+    /// A volume of `model` over `store`.
+    fn over(
+        model: Model,
+        store: Box<dyn Store>,
+        opts: FsOptions,
+        xattr_support: crate::backing::xattrs::Support,
+    ) -> DuraFs {
+        DuraFs {
             model,
-            backing,
+            store,
             opts,
             store_order: order::StoreOrder::default(),
             cut: Mutex::new(None),
@@ -230,7 +257,7 @@ impl DuraFs {
             hooks: Hooks::default(),
             unmount_failure: Mutex::new(None),
             xattr_support,
-        })
+        }
     }
 
     /// The model (for reports and tests).
@@ -238,9 +265,9 @@ impl DuraFs {
         &self.model
     }
 
-    /// The backing directory.
-    pub fn backing_root(&self) -> &Path {
-        self.backing.root()
+    /// The backing directory (`None` for a volume in memory).
+    pub fn backing_root(&self) -> Option<&Path> {
+        self.store.root()
     }
 
     /// The settings the volume was opened with.
@@ -252,14 +279,17 @@ impl DuraFs {
     pub fn info(&self) -> VolumeInfo {
         VolumeInfo {
             pid: std::process::id(),
-            backing: self.backing.root().display().to_string(),
+            backing: self
+                .store
+                .root()
+                .map_or_else(|| "<memory>".to_string(), |r| r.display().to_string()),
             model: self.opts.persistence.to_string(),
             real_fsync: self.opts.real_fsync,
             dirty_limit: self.opts.dirty_limit,
             dirty_bytes: self.model.dirty_bytes(),
             writebacks: self.writebacks.load(Ordering::Relaxed),
             written_back_bytes: self.written_back_bytes.load(Ordering::Relaxed),
-            backing_fsyncs: self.backing.fsyncs(),
+            backing_fsyncs: self.store.fsyncs(),
         }
     }
 
@@ -283,9 +313,7 @@ impl DuraFs {
     /// Applies durability effects (the caller is alone with the store:
     /// `order`).
     fn apply(&self, what: &str, effects: &[Effect]) -> Result<()> {
-        self.backing
-            .apply(effects)
-            .map_err(|e| backing_err(what, e))
+        self.store.apply(effects).map_err(|e| backing_err(what, e))
     }
 
     /// Runs operation `op` under the hooks ([`DuraFs::observed`]) through
@@ -464,7 +492,7 @@ impl DuraFs {
                 Segment::Data(b) => out.extend_from_slice(&b),
                 Segment::Zero(n) => out.resize(out.len() + n as usize, 0),
                 Segment::Base { offset, len } => self
-                    .backing
+                    .store
                     .read(ino, offset, len, &mut out)
                     .map_err(|e| backing_err("read", e))?,
             }
@@ -606,12 +634,12 @@ impl DuraFs {
         let dropped = state.dropped();
         let loss = Loss::of(&pending, &state, |op| self.model.describe(op));
         self.apply("cut", &effects)?;
-        self.backing
+        self.store
             .after_crash()
             .map_err(|e| backing_err("cut: settling the backing store", e))?;
         // Nothing touches BACKING after the cut: a remount may take it over
         // while this volume still answers `EIO` to files left open.
-        self.backing.release();
+        self.store.release();
         let summary = CutSummary {
             policy: label.to_string(),
             seed: state.seed,
@@ -646,10 +674,10 @@ impl DuraFs {
         if self.model.is_cut() {
             return Err(FsError::Cut.into());
         }
-        let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(
-            self.backing.root().as_os_str(),
-        ))
-        .map_err(|_| Error::Fs(FsError::Invalid))?;
+        let Some(root) = self.store.root() else {
+            return Ok(StatFs::EMPTY);
+        };
+        let c = crate::sys::cstring(root).map_err(|_| Error::Fs(FsError::Invalid))?;
         // SAFETY: an all-zero statvfs is a valid value to be overwritten.
         let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
         // SAFETY: valid path and a valid out-pointer.

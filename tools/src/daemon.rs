@@ -149,7 +149,7 @@ fn serve(args: &MountArgs, persistence: Persistence) -> Result<()> {
     };
     log::info!(
         "durafs: serving {} at {} (model {}, pid {})",
-        mounted.fs().backing_root().display(),
+        mounted.fs().info().backing,
         mounted.mountpoint().display(),
         persistence,
         std::process::id()
@@ -192,7 +192,10 @@ fn serve(args: &MountArgs, persistence: Persistence) -> Result<()> {
 /// in place into the file [`reserve_unmount_record`] made, so that a backing
 /// out of inodes (often the cause) can still take it.
 fn record_unmount_failure(fs: &DuraFs, why: &str) {
-    let path = fs.backing_root().join(META_DIR).join(UNMOUNT_FAILED);
+    let Some(root) = fs.backing_root() else {
+        return;
+    };
+    let path = root.join(META_DIR).join(UNMOUNT_FAILED);
     let status: serde_json::Value =
         serde_json::from_slice(&durafs::control::status_reply(fs)).unwrap_or_default();
     let v = serde_json::json!({ "error": why, "status": status });

@@ -258,7 +258,7 @@ impl DuraFs {
         const BLOCK: usize = 4096;
         let err = |e: super::Error| io::Error::other(format!("reading the starting tree: {e}"));
         let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
-        for (start, len) in self.backing.data_ranges(ino, size)? {
+        for (start, len) in self.store.data_ranges(ino, size)? {
             let end = start + len;
             let mut off = start;
             while off < end {

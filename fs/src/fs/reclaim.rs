@@ -14,7 +14,7 @@ impl DuraFs {
     /// The kernel forgot `ino` and the model dropped it: if the store holds
     /// it only as an orphan, it may go now.
     pub(super) fn reclaim_forgotten(&self, ino: Ino) {
-        if self.backing.is_orphan(ino) {
+        if self.store.is_orphan(ino) {
             let _g = self.store_order.applying();
             self.reclaim_orphans();
         }
@@ -28,7 +28,7 @@ impl DuraFs {
         if self.model.is_cut() {
             return;
         }
-        let orphans = self.backing.orphans();
+        let orphans = self.store.orphans();
         if orphans.is_empty() {
             return;
         }
@@ -41,7 +41,7 @@ impl DuraFs {
             if o.takes.iter().any(|i| referenced.contains(i)) {
                 continue;
             }
-            match self.backing.delete_orphan(o.ino) {
+            match self.store.delete_orphan(o.ino) {
                 Ok(()) => log::debug!("durafs: deleted orphan #{} from the backing store", o.ino),
                 Err(e) => log::warn!(
                     "durafs: could not delete orphan #{} from the backing store (it goes at the next cut or mount): {e}",
@@ -70,32 +70,40 @@ mod tests {
         f
     }
 
+    /// A volume on disk and one in memory (the same contract: `store`).
+    fn volumes() -> Vec<(Option<tempfile::TempDir>, DuraFs)> {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DuraFs::open(dir.path(), FsOptions::default()).unwrap();
+        let memory = DuraFs::in_memory(FsOptions::default(), attrs()).unwrap();
+        vec![(Some(dir), disk), (None, memory)]
+    }
+
     #[test]
     fn a_durably_deleted_file_is_deleted_once_the_kernel_forgets_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let fs = DuraFs::open(dir.path(), FsOptions::default()).unwrap();
-        let f = durable_file(&fs, b"a", b"0123456789");
-        fs.unlink(ROOT, b"a").unwrap();
-        fs.fsyncdir(ROOT).unwrap();
-        // Still open (the kernel has not forgotten it): it may be linked
-        // again (linkat of /proc/self/fd) or fsynced, so it stays.
-        assert!(fs.backing.is_orphan(f));
-        assert_eq!(fs.read(f, 0, 10).unwrap(), b"0123456789");
-        fs.forget(f);
-        assert!(!fs.backing.is_orphan(f));
-        assert!(fs.backing.orphans().is_empty());
+        for (_dir, fs) in volumes() {
+            let f = durable_file(&fs, b"a", b"0123456789");
+            fs.unlink(ROOT, b"a").unwrap();
+            fs.fsyncdir(ROOT).unwrap();
+            // Still open (the kernel has not forgotten it): it may be linked
+            // again (linkat of /proc/self/fd) or fsynced, so it stays.
+            assert!(fs.store.is_orphan(f));
+            assert_eq!(fs.read(f, 0, 10).unwrap(), b"0123456789");
+            fs.forget(f);
+            assert!(!fs.store.is_orphan(f));
+            assert!(fs.store.orphans().is_empty());
+        }
     }
 
     #[test]
     fn a_forgotten_file_is_deleted_at_the_fsyncdir_that_removes_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let fs = DuraFs::open(dir.path(), FsOptions::default()).unwrap();
-        let f = durable_file(&fs, b"a", b"data");
-        fs.unlink(ROOT, b"a").unwrap();
-        fs.forget(f);
-        assert!(!fs.backing.is_orphan(f), "the name is still durable");
-        fs.fsyncdir(ROOT).unwrap();
-        assert!(fs.backing.orphans().is_empty());
+        for (_dir, fs) in volumes() {
+            let f = durable_file(&fs, b"a", b"data");
+            fs.unlink(ROOT, b"a").unwrap();
+            fs.forget(f);
+            assert!(!fs.store.is_orphan(f), "the name is still durable");
+            fs.fsyncdir(ROOT).unwrap();
+            assert!(fs.store.orphans().is_empty());
+        }
     }
 
     /// The unsafe case: the inode is gone from the live view, but a pending
@@ -119,7 +127,7 @@ mod tests {
             .unwrap()
             .ino;
         fs.fsync(g, false).unwrap();
-        assert!(fs.backing.is_orphan(f), "a pending create still names it");
+        assert!(fs.store.is_orphan(f), "a pending create still names it");
         fs.cut_with("the create of x only", |p| CrashState {
             seed: 0,
             kept: vec![(0, Survival::Full)],

@@ -342,6 +342,55 @@ impl MemStore {
         }
     }
 
+    /// The durable inodes no durable entry names (the root aside), each
+    /// with what deleting it deletes: itself and, for a directory, every
+    /// inode beneath it. The backing store keeps such inodes under
+    /// `.durafs/orphans/` until nothing can link them again.
+    pub fn orphans(&self) -> Vec<(Ino, Vec<Ino>)> {
+        let named: BTreeSet<Ino> = self
+            .entries
+            .values()
+            .flat_map(|d| d.values())
+            .copied()
+            .collect();
+        self.inodes
+            .keys()
+            .filter(|i| **i != ROOT && !named.contains(i))
+            .map(|&ino| (ino, self.beneath(ino)))
+            .collect()
+    }
+
+    /// `ino` and every inode its entries reach.
+    fn beneath(&self, ino: Ino) -> Vec<Ino> {
+        let mut out = vec![ino];
+        let mut i = 0;
+        while i < out.len() {
+            if let Some(d) = self.entries.get(&out[i]) {
+                out.extend(
+                    d.values()
+                        .filter(|c| !out.contains(c))
+                        .copied()
+                        .collect::<Vec<_>>(),
+                );
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// Deletes orphan `ino` and what it takes ([`MemStore::orphans`]);
+    /// false when it is not an orphan.
+    pub fn delete_orphan(&mut self, ino: Ino) -> bool {
+        let Some((_, takes)) = self.orphans().into_iter().find(|(o, _)| *o == ino) else {
+            return false;
+        };
+        for i in takes {
+            self.inodes.remove(&i);
+            self.entries.remove(&i);
+        }
+        true
+    }
+
     /// Reads durable bytes of `ino` (zeros past its end).
     pub fn read(&self, ino: Ino, offset: u64, len: u64, out: &mut Vec<u8>) {
         match self.inodes.get(&ino) {
