@@ -287,11 +287,15 @@ fn fates(described: &[String], kept: &[(usize, Survival)]) -> Vec<OpFate> {
 /// [`crate::model::FileData`] in a [`SparseSnapshot`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum SnapNode<F = Vec<u8>> {
+    /// A regular file and its content.
     File(F),
     /// Another name of the file at this earlier path.
     HardLink(Vec<u8>),
+    /// A directory (its entries are paths of their own).
     Dir,
+    /// A symlink and its target.
     Symlink(Vec<u8>),
+    /// A fifo, socket or device.
     Special(Kind),
 }
 

@@ -49,6 +49,7 @@ pub use summary::{CutSummary, LOST_LISTED};
 /// A failed call: a model error, or the backing store failing.
 #[derive(Debug)]
 pub enum Error {
+    /// The model refused the call (its errno: [`FsError::errno`]).
     Fs(FsError),
     /// The backing directory failed; reported as `EIO` or, for a full or
     /// read-only backing filesystem, as that ([`Error::errno`]).
@@ -354,14 +355,17 @@ impl DuraFs {
         self.run(op).map(|_| ())
     }
 
+    /// The entry `name` of directory `parent`.
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Stat> {
         Ok(self.model.lookup(parent, name)?)
     }
 
+    /// The live attributes of `ino`.
     pub fn getattr(&self, ino: Ino) -> Result<Stat> {
         Ok(self.model.getattr(ino)?)
     }
 
+    /// Changes the attributes `set` names (a size is a truncate).
     pub fn setattr(&self, ino: Ino, set: SetAttrs) -> Result<Stat> {
         self.run_stat(TraceOp::Setattr { ino, set, t: now() })
     }
@@ -403,6 +407,7 @@ impl DuraFs {
         })
     }
 
+    /// A hard link of `ino` as `newname` in `newparent`.
     pub fn link(&self, ino: Ino, newparent: Ino, newname: &[u8]) -> Result<Stat> {
         Self::check_name(newparent, newname)?;
         self.run_stat(TraceOp::Link {
@@ -413,6 +418,7 @@ impl DuraFs {
         })
     }
 
+    /// Removes the non-directory entry `name` of `parent`.
     pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
         Self::check_name(parent, name)?;
         self.run_done(TraceOp::Unlink {
@@ -422,6 +428,7 @@ impl DuraFs {
         })
     }
 
+    /// Removes the empty directory `name` of `parent`.
     pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<()> {
         Self::check_name(parent, name)?;
         self.run_done(TraceOp::Rmdir {
@@ -431,6 +438,8 @@ impl DuraFs {
         })
     }
 
+    /// `renameat2(2)`: `name` in `parent` to `newname` in `newparent`, with
+    /// `RENAME_NOREPLACE` or `RENAME_EXCHANGE` as `flags` say.
     pub fn rename(
         &self,
         parent: Ino,
@@ -452,6 +461,7 @@ impl DuraFs {
         })
     }
 
+    /// The target of symlink `ino`.
     pub fn readlink(&self, ino: Ino) -> Result<Bytes> {
         Ok(self.model.readlink(ino)?)
     }
@@ -500,6 +510,8 @@ impl DuraFs {
         Ok(out)
     }
 
+    /// Writes `data` at `offset` (live at once, durable at its fsync);
+    /// past the dirty limit the oldest dirty files are written back.
     pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<u32> {
         let n = match self.run(TraceOp::Write {
             ino,
@@ -545,6 +557,7 @@ impl DuraFs {
         Ok(())
     }
 
+    /// `fallocate(2)` in one of the modes durafs implements.
     pub fn fallocate(&self, ino: Ino, offset: u64, len: u64, mode: Fallocate) -> Result<()> {
         self.run_done(TraceOp::Fallocate {
             ino,

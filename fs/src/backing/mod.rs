@@ -87,19 +87,12 @@ pub struct BackingOptions {
 /// Why a backing directory could not be opened.
 #[derive(Debug)]
 pub enum BackingError {
-    Io {
-        path: PathBuf,
-        source: io::Error,
-    },
+    /// A system call on `path` failed.
+    Io { path: PathBuf, source: io::Error },
     /// Something in the tree durafs cannot represent.
-    Unsupported {
-        path: PathBuf,
-        what: String,
-    },
+    Unsupported { path: PathBuf, what: String },
     /// Another durafs process serves this directory (`.durafs/lock`).
-    InUse {
-        path: PathBuf,
-    },
+    InUse { path: PathBuf },
 }
 
 impl fmt::Display for BackingError {

@@ -54,7 +54,9 @@ pub const MAX_COMMAND: usize = 4096;
 /// A parsed control command.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
+    /// `status`: the unsynced report and the volume's counters.
     Status,
+    /// `sync`: everything made durable.
     Sync,
     /// The options, and whether the seed was given.
     Cut(CrashOptions, bool),

@@ -46,12 +46,19 @@ pub struct EntryChange {
 /// Which user-visible call a namespace operation came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NsKind {
+    /// `open(O_CREAT)` / `creat(2)` of a regular file.
     Create,
+    /// `mkdir(2)`.
     Mkdir,
+    /// `symlink(2)`.
     Symlink,
+    /// `mknod(2)`: a fifo, socket or device.
     Mknod,
+    /// `link(2)`.
     Link,
+    /// `unlink(2)`.
     Unlink,
+    /// `rmdir(2)`.
     Rmdir,
     /// Same-directory rename (one atomic operation).
     Rename,
@@ -59,6 +66,7 @@ pub enum NsKind {
     RenameFrom,
     /// The destination half of a rename across directories.
     RenameTo,
+    /// `RENAME_EXCHANGE`: two entries swapped (one operation per directory).
     Exchange,
 }
 
@@ -384,52 +392,30 @@ pub enum Survival {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
     /// The inode exists (as an orphan until an entry links it).
-    Alloc {
-        ino: Ino,
-        init: NewInode,
-    },
+    Alloc { ino: Ino, init: NewInode },
+    /// `dir[name] = ino`, replacing any entry; `ino` made from `init` if
+    /// it does not exist yet.
     Link {
         dir: Ino,
         name: Name,
         ino: Ino,
         init: NewInode,
     },
-    Unlink {
-        dir: Ino,
-        name: Name,
-    },
-    Write {
-        ino: Ino,
-        offset: u64,
-        data: Bytes,
-    },
+    /// `dir[name]` removed if present.
+    Unlink { dir: Ino, name: Name },
+    /// Bytes at `offset`; the size grows to cover them.
+    Write { ino: Ino, offset: u64, data: Bytes },
     /// Bytes on disk, the size unchanged: those past the end are hidden
     /// until the size grows over them (see the module documentation).
-    WriteKeepSize {
-        ino: Ino,
-        offset: u64,
-        data: Bytes,
-    },
+    WriteKeepSize { ino: Ino, offset: u64, data: Bytes },
     /// The size set exactly.
-    Truncate {
-        ino: Ino,
-        size: u64,
-    },
+    Truncate { ino: Ino, size: u64 },
     /// The size grown to at least `size`.
-    Extend {
-        ino: Ino,
-        size: u64,
-    },
+    Extend { ino: Ino, size: u64 },
     /// The range reads as zeros; size unchanged.
-    Zero {
-        ino: Ino,
-        offset: u64,
-        len: u64,
-    },
-    SetAttrs {
-        ino: Ino,
-        attrs: Attrs,
-    },
+    Zero { ino: Ino, offset: u64, len: u64 },
+    /// The attributes replaced (mode, owner, times).
+    SetAttrs { ino: Ino, attrs: Attrs },
     /// Extended attribute `name` set to `value`, or removed (`None`).
     SetXattr {
         ino: Ino,
