@@ -4,11 +4,11 @@
 //! from several threads; all state is in [`DuraFs`] and [`ControlFile`].
 
 use crate::control::{ControlFile, Refused};
-use crate::fs::{self as core, DuraFs, Error};
-use crate::model::{Attrs, FsError, Kind, RenameFlags as ModelRename, SetAttrs, Stat};
+use crate::fs::{self as core, DuraFs};
+use crate::model::{Attrs, Kind, RenameFlags as ModelRename, SetAttrs, Stat};
 use bytes::Bytes;
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
+    AccessFlags, BsdFileFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
@@ -21,9 +21,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 mod convert;
+mod errno;
 use convert::{
     Bad, attr, fallocate_mode, file_type, mknod_kind, seek, time_of, xattr_mode, xattr_reply,
 };
+use errno::ToErrno;
 
 /// How long the kernel may cache entries and attributes. Every change to
 /// names and attributes passes through this kernel, which invalidates what
@@ -42,38 +44,6 @@ const MAX_WRITE: u32 = 1 << 20;
 /// flush has nothing to report. With the writeback cache the kernel still
 /// flushes, to send its cached writes.
 const FILE_OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE.union(FopenFlags::FOPEN_NOFLUSH);
-
-/// The adapter's one errno mapping: model errors go through
-/// [`FsError::errno`], backing failures are logged and become
-/// [`Error::errno`], refusals of the control file [`Refused::errno`].
-trait ToErrno {
-    fn to_errno(&self, op: &str) -> Errno;
-}
-
-impl ToErrno for Error {
-    fn to_errno(&self, op: &str) -> Errno {
-        match self {
-            Error::Fs(FsError::Cut) => log::debug!("durafs: {op}: refused after the cut"),
-            Error::Fs(err) => log::debug!("durafs: {op}: {err}"),
-            Error::Backing(err) => log::warn!("durafs: {op}: backing store failed ({err})"),
-        }
-        Errno::from_i32(self.errno())
-    }
-}
-
-impl ToErrno for Bad {
-    fn to_errno(&self, op: &str) -> Errno {
-        log::debug!("durafs: {op}: refused: {self:?}");
-        self.errno()
-    }
-}
-
-impl ToErrno for Refused {
-    fn to_errno(&self, op: &str) -> Errno {
-        log::debug!("durafs: {op} of the control file refused: {self:?}");
-        Errno::from_i32(self.errno())
-    }
-}
 
 /// What the adapter tells the mount's owner.
 pub(crate) struct Notify {

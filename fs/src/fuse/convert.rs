@@ -1,9 +1,10 @@
 //! The conversions between fuser's types and the model's: pure
 //! functions, no state.
 
+use super::errno::ToErrno;
 use crate::fs as core;
 use crate::model::{Fallocate, Kind, Stat, XattrMode};
-use fuser::{Errno, FileAttr, FileType, INodeNo, ReplyXattr, TimeOrNow};
+use fuser::{FileAttr, FileType, INodeNo, ReplyXattr, TimeOrNow};
 use std::time::SystemTime;
 
 pub(super) fn file_type(k: Kind) -> FileType {
@@ -68,7 +69,7 @@ pub(super) fn xattr_reply(value: &[u8], size: u32, reply: ReplyXattr) {
     if size == 0 {
         reply.size(len);
     } else if len > size {
-        reply.error(Errno::ERANGE);
+        reply.error(Bad::TooSmall.to_errno("xattr"));
     } else {
         reply.data(value);
     }
@@ -76,7 +77,7 @@ pub(super) fn xattr_reply(value: &[u8], size: u32, reply: ReplyXattr) {
 
 /// A request the adapter refuses before it reaches [`core::DuraFs`]: an
 /// argument it cannot convert, or a call that does not apply. Each is one
-/// errno (the adapter's `ToErrno`).
+/// errno (`super::errno`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Bad {
     /// `mknod` of a file type durafs does not store (`EINVAL`).
@@ -94,17 +95,8 @@ pub(super) enum Bad {
     PastEnd,
     /// An `lseek` whence other than `SEEK_DATA` or `SEEK_HOLE` (`EINVAL`).
     Whence(i32),
-}
-
-impl Bad {
-    pub(super) fn errno(self) -> Errno {
-        match self {
-            Bad::FileType(_) | Bad::XattrFlags(_) | Bad::Whiteout | Bad::Whence(_) => Errno::EINVAL,
-            Bad::FallocateMode(_) => Errno::EOPNOTSUPP,
-            Bad::NotDir => Errno::ENOTDIR,
-            Bad::PastEnd => Errno::ENXIO,
-        }
-    }
+    /// An extended attribute larger than the caller's buffer (`ERANGE`).
+    TooSmall,
 }
 
 /// The kind `mknod` makes from the file-type bits of `mode`.
@@ -157,26 +149,33 @@ pub(super) fn seek(size: u64, offset: i64, whence: i32) -> Result<i64, Bad> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fuser::Errno;
 
     #[test]
     fn modes_and_flags_decode_or_are_refused_with_their_errno() {
         assert_eq!(mknod_kind(libc::S_IFIFO | 0o644), Ok(Kind::Fifo));
         assert_eq!(mknod_kind(0o644), Ok(Kind::File));
         assert_eq!(
-            mknod_kind(libc::S_IFDIR).map_err(Bad::errno),
+            mknod_kind(libc::S_IFDIR).map_err(|b| b.to_errno("test")),
             Err(Errno::EINVAL)
         );
         let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
         assert_eq!(fallocate_mode(punch), Ok(Fallocate::PunchHole));
         let bare_punch = fallocate_mode(libc::FALLOC_FL_PUNCH_HOLE);
-        assert_eq!(bare_punch.map_err(Bad::errno), Err(Errno::EOPNOTSUPP));
+        assert_eq!(
+            bare_punch.map_err(|b| b.to_errno("test")),
+            Err(Errno::EOPNOTSUPP)
+        );
         assert_eq!(xattr_mode(libc::XATTR_CREATE), Ok(XattrMode::Create));
-        assert_eq!(xattr_mode(4).map_err(Bad::errno), Err(Errno::EINVAL));
+        assert_eq!(
+            xattr_mode(4).map_err(|b| b.to_errno("test")),
+            Err(Errno::EINVAL)
+        );
         assert_eq!(seek(10, 3, libc::SEEK_DATA), Ok(3));
         assert_eq!(seek(10, 3, libc::SEEK_HOLE), Ok(10));
         assert_eq!(seek(10, 10, libc::SEEK_DATA), Err(Bad::PastEnd));
         assert_eq!(
-            seek(10, 0, libc::SEEK_SET).map_err(Bad::errno),
+            seek(10, 0, libc::SEEK_SET).map_err(|b| b.to_errno("test")),
             Err(Errno::EINVAL)
         );
     }
