@@ -4,8 +4,7 @@
 //! from several threads; all state is in [`DuraFs`] and [`ControlFile`].
 
 use crate::control::{ControlFile, Refused};
-use crate::fs::{self as core, DuraFs};
-use crate::model::{Attrs, Kind, RenameFlags as ModelRename, SetAttrs, Stat};
+use crate::model::{Kind, SetAttrs};
 use bytes::Bytes;
 use fuser::{
     AccessFlags, BsdFileFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
@@ -17,119 +16,22 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
+mod adapter;
 mod convert;
 mod errno;
+pub(crate) use adapter::{Adapter, Notify};
+use adapter::{FILE_OPEN_FLAGS, TTL};
 use convert::{
-    Bad, attr, fallocate_mode, file_type, mknod_kind, seek, time_of, xattr_mode, xattr_reply,
+    Bad, attr, fallocate_mode, file_type, mknod_kind, rename_flags, seek, time_of, xattr_mode,
+    xattr_reply,
 };
 use errno::ToErrno;
 
-/// How long the kernel may cache entries and attributes. Every change to
-/// names and attributes passes through this kernel, which invalidates what
-/// it changed; the daemon changes nothing behind its back (a cut invalidates
-/// every inode and ends the mount). So the caches never go stale and the
-/// only cost of a short TTL is a revalidating round trip.
-const TTL: Duration = Duration::from_secs(24 * 3600);
-/// Largest write the kernel sends in one request.
-const MAX_WRITE: u32 = 1 << 20;
-
-/// Open flags of regular files. `KEEP_CACHE`: the kernel keeps a file's
-/// page cache across opens. Sound because every change to a file's bytes
-/// passes through this kernel (write, truncate, fallocate), and a cut
-/// invalidates every inode and ends the mount. `NOFLUSH`: close sends no
-/// `FLUSH` (a round trip per close): writes are never buffered here, so a
-/// flush has nothing to report. With the writeback cache the kernel still
-/// flushes, to send its cached writes.
-const FILE_OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE.union(FopenFlags::FOPEN_NOFLUSH);
-
-/// What the adapter tells the mount's owner.
-pub(crate) struct Notify {
-    /// The handle of a `cut` was closed: the mount must end now.
-    pub cut: Box<dyn Fn() + Send + Sync>,
-    /// The kernel ended the session.
-    pub unmounted: Box<dyn Fn() + Send + Sync>,
-}
-
-/// The fuser filesystem over a shared [`DuraFs`].
-pub(crate) struct Adapter {
-    fs: Arc<DuraFs>,
-    control: ControlFile,
-    notify: Notify,
-    writeback_cache: bool,
-    /// The kernel agreed to `FUSE_HANDLE_KILLPRIV_V2`.
-    killpriv: bool,
-}
-
-impl Adapter {
-    pub(crate) fn new(
-        fs: Arc<DuraFs>,
-        notify: Notify,
-        uid: u32,
-        gid: u32,
-        writeback_cache: bool,
-    ) -> Self {
-        Adapter {
-            control: ControlFile::new(Arc::clone(&fs), uid, gid),
-            fs,
-            notify,
-            writeback_cache,
-            killpriv: false,
-        }
-    }
-
-    fn new_attrs(req: &Request, mode: u32, umask: u32, rdev: u32) -> Attrs {
-        Attrs {
-            mode: mode & !umask & 0o7777,
-            uid: req.uid(),
-            gid: req.gid(),
-            rdev,
-            ..Attrs::default()
-        }
-    }
-
-    fn entry(&self, op: &str, r: core::Result<Stat>, reply: ReplyEntry) {
-        match r {
-            Ok(st) => reply.entry(&TTL, &attr(&st), Generation(0)),
-            Err(e) => reply.error(e.to_errno(op)),
-        }
-    }
-
-    fn empty(op: &str, r: Result<(), impl ToErrno>, reply: ReplyEmpty) {
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e.to_errno(op)),
-        }
-    }
-}
-
 impl Filesystem for Adapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
-        if let Err(nearest) = config.set_max_write(MAX_WRITE) {
-            log::info!("durafs: kernel max_write limited to {nearest}");
-        }
-        let plus = fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO;
-        if let Err(missing) = config.add_capabilities(plus) {
-            log::info!("durafs: kernel lacks {missing:?}; plain readdir only");
-        }
-        // IMPORTANT: KILLPRIV_V2 makes the kernel mark the superblock
-        // SB_NOSEC, so after one `getxattr("security.capability")` per inode
-        // a write no longer asks (one round trip per write otherwise); in
-        // exchange durafs clears set-ID bits itself (`kill_setid`,
-        // `setattr_killpriv`).
-        self.killpriv = config
-            .add_capabilities(fuser::InitFlags::FUSE_HANDLE_KILLPRIV_V2)
-            .is_ok();
-        if !self.killpriv {
-            log::info!("durafs: kernel lacks HANDLE_KILLPRIV_V2; it clears set-ID bits itself");
-        }
-        if self.writeback_cache
-            && let Err(missing) = config.add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE)
-        {
-            log::warn!("durafs: kernel lacks {missing:?}; writes are not cached");
-        }
+        self.negotiate(config);
         Ok(())
     }
 
@@ -156,10 +58,7 @@ impl Filesystem for Adapter {
         if ino.0 == ControlFile::INO {
             return reply.attr(&TTL, &attr(&self.control.stat()));
         }
-        match self.fs.getattr(ino.0) {
-            Ok(st) => reply.attr(&TTL, &attr(&st)),
-            Err(e) => reply.error(e.to_errno("getattr")),
-        }
+        Self::attr("getattr", self.fs.getattr(ino.0), reply);
     }
 
     fn setattr(
@@ -186,10 +85,7 @@ impl Filesystem for Adapter {
                 || gid.is_some()
                 || atime.is_some()
                 || mtime.is_some();
-            return match self.control.setattr(size, other) {
-                Ok(st) => reply.attr(&TTL, &attr(&st)),
-                Err(r) => reply.error(r.to_errno("setattr")),
-            };
+            return Self::attr("setattr", self.control.setattr(size, other), reply);
         }
         let set = SetAttrs {
             mode,
@@ -204,10 +100,7 @@ impl Filesystem for Adapter {
         } else {
             self.fs.setattr(ino.0, set)
         };
-        match r {
-            Ok(st) => reply.attr(&TTL, &attr(&st)),
-            Err(e) => reply.error(e.to_errno("setattr")),
-        }
+        Self::attr("setattr", r, reply);
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -293,12 +186,9 @@ impl Filesystem for Adapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        if flags.contains(RenameFlags::RENAME_WHITEOUT) {
-            return reply.error(Bad::Whiteout.to_errno("rename"));
-        }
-        let f = ModelRename {
-            noreplace: flags.contains(RenameFlags::RENAME_NOREPLACE),
-            exchange: flags.contains(RenameFlags::RENAME_EXCHANGE),
+        let f = match rename_flags(flags) {
+            Ok(f) => f,
+            Err(b) => return reply.error(b.to_errno("rename")),
         };
         let r = self.fs.rename(
             parent.0,

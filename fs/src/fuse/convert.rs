@@ -4,7 +4,7 @@
 use super::errno::ToErrno;
 use crate::fs as core;
 use crate::model::{Fallocate, Kind, Stat, XattrMode};
-use fuser::{FileAttr, FileType, INodeNo, ReplyXattr, TimeOrNow};
+use fuser::{FileAttr, FileType, INodeNo, RenameFlags, ReplyXattr, TimeOrNow};
 use std::time::SystemTime;
 
 pub(super) fn file_type(k: Kind) -> FileType {
@@ -124,6 +124,18 @@ pub(super) fn fallocate_mode(mode: i32) -> Result<Fallocate, Bad> {
     }
 }
 
+/// The `renameat2(2)` flags durafs implements (`RENAME_WHITEOUT` is for
+/// overlay filesystems only).
+pub(super) fn rename_flags(flags: RenameFlags) -> Result<crate::model::RenameFlags, Bad> {
+    if flags.contains(RenameFlags::RENAME_WHITEOUT) {
+        return Err(Bad::Whiteout);
+    }
+    Ok(crate::model::RenameFlags {
+        noreplace: flags.contains(RenameFlags::RENAME_NOREPLACE),
+        exchange: flags.contains(RenameFlags::RENAME_EXCHANGE),
+    })
+}
+
 /// The `setxattr(2)` mode of `flags`.
 pub(super) fn xattr_mode(flags: i32) -> Result<XattrMode, Bad> {
     match flags {
@@ -178,5 +190,9 @@ mod tests {
             seek(10, 0, libc::SEEK_SET).map_err(|b| b.to_errno("test")),
             Err(Errno::EINVAL)
         );
+        let f = rename_flags(RenameFlags::RENAME_EXCHANGE).unwrap();
+        assert!(f.exchange && !f.noreplace);
+        let whiteout = rename_flags(RenameFlags::RENAME_WHITEOUT);
+        assert_eq!(whiteout.map_err(|b| b.to_errno("test")), Err(Errno::EINVAL));
     }
 }
