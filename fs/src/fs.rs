@@ -11,15 +11,17 @@
 //!   read never sees a base the model counts as durable before the store
 //!   holds it.
 //! * After [`DuraFs::cut`] every call fails with `EIO` ([`FsError::Cut`]).
-//! * The root entry named [`crate::backing::META_DIR`] is reserved (the
-//!   store's bookkeeping in `BACKING`, the control file in the mount):
-//!   creating, removing, renaming or linking it fails with `EPERM`.
+//! * The root entry of the control file is reserved
+//!   ([`ControlFile::is_entry`]; in `BACKING` the same name holds the
+//!   store's bookkeeping): creating, removing, renaming or linking it fails
+//!   with `EPERM`.
 
 use crate::backing::{Backing, BackingError, BackingOptions, META_DIR};
+use crate::control::ControlFile;
 use crate::model::crash::{CrashOptions, CrashState, Policy, crash_state};
 use crate::model::{
     Attrs, Config, Effect, Fallocate, FsError, Ino, Kind, Model, Name, PendingOp, Persistence,
-    ROOT, RenameFlags, Report, Segment, SetAttrs, Stat,
+    RenameFlags, Report, Segment, SetAttrs, Stat,
 };
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -304,8 +306,10 @@ impl DuraFs {
         self.model.inodes()
     }
 
+    /// Refuses the control file's name ([`ControlFile::is_entry`] owns
+    /// the reservation): nothing may be created, linked or renamed there.
     fn check_name(parent: Ino, name: &[u8]) -> Result<()> {
-        if parent == ROOT && name == META_DIR.as_bytes() {
+        if ControlFile::is_entry(parent, name) {
             return Err(FsError::NotPermitted.into());
         }
         Ok(())
@@ -713,6 +717,7 @@ impl DuraFs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ROOT;
 
     pub(super) fn attrs() -> Attrs {
         Attrs {
