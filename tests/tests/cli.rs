@@ -146,6 +146,22 @@ fn mount_status_sync_cut_remount_and_umount() {
     );
 }
 
+/// Regression (issue 19): `cut --json --remount` printed a second,
+/// non-JSON line on stdout. It is one JSON document, naming the remount.
+#[test]
+fn cut_json_with_remount_is_one_json_document() {
+    let d = Daemon::mount(&[]);
+    fs::write(d.p("g"), b"unsynced").expect("write g");
+    let out = ok(&["cut", &d.m(), "--seed", "1", "--json", "--remount"]);
+    let v: serde_json::Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {out:?}"));
+    assert_eq!(v["remounted"], d.m(), "{v}");
+    assert_eq!(v["seed"], 1, "{v}");
+    assert!(is_mount(&d.mnt()), "remounted");
+    assert!(!d.p("g").exists(), "the unsynced file is gone");
+    ok(&["umount", &d.m()]);
+}
+
 #[test]
 fn kill_9_then_mount_again_shows_the_drop_all_state() {
     let d = Daemon::mount(&["--model", "journal"]);

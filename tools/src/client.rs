@@ -147,10 +147,9 @@ pub fn cut(args: CutArgs) -> Result<()> {
     // Closing the handle lets the daemon tear the mount down.
     drop(ctl);
     wait_exit(pid, mnt)?;
-    if args.json {
-        println!("{}", reply["cut"]);
-    } else {
-        print!("{}", render::cut(&reply["cut"]));
+    let mut cut = reply["cut"].clone();
+    if !args.json {
+        print!("{}", render::cut(&cut));
     }
     if args.remount {
         let vol = &st["volume"];
@@ -172,7 +171,14 @@ pub fn cut(args: CutArgs) -> Result<()> {
             backing: backing.into(),
             mountpoint: mnt.to_path_buf(),
         })?;
-        println!("remounted {} over the post-crash state", mnt.display());
+        if !args.json {
+            println!("remounted {} over the post-crash state", mnt.display());
+        }
+        cut["remounted"] = mnt.display().to_string().into();
+    }
+    // One JSON document on stdout, the remount included.
+    if args.json {
+        println!("{cut}");
     }
     Ok(())
 }
