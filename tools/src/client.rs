@@ -132,7 +132,8 @@ pub fn cut(args: CutArgs) -> Result<()> {
     let allow_other = has_super_option(mnt, "allow_other");
     let mut cmd = format!(
         "cut --policy {} --sector {}",
-        args.crash.policy, args.crash.sector
+        args.crash.policy.name(),
+        args.crash.sector
     );
     if let Some(seed) = args.seed {
         cmd.push_str(&format!(" --seed {seed}"));
@@ -157,7 +158,11 @@ pub fn cut(args: CutArgs) -> Result<()> {
             .as_str()
             .ok_or_else(|| err("the status names no backing directory"))?;
         daemon::mount(MountArgs {
-            model: vol["model"].as_str().unwrap_or("posix").to_string(),
+            model: vol["model"]
+                .as_str()
+                .unwrap_or("posix")
+                .parse()
+                .map_err(|e: String| err(format!("the status's model: {e}")))?,
             dirty_limit: vol["dirty_limit"]
                 .as_u64()
                 .unwrap_or(durafs::fs::DEFAULT_DIRTY_LIMIT),

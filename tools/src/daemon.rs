@@ -28,10 +28,7 @@ pub const UNMOUNT_FAILED: &str = "unmount-failed";
 const READY: &str = "ready";
 
 pub fn mount(args: MountArgs) -> Result<()> {
-    let persistence: Persistence = args
-        .model
-        .parse()
-        .map_err(|e: String| err(format!("--model: {e}")))?;
+    let persistence = args.model;
     if args.foreground || args.daemonized {
         return serve(&args, persistence);
     }
@@ -55,7 +52,7 @@ fn spawn_daemon(args: &MountArgs) -> Result<()> {
     cmd.arg("mount")
         .arg("--daemonized")
         .arg("--model")
-        .arg(&args.model)
+        .arg(args.model.name())
         .arg("--dirty-limit")
         .arg(args.dirty_limit.to_string())
         .arg("--threads")

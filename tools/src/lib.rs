@@ -18,7 +18,10 @@ pub mod run;
 mod size;
 pub mod workload;
 
+use clap::builder::TypedValueParser;
 use clap::{Parser, Subcommand};
+use durafs::model::Persistence;
+use durafs::model::crash::Policy;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -100,6 +103,19 @@ pub enum Command {
     WaitCommit { dir: PathBuf },
 }
 
+/// `--model`'s values (listed in `--help`; `journal` is ext4).
+fn model_parser() -> impl clap::builder::TypedValueParser<Value = Persistence> {
+    let names = Persistence::ALL.map(Persistence::name);
+    clap::builder::PossibleValuesParser::new(names.into_iter().chain(["journal"]))
+        .try_map(|s| s.parse::<Persistence>())
+}
+
+/// `--policy`'s values (listed in `--help`).
+fn policy_parser() -> impl clap::builder::TypedValueParser<Value = Policy> {
+    clap::builder::PossibleValuesParser::new(Policy::ALL.map(Policy::name))
+        .try_map(|s| s.parse::<Policy>())
+}
+
 #[derive(Debug, clap::Args)]
 pub struct CalibrateArgs {
     /// The real filesystem: ext4, xfs or btrfs.
@@ -107,8 +123,8 @@ pub struct CalibrateArgs {
     pub fs: Option<String>,
     /// The durafs model under test: posix, ext4, xfs or btrfs (journal is
     /// ext4).
-    #[arg(long, default_value = "posix")]
-    pub model: String,
+    #[arg(long, default_value = "posix", value_parser = model_parser())]
+    pub model: Persistence,
     /// Generate N workloads (seq-1..seq-3) from --seed.
     #[arg(long, conflicts_with = "workload")]
     pub generate: Option<u64>,
@@ -194,9 +210,10 @@ pub struct CalibrateArgs {
 /// What survives a power cut (`cut`, `run`).
 #[derive(Debug, clap::Args)]
 pub struct PolicyArgs {
-    /// drop-all, keep-all, prefix, random, torn or meta-first.
-    #[arg(long, default_value = "drop-all")]
-    pub policy: String,
+    /// What survives: drop-all, keep-all, prefix, random, torn or
+    /// meta-first (`docs/durability.md`, "Policies").
+    #[arg(long, default_value = "drop-all", value_parser = policy_parser())]
+    pub policy: Policy,
     /// Sector size of torn writes, in bytes.
     #[arg(long, default_value_t = 512)]
     pub sector: u64,
@@ -216,8 +233,8 @@ pub struct VolumeArgs {
     pub init: Option<PathBuf>,
     /// Durability model: posix, ext4, xfs or btrfs (journal is ext4;
     /// `docs/durability.md`, "Profiles").
-    #[arg(long, default_value = "posix")]
-    pub model: String,
+    #[arg(long, default_value = "posix", value_parser = model_parser())]
+    pub model: Persistence,
     /// Let every user reach the volume, as `durafs mount --allow-other`
     /// (the temp dir holding it is made traversable; a --dir must be).
     #[arg(long)]
@@ -335,8 +352,8 @@ pub struct DemoArgs {
     pub enum_cap: usize,
     /// Durability model of the volumes: posix, ext4, xfs or btrfs (journal
     /// is ext4).
-    #[arg(long, default_value = "posix")]
-    pub model: String,
+    #[arg(long, default_value = "posix", value_parser = model_parser())]
+    pub model: Persistence,
 }
 
 #[derive(Debug, clap::Args)]
@@ -372,8 +389,8 @@ pub struct MountArgs {
     /// what POSIX filesystems may show), ext4 (any fsync also commits
     /// earlier names; `journal` is an alias), xfs or btrfs
     /// (`docs/durability.md`, "Profiles").
-    #[arg(long, default_value = "posix")]
-    pub model: String,
+    #[arg(long, default_value = "posix", value_parser = model_parser())]
+    pub model: Persistence,
     /// Unsynced bytes past which the oldest dirty data is written back
     /// (e.g. 64M, 1G).
     #[arg(long, default_value = "1G", value_parser = size::parse)]
@@ -485,10 +502,7 @@ fn exit_code(r: Result<ExitCode>, on_error: ExitCode) -> ExitCode {
 }
 
 fn demo_cmd(args: DemoArgs) -> Result<()> {
-    let model: durafs::model::Persistence = args
-        .model
-        .parse()
-        .map_err(|e: String| err(format!("--model: {e}")))?;
+    let model = args.model;
     let plan = demo::Plan {
         work: demo::trial::Workload {
             puts: args.puts.max(1),

@@ -237,10 +237,7 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
         .ok_or_else(|| err("--fs is required"))?
         .parse()
         .map_err(|e: String| err(format!("--fs: {e}")))?;
-    let model: Persistence = args
-        .model
-        .parse()
-        .map_err(|e: String| err(format!("--model: {e}")))?;
+    let model = args.model;
     if args.sector != 512 && args.sector != 4096 {
         return Err(err("--sector must be 512 or 4096"));
     }

@@ -79,7 +79,7 @@ impl Summary {
         }
         Summary {
             fs: plan.fs.name(),
-            model: args.model.clone(),
+            model: args.model.to_string(),
             sector: args.sector,
             max_states: plan.max_states,
             command,

@@ -83,11 +83,7 @@ pub struct Exploration {
 
 pub fn explore(args: &ExploreArgs) -> Result<ExitCode> {
     workload::kill_children_on_interrupt();
-    let persistence: Persistence = args
-        .volume
-        .model
-        .parse()
-        .map_err(|e: String| err(format!("--model: {e}")))?;
+    let persistence = args.volume.model;
     let at: CrashPoints = args
         .at
         .parse()

@@ -20,8 +20,8 @@ pub fn reproduce(args: &ExploreArgs, id: usize) -> String {
     if let Some(i) = &args.volume.init {
         opt("--init", i.display().to_string());
     }
-    if args.volume.model != "posix" {
-        opt("--model", args.volume.model.clone());
+    if args.volume.model != durafs::model::Persistence::Posix {
+        opt("--model", args.volume.model.to_string());
     }
     if args.at != "every" {
         opt("--at", args.at.clone());

@@ -14,7 +14,6 @@ use crate::workload::{
 };
 use crate::{Result, RunArgs, err};
 use durafs::fs::{CutSummary, FsOptions};
-use durafs::model::Persistence;
 use durafs::model::crash::{CrashOptions, Policy};
 use durafs::model::rng::SplitMix64;
 use std::path::Path;
@@ -50,16 +49,8 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         .cut
         .parse()
         .map_err(|e: String| err(format!("--cut: {e}")))?;
-    let persistence: Persistence = args
-        .volume
-        .model
-        .parse()
-        .map_err(|e: String| err(format!("--model: {e}")))?;
-    let policy: Policy = args
-        .crash
-        .policy
-        .parse()
-        .map_err(|e: String| err(format!("--policy: {e}")))?;
+    let persistence = args.volume.model;
+    let policy = args.crash.policy;
     if args.command.is_empty() {
         return Err(err(
             "no program given: durafs run --cut TRIGGER -- CMD [ARGS...]",
