@@ -301,3 +301,26 @@ fn printing_into_a_closed_pipe_ends_quietly_and_spares_the_daemon() {
     assert_eq!(fs::read(d.p("f")).expect("read"), b"unsynced");
     assert!(d.status()["status"]["pending_ops"].as_u64() > Some(0));
 }
+
+/// Regression (issue 19): `explore --jobs 0` was accepted. A count of
+/// checks at once is at least 1, refused by the parser (exit 2).
+#[test]
+fn zero_jobs_is_a_usage_error() {
+    for args in [
+        &["explore", "--jobs", "0", "--check", "true", "--", "true"][..],
+        &[
+            "calibrate",
+            "--jobs",
+            "0",
+            "--fs",
+            "ext4",
+            "--generate",
+            "1",
+        ],
+    ] {
+        let (cmd, out) = (args[0], durafs(args));
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {e}");
+        assert!(e.contains("at least 1"), "{cmd}: {e}");
+    }
+}

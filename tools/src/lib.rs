@@ -110,6 +110,15 @@ fn model_parser() -> impl clap::builder::TypedValueParser<Value = Persistence> {
         .try_map(|s| s.parse::<Persistence>())
 }
 
+/// A count of at least 1 (`--jobs`).
+fn at_least_one(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// `--policy`'s values (listed in `--help`).
 fn policy_parser() -> impl clap::builder::TypedValueParser<Value = Policy> {
     clap::builder::PossibleValuesParser::new(Policy::ALL.map(Policy::name))
@@ -135,8 +144,8 @@ pub struct CalibrateArgs {
     /// `"$DURAFS" mark LABEL` at each crash point.
     #[arg(long, num_args = 1..)]
     pub workload: Vec<PathBuf>,
-    /// Real crash states checked at once.
-    #[arg(long)]
+    /// Real crash states checked at once (at least 1).
+    #[arg(long, value_parser = at_least_one)]
     pub jobs: Option<usize>,
     /// Print one JSON document instead of the table.
     #[arg(long)]
@@ -289,8 +298,8 @@ pub struct ExploreArgs {
     /// sample.
     #[arg(long, default_value_t = 10_000)]
     pub max_states: usize,
-    /// Checks run at once (default: the number of cores).
-    #[arg(long)]
+    /// Checks run at once (default: the number of cores; at least 1).
+    #[arg(long, value_parser = at_least_one)]
     pub jobs: Option<usize>,
     /// Seed of sampled and torn states.
     #[arg(long, default_value_t = 0)]
