@@ -127,7 +127,11 @@ impl<S> State<S> {
 pub struct Stats {
     pub events: usize,
     pub points: usize,
-    /// States enumerated, duplicates included.
+    /// States the whole enumeration holds, duplicates included, before
+    /// the `--max-states` budget cut it.
+    pub total: usize,
+    /// States enumerated, duplicates included (all of `total` unless
+    /// `sampled`).
     pub enumerated: usize,
     /// Distinct states yielded.
     pub distinct: usize,
@@ -193,14 +197,12 @@ pub fn sparse_states(
         points: pts.len(),
         ..Stats::default()
     };
-    let mut total = 0usize;
+    let mut eopts = opts.enumerate.under(trace.header.model);
     walk(trace, &pts, |_, r| {
-        total = total.saturating_add(count(&r.pending(), &opts.enumerate));
+        stats.total = stats.total.saturating_add(count(&r.pending(), &eopts));
         true
     })?;
-    let mut eopts = opts.enumerate;
-    eopts = eopts.under(trace.header.model);
-    if total > opts.max_states {
+    if stats.total > opts.max_states {
         stats.sampled = true;
         eopts.cap = eopts.cap.min((opts.max_states / pts.len().max(1)).max(3));
     }

@@ -175,10 +175,37 @@ fn the_budget_caps_the_states_and_says_so() {
         max_states: 50,
         ..ExploreOptions::default()
     };
-    let (few, stats) = all(&trace, &opts);
-    assert!(stats.sampled);
+    let (few, sampled) = all(&trace, &opts);
+    assert!(sampled.sampled);
     assert_eq!(few.len(), 50);
     assert!(full.len() > 50);
+    // Regression (issue 19): the count printed as "enumerated" was taken
+    // after the cap. `total` is the whole enumeration's, capped or not.
+    assert_eq!(stats.enumerated, stats.total);
+    assert_eq!(sampled.total, stats.total);
+    assert!(sampled.enumerated < sampled.total, "{sampled:?}");
+}
+
+/// Regression (issue 19): the whole enumeration was counted without the
+/// profile's rules, so under btrfs an uncapped run reported more states
+/// than it enumerated.
+#[test]
+fn an_uncapped_run_enumerates_exactly_its_total_under_every_model() {
+    let trace = record(|fs| {
+        let f = fs.lookup(ROOT, b"data").unwrap().ino;
+        fs.write(f, 3, b"defgh").unwrap();
+        fs.create(ROOT, b"d", Kind::Dir, attrs(0o755), None)
+            .unwrap();
+        fs.fsync(f, false).unwrap();
+        fs.write(f, 0, &[9u8; 5000]).unwrap();
+    });
+    for model in crate::model::Persistence::ALL {
+        let mut trace = trace.clone();
+        trace.header.model = model;
+        let (_, stats) = all(&trace, &ExploreOptions::default());
+        assert!(!stats.sampled, "{model}");
+        assert_eq!(stats.enumerated, stats.total, "{model}: {stats:?}");
+    }
 }
 
 #[test]

@@ -98,10 +98,15 @@ pub fn text(args: &ExploreArgs, r: &Exploration) -> String {
     let s = &r.stats;
     let _ = writeln!(
         out,
-        "durafs explore: {} operations recorded, {} crash points, {} crash states enumerated, {} distinct{}",
+        "durafs explore: {} operations recorded, {} crash points, {} crash states enumerated{}, {} distinct{}",
         s.events,
         s.points,
         s.enumerated,
+        if s.enumerated == s.total {
+            String::new()
+        } else {
+            format!(" of {}", s.total)
+        },
         s.distinct,
         if s.sampled {
             " (sampled: raise --max-states to check more)"
