@@ -448,3 +448,47 @@ fn a_rewrite_closed_before_a_later_change_keeps_its_size_under_ext4() {
         }
     }
 }
+
+/// Regression (issue 19): the report did not say how it was made. Text and
+/// JSON name the model, the crash points, the budget, the seed, the sector
+/// size, the jobs and the version.
+#[test]
+fn the_report_says_how_it_was_made() {
+    let s = Scratch::new(&[("data", "old")]);
+    let args = [
+        "--model",
+        "ext4",
+        "--at",
+        "fsync",
+        "--max-states",
+        "77",
+        "--seed",
+        "5",
+        "--jobs",
+        "1",
+    ];
+    let r = s.explore(&args, "true", "printf new > data");
+    let c = &r.json["settings"];
+    assert_eq!(c["model"], "ext4", "{}", r.json);
+    assert_eq!(c["at"], "fsync");
+    assert_eq!(
+        (c["max_states"].as_u64(), c["seed"].as_u64()),
+        (Some(77), Some(5))
+    );
+    assert_eq!(
+        (c["jobs"].as_u64(), c["sector"].as_u64()),
+        (Some(1), Some(512))
+    );
+    assert_eq!(c["version"], env!("CARGO_PKG_VERSION"));
+    let mut text_args = vec!["explore", "--init", "init"];
+    text_args.extend_from_slice(&args);
+    text_args.extend_from_slice(&["--check", "true", "--", "sh", "-c", "printf new > data"]);
+    let out = s.durafs(&text_args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("model ext4, crash points fsync, at most 77 states, seed 5")
+            && first.ends_with("1 jobs"),
+        "{text}"
+    );
+}

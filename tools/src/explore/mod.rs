@@ -65,9 +65,32 @@ impl Clock {
     }
 }
 
+/// How an exploration was made, so that a report can be read (and run
+/// again) on its own.
+#[derive(Debug, serde::Serialize)]
+pub struct Settings {
+    /// The durafs that made it.
+    pub version: &'static str,
+    /// The model the crash states follow (the trace's).
+    pub model: String,
+    /// Where crash points are (`every`, `fsync`).
+    pub at: String,
+    /// The budget of distinct states (`--max-states`).
+    pub max_states: usize,
+    /// Seed of sampled and torn states.
+    pub seed: u64,
+    /// Sector size of torn writes, in bytes.
+    pub sector: u64,
+    /// Torn writes enumerated.
+    pub torn: bool,
+    /// Checks run at once.
+    pub jobs: usize,
+}
+
 /// What an exploration found.
 #[derive(Debug, serde::Serialize)]
 pub struct Exploration {
+    pub settings: Settings,
     pub states_tried: usize,
     pub states_failed: usize,
     #[serde(flatten)]
@@ -152,6 +175,16 @@ pub fn explore(args: &ExploreArgs) -> Result<ExitCode> {
     let tried = checked.len();
     let failures: Vec<Checked> = checked.into_iter().filter(|c| !c.passed).collect();
     let result = Exploration {
+        settings: Settings {
+            version: env!("CARGO_PKG_VERSION"),
+            model: trace.header.model.to_string(),
+            at: args.at.clone(),
+            max_states: opts.max_states,
+            seed: args.seed,
+            sector: args.sector,
+            torn: !args.no_torn,
+            jobs,
+        },
         states_tried: tried,
         states_failed: failures.len(),
         stats,

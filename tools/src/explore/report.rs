@@ -95,6 +95,19 @@ fn failure(out: &mut String, args: &ExploreArgs, f: &Checked) {
 /// The report as text.
 pub fn text(args: &ExploreArgs, r: &Exploration) -> String {
     let mut out = String::new();
+    let c = &r.settings;
+    let _ = writeln!(
+        out,
+        "durafs explore {}: model {}, crash points {}, at most {} states, seed {}, {}-byte sectors{}, {} jobs",
+        c.version,
+        c.model,
+        c.at,
+        c.max_states,
+        c.seed,
+        c.sector,
+        if c.torn { "" } else { ", no torn writes" },
+        c.jobs
+    );
     let s = &r.stats;
     let _ = writeln!(
         out,
