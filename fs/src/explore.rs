@@ -16,8 +16,8 @@
 //! three fixed states: drop-all, keep-all, meta-first), sampled as
 //! [`EnumOptions::cap`] describes, and generation stops at `max_states`.
 
-use crate::model::enumerate::{EnumOptions, count, enumerate};
-use crate::model::{Kind, MemStore, Survival, TreeNode};
+use crate::model::enumerate::{EnumOptions, count, enumerate_named};
+use crate::model::{Kind, MemStore, PendingOp, Survival, TreeNode};
 use crate::trace::replay::Replayer;
 use crate::trace::{Trace, TraceError};
 pub use sparse::{SparseEntry, SparseSnapshot};
@@ -74,7 +74,11 @@ impl Default for ExploreOptions {
 /// How one pending operation fared in a state.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct OpFate {
-    /// e.g. `write log [0, 100)`.
+    /// The trace event that made it (`None` for none: a replay from
+    /// before the trace).
+    pub event: Option<u64>,
+    /// The event as recorded, with the paths it named then, e.g.
+    /// `#4 write /log [0, 100)`.
     pub op: String,
     /// `kept`, `dropped`, `metadata only` or `torn: kept [0, 512)`.
     pub fate: String,
@@ -99,6 +103,11 @@ pub struct State<S = Snapshot> {
     pub ops: Vec<OpFate>,
     /// Pending operations dropped entirely.
     pub dropped: usize,
+    /// What survived: `(index into the pending operations at the point,
+    /// how)`, ascending, after the model's rules.
+    pub kept: Vec<(usize, Survival)>,
+    /// Equal for states with equal trees and marks (a hash of both).
+    pub key: u64,
     pub snapshot: S,
 }
 
@@ -117,6 +126,8 @@ impl<S> State<S> {
             seed: self.seed,
             ops: self.ops,
             dropped: self.dropped,
+            kept: self.kept,
+            key: self.key,
             snapshot: f(self.snapshot),
         }
     }
@@ -212,25 +223,20 @@ pub fn sparse_states(
         let pending = r.pending();
         let marks = trace.marks_before(k);
         let after = k.checked_sub(1).map(|i| trace.events[i].to_string());
-        let described: Vec<String> = pending.iter().map(|p| r.model().describe(&p.op)).collect();
-        for cs in enumerate(&pending, &eopts) {
+        let labels = labels(trace, r, &pending);
+        for cs in enumerate_named(&pending, &labels, &eopts) {
             stats.enumerated += 1;
             if stats.distinct >= opts.max_states {
                 stats.sampled = true;
                 go = false;
                 break;
             }
-            let mut store = r.durable().clone();
-            store.apply_all(&cs.effects(&pending));
-            let snapshot = SparseSnapshot::of(&store);
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            snapshot.hash(&mut h);
-            marks.hash(&mut h);
-            if !seen.insert(h.finish()) {
+            let (snapshot, key) = tree(r, &pending, &cs.kept, &marks);
+            if !seen.insert(key) {
                 continue;
             }
             stats.distinct += 1;
-            let ops = fates(&described, &cs.kept);
+            let ops = fates(&labels, &pending, r, &cs.kept);
             let state = State {
                 id: stats.distinct,
                 point: k,
@@ -240,6 +246,8 @@ pub fn sparse_states(
                 seed: cs.seed,
                 ops,
                 dropped: cs.dropped().len(),
+                kept: cs.kept,
+                key,
                 snapshot,
             };
             if !sink(state) {
@@ -252,34 +260,82 @@ pub fn sparse_states(
     Ok(stats)
 }
 
-/// The fate of each pending operation (described in order) given the
-/// `kept` list of a crash state (ascending indices).
-fn fates(described: &[String], kept: &[(usize, Survival)]) -> Vec<OpFate> {
-    let mut kept = kept.iter().peekable();
-    described
+/// The tree of the state that keeps `kept` of `pending` on the durable
+/// store of `r`, and its key (with the marks).
+pub(crate) fn tree(
+    r: &Replayer,
+    pending: &[PendingOp],
+    kept: &[(usize, Survival)],
+    marks: &[String],
+) -> (SparseSnapshot, u64) {
+    let mut store = r.durable().clone();
+    let mut effects = Vec::new();
+    for (i, how) in kept {
+        if let Some(p) = pending.get(*i) {
+            p.op.effects(how, &mut effects);
+        }
+    }
+    store.apply_all(&effects);
+    let snapshot = SparseSnapshot::of(&store);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    snapshot.hash(&mut h);
+    marks.hash(&mut h);
+    (snapshot, h.finish())
+}
+
+/// Each pending operation named by the trace event that recorded it, with
+/// the paths it named then (`#19 rename /a -> /b`); one from before the
+/// trace by the model's description at the point.
+pub(crate) fn labels(trace: &Trace, r: &Replayer, pending: &[PendingOp]) -> Vec<String> {
+    pending
         .iter()
+        .map(|p| match r.event_of(p.seq).and_then(|n| trace.event(n)) {
+            Some(ev) => ev.to_string(),
+            None => r.model().describe(&p.op),
+        })
+        .collect()
+}
+
+/// How `how` left an operation, in words.
+pub(crate) fn fate_text(how: Option<&Survival>) -> String {
+    use crate::model::op::show_ranges;
+    match how {
+        None => "dropped".to_string(),
+        Some(Survival::Full) => "kept".to_string(),
+        Some(Survival::MetaOnly) => "metadata only".to_string(),
+        Some(Survival::Torn { persisted, .. }) => format!("torn: kept {}", show_ranges(persisted)),
+        Some(Survival::DataOnly { persisted }) => format!(
+            "data only, size change lost: kept {}",
+            show_ranges(persisted)
+        ),
+    }
+}
+
+/// The fate of each pending operation (labelled in order) given the
+/// `kept` list of a crash state (ascending indices).
+fn fates(
+    labels: &[String],
+    pending: &[PendingOp],
+    r: &Replayer,
+    kept: &[(usize, Survival)],
+) -> Vec<OpFate> {
+    let mut kept = kept.iter().peekable();
+    labels
+        .iter()
+        .zip(pending)
         .enumerate()
-        .map(|(i, op)| {
-            let fate = match kept.peek() {
+        .map(|(i, (op, p))| {
+            let how = match kept.peek() {
                 Some((j, how)) if *j == i => {
                     kept.next();
-                    match how {
-                        Survival::Full => "kept".to_string(),
-                        Survival::MetaOnly => "metadata only".to_string(),
-                        Survival::Torn { persisted, .. } => {
-                            format!("torn: kept {}", crate::model::op::show_ranges(persisted))
-                        }
-                        Survival::DataOnly { persisted } => format!(
-                            "data only, size change lost: kept {}",
-                            crate::model::op::show_ranges(persisted)
-                        ),
-                    }
+                    Some(how)
                 }
-                _ => "dropped".to_string(),
+                _ => None,
             };
             OpFate {
+                event: r.event_of(p.seq),
                 op: op.clone(),
-                fate,
+                fate: fate_text(how),
             }
         })
         .collect()
@@ -420,6 +476,7 @@ fn materialise<F: Content>(entries: &[SnapEntry<F>], dir: &Path) -> io::Result<(
     Ok(())
 }
 
+pub mod explain;
 mod sparse;
 #[cfg(test)]
 mod tests;

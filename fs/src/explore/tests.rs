@@ -83,7 +83,7 @@ fn rename_without_fsync_leaves_a_state_with_an_empty_file() {
         first
             .ops
             .iter()
-            .any(|o| o.op.starts_with("write") && o.fate != "kept"),
+            .any(|o| o.op == "#2 write /tmp [0, 3)" && o.event == Some(2) && o.fate != "kept"),
         "{:?}",
         first.ops
     );

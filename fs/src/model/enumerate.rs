@@ -93,15 +93,33 @@ enum Spec {
     },
 }
 
-/// The distinct crash states of `pending`, lazily built.
+/// The distinct crash states of `pending`, lazily built; descriptions name
+/// an operation as `op #SEQ (summary)`.
 pub fn enumerate<'a>(
     pending: &'a [PendingOp],
+    opts: &EnumOptions,
+) -> impl Iterator<Item = CrashState> + 'a {
+    let names: Vec<String> = pending
+        .iter()
+        .map(|p| format!("op #{} ({})", p.seq, p.op.summary()))
+        .collect();
+    let seed = opts.seed;
+    plan(pending, opts)
+        .into_iter()
+        .map(move |(spec, kept, notes)| build(pending, &names, spec, kept, notes, seed))
+}
+
+/// [`enumerate`] with the descriptions naming operation `i` as `names[i]`
+/// (e.g. its trace event: `#19 rename /a -> /b`).
+pub fn enumerate_named<'a>(
+    pending: &'a [PendingOp],
+    names: &'a [String],
     opts: &EnumOptions,
 ) -> impl Iterator<Item = CrashState> + 'a {
     let seed = opts.seed;
     plan(pending, opts)
         .into_iter()
-        .map(move |(spec, kept, notes)| build(pending, spec, kept, notes, seed))
+        .map(move |(spec, kept, notes)| build(pending, names, spec, kept, notes, seed))
 }
 
 /// How many states [`enumerate`] yields.
@@ -333,13 +351,14 @@ fn data_first(pending: &[PendingOp], names: bool) -> Vec<(usize, Survival)> {
 
 fn build(
     pending: &[PendingOp],
+    names: &[String],
     spec: Spec,
     kept: Vec<(usize, Survival)>,
     cuts: Cuts,
     seed: u64,
 ) -> CrashState {
     let n = pending.len();
-    let seq = |i: usize| pending.get(i).map_or(0, |p| p.seq);
+    let name = |i: usize| names.get(i).map_or("?", String::as_str);
     let description = match spec {
         Spec::DropAll => format!("drop-all: all {n} unsynced operations lost"),
         Spec::KeepAll => format!("keep-all: all {n} unsynced operations kept"),
@@ -353,26 +372,17 @@ fn build(
             "data-first: every data part kept, no name, size or attribute change".to_string()
         }
         Spec::Prefix(k) => format!(
-            "prefix: kept ops up to #{}, dropped #{} and the {} after",
-            seq(k - 1),
-            seq(k),
+            "prefix: kept up to {}, dropped {} and the {} after",
+            name(k - 1),
+            name(k),
             n - k - 1
         ),
         Spec::Omit(i) if pending[i].op.data_range().is_some() => format!(
-            "omit: op #{} ({}) lost, its sectors rolled back to before it",
-            seq(i),
-            summary(pending, i)
+            "omit: {} lost, its sectors rolled back to before it",
+            name(i)
         ),
-        Spec::Omit(i) => format!(
-            "omit: dropped only op #{} ({})",
-            seq(i),
-            summary(pending, i)
-        ),
-        Spec::SizeLost(i) => format!(
-            "size lost: op #{} ({}) on disk without its size change",
-            seq(i),
-            summary(pending, i)
-        ),
+        Spec::Omit(i) => format!("omit: dropped only {}", name(i)),
+        Spec::SizeLost(i) => format!("size lost: {} on disk without its size change", name(i)),
         Spec::Torn {
             index,
             persisted,
@@ -380,9 +390,8 @@ fn build(
             data_first,
             label,
         } => format!(
-            "torn: op #{} ({}) persisted {label}, {}{}{}",
-            seq(index),
-            summary(pending, index),
+            "torn: {} persisted {label}, {}{}{}",
+            name(index),
             show_ranges(&persisted),
             if data_first {
                 ", with only the other data parts (data-first)"
@@ -402,8 +411,4 @@ fn build(
         total: n,
         description: with_notes(description, cuts),
     }
-}
-
-fn summary(pending: &[PendingOp], i: usize) -> String {
-    pending.get(i).map(|p| p.op.summary()).unwrap_or_default()
 }

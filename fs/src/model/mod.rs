@@ -254,6 +254,12 @@ impl Model {
         self.next_seqs(1)
     }
 
+    /// The sequence number the next recorded operation gets: every
+    /// operation recorded so far has a smaller one.
+    pub fn seq_watermark(&self) -> u64 {
+        self.seq.load(Ordering::SeqCst)
+    }
+
     /// The first of `n` consecutive sequence numbers, for a call that
     /// records `n` operations: no other call's operation falls between them.
     fn next_seqs(&self, n: u64) -> u64 {

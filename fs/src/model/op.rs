@@ -436,7 +436,8 @@ impl Op {
                     .iter()
                     .map(|c| String::from_utf8_lossy(&c.name).into_owned())
                     .collect();
-                format!("{what:?} in dir #{dir}: {}", names.join(", ")).to_lowercase()
+                let what = format!("{what:?}").to_lowercase();
+                format!("{what} in dir #{dir}: {}", names.join(", "))
             }
             Op::Write {
                 ino, offset, data, ..

@@ -492,6 +492,12 @@ impl From<io::Error> for TraceError {
 }
 
 impl Trace {
+    /// The event numbered `n`.
+    pub fn event(&self, n: u64) -> Option<&Event> {
+        let i = self.events.partition_point(|e| e.n < n);
+        self.events.get(i).filter(|e| e.n == n)
+    }
+
     /// Reads a trace file (see the module docs). A torn last line is
     /// dropped with a warning.
     pub fn read(r: impl BufRead) -> Result<Trace, TraceError> {

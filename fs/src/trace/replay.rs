@@ -15,6 +15,10 @@ pub struct Replayer {
     model: Model,
     store: MemStore,
     applied: usize,
+    /// `(first sequence number, event number)` of each event that recorded
+    /// operations, ascending: an operation came from the last entry whose
+    /// first sequence number is at most its own.
+    origins: Vec<(u64, u64)>,
 }
 
 fn bad_header(what: impl Into<String>) -> TraceError {
@@ -141,6 +145,7 @@ impl Replayer {
             model,
             store,
             applied: 0,
+            origins: Vec::new(),
         })
     }
 
@@ -164,6 +169,13 @@ impl Replayer {
         self.model.pending_ops()
     }
 
+    /// The number of the trace event that recorded the operation with
+    /// sequence number `seq` (`None` for one from before the trace).
+    pub fn event_of(&self, seq: u64) -> Option<u64> {
+        let i = self.origins.partition_point(|(first, _)| *first <= seq);
+        i.checked_sub(1).map(|i| self.origins[i].1)
+    }
+
     /// Applies the next event, as the recording volume applied it
     /// ([`TraceOp::apply`]), with its effects into the in-memory store.
     pub fn apply(&mut self, ev: &Event) -> Result<(), TraceError> {
@@ -173,6 +185,7 @@ impl Replayer {
             store.apply_all(e);
             Ok::<(), Infallible>(())
         };
+        let before = self.model.seq_watermark();
         let applied = match ev.op.apply(&self.model, &mut sink) {
             Ok(a) => a,
             Err(ApplyError::Model(e)) => return Err(fail(e.to_string())),
@@ -194,6 +207,9 @@ impl Replayer {
                 }));
             }
             _ => {}
+        }
+        if self.model.seq_watermark() > before {
+            self.origins.push((before, ev.n));
         }
         self.applied += 1;
         Ok(())

@@ -137,7 +137,7 @@ pub fn state_kind(description: &str) -> String {
     if kind != "torn" {
         return kind.to_string();
     }
-    // `torn: op #N (...) persisted LABEL, RANGES[, with ...][, without ...]`
+    // `torn: OP persisted LABEL, RANGES[, with ...][, without ...]`
     let label = rest
         .split_once(" persisted ")
         .and_then(|(_, l)| l.split_once(", ").map(|(l, _)| l))
@@ -292,7 +292,7 @@ mod tests {
         predicted.add_from(outcome(5), state_kind(torn));
         predicted.add_from(
             outcome(6),
-            state_kind("prefix: kept ops up to #3, dropped #4 and the 0 after"),
+            state_kind("prefix: kept up to op #3 (create in dir #1: A), dropped op #4 (write #2 [0, 1)) and the 0 after"),
         );
         predicted.add_from(
             outcome(6),
