@@ -204,7 +204,7 @@ fn truncating_and_rewriting_in_place_without_fsync_can_leave_it_empty() {
     let ops = first["ops"].as_array().expect("ops");
     assert!(
         ops.iter()
-            .any(|o| o["op"].as_str().unwrap_or_default().starts_with("truncate")),
+            .any(|o| o["op"].as_str().unwrap_or_default() == "#1 truncate /data to 0"),
         "{first}"
     );
 }
@@ -491,4 +491,93 @@ fn the_report_says_how_it_was_made() {
             && first.ends_with("1 jobs"),
         "{text}"
     );
+}
+
+/// The vulnerabilities of a report.
+fn vulnerabilities(r: &Explored) -> Vec<serde_json::Value> {
+    r.json["vulnerabilities"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no vulnerabilities in {}", r.json))
+        .clone()
+}
+
+#[test]
+fn twenty_creates_without_a_directory_fsync_are_one_durability_vulnerability() {
+    let s = Scratch::new(&[]);
+    let r = s.explore(
+        &[],
+        "test -f f5",
+        "for i in $(seq 1 20); do echo $i > f$i; done",
+    );
+    r.finds_the_bug();
+    let v = vulnerabilities(&r);
+    assert_eq!(v.len(), 1, "{:#}", r.json["vulnerabilities"]);
+    assert_eq!(v[0]["kind"], "durability");
+    assert_eq!(v[0]["summary"], "#9 create /f5 lost");
+    assert_eq!(v[0]["fix"], "fsync directory / after #9 create /f5");
+    let members = v[0]["members"].as_array().map_or(0, Vec::len);
+    let no_loss = r.json["no_loss"]["states"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        (members + no_loss) as u64,
+        r.failed(),
+        "every failure is explained or loses nothing"
+    );
+    assert!(
+        no_loss > 0,
+        "before the create, the check fails with nothing lost"
+    );
+    let text = s.durafs(&[
+        "explore",
+        "--check",
+        "test -f f5",
+        "--",
+        "sh",
+        "-c",
+        "for i in $(seq 1 20); do echo $i > f$i; done",
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("\nvulnerability 1 of 1 (durability): #9 create /f5 lost\n  fix: fsync directory / after #9 create /f5\n"),
+        "the text report leads with it:\n{text}"
+    );
+}
+
+#[test]
+fn the_readme_replace_by_rename_is_one_ordering_vulnerability() {
+    let s = Scratch::new(&[("data", "old")]);
+    let r = s.explore(&[], OLD_OR_NEW, "printf new > tmp && mv tmp data");
+    r.finds_the_bug();
+    let v = vulnerabilities(&r);
+    assert_eq!(v.len(), 1, "{:#}", r.json["vulnerabilities"]);
+    assert_eq!(v[0]["kind"], "ordering");
+    assert_eq!(
+        v[0]["summary"],
+        "#3 rename /tmp -> /data can persist before #2 write /tmp [0, 3)"
+    );
+    assert_eq!(v[0]["fix"], "fsync /tmp before #3 rename /tmp -> /data");
+    assert_eq!(v[0]["lost"][0]["event"], 2);
+    assert_eq!(v[0]["kept"][0]["event"], 3);
+    let members = v[0]["members"].as_array().expect("members");
+    assert_eq!(members.len() as u64, r.failed());
+    assert!(
+        members.iter().all(|m| m["reproduce"].is_string()),
+        "{members:?}"
+    );
+}
+
+#[test]
+fn no_explanation_checks_still_groups_every_failure() {
+    let s = Scratch::new(&[("data", "old")]);
+    let r = s.explore(
+        &["--explain-checks", "0"],
+        OLD_OR_NEW,
+        "printf new > tmp && mv tmp data",
+    );
+    r.finds_the_bug();
+    assert_eq!(r.json["explain_checks"], 0);
+    let members: u64 = vulnerabilities(&r)
+        .iter()
+        .map(|v| v["states"].as_array().map_or(0, Vec::len) as u64)
+        .sum();
+    assert_eq!(members, r.failed());
 }

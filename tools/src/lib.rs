@@ -317,9 +317,14 @@ pub struct ExploreArgs {
     /// directory and leave them there.
     #[arg(long)]
     pub keep: Option<PathBuf>,
-    /// Failures described in full (the rest get a line each).
-    #[arg(long, default_value_t = 5)]
+    /// Member states of each vulnerability described in full (the rest
+    /// are listed by number).
+    #[arg(long, default_value_t = 1)]
     pub show: usize,
+    /// Most checks run to explain the failures (delta debugging over what
+    /// each failing state lost); 0 groups failures without minimising.
+    #[arg(long, default_value_t = 1000)]
+    pub explain_checks: usize,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -3,6 +3,7 @@
 //! again: each state is materialised into a scratch directory and the
 //! check runs there, several at a time.
 
+mod explain;
 mod report;
 
 use crate::workload::{
@@ -10,6 +11,7 @@ use crate::workload::{
     write_marks,
 };
 use crate::{ExploreArgs, Result, err};
+use durafs::explore::explain::{Findings, Vulnerability};
 use durafs::explore::{
     CrashPoints, ExploreOptions, OpFate, SparseState as State, Stats, sparse_states as states,
 };
@@ -39,6 +41,28 @@ pub struct Checked {
     pub passed: bool,
     pub exit: i32,
     pub output: String,
+    /// What survived (see `durafs::explore::State::kept`).
+    #[serde(skip)]
+    pub kept: Vec<(usize, durafs::model::Survival)>,
+    /// Equal for equal states.
+    #[serde(skip)]
+    pub key: u64,
+}
+
+/// A vulnerability with its member states.
+#[derive(Debug, serde::Serialize)]
+pub struct Found {
+    #[serde(flatten)]
+    pub vulnerability: Vulnerability,
+    /// The members, smallest first (as `failures`).
+    pub members: Vec<Checked>,
+}
+
+/// Failing states that lose nothing (their keep-all state fails too).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct NoLoss {
+    pub states: Vec<usize>,
+    pub members: Vec<Checked>,
 }
 
 /// Where an exploration's time went: generating states (one thread, wall
@@ -99,6 +123,13 @@ pub struct Exploration {
     pub states_per_second: f64,
     /// Where the time went.
     pub timings: Timings,
+    /// The failures explained: vulnerabilities in the order of their first
+    /// crash point, each with its member states.
+    pub vulnerabilities: Vec<Found>,
+    /// Failures nothing lost explains.
+    pub no_loss: NoLoss,
+    /// Checks run to explain the failures.
+    pub explain_checks: usize,
     /// Failures, smallest first: earliest crash point, fewest operations
     /// dropped, then state number.
     pub failures: Vec<Checked>,
@@ -173,7 +204,13 @@ pub fn explore(args: &ExploreArgs) -> Result<ExitCode> {
     let seconds = checking.elapsed().as_secs_f64();
     checked.sort_by_key(|c| (c.point, c.dropped, c.state));
     let tried = checked.len();
+    let findings = if args.only.is_some() {
+        Findings::default()
+    } else {
+        explain::explain_failures(args, &trace, &opts, &checked, &scratch)?
+    };
     let failures: Vec<Checked> = checked.into_iter().filter(|c| !c.passed).collect();
+    let (vulnerabilities, no_loss) = members(findings.vulnerabilities, findings.no_loss, &failures);
     let result = Exploration {
         settings: Settings {
             version: env!("CARGO_PKG_VERSION"),
@@ -195,6 +232,9 @@ pub fn explore(args: &ExploreArgs) -> Result<ExitCode> {
             0.0
         },
         timings,
+        vulnerabilities,
+        no_loss,
+        explain_checks: findings.checks,
         failures,
     };
     log::info!(
@@ -203,11 +243,16 @@ pub fn explore(args: &ExploreArgs) -> Result<ExitCode> {
     );
     if args.json {
         let mut v = serde_json::to_value(&result).map_err(|e| err(e.to_string()))?;
-        if let Some(list) = v["failures"].as_array_mut() {
-            for f in list {
+        let add = |list: &mut serde_json::Value| {
+            for f in list.as_array_mut().into_iter().flatten() {
                 let id = f["state"].as_u64().unwrap_or(0) as usize;
                 f["reproduce"] = report::reproduce(args, id).into();
             }
+        };
+        add(&mut v["failures"]);
+        add(&mut v["no_loss"]["members"]);
+        for found in v["vulnerabilities"].as_array_mut().into_iter().flatten() {
+            add(&mut found["members"]);
         }
         println!("{v}");
     } else {
@@ -218,6 +263,34 @@ pub fn explore(args: &ExploreArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Each vulnerability with its member states, and the failures that lose
+/// nothing, from `failures` (smallest first, an order members keep).
+fn members(
+    found: Vec<Vulnerability>,
+    no_loss: Vec<usize>,
+    failures: &[Checked],
+) -> (Vec<Found>, NoLoss) {
+    let pick = |ids: &[usize]| -> Vec<Checked> {
+        failures
+            .iter()
+            .filter(|c| ids.binary_search(&c.state).is_ok())
+            .cloned()
+            .collect()
+    };
+    let found = found
+        .into_iter()
+        .map(|v| Found {
+            members: pick(&v.states),
+            vulnerability: v,
+        })
+        .collect();
+    let no_loss = NoLoss {
+        members: pick(&no_loss),
+        states: no_loss,
+    };
+    (found, no_loss)
 }
 
 /// Runs the program once on a tracing volume; its trace.
@@ -382,6 +455,8 @@ fn check_one(
         passed: run.passed(),
         exit: run.code(),
         output: run.output,
+        kept: state.kept,
+        key: state.key,
     })
 }
 

@@ -1,8 +1,9 @@
-//! The exploration report: a summary, each failure smallest first with the
-//! crash point, the fate of every unsynced operation, the check's output
-//! and a command that reproduces it.
+//! The exploration report: a summary, then each vulnerability with its fix
+//! and its smallest member states (the crash point, the fate of every
+//! unsynced operation, the check's output and a command that reproduces
+//! it), then the failures nothing lost explains.
 
-use super::{Checked, Exploration};
+use super::{Checked, Exploration, Found, NoLoss};
 use crate::ExploreArgs;
 use crate::workload::shell_quote;
 use std::fmt::Write;
@@ -61,7 +62,7 @@ fn failure(out: &mut String, args: &ExploreArgs, f: &Checked) {
         Some(ev) => format!("crash after {ev}"),
         None => "crash before the first operation".to_string(),
     };
-    let _ = writeln!(out, "\nstate {} FAILED: {at}", f.state);
+    let _ = writeln!(out, "\n  state {} FAILED: {at}", f.state);
     let marks = if f.marks.is_empty() {
         "none".to_string()
     } else {
@@ -71,28 +72,117 @@ fn failure(out: &mut String, args: &ExploreArgs, f: &Checked) {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let _ = writeln!(out, "  marks recorded before the crash: {marks}");
-    let _ = writeln!(out, "  crash state: {} (seed {})", f.description, f.seed);
+    let _ = writeln!(out, "    marks recorded before the crash: {marks}");
+    let _ = writeln!(out, "    crash state: {} (seed {})", f.description, f.seed);
+    let lost: Vec<_> = f.ops.iter().filter(|o| o.fate != "kept").collect();
+    let kept = f.ops.len() - lost.len();
     if f.ops.is_empty() {
-        let _ = writeln!(out, "  nothing was unsynced");
+        let _ = writeln!(out, "    nothing was unsynced");
+    } else if lost.is_empty() {
+        let _ = writeln!(
+            out,
+            "    {}, all kept",
+            count(kept, "unsynced operation", "unsynced operations")
+        );
     } else {
-        let _ = writeln!(out, "  unsynced operations:");
-        for o in &f.ops {
-            let _ = writeln!(out, "    {:<14} {}", o.fate, o.op);
+        let _ = writeln!(out, "    unsynced operations not kept whole:");
+        for o in lost {
+            let _ = writeln!(out, "      {:<14} {}", o.fate, o.op);
+        }
+        if kept > 0 {
+            let _ = writeln!(out, "      and {} kept", count(kept, "other", "others"));
         }
     }
-    let _ = writeln!(out, "  check exited {}:", f.exit);
+    let _ = writeln!(out, "    check exited {}:", f.exit);
     let lines: Vec<&str> = f.output.lines().collect();
     for l in lines.iter().take(OUTPUT_LINES) {
-        let _ = writeln!(out, "    | {l}");
+        let _ = writeln!(out, "      | {l}");
     }
     if lines.len() > OUTPUT_LINES {
-        let _ = writeln!(out, "    | ... ({} more lines)", lines.len() - OUTPUT_LINES);
+        let _ = writeln!(
+            out,
+            "      | ... ({} more lines)",
+            lines.len() - OUTPUT_LINES
+        );
     }
-    let _ = writeln!(out, "  reproduce: {}", reproduce(args, f.state));
+    let _ = writeln!(out, "    reproduce: {}", reproduce(args, f.state));
 }
 
-/// The report as text.
+/// `N things` with the plural when N is not 1.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The members after the first `show`, by number.
+fn others(out: &mut String, show: usize, members: &[Checked]) {
+    if members.len() > show {
+        let ids: Vec<String> = members[show..]
+            .iter()
+            .map(|c| c.state.to_string())
+            .collect();
+        let _ = writeln!(out, "\n  other states: {}", ids.join(", "));
+    }
+}
+
+fn vulnerability(out: &mut String, args: &ExploreArgs, i: usize, of: usize, f: &Found) {
+    let v = &f.vulnerability;
+    let _ = writeln!(
+        out,
+        "\nvulnerability {i} of {of} ({}): {}",
+        v.kind, v.summary
+    );
+    let _ = writeln!(out, "  fix: {}", v.fix);
+    let first = f
+        .members
+        .iter()
+        .min_by_key(|c| (c.point, c.state))
+        .and_then(|c| c.after.clone())
+        .map_or_else(
+            || "before the first operation".to_string(),
+            |a| format!("after {a}"),
+        );
+    let _ = writeln!(
+        out,
+        "  {} at {}, the first {first}{}",
+        count(v.states.len(), "failing state", "failing states"),
+        count(v.points.len(), "crash point", "crash points"),
+        if v.minimal {
+            ""
+        } else {
+            " (not minimised: raise --explain-checks)"
+        }
+    );
+    for c in f.members.iter().take(args.show) {
+        failure(out, args, c);
+    }
+    others(out, args.show, &f.members);
+}
+
+fn no_loss(out: &mut String, args: &ExploreArgs, n: &NoLoss) {
+    let Some(last) = n.members.iter().max_by_key(|c| c.point) else {
+        return;
+    };
+    let upto = last.after.as_deref().map_or_else(
+        || "before the first operation".to_string(),
+        |a| format!("after {a}"),
+    );
+    let _ = writeln!(
+        out,
+        "\n{} with nothing lost: every unsynced operation kept (crash points up to {upto}).",
+        count(n.states.len(), "state fails", "states fail"),
+    );
+    let _ = writeln!(
+        out,
+        "  The program's own intermediate state fails the check, whatever the disk keeps: either its update is not atomic (a crash between these steps always leaves such a state), or the check expects more than the program had done at that point (check only what it promised before the crash: its marks, in $DURAFS_MARKS)."
+    );
+    for c in n.members.iter().take(args.show) {
+        failure(out, args, c);
+    }
+    others(out, args.show, &n.members);
+}
+
+/// The report as text: how it was made, what was checked, then the
+/// vulnerabilities, then the failures nothing lost explains.
 pub fn text(args: &ExploreArgs, r: &Exploration) -> String {
     let mut out = String::new();
     let c = &r.settings;
@@ -127,24 +217,25 @@ pub fn text(args: &ExploreArgs, r: &Exploration) -> String {
             ""
         }
     );
-    let _ = writeln!(
+    let _ = write!(
         out,
         "durafs explore: {} states checked in {:.2} s ({:.0} states/s): {} failed",
         r.states_tried, r.seconds, r.states_per_second, r.states_failed
     );
-    for f in r.failures.iter().take(args.show) {
-        failure(&mut out, args, f);
+    if r.states_failed > 0 {
+        let _ = write!(
+            out,
+            ": {}, {} with nothing lost; {} more checks to explain them",
+            count(r.vulnerabilities.len(), "vulnerability", "vulnerabilities"),
+            r.no_loss.states.len(),
+            r.explain_checks
+        );
     }
-    if r.failures.len() > args.show {
-        let _ = writeln!(out, "\nand {} more failures:", r.failures.len() - args.show);
-        for f in &r.failures[args.show..] {
-            let at = f.after.as_deref().unwrap_or("(before the first operation)");
-            let _ = writeln!(
-                out,
-                "  state {}: after {at}: {} (exit {})",
-                f.state, f.description, f.exit
-            );
-        }
+    out.push('\n');
+    let of = r.vulnerabilities.len();
+    for (i, f) in r.vulnerabilities.iter().enumerate() {
+        vulnerability(&mut out, args, i + 1, of, f);
     }
+    no_loss(&mut out, args, &r.no_loss);
     out
 }

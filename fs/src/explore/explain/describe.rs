@@ -135,7 +135,10 @@ pub(in crate::explore) fn describe(at: &Point, e: &Explanation) -> Described {
             format!(
                 "fsync {} after {}{}",
                 targets(at, lost_idx()),
-                lost_idx().next_back().map(|i| label(at, i)).unwrap_or_default(),
+                lost_idx()
+                    .next_back()
+                    .map(|i| label(at, i))
+                    .unwrap_or_default(),
                 before_mark(at, &e.lost)
             ),
         ),
