@@ -68,7 +68,7 @@ fn after_fsync_cuts_once_the_nth_fsync_took_effect() {
     let s = Scratch::new();
     let (log, err) = s.survivors("after-fsync=2", &[]);
     assert_eq!(log, lines(2));
-    assert!(err.contains("hit after operation 4 (fsync /log)"), "{err}");
+    assert!(err.contains("hit after #4 fsync /log"), "{err}");
     assert!(err.contains("lost 0 of 0 unsynced operations"), "{err}");
 }
 
@@ -78,7 +78,7 @@ fn after_ops_counts_every_state_changing_call() {
     // write 1, fsync, write 2, fsync, write 3 | cut: line 3 was unsynced.
     let (log, err) = s.survivors("after-ops=5", &[]);
     assert_eq!(log, lines(2));
-    assert!(err.contains("(write /log [4, 6))"), "{err}");
+    assert!(err.contains("hit after #5 write /log [4, 6)"), "{err}");
     assert!(
         err.contains("lost 1 of 1 unsynced operations whole and 0 in part: 2 bytes"),
         "{err}"
@@ -106,7 +106,7 @@ fn before_a_matching_call_it_does_not_take_effect() {
     let s = Scratch::new();
     let (log, err) = s.survivors("before:fsync:^/log$:nth=3", &[]);
     assert_eq!(log, lines(2));
-    assert!(err.contains("hit before operation 6 (fsync /log)"), "{err}");
+    assert!(err.contains("hit before #6 fsync /log"), "{err}");
 }
 
 #[test]
@@ -186,7 +186,7 @@ fn random_is_seeded_and_repeat_reports_the_failing_seeds() {
     let (code, err) = run("10");
     let picks: Vec<&str> = err
         .lines()
-        .filter(|l| l.contains("random: operation"))
+        .filter(|l| l.contains("random: after event #"))
         .collect();
     assert_eq!(picks.len(), 4, "{err}");
     assert!(picks.iter().all(|l| l.contains("of 10 (seed")), "{err}");
@@ -262,5 +262,52 @@ fn allow_other_lets_a_program_of_another_user_run_on_the_volume() {
         String::from_utf8_lossy(&out.stdout),
         "1\n2\n0:666\n",
         "{stderr}"
+    );
+}
+
+/// Regression: `after-ops=N` counted program calls but not marks, so the
+/// `#N` of `explore`'s report and of a trace named another call than
+/// `after-ops=N` did. Now both count trace events.
+#[test]
+fn after_ops_names_the_same_call_as_the_trace_event_of_that_number() {
+    let s = Scratch::new();
+    let workload = "echo 1 >> log && durafs mark one && echo 2 >> log && sync log";
+    let out = s.run(&[
+        "--cut",
+        "after-ops=2",
+        "--policy",
+        "keep-all",
+        "--check",
+        "cat log",
+        "--",
+        "sh",
+        "-c",
+        workload,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hit after #2 mark \"one\""), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n", "{err}");
+    let trace = s.path().join("t.jsonl");
+    let explored = Command::new(EXE)
+        .args(["explore", "--init", "init", "--trace"])
+        .arg(&trace)
+        .args(["--check", "true", "--", "sh", "-c", workload])
+        .current_dir(s.path())
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                s.path().join("bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .output()
+        .expect("explore");
+    assert!(explored.status.success());
+    let text = fs::read_to_string(&trace).expect("trace");
+    let second = text.lines().nth(2).unwrap_or_default();
+    assert!(
+        second.contains("\"n\":2") && second.contains("\"mark\""),
+        "{second}"
     );
 }

@@ -29,13 +29,15 @@ use std::sync::{Arc, OnceLock};
 /// call, with the recorder's lock held when recording.
 pub trait Tripwire: Send + Sync {
     /// Before a state-changing call takes effect. `count` is the number of
-    /// program operations so far, this one included
-    /// ([`TraceOp::is_user_op`]). True freezes the volume before the call.
+    /// trace events so far: calls that took effect and a trace records
+    /// (numbered from 1 as in a trace, marks included, failed calls not).
+    /// True freezes the volume before the call.
     fn before(&self, count: u64, op: &TraceOp, paths: &[String]) -> bool;
-    /// After the call took effect, before its caller learns the result.
-    /// True freezes the volume.
+    /// After the call took effect, before its caller learns the result;
+    /// `count` includes it when a trace records it (then it is its event
+    /// number). True freezes the volume.
     fn after(&self, count: u64, op: &TraceOp, paths: &[String]) -> bool;
-    /// The volume froze, after `count` program operations. Called once.
+    /// The volume froze, after `count` trace events. Called once.
     fn frozen(&self, count: u64);
 }
 
@@ -141,7 +143,7 @@ impl DuraFs {
     pub fn freeze(&self) {
         if self.hooks.gate.close() {
             let count = self.hooks.ops.load(Ordering::SeqCst);
-            log::info!("durafs: frozen after {count} operations");
+            log::info!("durafs: frozen after {count} trace events");
             if let Some(w) = self.hooks.tripwire.get() {
                 w.frozen(count);
             }
@@ -153,8 +155,8 @@ impl DuraFs {
         self.hooks.gate.is_closed()
     }
 
-    /// Program operations seen so far ([`TraceOp::is_user_op`]); counted
-    /// only while traced or with a tripwire.
+    /// Trace events so far (calls that took effect, as a trace numbers
+    /// them); counted only while traced or with a tripwire.
     pub fn op_count(&self) -> u64 {
         self.hooks.ops.load(Ordering::SeqCst)
     }
@@ -202,11 +204,7 @@ impl DuraFs {
         let mut rec = h.recorder.get().map(Recorder::lock);
         let wire = h.tripwire.get();
         let paths = self.paths(&op);
-        let count = if op.is_user_op() {
-            h.ops.fetch_add(1, Ordering::SeqCst) + 1
-        } else {
-            h.ops.load(Ordering::SeqCst)
-        };
+        let count = h.ops.load(Ordering::SeqCst);
         let tripped = wire.is_some_and(|w| w.before(count, &op, &paths));
         if tripped || h.gate.is_closed() {
             drop(rec);
@@ -215,11 +213,17 @@ impl DuraFs {
             return Err(FsError::Cut.into());
         }
         let out = f(&op)?;
-        if op.complete(&out) {
+        // The count moves exactly where the recorder numbers an event (its
+        // lock, held across the call, orders them), so `after-ops=N`
+        // and event #N of the trace are the same call.
+        let count = if op.complete(&out) {
             if let Some(r) = rec.as_mut().filter(|r| r.recording()) {
                 r.push(op.clone(), paths.clone());
             }
-        }
+            h.ops.fetch_add(1, Ordering::SeqCst) + 1
+        } else {
+            h.ops.load(Ordering::SeqCst)
+        };
         if wire.is_some_and(|w| w.after(count, &op, &paths)) {
             drop(rec);
             self.freeze();

@@ -80,7 +80,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         let t = match (total, &trigger) {
             (Some(n), _) => {
                 let k = 1 + SplitMix64::new(seed).below(n);
-                eprintln!("durafs run: random: operation {k} of {n} (seed {seed})");
+                eprintln!("durafs run: random: after event #{k} of {n} (seed {seed})");
                 Trigger::AfterOps(k)
             }
             (None, t) => t.clone(),
@@ -280,19 +280,20 @@ fn report(
             }),
             _,
         ) => format!(
-            "trigger {t} hit {} operation {count} ({op})",
+            "trigger {t} hit {}",
+            // Before a call, it would have been the next event.
             if *when == When::Before {
-                "before"
+                format!("before #{} {op}", count + 1)
             } else {
-                "after"
+                format!("after #{count} {op}")
             },
         ),
-        (Some(_), _) => format!("trigger {t} hit after {ops} operations"),
+        (Some(_), _) => format!("trigger {t} hit after {ops} events"),
         (None, Some(s)) if matches!(t, Trigger::Exit) => {
-            format!("the program exited ({s}) after {ops} operations")
+            format!("the program exited ({s}) after {ops} events")
         }
         (None, Some(s)) => {
-            format!("the program exited ({s}) after {ops} operations, before trigger {t} fired")
+            format!("the program exited ({s}) after {ops} events, before trigger {t} fired")
         }
         (None, None) => format!("cut after {ops} operations"),
     };

@@ -18,8 +18,8 @@ pub enum When {
 /// A cut point.
 #[derive(Clone, Debug)]
 pub enum Trigger {
-    /// After the N-th program operation (or, if that one failed, before the
-    /// next).
+    /// After trace event N (numbered as in a trace and in `explore`'s
+    /// report: calls that took effect, marks included).
     AfterOps(u64),
     /// When the N-th fsync, fdatasync, fsyncdir or sync has taken effect.
     AfterFsync(u64),
@@ -209,8 +209,9 @@ impl Wire {
 impl Tripwire for Wire {
     fn before(&self, count: u64, op: &TraceOp, paths: &[String]) -> bool {
         let hit = match &self.trigger {
-            // The N-th operation failed (no `after` call): cut before the next.
-            Trigger::AfterOps(n) => op.is_user_op() && count > *n,
+            // Event N took effect but its `after` did not fire (another
+            // thread's event came first): cut before the next call.
+            Trigger::AfterOps(n) => count >= *n,
             _ => self.nth_match(When::Before, op, paths),
         };
         hit && self.fire(count, op, paths, When::Before)
@@ -218,7 +219,7 @@ impl Tripwire for Wire {
 
     fn after(&self, count: u64, op: &TraceOp, paths: &[String]) -> bool {
         let hit = match &self.trigger {
-            Trigger::AfterOps(n) => op.is_user_op() && count >= *n,
+            Trigger::AfterOps(n) => count >= *n,
             Trigger::AfterFsync(n) => {
                 op.is_persistence_point() && self.fsyncs.fetch_add(1, Ordering::SeqCst) + 1 == *n
             }
