@@ -581,3 +581,74 @@ fn no_explanation_checks_still_groups_every_failure() {
         .sum();
     assert_eq!(members, r.failed());
 }
+
+/// Starts `durafs explore` on a slow check, waits until checks run, sends
+/// `sig`; its exit code, stdout and the leftovers under its `--dir`.
+fn interrupt(sig: i32, json: bool) -> (Option<i32>, String, Vec<String>) {
+    let s = Scratch::new(&[]);
+    let done = s.path().join("done");
+    // States without f5 fail at once; the others hang until killed.
+    let check = format!(
+        "if test -f f5; then sleep 60; else echo x >> {}; exit 1; fi",
+        done.display()
+    );
+    let mut args = vec!["explore", "--jobs", "1", "--dir", "work", "--check", &check];
+    if json {
+        args.push("--json");
+    }
+    args.extend([
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6; do echo $i > f$i; done",
+    ]);
+    fs::create_dir(s.path().join("work")).expect("mkdir work");
+    let child = Command::new(EXE)
+        .args(&args)
+        .current_dir(s.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("explore");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // With one job, a second check started means the first one's verdict
+    // was counted.
+    while fs::read_to_string(&done).map_or(0, |t| t.lines().count()) < 2 {
+        assert!(std::time::Instant::now() < deadline, "no check ran");
+        std::thread::yield_now();
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let out = child.wait_with_output().expect("wait");
+    let left = fs::read_dir(s.path().join("work"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        left,
+    )
+}
+
+#[test]
+fn sigint_prints_the_report_so_far_removes_temp_dirs_and_exits_130() {
+    let (code, out, left) = interrupt(libc::SIGINT, false);
+    assert_eq!(code, Some(130), "{out}");
+    assert!(out.contains("interrupted by SIGINT"), "{out}");
+    assert!(out.contains("state 1 FAILED"), "the findings so far: {out}");
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn sigterm_prints_the_json_so_far_and_exits_143() {
+    let (code, out, left) = interrupt(libc::SIGTERM, true);
+    assert_eq!(code, Some(143), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
+    assert_eq!(v["interrupted"], "SIGTERM");
+    assert!(v["states_failed"].as_u64().unwrap_or(0) >= 1, "{v}");
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -108,22 +108,6 @@ fn spawn_daemon(args: &MountArgs) -> Result<()> {
     }
 }
 
-/// Blocks SIGINT, SIGTERM and SIGHUP in this thread (and the threads it
-/// starts later) and returns the set, for `sigwait`.
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: sigset operations on a local set; pthread_sigmask on the
-    // calling thread.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::sigaddset(&mut set, s);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
 fn serve(args: &MountArgs, persistence: Persistence) -> Result<()> {
     let ready = |r: &Result<()>| {
         if args.daemonized {
@@ -136,7 +120,14 @@ fn serve(args: &MountArgs, persistence: Persistence) -> Result<()> {
             redirect_stdout_to_null();
         }
     };
-    let set = block_signals();
+    // Handled from before the mount exists, so that a signal never finds
+    // the default action (death with the mount left behind).
+    let (signalled, signals) = std::sync::mpsc::channel();
+    if let Err(e) = crate::signals::on_stop(move |sig| {
+        let _ = signalled.send(sig);
+    }) {
+        log::warn!("durafs: cannot handle signals ({e}): a signal kills the daemon outright");
+    }
     let mounted = match start(args, persistence) {
         Ok(m) => m,
         Err(e) => {
@@ -154,10 +145,8 @@ fn serve(args: &MountArgs, persistence: Persistence) -> Result<()> {
     ready(&Ok(()));
     let stop = mounted.stopper();
     std::thread::spawn(move || {
-        let mut sig: libc::c_int = 0;
-        // SAFETY: `set` is a valid signal set; sigwait writes `sig`.
-        if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
-            log::info!("durafs: signal {sig}: unmounting");
+        if let Ok(sig) = signals.recv() {
+            log::info!("durafs: {}: unmounting", crate::signals::name(sig));
             let _ = stop.send(MountEvent::Stop);
         }
     });

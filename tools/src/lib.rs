@@ -15,6 +15,7 @@ pub mod demo;
 pub mod explore;
 mod render;
 pub mod run;
+mod signals;
 mod size;
 pub mod workload;
 

@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Environment variable naming the mount a workload or check runs on.
@@ -25,42 +25,47 @@ pub const ENV_MARKS: &str = "DURAFS_MARKS";
 /// Process groups (programs and checks) killed when the command is
 /// interrupted.
 static GROUPS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// The first stop signal received (0: none).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 /// Makes SIGINT, SIGTERM and SIGHUP kill every program and check this
 /// command started, so that its own code unwinds: mounts are unmounted and
-/// temp dirs removed by their `Drop`s. Call before starting any thread
-/// (the signals are blocked in the caller and the threads it starts, and
-/// waited for on a thread of their own; children start with none blocked).
+/// temp dirs removed by their `Drop`s, and `explore` reports what it
+/// checked. A second signal exits at once.
 pub fn kill_children_on_interrupt() {
-    // SAFETY: sigset operations on a local set; pthread_sigmask on the
-    // calling thread.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::sigaddset(&mut set, sig);
+    let installed = crate::signals::on_stop(|sig| {
+        if SIGNAL.swap(sig, Ordering::SeqCst) != 0 {
+            eprintln!(
+                "durafs: {} again: exiting now (temp dirs may be left behind)",
+                crate::signals::name(sig)
+            );
+            std::process::exit(i32::from(crate::signals::exit_status(sig)));
         }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    };
-    std::thread::spawn(move || {
-        let mut sig: libc::c_int = 0;
-        // SAFETY: `set` is a valid signal set; sigwait writes `sig`.
-        while unsafe { libc::sigwait(&set, &mut sig) } == 0 {
-            eprintln!("durafs: signal {sig}: stopping the program and cleaning up");
-            INTERRUPTED.store(true, Ordering::SeqCst);
-            let groups = GROUPS.lock().map(|g| g.clone()).unwrap_or_default();
-            for g in groups {
-                kill_group(g);
-            }
+        eprintln!(
+            "durafs: {}: stopping the program and cleaning up",
+            crate::signals::name(sig)
+        );
+        let groups = GROUPS.lock().map(|g| g.clone()).unwrap_or_default();
+        for g in groups {
+            kill_group(g);
         }
     });
+    if let Err(e) = installed {
+        log::warn!("durafs: cannot handle signals ({e}): an interrupt kills durafs outright");
+    }
+}
+
+/// The signal that interrupted the command, if one did.
+pub fn interrupted_by() -> Option<i32> {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
 }
 
 /// True once the command was interrupted.
 pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
+    interrupted_by().is_some()
 }
 
 /// An error when the command was interrupted.

@@ -10,7 +10,7 @@ use crate::workload::{
     self, ENV_MARKS, ENV_MOUNT, ENV_STATE, check_interrupted, interrupted, run_check, spawn,
     write_marks,
 };
-use crate::{ExploreArgs, Result, err};
+use crate::{ExploreArgs, Result, err, signals};
 use durafs::explore::explain::{Findings, Vulnerability};
 use durafs::explore::{
     CrashPoints, ExploreOptions, OpFate, SparseState as State, Stats, sparse_states as states,
@@ -123,6 +123,9 @@ pub struct Exploration {
     pub states_per_second: f64,
     /// Where the time went.
     pub timings: Timings,
+    /// The signal that stopped the exploration early (`SIGINT`): the
+    /// report covers the states checked until then, unexplained.
+    pub interrupted: Option<String>,
     /// The failures explained: vulnerabilities in the order of their first
     /// crash point, each with its member states.
     pub vulnerabilities: Vec<Found>,
@@ -171,7 +174,19 @@ pub fn explore(args: &ExploreArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let trace = match &args.replay {
         Some(p) => Trace::read_file(p).map_err(|e| err(e.to_string()))?,
-        None => record(args, persistence, &work.path().join("record"))?,
+        None => match record(args, persistence, &work.path().join("record")) {
+            Ok(t) => t,
+            Err(e) => match workload::interrupted_by() {
+                Some(sig) => {
+                    eprintln!(
+                        "durafs explore: {} while recording the program: nothing was checked",
+                        signals::name(sig)
+                    );
+                    return Ok(ExitCode::from(signals::exit_status(sig)));
+                }
+                None => return Err(e),
+            },
+        },
     };
     if let Some(t) = &args.trace {
         let f = fs::File::create(t).map_err(|e| err(format!("--trace {}: {e}", t.display())))?;
@@ -204,11 +219,16 @@ pub fn explore(args: &ExploreArgs) -> Result<ExitCode> {
     let seconds = checking.elapsed().as_secs_f64();
     checked.sort_by_key(|c| (c.point, c.dropped, c.state));
     let tried = checked.len();
-    let findings = if args.only.is_some() {
+    let findings = if args.only.is_some() || workload::interrupted() {
         Findings::default()
     } else {
-        explain::explain_failures(args, &trace, &opts, &checked, &scratch)?
+        match explain::explain_failures(args, &trace, &opts, &checked, &scratch) {
+            Ok(f) => f,
+            Err(_) if workload::interrupted() => Findings::default(),
+            Err(e) => return Err(e),
+        }
     };
+    let stopped = workload::interrupted_by();
     let failures: Vec<Checked> = checked.into_iter().filter(|c| !c.passed).collect();
     let (vulnerabilities, no_loss) = members(findings.vulnerabilities, findings.no_loss, &failures);
     let result = Exploration {
@@ -232,6 +252,7 @@ pub fn explore(args: &ExploreArgs) -> Result<ExitCode> {
             0.0
         },
         timings,
+        interrupted: stopped.map(signals::name),
         vulnerabilities,
         no_loss,
         explain_checks: findings.checks,
@@ -258,7 +279,9 @@ pub fn explore(args: &ExploreArgs) -> Result<ExitCode> {
     } else {
         print!("{}", report::text(args, &result));
     }
-    Ok(if result.states_failed == 0 {
+    Ok(if let Some(sig) = stopped {
+        ExitCode::from(signals::exit_status(sig))
+    } else if result.states_failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -358,6 +381,8 @@ fn check_all(
                         continue;
                     }
                     match check_one(args, state, scratch, &materialise, &check) {
+                        // A check the interrupt killed has no verdict.
+                        Ok(_) if interrupted() => {}
                         Ok(c) => {
                             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                             let f = failed.fetch_add(usize::from(!c.passed), Ordering::Relaxed)
@@ -379,6 +404,7 @@ fn check_all(
             });
         }
         let stats = states(trace, opts, |st| match only {
+            _ if interrupted() => false,
             Some(o) if st.id < o => true,
             Some(o) if st.id > o => false,
             _ => {
@@ -400,7 +426,6 @@ fn check_all(
     if progress {
         eprint!("\r\x1b[2K");
     }
-    check_interrupted()?;
     if let Some(e) = first_error.into_inner().ok().flatten() {
         return Err(e);
     }

@@ -222,7 +222,7 @@ pub fn text(args: &ExploreArgs, r: &Exploration) -> String {
         "durafs explore: {} states checked in {:.2} s ({:.0} states/s): {} failed",
         r.states_tried, r.seconds, r.states_per_second, r.states_failed
     );
-    if r.states_failed > 0 {
+    if r.states_failed > 0 && r.interrupted.is_none() {
         let _ = write!(
             out,
             ": {}, {} with nothing lost; {} more checks to explain them",
@@ -232,6 +232,16 @@ pub fn text(args: &ExploreArgs, r: &Exploration) -> String {
         );
     }
     out.push('\n');
+    if let Some(sig) = &r.interrupted {
+        let _ = writeln!(
+            out,
+            "durafs explore: interrupted by {sig}: this covers the states checked until then; failures are listed unexplained"
+        );
+        for f in r.failures.iter().take(args.show.max(5)) {
+            failure(&mut out, args, f);
+        }
+        others(&mut out, args.show.max(5), &r.failures);
+    }
     let of = r.vulnerabilities.len();
     for (i, f) in r.vulnerabilities.iter().enumerate() {
         vulnerability(&mut out, args, i + 1, of, f);
