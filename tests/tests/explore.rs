@@ -652,3 +652,42 @@ fn sigterm_prints_the_json_so_far_and_exits_143() {
     assert!(v["states_failed"].as_u64().unwrap_or(0) >= 1, "{v}");
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn a_hung_check_times_out_and_fails_its_state() {
+    let s = Scratch::new(&[]);
+    let r = s.explore(
+        &["--check-timeout", "0.5", "--at", "fsync"],
+        "test -f hang && sleep 60; true",
+        "touch hang",
+    );
+    r.finds_the_bug();
+    let hung: Vec<&serde_json::Value> = r.json["failures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["timed_out"] == true)
+        .collect();
+    assert!(!hung.is_empty(), "{}", r.json);
+    assert!(
+        hung.iter().all(|f| f["reproduce"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--check-timeout 0.5")),
+        "{hung:?}"
+    );
+    let bad = s.durafs(&[
+        "explore",
+        "--check-timeout",
+        "0",
+        "--check",
+        "true",
+        "--",
+        "true",
+    ]);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "a zero timeout is a usage error"
+    );
+}

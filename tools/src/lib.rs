@@ -322,6 +322,10 @@ pub struct ExploreArgs {
     /// are listed by number).
     #[arg(long, default_value_t = 1)]
     pub show: usize,
+    /// Seconds a check may run; one still running then is killed (its
+    /// process group) and its state fails as timed out.
+    #[arg(long, default_value_t = 300.0, value_parser = positive_seconds)]
+    pub check_timeout: f64,
     /// Most checks run to explain the failures (delta debugging over what
     /// each failing state lost); 0 groups failures without minimising.
     #[arg(long, default_value_t = 1000)]
@@ -574,6 +578,14 @@ impl std::fmt::Display for CliError {
 }
 
 impl std::error::Error for CliError {}
+
+/// A positive, finite number of seconds.
+fn positive_seconds(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
 
 pub(crate) fn err(msg: impl Into<String>) -> CliError {
     CliError(msg.into())

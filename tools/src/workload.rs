@@ -281,11 +281,13 @@ pub struct CheckRun {
     pub status: ExitStatus,
     /// stdout then stderr, lossily decoded.
     pub output: String,
+    /// It ran out of time and its process group was killed.
+    pub timed_out: bool,
 }
 
 impl CheckRun {
     pub fn passed(&self) -> bool {
-        self.status.success()
+        self.status.success() && !self.timed_out
     }
 
     /// The exit code, or 128 + the signal that killed it.
@@ -306,6 +308,17 @@ pub fn run_check(
     env: &[(&str, &Path)],
     capture: bool,
 ) -> Result<CheckRun> {
+    run_check_timed(check, cwd, env, capture, None)
+}
+
+/// [`run_check`], killing the check's process group after `timeout`.
+pub fn run_check_timed(
+    check: &str,
+    cwd: &Path,
+    env: &[(&str, &Path)],
+    capture: bool,
+    timeout: Option<std::time::Duration>,
+) -> Result<CheckRun> {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(check)
@@ -323,7 +336,19 @@ pub fn run_check(
         .map_err(|e| err(format!("starting the check: {e}")))?;
     let pgid = child.id();
     register(pgid);
+    let (finished, watch) = std::sync::mpsc::channel::<()>();
+    let watchdog = timeout.map(|t| {
+        std::thread::spawn(move || {
+            let late = watch.recv_timeout(t) == Err(std::sync::mpsc::RecvTimeoutError::Timeout);
+            if late {
+                kill_group(pgid);
+            }
+            late
+        })
+    });
     let out = child.wait_with_output();
+    let _ = finished.send(());
+    let timed_out = watchdog.is_some_and(|w| w.join().unwrap_or(false));
     unregister(pgid);
     let out = out.map_err(|e| err(format!("waiting for the check: {e}")))?;
     let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -331,6 +356,7 @@ pub fn run_check(
     Ok(CheckRun {
         status: out.status,
         output,
+        timed_out,
     })
 }
 

@@ -2,7 +2,7 @@
 //! materialised and checked one at a time, like the exploration's.
 
 use super::Checked;
-use crate::workload::{ENV_MARKS, ENV_STATE, run_check, write_marks};
+use crate::workload::{ENV_MARKS, ENV_STATE, run_check_timed, write_marks};
 use crate::{CliError, ExploreArgs, Result, err};
 use durafs::explore::ExploreOptions;
 use durafs::explore::explain::{Failing, Findings, explain};
@@ -54,11 +54,12 @@ pub fn explain_failures(
             fs::create_dir(&dir).map_err(setup)?;
             snapshot.materialise(&dir).map_err(setup)?;
             write_marks(&marks_file, marks)?;
-            let run = run_check(
+            let run = run_check_timed(
                 &args.check,
                 &dir,
                 &[(ENV_STATE, &dir), (ENV_MARKS, &marks_file)],
                 true,
+                Some(std::time::Duration::from_secs_f64(args.check_timeout)),
             );
             let _ = fs::remove_dir_all(&dir);
             let _ = fs::remove_file(&marks_file);

@@ -7,7 +7,7 @@ mod explain;
 mod report;
 
 use crate::workload::{
-    self, ENV_MARKS, ENV_MOUNT, ENV_STATE, check_interrupted, interrupted, run_check, spawn,
+    self, ENV_MARKS, ENV_MOUNT, ENV_STATE, check_interrupted, interrupted, run_check_timed, spawn,
     write_marks,
 };
 use crate::{ExploreArgs, Result, err, signals};
@@ -39,6 +39,8 @@ pub struct Checked {
     pub dropped: usize,
     pub ops: Vec<OpFate>,
     pub passed: bool,
+    /// The check ran past `--check-timeout` and was killed.
+    pub timed_out: bool,
     pub exit: i32,
     pub output: String,
     /// What survived (see `durafs::explore::State::kept`).
@@ -452,11 +454,12 @@ fn check_one(
     write_marks(&marks, &state.marks)?;
     materialise.add(t);
     let t = Instant::now();
-    let run = run_check(
+    let run = run_check_timed(
         &args.check,
         &dir,
         &[(ENV_STATE, &dir), (ENV_MARKS, &marks)],
         true,
+        Some(std::time::Duration::from_secs_f64(args.check_timeout)),
     )?;
     check.add(t);
     let t = Instant::now();
@@ -478,6 +481,7 @@ fn check_one(
         dropped: state.dropped,
         ops: state.ops,
         passed: run.passed(),
+        timed_out: run.timed_out,
         exit: run.code(),
         output: run.output,
         kept: state.kept,

@@ -27,6 +27,9 @@ pub fn reproduce(args: &ExploreArgs, id: usize) -> String {
     if args.at != "every" {
         opt("--at", args.at.clone());
     }
+    if args.check_timeout != 300.0 {
+        opt("--check-timeout", args.check_timeout.to_string());
+    }
     if args.max_states != 10_000 {
         opt("--max-states", args.max_states.to_string());
     }
@@ -93,7 +96,15 @@ fn failure(out: &mut String, args: &ExploreArgs, f: &Checked) {
             let _ = writeln!(out, "      and {} kept", count(kept, "other", "others"));
         }
     }
-    let _ = writeln!(out, "    check exited {}:", f.exit);
+    if f.timed_out {
+        let _ = writeln!(
+            out,
+            "    check timed out after {} s (--check-timeout) and was killed:",
+            args.check_timeout
+        );
+    } else {
+        let _ = writeln!(out, "    check exited {}:", f.exit);
+    }
     let lines: Vec<&str> = f.output.lines().collect();
     for l in lines.iter().take(OUTPUT_LINES) {
         let _ = writeln!(out, "      | {l}");
