@@ -691,3 +691,77 @@ fn a_hung_check_times_out_and_fails_its_state() {
         "a zero timeout is a usage error"
     );
 }
+
+#[test]
+fn a_server_the_program_leaves_running_is_killed_and_reported() {
+    let s = Scratch::new(&[]);
+    // A "server" outside the program's process group, holding a file open
+    // on the volume, and one in the group.
+    let r = s.explore(
+        &["--at", "fsync"],
+        "true",
+        "setsid sh -c 'exec 3>held; exec sleep 600' & sleep 600 > /dev/null & \
+         while ! test -e held; do :; done; echo ok > f",
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let left = r.json["left_running"].as_array().expect("left_running");
+    assert_eq!(left.len(), 2, "{}", r.json);
+    assert!(left.iter().all(|p| p["command"] == "sleep"), "{left:?}");
+    assert!(
+        r.stderr
+            .contains("left processes running on the recording volume, killed"),
+        "{}",
+        r.stderr
+    );
+    for p in left {
+        let pid = p["pid"].as_u64().unwrap_or(0);
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .unwrap_or_default()
+                    .contains(") Z"),
+            "{pid} still runs"
+        );
+    }
+}
+
+#[test]
+fn the_workload_and_the_check_find_durafs_on_their_path_and_in_durafs() {
+    let s = Scratch::new(&[]);
+    // No bin/ on this PATH: durafs must come from explore itself.
+    let out = Command::new(EXE)
+        .args([
+            "explore",
+            "--json",
+            "--at",
+            "fsync",
+            "--check",
+            "command -v durafs && test -x \"$DURAFS\"",
+            "--",
+            "sh",
+            "-c",
+            "durafs mark one && \"$DURAFS\" mark two",
+        ])
+        .current_dir(s.path())
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .expect("explore");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["events"], 2, "both marks recorded: {v}");
+}
+
+#[test]
+fn a_failing_program_shows_its_exit_status_and_last_output() {
+    let s = Scratch::new(&[]);
+    let r = s.explore(
+        &[],
+        "true",
+        "echo starting; echo 'no such table: t' >&2; exit 3",
+    );
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("exit status: 3"), "{}", r.stderr);
+    assert!(r.stderr.contains("| no such table: t"), "{}", r.stderr);
+    assert!(r.stderr.contains("| starting"), "{}", r.stderr);
+}

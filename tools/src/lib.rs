@@ -13,6 +13,7 @@ mod client;
 mod daemon;
 pub mod demo;
 pub mod explore;
+mod leftovers;
 mod render;
 pub mod run;
 mod signals;

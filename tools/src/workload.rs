@@ -243,15 +243,68 @@ pub fn volume(
     .map_err(|e| err(format!("mounting {}: {e}", mnt.display())))
 }
 
+/// Environment variable naming the `durafs` binary that runs the workload.
+pub const ENV_DURAFS: &str = "DURAFS";
+
+/// `(directory with a `durafs` link, the binary)` put on the PATH of
+/// workloads and checks ([`provide_durafs`]).
+static TOOL: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+
+/// Makes `durafs` reachable from every workload and check this command
+/// starts: `WORK/bin/durafs` links to this binary, `WORK/bin` goes first on
+/// their PATH and `$DURAFS` names the binary (so `durafs mark` works in a
+/// script whatever the PATH).
+pub fn provide_durafs(work: &Path) -> Result<()> {
+    let exe =
+        std::env::current_exe().map_err(|e| err(format!("finding the durafs binary: {e}")))?;
+    let bin = work.join("bin");
+    fs::create_dir_all(&bin).map_err(|e| err(format!("{}: {e}", bin.display())))?;
+    let link = bin.join("durafs");
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink(&exe, &link).map_err(|e| err(format!("{}: {e}", link.display())))?;
+    let _ = TOOL.set((bin, exe));
+    Ok(())
+}
+
+/// Puts `durafs` on `cmd`'s PATH and in `$DURAFS` (see [`provide_durafs`]).
+fn with_durafs(cmd: &mut Command) {
+    if let Some((bin, exe)) = TOOL.get() {
+        let mut path = std::ffi::OsString::from(bin.as_os_str());
+        if let Some(old) = std::env::var_os("PATH") {
+            path.push(":");
+            path.push(old);
+        }
+        cmd.env("PATH", path).env(ENV_DURAFS, exe);
+    }
+}
+
 /// Starts `argv` in `cwd` in a new process group, with `env`.
 pub fn spawn(argv: &[String], cwd: &Path, env: &[(&str, &Path)]) -> Result<Child> {
+    spawn_logged(argv, cwd, env, None)
+}
+
+/// [`spawn`], with stdout and stderr going to the file `log` when given.
+pub fn spawn_logged(
+    argv: &[String],
+    cwd: &Path,
+    env: &[(&str, &Path)],
+    log: Option<&Path>,
+) -> Result<Child> {
     let Some((prog, args)) = argv.split_first() else {
         return Err(err("no command given (after --)"));
     };
     let mut cmd = Command::new(prog);
     cmd.args(args).current_dir(cwd).process_group(0);
+    with_durafs(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
+    }
+    if let Some(log) = log {
+        let out = fs::File::create(log).map_err(|e| err(format!("{}: {e}", log.display())))?;
+        let errs = out
+            .try_clone()
+            .map_err(|e| err(format!("{}: {e}", log.display())))?;
+        cmd.stdout(out).stderr(errs);
     }
     let child = cmd
         .spawn()
@@ -325,6 +378,7 @@ pub fn run_check_timed(
         .current_dir(cwd)
         .stdin(Stdio::null())
         .process_group(0);
+    with_durafs(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -6,9 +6,10 @@
 mod explain;
 mod report;
 
+use crate::leftovers::{self, Leftover};
 use crate::workload::{
-    self, ENV_MARKS, ENV_MOUNT, ENV_STATE, check_interrupted, interrupted, run_check_timed, spawn,
-    write_marks,
+    self, ENV_MARKS, ENV_MOUNT, ENV_STATE, check_interrupted, interrupted, run_check_timed,
+    spawn_logged, write_marks,
 };
 use crate::{ExploreArgs, Result, err, signals};
 use durafs::explore::explain::{Findings, Vulnerability};
@@ -125,6 +126,9 @@ pub struct Exploration {
     pub states_per_second: f64,
     /// Where the time went.
     pub timings: Timings,
+    /// Processes the program left running on the recording volume (killed
+    /// before it was unmounted).
+    pub left_running: Vec<Leftover>,
     /// The signal that stopped the exploration early (`SIGINT`): the
     /// report covers the states checked until then, unexplained.
     pub interrupted: Option<String>,
@@ -174,8 +178,12 @@ pub fn explore(args: &ExploreArgs) -> Result<ExitCode> {
     }
 
     let started = Instant::now();
-    let trace = match &args.replay {
-        Some(p) => Trace::read_file(p).map_err(|e| err(e.to_string()))?,
+    workload::provide_durafs(work.path())?;
+    let (trace, left_running) = match &args.replay {
+        Some(p) => (
+            Trace::read_file(p).map_err(|e| err(e.to_string()))?,
+            Vec::new(),
+        ),
         None => match record(args, persistence, &work.path().join("record")) {
             Ok(t) => t,
             Err(e) => match workload::interrupted_by() {
@@ -254,6 +262,7 @@ pub fn explore(args: &ExploreArgs) -> Result<ExitCode> {
             0.0
         },
         timings,
+        left_running,
         interrupted: stopped.map(signals::name),
         vulnerabilities,
         no_loss,
@@ -319,7 +328,11 @@ fn members(
 }
 
 /// Runs the program once on a tracing volume; its trace.
-fn record(args: &ExploreArgs, persistence: Persistence, dir: &Path) -> Result<Trace> {
+fn record(
+    args: &ExploreArgs,
+    persistence: Persistence,
+    dir: &Path,
+) -> Result<(Trace, Vec<Leftover>)> {
     let opts = FsOptions {
         persistence,
         ..FsOptions::default()
@@ -335,9 +348,24 @@ fn record(args: &ExploreArgs, persistence: Persistence, dir: &Path) -> Result<Tr
         },
     )?;
     let mnt = mounted.mountpoint().to_path_buf();
-    let status = spawn(&args.command, &mnt, &[(ENV_MOUNT, &mnt)])?
+    let log = dir.join("program.log");
+    let mut child = spawn_logged(&args.command, &mnt, &[(ENV_MOUNT, &mnt)], Some(&log))?;
+    let status = child
         .wait()
         .map_err(|e| err(format!("waiting for the program: {e}")))?;
+    let left = leftovers::kill(child.id(), &mnt, std::time::Duration::from_secs(10));
+    if !left.is_empty() {
+        let names: Vec<String> = left.iter().map(ToString::to_string).collect();
+        eprintln!(
+            "durafs explore: the program left {} running on the recording volume, killed: {}",
+            if left.len() == 1 {
+                "a process"
+            } else {
+                "processes"
+            },
+            names.join(", ")
+        );
+    }
     let trace = workload::take_trace(&mounted)?;
     mounted
         .unmount()
@@ -345,10 +373,29 @@ fn record(args: &ExploreArgs, persistence: Persistence, dir: &Path) -> Result<Tr
     check_interrupted()?;
     if !status.success() {
         return Err(err(format!(
-            "the program failed ({status}) on the recording volume; a crash test needs a run that works"
+            "the program failed ({status}) on the recording volume; a crash test needs a run that works{}",
+            last_lines(&log, 20)
         )));
     }
-    Ok(trace)
+    Ok((trace, left))
+}
+
+/// The last `n` lines of the program's output, as a block to append to
+/// a message (empty when it printed nothing).
+fn last_lines(log: &Path, n: usize) -> String {
+    let text = fs::read(log).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.is_empty() {
+        return "; it printed nothing".to_string();
+    }
+    let from = lines.len().saturating_sub(n);
+    let mut out = format!("; the last {} lines of its output:", lines.len() - from);
+    for l in &lines[from..] {
+        out.push_str("\n  | ");
+        out.push_str(l);
+    }
+    out
 }
 
 /// Generates the states and checks them on `jobs` threads.

@@ -65,6 +65,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         policy,
     };
     let work = WorkDir::new(args.dir.as_deref(), "durafs-run-")?;
+    workload::provide_durafs(work.path())?;
     if args.volume.allow_other {
         work.open_to_all()?;
     }
