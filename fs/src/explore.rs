@@ -108,6 +108,9 @@ pub struct State<S = Snapshot> {
     pub kept: Vec<(usize, Survival)>,
     /// Equal for states with equal trees and marks (a hash of both).
     pub key: u64,
+    /// Most states the exploration yields in all (duplicates are skipped,
+    /// so it may yield fewer): for progress and its estimate.
+    pub planned: usize,
     pub snapshot: S,
 }
 
@@ -128,6 +131,7 @@ impl<S> State<S> {
             dropped: self.dropped,
             kept: self.kept,
             key: self.key,
+            planned: self.planned,
             snapshot: f(self.snapshot),
         }
     }
@@ -248,6 +252,7 @@ pub fn sparse_states(
                 dropped: cs.dropped().len(),
                 kept: cs.kept,
                 key,
+                planned: stats.total.min(opts.max_states),
                 snapshot,
             };
             if !sink(state) {

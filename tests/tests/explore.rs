@@ -765,3 +765,36 @@ fn a_failing_program_shows_its_exit_status_and_last_output() {
     assert!(r.stderr.contains("| no such table: t"), "{}", r.stderr);
     assert!(r.stderr.contains("| starting"), "{}", r.stderr);
 }
+
+#[test]
+fn progress_reaches_a_non_terminal_stderr_as_plain_lines() {
+    let s = Scratch::new(&[]);
+    let out = Command::new(EXE)
+        .args([
+            "explore",
+            "--jobs",
+            "1",
+            "--check",
+            "true",
+            "--",
+            "sh",
+            "-c",
+            "echo a > a; echo b > b",
+        ])
+        .current_dir(s.path())
+        .env("DURAFS_PROGRESS_EVERY", "0")
+        .output()
+        .expect("explore");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("states checked, 0 failed"))
+        .collect();
+    assert!(lines.len() >= 2, "{err}");
+    assert!(lines[0].contains("of at most"), "{err}");
+    assert!(
+        !err.contains('\r') && !err.contains('\x1b'),
+        "no terminal escapes: {err:?}"
+    );
+}

@@ -4,6 +4,7 @@
 //! check runs there, several at a time.
 
 mod explain;
+mod progress;
 mod report;
 
 use crate::leftovers::{self, Leftover};
@@ -21,7 +22,6 @@ use durafs::model::Persistence;
 use durafs::model::enumerate::EnumOptions;
 use durafs::trace::Trace;
 use std::fs;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -412,7 +412,7 @@ fn check_all(
     let first_error: Mutex<Option<crate::CliError>> = Mutex::new(None);
     let done = AtomicUsize::new(0);
     let failed = AtomicUsize::new(0);
-    let progress = std::io::stderr().is_terminal() && !args.json;
+    let progress = progress::Progress::new();
     let only = args.only;
     let (materialise, check, waiting) = (Clock::default(), Clock::default(), Clock::default());
     let generating = Instant::now();
@@ -436,9 +436,7 @@ fn check_all(
                             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                             let f = failed.fetch_add(usize::from(!c.passed), Ordering::Relaxed)
                                 + usize::from(!c.passed);
-                            if progress {
-                                eprint!("\r\x1b[2Kdurafs explore: {n} states checked, {f} failed");
-                            }
+                            progress.tick(n, f);
                             if let Ok(mut r) = results.lock() {
                                 r.push(c);
                             }
@@ -457,6 +455,7 @@ fn check_all(
             Some(o) if st.id < o => true,
             Some(o) if st.id > o => false,
             _ => {
+                progress.total(st.planned);
                 let t = Instant::now();
                 let ok = tx.send(st).is_ok();
                 waiting.add(t);
@@ -472,9 +471,7 @@ fn check_all(
         materialise_seconds: materialise.seconds(),
         check_seconds: check.seconds(),
     };
-    if progress {
-        eprint!("\r\x1b[2K");
-    }
+    progress.finish();
     if let Some(e) = first_error.into_inner().ok().flatten() {
         return Err(e);
     }
