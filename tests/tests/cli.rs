@@ -324,3 +324,28 @@ fn zero_jobs_is_a_usage_error() {
         assert!(e.contains("at least 1"), "{cmd}: {e}");
     }
 }
+
+/// The exit-code table (issue 19): durafs's own failure is 3, a usage
+/// error 2 (clap's, or found after parsing), never confused with a check's.
+#[test]
+fn durafs_failures_exit_3_and_usage_errors_exit_2() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path().to_str().expect("utf8");
+    for (args, code, says) in [
+        (vec!["status", t], 3, "not a durafs mount"),
+        (vec!["sync", t], 3, "not a durafs mount"),
+        (vec!["mark", "x"], 2, "DURAFS_MOUNT"),
+        (vec!["mark", "--mount", t, "two\nlines"], 2, "one line"),
+        (vec!["status"], 2, "MOUNTPOINT"),
+        (vec!["mount", "--dirty-limit", "12Q", t, t], 2, "12Q"),
+        (vec!["run", "--cut", "nonsense", "--", "true"], 2, "--cut"),
+    ] {
+        let out = durafs(&args);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {e}");
+        assert!(e.contains(says), "{args:?}: {e}");
+    }
+    let help = ok(&["--help"]);
+    assert!(help.contains("Exit status:"), "{help}");
+    assert!(help.contains("143  stopped by SIGTERM"), "{help}");
+}

@@ -212,7 +212,7 @@ fn random_is_seeded_and_repeat_reports_the_failing_seeds() {
 }
 
 #[test]
-fn the_check_sees_the_marks_made_before_the_cut_and_sets_the_exit_status() {
+fn the_check_sees_the_marks_made_before_the_cut_and_decides_the_verdict() {
     let s = Scratch::new();
     let out = s.run(&[
         "--cut",
@@ -224,8 +224,22 @@ fn the_check_sees_the_marks_made_before_the_cut_and_sets_the_exit_status() {
         "-c",
         "durafs mark before && echo 1 >> log && sync log && durafs mark after",
     ]);
-    assert_eq!(out.status.code(), Some(7));
+    // A failed check is a finding (exit 1); its own code is reported.
+    assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "before\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("check FAILED (exit 7)"), "{err}");
+}
+
+/// Regression (issue 19): `run` exited with the check's status, so a check
+/// exiting 2 read as durafs's usage error. It is a failed check: exit 1.
+#[test]
+fn a_check_exiting_2_is_a_finding_not_a_usage_error() {
+    let s = Scratch::new();
+    let out = s.run(&["--cut", "exit", "--check", "exit 2", "--", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("check FAILED (exit 2)"), "{err}");
 }
 
 #[test]

@@ -78,14 +78,14 @@ pub fn mark(mnt: Option<std::path::PathBuf>, label: &str) -> Result<()> {
     let mnt = match mnt.or_else(|| std::env::var_os(crate::workload::ENV_MOUNT).map(Into::into)) {
         Some(m) => m,
         None => {
-            return Err(err(format!(
+            return Err(crate::usage(format!(
                 "which volume? pass --mount MOUNTPOINT or set ${}",
                 crate::workload::ENV_MOUNT
             )));
         }
     };
     if label.contains('\n') {
-        return Err(err("a mark is one line"));
+        return Err(crate::usage("a mark is one line"));
     }
     Control::open(&mnt)?.request(&format!("mark {label}"))?;
     Ok(())

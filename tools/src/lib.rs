@@ -12,6 +12,7 @@ pub mod calibrate;
 mod client;
 mod daemon;
 pub mod demo;
+pub mod exit;
 pub mod explore;
 mod render;
 pub mod run;
@@ -22,12 +23,13 @@ use clap::builder::TypedValueParser;
 use clap::{Parser, Subcommand};
 use durafs::model::Persistence;
 use durafs::model::crash::Policy;
+use exit::Code;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// A FUSE filesystem for crash-testing storage software.
 #[derive(Debug, Parser)]
-#[command(name = "durafs", version, about, long_about = None)]
+#[command(name = "durafs", version, about, long_about = None, after_help = exit::help())]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -65,7 +67,8 @@ pub enum Command {
     /// points, and print what each setting lost.
     Demo(DemoArgs),
     /// Run a program on a fresh volume, cut the power at a trigger, remount
-    /// what survived and run a check there (exit status: the check's).
+    /// what survived and run a check there (exit 0: the check passed, 1: it
+    /// failed; the check's own exit code is in the output).
     Run(RunArgs),
     /// Record one run of a program, then check every crash state it could
     /// leave, without running it again (exit 0: none failed, 1: some
@@ -86,12 +89,12 @@ pub enum Command {
     /// metadata operations, the daemon's memory, `explore` speed and
     /// block-level `explore` speed on a real ext4 image (`explore-ext4`:
     /// needs losetup and mkfs.ext4) (exit 0 when it ran, missed targets
-    /// included; 2: set-up error).
+    /// included; 3: set-up error).
     Bench(BenchArgs),
     /// Crash-test a kernel filesystem (ext4, xfs, btrfs) at the block level
     /// through a loop device on a durafs volume, and measure how exactly a
     /// durafs model predicts its crash outcomes (exit 0: no false negative,
-    /// 1: some, 2: set-up error or a workload that could not run).
+    /// 1: some, 3: set-up error, 4: a workload that could not run).
     Calibrate(CalibrateArgs),
     /// Internal (calibrate's `wb`): write back every file's dirty pages
     /// under DIR, without a flush.
@@ -466,27 +469,51 @@ pub fn run() -> ExitCode {
     let default_level = if foreground { "info" } else { "warn,fuser=off" };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
         .init();
-    // run and explore: exit 2 for a usage or set-up error (1 and others
-    // are the check's).
-    let setup_failure = ExitCode::from(2);
     let result = match cli.command {
-        Command::Mount(args) => daemon::mount(args),
-        Command::Umount { mountpoint, lazy } => client::umount(&mountpoint, lazy),
-        Command::Status { mountpoint, json } => client::status(&mountpoint, json),
-        Command::Sync { mountpoint } => client::sync(&mountpoint),
-        Command::Cut(args) => client::cut(args),
-        Command::Demo(args) => demo_cmd(args),
-        Command::Mark { label, mount } => client::mark(mount, &label),
-        Command::Run(args) => return exit_code(run::run(&args), setup_failure),
-        Command::Explore(args) => return exit_code(explore::explore(&args), setup_failure),
-        Command::Bench(args) => return exit_code(bench::bench(&args), setup_failure),
-        Command::WritebackAll { dir } => calibrate::device::writeback_all(&dir),
-        Command::WaitCommit { dir } => calibrate::commit::wait_commit(&dir),
-        Command::Calibrate(args) => {
-            return exit_code(calibrate::calibrate(&args), setup_failure);
+        Command::Mount(args) => daemon::mount(args).map(|()| Code::Success),
+        Command::Umount { mountpoint, lazy } => {
+            client::umount(&mountpoint, lazy).map(|()| Code::Success)
         }
+        Command::Status { mountpoint, json } => {
+            client::status(&mountpoint, json).map(|()| Code::Success)
+        }
+        Command::Sync { mountpoint } => client::sync(&mountpoint).map(|()| Code::Success),
+        Command::Cut(args) => client::cut(args).map(|()| Code::Success),
+        Command::Demo(args) => demo_cmd(args),
+        Command::Mark { label, mount } => client::mark(mount, &label).map(|()| Code::Success),
+        Command::Run(args) => run::run(&args),
+        // explore keeps its own codes (2 for any error) until it adopts the
+        // table (`exit.rs`).
+        Command::Explore(args) => {
+            return explore::explore(&args).unwrap_or_else(|e| {
+                eprintln!("durafs: {e}");
+                Code::Usage.into()
+            });
+        }
+        Command::Bench(args) => bench::bench(&args).map(|()| Code::Success),
+        Command::WritebackAll { dir } => {
+            calibrate::device::writeback_all(&dir).map(|()| Code::Success)
+        }
+        Command::WaitCommit { dir } => calibrate::commit::wait_commit(&dir).map(|()| Code::Success),
+        Command::Calibrate(args) => calibrate::calibrate(&args),
     };
-    exit_code(result.map(|()| ExitCode::SUCCESS), ExitCode::FAILURE)
+    exit_code(result).into()
+}
+
+/// The code a command's result ends the process with (its error printed):
+/// an error after SIGINT, SIGTERM or SIGHUP is the interruption's.
+fn exit_code(r: Result<Code>) -> Code {
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("durafs: {e}");
+            if workload::interrupted() {
+                Code::Interrupted
+            } else {
+                e.code
+            }
+        }
+    }
 }
 
 /// Restores SIGPIPE's default action (Rust ignores it), so a printing
@@ -500,17 +527,7 @@ fn default_sigpipe() {
     }
 }
 
-fn exit_code(r: Result<ExitCode>, on_error: ExitCode) -> ExitCode {
-    match r {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("durafs: {e}");
-            on_error
-        }
-    }
-}
-
-fn demo_cmd(args: DemoArgs) -> Result<()> {
+fn demo_cmd(args: DemoArgs) -> Result<Code> {
     let model = args.model;
     let plan = demo::Plan {
         work: demo::trial::Workload {
@@ -548,29 +565,46 @@ fn demo_cmd(args: DemoArgs) -> Result<()> {
         .map(|r| format!("{} / {}", r.engine, r.setting))
         .collect();
     if odd.is_empty() {
-        Ok(())
+        Ok(Code::Success)
     } else {
-        Err(err(format!(
-            "unexpected results (a bug to find): {}",
+        eprintln!(
+            "durafs: unexpected results (a bug to find): {}",
             odd.join(", ")
-        )))
+        );
+        Ok(Code::Findings)
     }
 }
 
-/// An error for the user: one line, no backtrace.
+/// An error for the user: one line, no backtrace, and the exit code it
+/// ends the command with.
 #[derive(Debug)]
-pub struct CliError(pub String);
+pub struct CliError {
+    pub code: Code,
+    pub msg: String,
+}
 
 impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.msg)
     }
 }
 
 impl std::error::Error for CliError {}
 
+/// durafs itself failed (exit 3).
 pub(crate) fn err(msg: impl Into<String>) -> CliError {
-    CliError(msg.into())
+    CliError {
+        code: Code::Failed,
+        msg: msg.into(),
+    }
+}
+
+/// Bad arguments found after parsing (exit 2, as clap's own).
+pub(crate) fn usage(msg: impl Into<String>) -> CliError {
+    CliError {
+        code: Code::Usage,
+        msg: msg.into(),
+    }
 }
 
 pub(crate) type Result<T> = std::result::Result<T, CliError>;

@@ -4,20 +4,22 @@
 //! At the trigger the volume freezes (no later call takes effect; callers
 //! block), the program's whole process group is killed with SIGKILL, the
 //! crash policy is applied, and the post-crash state is mounted at the same
-//! place. The check's exit status is `durafs run`'s.
+//! place. `durafs run` exits 0 when the check passed (every check, with
+//! `--repeat`) and 1 when it failed; the check's own exit code is reported.
 
 pub mod trigger;
 
+use crate::exit::Code;
 use crate::workload::{
     self, CheckRun, ENV_MARKS, ENV_MOUNT, WorkDir, check_interrupted, kill_group, run_check, spawn,
     write_marks,
 };
-use crate::{Result, RunArgs, err};
+use crate::{Result, RunArgs, err, usage};
 use durafs::fs::{CutSummary, FsOptions};
 use durafs::model::crash::{CrashOptions, Policy};
 use durafs::model::rng::SplitMix64;
 use std::path::Path;
-use std::process::{ExitCode, ExitStatus};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -43,16 +45,16 @@ struct Plan<'a> {
     policy: Policy,
 }
 
-pub fn run(args: &RunArgs) -> Result<ExitCode> {
+pub fn run(args: &RunArgs) -> Result<Code> {
     workload::kill_children_on_interrupt();
     let trigger: Trigger = args
         .cut
         .parse()
-        .map_err(|e: String| err(format!("--cut: {e}")))?;
+        .map_err(|e: String| usage(format!("--cut: {e}")))?;
     let persistence = args.volume.model;
     let policy = args.crash.policy;
     if args.command.is_empty() {
-        return Err(err(
+        return Err(usage(
             "no program given: durafs run --cut TRIGGER -- CMD [ARGS...]",
         ));
     }
@@ -108,9 +110,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             None => eprintln!("durafs run: {repeat} runs (no --check)"),
         }
     }
-    Ok(match failed.first() {
-        Some((_, code)) => ExitCode::from(u8::try_from(*code).unwrap_or(1).max(1)),
-        None => ExitCode::SUCCESS,
+    // The check's verdict, never its own code: a check exiting 2 must not
+    // read as a usage error (the check's code is in the output).
+    Ok(if failed.is_empty() {
+        Code::Success
+    } else {
+        Code::Findings
     })
 }
 
@@ -229,7 +234,7 @@ fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> 
     let post = workload::volume(dir, None, plan.opts, plan.args.volume.allow_other, |_| {
         Ok(())
     })
-    .map_err(|e| err(format!("remounting after the cut: {}", e.0)))?;
+    .map_err(|e| err(format!("remounting after the cut: {}", e.msg)))?;
     let check = match &args.check {
         Some(c) => {
             let marks_file = dir.join("marks");
