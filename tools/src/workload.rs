@@ -338,15 +338,13 @@ pub fn write_marks(path: &Path, marks: &[String]) -> Result<()> {
     fs::write(path, text).map_err(|e| err(format!("{}: {e}", path.display())))
 }
 
-/// `s` quoted for a POSIX shell (unchanged when it needs no quoting).
+/// `s` quoted for a POSIX shell (unchanged when it needs no quoting), by
+/// `shlex`. A NUL byte cannot be passed in a shell word (nor in an
+/// argument), so it is dropped.
 pub fn shell_quote(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b));
-    if plain {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
+    match shlex::try_quote(s) {
+        Ok(q) => q.into_owned(),
+        Err(_) => shell_quote(&s.replace('\0', "")),
     }
 }
 
@@ -356,7 +354,19 @@ mod tests {
 
     #[test]
     fn shell_quoting_survives_a_round_trip_through_sh() {
-        for s in ["plain", "two words", "it's", "", "$HOME", "a\"b", "x;y"] {
+        for s in [
+            "plain",
+            "two words",
+            "it's",
+            "",
+            "$HOME",
+            "a\"b",
+            "x;y",
+            "'both' \"quotes\"",
+            "back\\slash `cmd`",
+            "new\nline",
+            "--model=ext4",
+        ] {
             let out = Command::new("sh")
                 .arg("-c")
                 .arg(format!("printf %s {}", shell_quote(s)))
@@ -364,6 +374,8 @@ mod tests {
                 .unwrap();
             assert_eq!(String::from_utf8(out.stdout).unwrap(), s);
         }
+        assert_eq!(shell_quote("plain/path-1.txt"), "plain/path-1.txt");
+        assert_eq!(shell_quote("a\0b c"), shell_quote("ab c"));
     }
 
     #[test]
