@@ -120,7 +120,20 @@ fn mount_status_sync_cut_remount_and_umount() {
     );
     let text = ok(&["status", &d.m()]);
     assert!(text.contains("12..26"), "{text}");
-    assert!(text.contains("create f: fsync directory /"), "{text}");
+    assert!(text.contains("create f  fsync directory /"), "{text}");
+    // The file's row: unsynced bytes, size, its bar (plain ASCII on a
+    // pipe: the last 14 of 26 bytes unsynced, one cell of the bar in part),
+    // the range.
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("  f "))
+        .unwrap_or_else(|| panic!("no row for f: {text}"));
+    assert!(
+        row.contains("14 B  26 B  [..............+#################]  12..26"),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'), "colors on a pipe: {text:?}");
+    assert_eq!(ok(&["status", &d.m(), "--no-color"]), text);
 
     ok(&["sync", &d.m()]);
     assert_eq!(d.status()["status"]["pending_ops"], 0);

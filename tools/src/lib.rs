@@ -50,12 +50,18 @@ pub enum Command {
         #[arg(long)]
         lazy: bool,
     },
-    /// Show exactly what is not yet durable.
+    /// Show exactly what is not yet durable: totals, then per file its
+    /// unsynced bytes, size, a bar of the file marking the unsynced parts
+    /// and the byte ranges; then every pending name with its fix.
     Status {
         mountpoint: PathBuf,
         /// Print the report as JSON (the control file's reply).
         #[arg(long)]
         json: bool,
+        /// No colors (also when $NO_COLOR is set, or stdout is not a
+        /// terminal): the bars are plain ASCII.
+        #[arg(long)]
+        no_color: bool,
     },
     /// Make everything durable, as sync(2) would (FUSE never sees sync(2)
     /// or syncfs(2), so scripts call this instead).
@@ -404,7 +410,7 @@ pub struct MountArgs {
     #[arg(long, default_value = "posix", value_parser = model_parser())]
     pub model: Persistence,
     /// Unsynced bytes past which the oldest dirty data is written back
-    /// (e.g. 64M, 1G).
+    /// (e.g. 64M, 1.5G, 4096; K, M, G, T are powers of 1024).
     #[arg(long, default_value = "1G", value_parser = size::parse)]
     pub dirty_limit: u64,
     /// Also fsync BACKING whenever durafs makes something durable.
@@ -474,9 +480,11 @@ pub fn run() -> ExitCode {
         Command::Umount { mountpoint, lazy } => {
             client::umount(&mountpoint, lazy).map(|()| Code::Success)
         }
-        Command::Status { mountpoint, json } => {
-            client::status(&mountpoint, json).map(|()| Code::Success)
-        }
+        Command::Status {
+            mountpoint,
+            json,
+            no_color,
+        } => client::status(&mountpoint, json, no_color).map(|()| Code::Success),
         Command::Sync { mountpoint } => client::sync(&mountpoint).map(|()| Code::Success),
         Command::Cut(args) => client::cut(args).map(|()| Code::Success),
         Command::Demo(args) => demo_cmd(args),

@@ -37,7 +37,8 @@
 //! torn down (kernel caches invalidated, unmounted), as if the machine lost
 //! power. Without `--seed`, a seed is drawn and reported.
 
-use crate::fs::DuraFs;
+use crate::fs::{CutSummary, DuraFs, VolumeInfo};
+use crate::model::Report;
 use crate::model::crash::{CrashOptions, Policy};
 use std::fmt;
 
@@ -253,13 +254,35 @@ pub fn run(fs: &DuraFs, input: &[u8]) -> Outcome {
     }
 }
 
+/// The reply to `status`, typed: `{"ok":true,"status":...,"volume":...}`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatusReply {
+    pub ok: bool,
+    /// Exactly what is not durable.
+    pub status: Report,
+    /// The volume's settings and counters.
+    pub volume: VolumeInfo,
+}
+
+/// The reply to `cut`, typed: `{"ok":true,"cut":...}`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CutReply {
+    pub ok: bool,
+    /// What the cut lost.
+    pub cut: CutSummary,
+}
+
 /// The reply to `status`.
 pub fn status_reply(fs: &DuraFs) -> Vec<u8> {
-    reply(serde_json::json!({
-        "ok": true,
-        "status": fs.status(),
-        "volume": fs.info(),
-    }))
+    let r = StatusReply {
+        ok: true,
+        status: fs.status(),
+        volume: fs.info(),
+    };
+    match serde_json::to_value(&r) {
+        Ok(v) => reply(v),
+        Err(e) => failure(libc::EIO, &format!("status: {e}")).reply,
+    }
 }
 
 #[cfg(test)]

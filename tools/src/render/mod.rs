@@ -1,180 +1,186 @@
-//! Human-readable forms of the control file's JSON replies.
+//! Human-readable forms of the control file's replies, from their typed
+//! structs (`durafs::control::StatusReply`, `durafs::fs::CutSummary`):
+//! sizes people read (`40.0 MiB (41,943,103 bytes)`), aligned columns,
+//! each file's unsynced ranges as a bar, long lists folded.
 
-use serde_json::Value;
+pub mod bar;
+
+use crate::size;
+use bar::Look;
+use durafs::control::StatusReply;
+use durafs::fs::CutSummary;
+use durafs::model::FileReport;
 use std::fmt::Write;
 
-fn ranges(v: &Value) -> String {
-    let Some(rs) = v.as_array() else {
-        return String::new();
-    };
-    let parts: Vec<String> = rs.iter().map(|r| format!("{}..{}", r[0], r[1])).collect();
-    parts.join(" ")
+/// Files (and pending names) listed before the rest are folded.
+pub const LISTED: usize = 50;
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// The `status` reply as text: totals, then one line per file, then each
-/// pending name with the fsync that makes it durable.
-pub fn status(v: &Value) -> String {
-    let st = &v["status"];
-    let vol = &v["volume"];
+/// The `status` reply as text: totals, then one aligned row per file
+/// (unsynced bytes, size, a bar of the file with its unsynced parts, the
+/// ranges), then each pending name with the fsync that makes it durable.
+pub fn status(r: &StatusReply, look: Look) -> String {
+    let st = &r.status;
+    let vol = &r.volume;
     let mut out = String::new();
-    let files = st["files"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-    let names = st["names"].as_array().map(Vec::as_slice).unwrap_or(&[]);
     let _ = writeln!(
         out,
-        "model {} · {} unsynced bytes in {} files · {} pending names · {} pending operations",
-        st["model"].as_str().unwrap_or("?"),
-        st["unsynced_bytes"],
-        files.len(),
-        names.len(),
-        st["pending_ops"],
+        "model {} · {} unsynced in {} · {} · {}",
+        st.model,
+        size::human(st.unsynced_bytes),
+        plural(st.files.len(), "file", "files"),
+        plural(st.names.len(), "pending name", "pending names"),
+        plural(st.pending_ops, "pending operation", "pending operations"),
     );
-    if vol["writebacks"].as_u64().unwrap_or(0) > 0 {
+    if vol.writebacks > 0 {
         let _ = writeln!(
             out,
-            "dirty limit {} passed: {} writebacks made {} bytes durable",
-            vol["dirty_limit"], vol["writebacks"], vol["written_back_bytes"]
+            "dirty limit {} passed: {} made {} durable",
+            size::human(vol.dirty_limit),
+            plural(vol.writebacks as usize, "writeback", "writebacks"),
+            size::human(vol.written_back_bytes)
         );
     }
-    if !files.is_empty() {
-        let _ = writeln!(out, "\nunsynced data (byte ranges [start..end)):");
-        for f in files {
-            let mut notes = Vec::new();
-            if f["new_inode"] == Value::Bool(true) {
-                notes.push("new file".to_string());
-            }
-            if let Some(sc) = f["size_change"].as_array() {
-                notes.push(format!("size {} -> {}", sc[0], sc[1]));
-            }
-            if f["attrs_pending"] == Value::Bool(true) {
-                notes.push("attributes".to_string());
-            }
-            if let Some(x) = f["xattrs_pending"].as_array() {
-                let names: Vec<&str> = x.iter().filter_map(Value::as_str).collect();
-                notes.push(format!("xattrs {} (fsync)", names.join(" ")));
-            }
-            let _ = writeln!(
-                out,
-                "  {}  {} bytes  {}{}",
-                f["path"].as_str().unwrap_or("?"),
-                f["unsynced_bytes"],
-                ranges(&f["ranges"]),
-                if notes.is_empty() {
-                    String::new()
-                } else {
-                    format!("  ({})", notes.join(", "))
-                }
-            );
-        }
+    if !st.files.is_empty() {
+        files(&mut out, &st.files, look);
     }
-    if !names.is_empty() {
+    if !st.names.is_empty() {
         let _ = writeln!(out, "\npending names (what makes each durable):");
-        for n in names {
-            let _ = writeln!(
-                out,
-                "  {}: {}",
-                n["op"].as_str().unwrap_or("?"),
-                n["fix"].as_str().unwrap_or("?")
-            );
+        let w = st
+            .names
+            .iter()
+            .take(LISTED)
+            .map(|n| n.op.chars().count())
+            .max()
+            .unwrap_or(0);
+        for n in st.names.iter().take(LISTED) {
+            let _ = writeln!(out, "  {:<w$}  {}", n.op, n.fix);
         }
+        fold(&mut out, st.names.len(), "pending names");
     }
-    if files.is_empty() && names.is_empty() {
+    if st.files.is_empty() && st.names.is_empty() {
         let _ = writeln!(out, "everything is durable");
     }
     out
 }
 
+fn fold(out: &mut String, total: usize, what: &str) {
+    if total > LISTED {
+        let _ = writeln!(
+            out,
+            "  ... and {} more {what} (`durafs status --json` lists them all)",
+            total - LISTED
+        );
+    }
+}
+
+/// What else is pending for a file: new, size change, attributes.
+fn notes(f: &FileReport) -> String {
+    let mut notes = Vec::new();
+    if f.new_inode {
+        notes.push("new file".to_string());
+    }
+    if let Some((from, to)) = f.size_change {
+        notes.push(format!("size {from} -> {to}"));
+    }
+    if f.attrs_pending {
+        notes.push("attributes".to_string());
+    }
+    if !f.xattrs_pending.is_empty() {
+        notes.push(format!("xattrs {} (fsync)", f.xattrs_pending.join(" ")));
+    }
+    if notes.is_empty() {
+        String::new()
+    } else {
+        format!("  ({})", notes.join(", "))
+    }
+}
+
+/// The per-file table: header, one row per file, folded past [`LISTED`].
+fn files(out: &mut String, files: &[FileReport], look: Look) {
+    let legend = if look.color {
+        "█ unsynced, ▒ in part"
+    } else {
+        "# unsynced, + in part, . durable"
+    };
+    let _ = writeln!(
+        out,
+        "\nunsynced data (bar: the file, {legend}; ranges: [start..end) in bytes):"
+    );
+    let shown = &files[..files.len().min(LISTED)];
+    let rows: Vec<[String; 3]> = shown
+        .iter()
+        .map(|f| {
+            [
+                f.path.clone(),
+                size::short(f.unsynced_bytes),
+                size::short(f.size),
+            ]
+        })
+        .collect();
+    let header = ["path", "unsynced", "size"];
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain([header[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let (wp, wu, ws) = (width(0), width(1), width(2));
+    let _ = writeln!(
+        out,
+        "  {:<wp$}  {:>wu$}  {:>ws$}  {:<bw$}  ranges",
+        header[0],
+        header[1],
+        header[2],
+        "map",
+        bw = bar::WIDTH + 2
+    );
+    for (f, r) in shown.iter().zip(&rows) {
+        let _ = writeln!(
+            out,
+            "  {:<wp$}  {:>wu$}  {:>ws$}  {}  {}{}",
+            r[0],
+            r[1],
+            r[2],
+            bar::bar(&f.ranges, f.size, look),
+            bar::fold_ranges(&f.ranges),
+            notes(f)
+        );
+    }
+    fold(out, files.len(), "files");
+}
+
 /// The `cut` summary as text.
-pub fn cut(c: &Value) -> String {
+pub fn cut(c: &CutSummary) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "power cut: policy {} seed {}: {}",
-        c["policy"].as_str().unwrap_or("?"),
-        c["seed"],
-        c["description"].as_str().unwrap_or("")
+        c.policy, c.seed, c.description
     );
     let _ = writeln!(
         out,
-        "lost {} of {} pending operations whole and {} in part: {} bytes of data in {} files, {} name changes",
-        c["ops_lost"],
-        c["ops_pending"],
-        c["ops_partial"].as_u64().unwrap_or(0),
-        c["bytes_lost"],
-        c["files_lost"],
-        c["names_lost"]
+        "lost {} of {} pending operations whole and {} in part: {} of data in {} files, {} name changes",
+        c.ops_lost,
+        c.ops_pending,
+        c.ops_partial,
+        size::human(c.bytes_lost),
+        c.files_lost,
+        c.names_lost
     );
-    if let Some(lost) = c["lost"].as_array() {
-        for l in lost {
-            let _ = writeln!(out, "  lost: {}", l.as_str().unwrap_or("?"));
-        }
-        let total = c["ops_lost"].as_u64().unwrap_or(0) + c["ops_partial"].as_u64().unwrap_or(0);
-        if total > lost.len() as u64 {
-            let _ = writeln!(out, "  ... and {} more", total - lost.len() as u64);
-        }
+    for l in &c.lost {
+        let _ = writeln!(out, "  lost: {l}");
+    }
+    let total = c.ops_lost + c.ops_partial;
+    if total > c.lost.len() {
+        let _ = writeln!(out, "  ... and {} more", total - c.lost.len());
     }
     out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_lists_ranges_sizes_and_fixes() {
-        let v: Value = serde_json::json!({
-            "ok": true,
-            "status": {
-                "model": "posix",
-                "files": [{"ino": 2, "path": "f", "ranges": [[12, 26]], "unsynced_bytes": 14,
-                           "size_change": [12, 26], "attrs_pending": false, "new_inode": false}],
-                "names": [{"seq": 1, "op": "create f", "fix": "fsync directory /"}],
-                "unsynced_bytes": 14,
-                "pending_ops": 2
-            },
-            "volume": {"writebacks": 0}
-        });
-        let s = status(&v);
-        assert!(s.contains("14 unsynced bytes in 1 files"), "{s}");
-        assert!(s.contains("f  14 bytes  12..26  (size 12 -> 26)"), "{s}");
-        assert!(s.contains("create f: fsync directory /"), "{s}");
-    }
-
-    #[test]
-    fn status_lists_pending_xattrs() {
-        let v: Value = serde_json::json!({
-            "ok": true,
-            "status": {
-                "model": "posix",
-                "files": [{"ino": 2, "path": "f", "ranges": [], "unsynced_bytes": 0,
-                           "size_change": null, "attrs_pending": true,
-                           "xattrs_pending": ["user.a", "user.b"], "new_inode": false}],
-                "names": [],
-                "unsynced_bytes": 0,
-                "pending_ops": 2
-            },
-            "volume": {"writebacks": 0}
-        });
-        let s = status(&v);
-        assert!(
-            s.contains("(attributes, xattrs user.a user.b (fsync))"),
-            "{s}"
-        );
-    }
-
-    #[test]
-    fn cut_lists_what_was_lost() {
-        let c = serde_json::json!({
-            "policy": "drop-all", "seed": 7, "description": "nothing survives",
-            "ops_pending": 3, "ops_lost": 3, "bytes_lost": 14, "files_lost": 1,
-            "names_lost": 2, "lost": ["write f 12..26"]
-        });
-        let s = cut(&c);
-        assert!(s.contains("seed 7"), "{s}");
-        assert!(
-            s.contains("14 bytes of data in 1 files, 2 name changes"),
-            "{s}"
-        );
-        assert!(s.contains("lost: write f 12..26"), "{s}");
-        assert!(s.contains("and 2 more"), "{s}");
-    }
-}
+mod tests;
