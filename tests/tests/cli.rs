@@ -352,6 +352,14 @@ fn durafs_failures_exit_3_and_usage_errors_exit_2() {
         (vec!["status"], 2, "MOUNTPOINT"),
         (vec!["mount", "--dirty-limit", "12Q", t, t], 2, "12Q"),
         (vec!["run", "--cut", "nonsense", "--", "true"], 2, "--cut"),
+        // The grammar the control file shares checks values up front.
+        (vec!["cut", t, "--probability", "2"], 2, "0..=1"),
+        (vec!["cut", t, "--policy=nope"], 2, "meta-first"),
+        (
+            vec!["run", "--sector=0", "--cut", "exit", "--", "true"],
+            2,
+            "must be positive",
+        ),
     ] {
         let out = durafs(&args);
         let e = String::from_utf8_lossy(&out.stderr);

@@ -148,20 +148,7 @@ pub fn cut(args: CutArgs) -> Result<()> {
     let pid = daemon_pid(&st)?;
     // Read before the mount dies: the remount keeps it.
     let allow_other = has_super_option(mnt, "allow_other");
-    let mut cmd = format!(
-        "cut --policy {} --sector {}",
-        args.crash.policy.name(),
-        args.crash.sector
-    );
-    if let Some(seed) = args.seed {
-        cmd.push_str(&format!(" --seed {seed}"));
-    }
-    if let Some(p) = args.crash.probability {
-        cmd.push_str(&format!(" --probability {p}"));
-    }
-    if args.crash.garbage {
-        cmd.push_str(" --garbage");
-    }
+    let cmd = args.cut.command_line();
     let reply: CutReply = ctl.request_as(&cmd)?;
     // Closing the handle lets the daemon tear the mount down.
     drop(ctl);

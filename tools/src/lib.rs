@@ -22,7 +22,6 @@ pub mod workload;
 use clap::builder::TypedValueParser;
 use clap::{Parser, Subcommand};
 use durafs::model::Persistence;
-use durafs::model::crash::Policy;
 use exit::Code;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -128,12 +127,6 @@ fn at_least_one(s: &str) -> std::result::Result<usize, String> {
     }
 }
 
-/// `--policy`'s values (listed in `--help`).
-fn policy_parser() -> impl clap::builder::TypedValueParser<Value = Policy> {
-    clap::builder::PossibleValuesParser::new(Policy::ALL.map(Policy::name))
-        .try_map(|s| s.parse::<Policy>())
-}
-
 #[derive(Debug, clap::Args)]
 pub struct CalibrateArgs {
     /// The real filesystem: ext4, xfs or btrfs.
@@ -225,23 +218,9 @@ pub struct CalibrateArgs {
     pub test_wrong_model: bool,
 }
 
-/// What survives a power cut (`cut`, `run`).
-#[derive(Debug, clap::Args)]
-pub struct PolicyArgs {
-    /// What survives: drop-all, keep-all, prefix, random, torn or
-    /// meta-first (`docs/durability.md`, "Policies").
-    #[arg(long, default_value = "drop-all", value_parser = policy_parser())]
-    pub policy: Policy,
-    /// Sector size of torn writes, in bytes.
-    #[arg(long, default_value_t = 512)]
-    pub sector: u64,
-    /// Survival probability of each operation (random, torn) and sector.
-    #[arg(long)]
-    pub probability: Option<f64>,
-    /// Fill torn sectors with garbage instead of the old bytes.
-    #[arg(long)]
-    pub garbage: bool,
-}
+/// What survives a power cut (`cut`, `run`): one definition with the
+/// control file's `cut` (`durafs::control::args`).
+pub use durafs::control::args::PolicyArgs;
 
 /// Options both `run` and `explore` take.
 #[derive(Debug, clap::Args)]
@@ -450,11 +429,9 @@ pub struct MountArgs {
 #[derive(Debug, clap::Args)]
 pub struct CutArgs {
     pub mountpoint: PathBuf,
+    /// The policy and the seed, as the control file's `cut` takes them.
     #[command(flatten)]
-    pub crash: PolicyArgs,
-    /// Seed of the random choices (drawn and printed when absent).
-    #[arg(long)]
-    pub seed: Option<u64>,
+    pub cut: durafs::control::args::CutArgs,
     /// Mount the post-crash state at the same place afterwards.
     #[arg(long)]
     pub remount: bool,
@@ -616,3 +593,14 @@ pub(crate) fn usage(msg: impl Into<String>) -> CliError {
 }
 
 pub(crate) type Result<T> = std::result::Result<T, CliError>;
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks over every command (a flattened
+    /// group of the durafs crate's included).
+    #[test]
+    fn the_cli_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -16,7 +16,6 @@ use crate::workload::{
 };
 use crate::{Result, RunArgs, err, usage};
 use durafs::fs::{CutSummary, FsOptions};
-use durafs::model::crash::{CrashOptions, Policy};
 use durafs::model::rng::SplitMix64;
 use std::path::Path;
 use std::process::ExitStatus;
@@ -42,7 +41,6 @@ pub struct Outcome {
 struct Plan<'a> {
     args: &'a RunArgs,
     opts: FsOptions,
-    policy: Policy,
 }
 
 pub fn run(args: &RunArgs) -> Result<Code> {
@@ -52,7 +50,6 @@ pub fn run(args: &RunArgs) -> Result<Code> {
         .parse()
         .map_err(|e: String| usage(format!("--cut: {e}")))?;
     let persistence = args.volume.model;
-    let policy = args.crash.policy;
     if args.command.is_empty() {
         return Err(usage(
             "no program given: durafs run --cut TRIGGER -- CMD [ARGS...]",
@@ -64,7 +61,6 @@ pub fn run(args: &RunArgs) -> Result<Code> {
             persistence,
             ..FsOptions::default()
         },
-        policy,
     };
     let work = WorkDir::new(args.dir.as_deref(), "durafs-run-")?;
     if args.volume.allow_other {
@@ -215,18 +211,8 @@ fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> 
     let ops = fs.op_count();
     let marks = fs.marks();
     let cut = mounted
-        .cut(CrashOptions {
-            policy: plan.policy,
-            seed,
-            sector: args.crash.sector,
-            probability: args
-                .crash
-                .probability
-                .unwrap_or(CrashOptions::default().probability),
-            garbage: args.crash.garbage,
-            // The volume sets them from its model.
-            rules: Default::default(),
-        })
+        // The volume sets the rules from its model.
+        .cut(args.crash.options(seed))
         .map_err(|e| err(format!("cut: {e}")))?;
     let _ = waiter.join();
     report(t, seed, &hit, ops, exited.as_ref(), &cut);
