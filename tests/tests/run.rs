@@ -278,3 +278,58 @@ fn allow_other_lets_a_program_of_another_user_run_on_the_volume() {
         "{stderr}"
     );
 }
+
+/// `run --json` (issue 19): one JSON document on stdout, nothing else
+/// (the program's own stdout goes to stderr), with each repetition's
+/// trigger, cut and check (verdict, exit code, output).
+#[test]
+fn json_is_one_document_with_each_cut_and_the_checks_verdict_code_and_output() {
+    let s = Scratch::new();
+    let out = s.run(&[
+        "--json",
+        "--repeat",
+        "2",
+        "--cut",
+        "after:fsync:log:nth=1",
+        "--check",
+        r#"cat log; echo "marks: $(cat "$DURAFS_MARKS")"; exit 7"#,
+        "--",
+        "sh",
+        "-c",
+        "echo program says hi; durafs mark one && echo 1 >> log && sync log && echo 2 >> log",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {stdout:?}"));
+    assert_eq!(stdout.trim_end().lines().count(), 1, "{stdout}");
+    assert!(stderr.contains("program says hi"), "{stderr}");
+    assert_eq!(v["verdict"], "failed", "{v}");
+    assert_eq!(v["failed_seeds"], serde_json::json!([0, 1]), "{v}");
+    let runs = v["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2, "{v}");
+    for (seed, r) in runs.iter().enumerate() {
+        assert_eq!(r["seed"], seed, "{r}");
+        assert_eq!(r["trigger"], "after:fsync:log:nth=1", "{r}");
+        assert_eq!(r["hit"]["when"], "after", "{r}");
+        assert_eq!(r["hit"]["op"], "fsync /log", "{r}");
+        assert_eq!(r["cut"]["policy"], "drop-all", "{r}");
+        assert_eq!(r["check"]["passed"], false, "{r}");
+        assert_eq!(r["check"]["exit_code"], 7, "{r}");
+        assert_eq!(r["check"]["output"], "1\nmarks: one\n", "{r}");
+    }
+
+    // A passing check, and no check at all.
+    let out = s.run(&["--json", "--cut", "exit", "--check", "true", "--", "true"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        (out.status.code(), &v["verdict"]),
+        (Some(0), &"passed".into())
+    );
+    assert_eq!(v["runs"][0]["program_exit"]["code"], 0, "{v}");
+    let out = s.run(&["--json", "--cut", "exit", "--", "true"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["verdict"], "no check", "{v}");
+    assert!(v["runs"][0]["check"].is_null(), "{v}");
+}

@@ -261,6 +261,11 @@ pub struct RunArgs {
     /// Run N times with seeds SEED..SEED+N-1.
     #[arg(long, default_value_t = 1)]
     pub repeat: u64,
+    /// Print one JSON document on stdout: each run's trigger, cut and
+    /// check (verdict, exit code, output), and the verdict. The program's
+    /// stdout then goes to stderr.
+    #[arg(long)]
+    pub json: bool,
     /// The program and its arguments (its working directory and
     /// $DURAFS_MOUNT: the volume).
     #[arg(last = true, required = true)]

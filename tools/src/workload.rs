@@ -240,11 +240,24 @@ pub fn volume(
 
 /// Starts `argv` in `cwd` in a new process group, with `env`.
 pub fn spawn(argv: &[String], cwd: &Path, env: &[(&str, &Path)]) -> Result<Child> {
+    spawn_to(argv, cwd, env, Stdio::inherit())
+}
+
+/// As [`spawn`], the program's stdout going to `stdout`.
+pub fn spawn_to(
+    argv: &[String],
+    cwd: &Path,
+    env: &[(&str, &Path)],
+    stdout: Stdio,
+) -> Result<Child> {
     let Some((prog, args)) = argv.split_first() else {
         return Err(err("no command given (after --)"));
     };
     let mut cmd = Command::new(prog);
-    cmd.args(args).current_dir(cwd).process_group(0);
+    cmd.args(args)
+        .current_dir(cwd)
+        .process_group(0)
+        .stdout(stdout);
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -7,18 +7,20 @@
 //! place. `durafs run` exits 0 when the check passed (every check, with
 //! `--repeat`) and 1 when it failed; the check's own exit code is reported.
 
+mod json;
 pub mod trigger;
 
 use crate::exit::Code;
 use crate::workload::{
-    self, CheckRun, ENV_MARKS, ENV_MOUNT, WorkDir, check_interrupted, kill_group, run_check, spawn,
-    write_marks,
+    self, CheckRun, ENV_MARKS, ENV_MOUNT, WorkDir, check_interrupted, kill_group, run_check,
+    spawn_to, write_marks,
 };
 use crate::{Result, RunArgs, err, usage};
 use durafs::fs::{CutSummary, FsOptions};
 use durafs::model::rng::SplitMix64;
+use std::os::fd::AsFd;
 use std::path::Path;
-use std::process::ExitStatus;
+use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -28,6 +30,8 @@ use trigger::{Event, Hit, Trigger, When, Wire};
 #[derive(Debug)]
 pub struct Outcome {
     pub seed: u64,
+    /// The trigger used (`random` resolved to `after-ops=K`).
+    pub trigger: String,
     /// The trigger fired (else the program exited first).
     pub hit: Option<Hit>,
     /// Program operations before the cut.
@@ -71,7 +75,7 @@ pub fn run(args: &RunArgs) -> Result<Code> {
         _ => None,
     };
     let repeat = args.repeat.max(1);
-    let mut failed: Vec<(u64, i32)> = Vec::new();
+    let mut runs = Vec::new();
     for i in 0..repeat {
         let seed = args.seed.wrapping_add(i);
         let dir = work.path().join(format!("run-{seed}"));
@@ -83,20 +87,19 @@ pub fn run(args: &RunArgs) -> Result<Code> {
             }
             (None, t) => t.clone(),
         };
-        let out = once(&plan, &t, seed, &dir)?;
-        if let Some(c) = out.check.as_ref().filter(|c| !c.passed()) {
-            failed.push((seed, c.code()));
-        }
+        runs.push(json::Run::new(&once(&plan, &t, seed, &dir)?));
     }
-    if !work.is_temporary() {
-        eprintln!("durafs run: volumes kept in {}", work.path().display());
+    let kept = (!work.is_temporary()).then(|| work.path().display().to_string());
+    if let Some(k) = &kept {
+        eprintln!("durafs run: volumes kept in {k}");
     }
+    let report = json::Report::new(runs, args.check.is_some(), kept);
     if repeat > 1 {
-        let seeds: Vec<String> = failed.iter().map(|(s, _)| s.to_string()).collect();
+        let seeds: Vec<String> = report.failed_seeds.iter().map(u64::to_string).collect();
         match args.check {
             Some(_) => eprintln!(
                 "durafs run: the check failed in {} of {repeat} runs{}",
-                failed.len(),
+                seeds.len(),
                 if seeds.is_empty() {
                     String::new()
                 } else {
@@ -106,13 +109,30 @@ pub fn run(args: &RunArgs) -> Result<Code> {
             None => eprintln!("durafs run: {repeat} runs (no --check)"),
         }
     }
+    if args.json {
+        let text = serde_json::to_string(&report).map_err(|e| err(e.to_string()))?;
+        println!("{text}");
+    }
     // The check's verdict, never its own code: a check exiting 2 must not
     // read as a usage error (the check's code is in the output).
-    Ok(if failed.is_empty() {
+    Ok(if report.failed_seeds.is_empty() {
         Code::Success
     } else {
         Code::Findings
     })
+}
+
+/// Where the program's stdout goes: ours, or with `--json` our stderr, so
+/// that stdout carries the JSON document alone.
+fn program_stdout(args: &RunArgs) -> Result<Stdio> {
+    if !args.json {
+        return Ok(Stdio::inherit());
+    }
+    let fd = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| err(format!("duplicating stderr: {e}")))?;
+    Ok(Stdio::from(fd))
 }
 
 /// Runs the program once without a cut and counts its operations.
@@ -130,7 +150,8 @@ fn count_ops(plan: &Plan<'_>, dir: &Path) -> Result<u64> {
         },
     )?;
     let mnt = mounted.mountpoint().to_path_buf();
-    let mut child = spawn(&plan.args.command, &mnt, &[(ENV_MOUNT, &mnt)])?;
+    let out = program_stdout(plan.args)?;
+    let mut child = spawn_to(&plan.args.command, &mnt, &[(ENV_MOUNT, &mnt)], out)?;
     let status = child
         .wait()
         .map_err(|e| err(format!("waiting for the program: {e}")))?;
@@ -166,7 +187,8 @@ fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> 
     let fs = Arc::clone(mounted.fs());
     let mnt = mounted.mountpoint().to_path_buf();
     let started = Instant::now();
-    let mut child = spawn(&args.command, &mnt, &[(ENV_MOUNT, &mnt)])?;
+    let out = program_stdout(args)?;
+    let mut child = spawn_to(&args.command, &mnt, &[(ENV_MOUNT, &mnt)], out)?;
     let pgid = child.id();
     let waiter = std::thread::spawn(move || {
         let _ = tx.send(Event::Exited(child.wait()));
@@ -225,11 +247,12 @@ fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> 
         Some(c) => {
             let marks_file = dir.join("marks");
             write_marks(&marks_file, &marks)?;
+            // With --json the check's output goes into the document.
             Some(run_check(
                 c,
                 &mnt,
                 &[(ENV_MOUNT, &mnt), (ENV_MARKS, &marks_file)],
-                false,
+                args.json,
             )?)
         }
         None => None,
@@ -246,6 +269,7 @@ fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> 
     }
     Ok(Outcome {
         seed,
+        trigger: t.to_string(),
         hit,
         ops,
         exited,
@@ -289,12 +313,12 @@ fn report(
     };
     eprintln!("durafs run: {at}");
     eprintln!(
-        "durafs run: power cut ({}, seed {seed}): lost {} of {} unsynced operations whole and {} in part: {} bytes of data, {} files, {} names",
+        "durafs run: power cut ({}, seed {seed}): lost {} of {} unsynced operations whole and {} in part: {} of data, {} files, {} names",
         c.policy,
         c.ops_lost,
         c.ops_pending,
         c.ops_partial,
-        c.bytes_lost,
+        crate::size::human(c.bytes_lost),
         c.files_lost,
         c.names_lost
     );
