@@ -14,6 +14,8 @@ mod daemon;
 pub mod demo;
 pub mod exit;
 pub mod explore;
+mod logging;
+mod progress;
 mod render;
 pub mod run;
 mod size;
@@ -356,6 +358,10 @@ pub struct DemoArgs {
     /// is ext4).
     #[arg(long, default_value = "posix", value_parser = model_parser())]
     pub model: Persistence,
+    /// Show the engines' warnings as they come (damaged files their
+    /// recovery found), instead of counting them for the end.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -455,8 +461,7 @@ pub fn run() -> ExitCode {
     // fuser logs an error for every reply the kernel no longer wants; after
     // a power cut that is expected, so only the daemon's log keeps them.
     let default_level = if foreground { "info" } else { "warn,fuser=off" };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
-        .init();
+    logging::init(default_level);
     let result = match cli.command {
         Command::Mount(args) => daemon::mount(args).map(|()| Code::Success),
         Command::Umount { mountpoint, lazy } => {
@@ -469,7 +474,7 @@ pub fn run() -> ExitCode {
         } => client::status(&mountpoint, json, no_color).map(|()| Code::Success),
         Command::Sync { mountpoint } => client::sync(&mountpoint).map(|()| Code::Success),
         Command::Cut(args) => client::cut(args).map(|()| Code::Success),
-        Command::Demo(args) => demo_cmd(args),
+        Command::Demo(args) => demo::cli::demo(args),
         Command::Mark { label, mount } => client::mark(mount, &label).map(|()| Code::Success),
         Command::Run(args) => run::run(&args),
         // explore keeps its own codes (2 for any error) until it adopts the
@@ -514,54 +519,6 @@ fn default_sigpipe() {
     // SAFETY: setting a signal's disposition to its default.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-}
-
-fn demo_cmd(args: DemoArgs) -> Result<Code> {
-    let model = args.model;
-    let plan = demo::Plan {
-        work: demo::trial::Workload {
-            puts: args.puts.max(1),
-            model,
-            ..Default::default()
-        },
-        dir: args.dir,
-        points: args.points.max(1),
-        seeds: args.seeds,
-        enum_cap: args.enum_cap,
-        seed: args.seed,
-        ..Default::default()
-    };
-    let rows = demo::rows::all();
-    let started = std::time::Instant::now();
-    let progress = |msg: &str| eprint!("\r\x1b[2K{msg}");
-    let results = demo::run_all(&rows, &plan, &progress).map_err(|e| err(e.0))?;
-    eprintln!(
-        "\r\x1b[2Kdone: {} rows in {:.1}s (seed {})",
-        results.len(),
-        started.elapsed().as_secs_f64(),
-        args.seed
-    );
-    if args.json {
-        let v = serde_json::to_string_pretty(&results).map_err(|e| err(e.to_string()))?;
-        println!("{v}");
-    } else {
-        println!("model: {model} (crash states as durafs predicts them under it)");
-        print!("{}", demo::table(&results));
-    }
-    let odd: Vec<String> = results
-        .iter()
-        .filter(|r| !r.as_expected())
-        .map(|r| format!("{} / {}", r.engine, r.setting))
-        .collect();
-    if odd.is_empty() {
-        Ok(Code::Success)
-    } else {
-        eprintln!(
-            "durafs: unexpected results (a bug to find): {}",
-            odd.join(", ")
-        );
-        Ok(Code::Findings)
     }
 }
 

@@ -8,6 +8,7 @@ use durafs::fs::{DuraFs, FsOptions};
 use durafs::mount::{self, MountOptions, Mounted};
 use std::fs;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -238,9 +239,20 @@ pub fn volume(
     .map_err(|e| err(format!("mounting {}: {e}", mnt.display())))
 }
 
-/// Starts `argv` in `cwd` in a new process group, with `env`.
+/// Starts `argv` in `cwd` in a new process group, with `env`. Its stdout
+/// goes to this process's stderr, so that stdout carries durafs's report
+/// alone (one JSON document with `--json`).
 pub fn spawn(argv: &[String], cwd: &Path, env: &[(&str, &Path)]) -> Result<Child> {
-    spawn_to(argv, cwd, env, Stdio::inherit())
+    spawn_to(argv, cwd, env, to_stderr()?)
+}
+
+/// A child's output sent to this process's stderr.
+pub fn to_stderr() -> Result<Stdio> {
+    let fd = io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| err(format!("duplicating stderr: {e}")))?;
+    Ok(Stdio::from(fd))
 }
 
 /// As [`spawn`], the program's stdout going to `stdout`.

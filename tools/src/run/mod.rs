@@ -18,7 +18,6 @@ use crate::workload::{
 use crate::{Result, RunArgs, err, usage};
 use durafs::fs::{CutSummary, FsOptions};
 use durafs::model::rng::SplitMix64;
-use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
@@ -125,14 +124,11 @@ pub fn run(args: &RunArgs) -> Result<Code> {
 /// Where the program's stdout goes: ours, or with `--json` our stderr, so
 /// that stdout carries the JSON document alone.
 fn program_stdout(args: &RunArgs) -> Result<Stdio> {
-    if !args.json {
-        return Ok(Stdio::inherit());
+    if args.json {
+        workload::to_stderr()
+    } else {
+        Ok(Stdio::inherit())
     }
-    let fd = std::io::stderr()
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|e| err(format!("duplicating stderr: {e}")))?;
-    Ok(Stdio::from(fd))
 }
 
 /// Runs the program once without a cut and counts its operations.
