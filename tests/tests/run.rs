@@ -333,3 +333,25 @@ fn json_is_one_document_with_each_cut_and_the_checks_verdict_code_and_output() {
     assert_eq!(v["verdict"], "no check", "{v}");
     assert!(v["runs"][0]["check"].is_null(), "{v}");
 }
+
+/// Ctrl-C ends `run` with 130 (the exit-code table), never with a code a
+/// check or a usage error could give.
+#[test]
+fn an_interrupted_run_exits_130() {
+    let s = Scratch::new();
+    let mut child = Command::new(EXE)
+        .args(["run", "--cut", "after-ms=600000", "--", "sleep", "600"])
+        .current_dir(s.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running durafs");
+    // Once the program runs on the volume, interrupt.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().expect("waiting for durafs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+}
