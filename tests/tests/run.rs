@@ -339,7 +339,7 @@ fn json_is_one_document_with_each_cut_and_the_checks_verdict_code_and_output() {
 #[test]
 fn an_interrupted_run_exits_130() {
     let s = Scratch::new();
-    let mut child = Command::new(EXE)
+    let child = Command::new(EXE)
         .args(["run", "--cut", "after-ms=600000", "--", "sleep", "600"])
         .current_dir(s.path())
         .stderr(std::process::Stdio::piped())

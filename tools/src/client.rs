@@ -5,7 +5,6 @@ use crate::{CutArgs, MountArgs, Result, daemon, err, render};
 use durafs::META_DIR;
 use durafs::control::{CONTROL_NAME, CutReply, StatusReply};
 use durafs::fs::CutSummary;
-use serde_json::Value;
 use std::fs::{File, OpenOptions};
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::Path;
@@ -41,29 +40,37 @@ impl Control {
         }
     }
 
-    /// Sends `cmd` and returns the reply; a reply with `"ok": false` is an
-    /// error carrying the daemon's reason.
-    fn request(&mut self, cmd: &str) -> Result<Value> {
+    /// Sends `cmd` and returns the reply as sent (one JSON line); a reply
+    /// with `"ok": false` is an error carrying the daemon's reason.
+    fn request(&mut self, cmd: &str) -> Result<String> {
         let sent = self.file.write(cmd.as_bytes());
         let mut buf = Vec::new();
         self.file
             .read_to_end(&mut buf)
             .map_err(|e| err(format!("reading the reply to {cmd:?}: {e}")))?;
-        let v: Value = serde_json::from_slice(&buf)
+        let head: Head = serde_json::from_slice(&buf)
             .map_err(|e| err(format!("malformed reply to {cmd:?}: {e}")))?;
-        if v["ok"] != Value::Bool(true) {
-            let why = v["error"].as_str().unwrap_or("no reason given");
-            return Err(err(why.to_string()));
+        if !head.ok {
+            return Err(err(head
+                .error
+                .unwrap_or_else(|| "no reason given".to_string())));
         }
         sent.map_err(|e| err(format!("sending {cmd:?}: {e}")))?;
-        Ok(v)
+        String::from_utf8(buf).map_err(|e| err(format!("reply to {cmd:?}: {e}")))
     }
 
     /// As [`Control::request`], the reply read as a `T`.
     fn request_as<T: serde::de::DeserializeOwned>(&mut self, cmd: &str) -> Result<T> {
-        let v = self.request(cmd)?;
-        serde_json::from_value(v).map_err(|e| err(format!("unexpected reply to {cmd:?}: {e}")))
+        let text = self.request(cmd)?;
+        serde_json::from_str(&text).map_err(|e| err(format!("unexpected reply to {cmd:?}: {e}")))
     }
+}
+
+/// What every reply says first: whether the command worked, and if not why.
+#[derive(serde::Deserialize)]
+struct Head {
+    ok: bool,
+    error: Option<String>,
 }
 
 /// `durafs status`: the reply as JSON, or as text with a bar per file
@@ -71,7 +78,7 @@ impl Control {
 pub fn status(mnt: &Path, json: bool, no_color: bool) -> Result<()> {
     let mut ctl = Control::open(mnt)?;
     if json {
-        println!("{}", ctl.request("status")?);
+        print!("{}", ctl.request("status")?);
         return Ok(());
     }
     let reply: StatusReply = ctl.request_as("status")?;
