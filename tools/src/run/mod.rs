@@ -190,20 +190,7 @@ fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> 
         let _ = tx.send(Event::Exited(child.wait()));
     });
 
-    let first = match t {
-        Trigger::AfterMs(ms) => {
-            let left = Duration::from_millis(*ms).saturating_sub(started.elapsed());
-            match rx.recv_timeout(left) {
-                Ok(ev) => Some(ev),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return Err(err("the program vanished")),
-            }
-        }
-        _ => Some(
-            rx.recv()
-                .map_err(|_| err("the program vanished without an exit status"))?,
-        ),
-    };
+    let first = first_event(t, &rx, started)?;
     // Interrupted: the program was killed; dropping the mount unmounts it.
     check_interrupted()?;
     let (hit, exited) = match first {
@@ -235,19 +222,57 @@ fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> 
     let _ = waiter.join();
     report(t, seed, &hit, ops, exited.as_ref(), &cut);
 
-    let post = workload::volume(dir, None, plan.opts, plan.args.volume.allow_other, |_| {
-        Ok(())
+    let check = check_after(plan, dir, &mnt, &marks)?;
+    Ok(Outcome {
+        seed,
+        trigger: t.to_string(),
+        hit,
+        ops,
+        exited,
+        cut,
+        check,
     })
-    .map_err(|e| err(format!("remounting after the cut: {}", e.msg)))?;
+}
+
+/// The first thing that happens: the trigger, the program's exit, or (for
+/// `after-ms`) the time running out (`None`).
+fn first_event(t: &Trigger, rx: &mpsc::Receiver<Event>, started: Instant) -> Result<Option<Event>> {
+    match t {
+        Trigger::AfterMs(ms) => {
+            let left = Duration::from_millis(*ms).saturating_sub(started.elapsed());
+            match rx.recv_timeout(left) {
+                Ok(ev) => Ok(Some(ev)),
+                Err(RecvTimeoutError::Timeout) => Ok(None),
+                Err(RecvTimeoutError::Disconnected) => Err(err("the program vanished")),
+            }
+        }
+        _ => rx
+            .recv()
+            .map(Some)
+            .map_err(|_| err("the program vanished without an exit status")),
+    }
+}
+
+/// Remounts the post-crash state at `mnt` and runs the check there (with
+/// the `marks` made before the cut); `None` without `--check`.
+fn check_after(
+    plan: &Plan<'_>,
+    dir: &Path,
+    mnt: &Path,
+    marks: &[String],
+) -> Result<Option<CheckRun>> {
+    let args = plan.args;
+    let post = workload::volume(dir, None, plan.opts, args.volume.allow_other, |_| Ok(()))
+        .map_err(|e| err(format!("remounting after the cut: {}", e.msg)))?;
     let check = match &args.check {
         Some(c) => {
             let marks_file = dir.join("marks");
-            write_marks(&marks_file, &marks)?;
+            write_marks(&marks_file, marks)?;
             // With --json the check's output goes into the document.
             Some(run_check(
                 c,
-                &mnt,
-                &[(ENV_MOUNT, &mnt), (ENV_MARKS, &marks_file)],
+                mnt,
+                &[(ENV_MOUNT, mnt), (ENV_MARKS, &marks_file)],
                 args.json,
             )?)
         }
@@ -263,15 +288,7 @@ fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> 
             c.code()
         );
     }
-    Ok(Outcome {
-        seed,
-        trigger: t.to_string(),
-        hit,
-        ops,
-        exited,
-        cut,
-        check,
-    })
+    Ok(check)
 }
 
 fn report(
