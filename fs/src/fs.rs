@@ -121,7 +121,7 @@ impl Default for FsOptions {
 }
 
 /// Counters of a volume, reported with the status.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VolumeInfo {
     /// The process serving the volume.
     pub pid: u32,

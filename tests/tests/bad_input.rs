@@ -476,14 +476,14 @@ fn bad_control_commands_get_a_clear_error_and_the_daemon_keeps_serving() {
     assert_eq!(reply["ok"], true, "{reply}");
     assert!(reply["status"].is_object(), "{reply}");
     let cases: [(&[u8], &str); 13] = [
-        (b"frobnicate", "unknown command"),
+        (b"frobnicate", "unrecognized subcommand 'frobnicate'"),
         (b"\n", "empty command"),
         (b"   ", "empty command"),
-        (b"STATUS", "unknown command"),
+        (b"STATUS", "unrecognized subcommand 'STATUS'"),
         (b"sync now", "unexpected argument"),
         (b"status\nsync\n", "one command"),
-        (b"cut --policy", "needs a value"),
-        (b"cut --seed -1", "not a valid number"),
+        (b"cut --policy", "a value is required for '--policy"),
+        (b"cut --seed -1", "unexpected argument '-1'"),
         (b"cut --probability nan", "0..=1"),
         (b"cut --sector 0", "positive"),
         (b"\xff\xfe", "UTF-8"),

@@ -120,7 +120,20 @@ fn mount_status_sync_cut_remount_and_umount() {
     );
     let text = ok(&["status", &d.m()]);
     assert!(text.contains("12..26"), "{text}");
-    assert!(text.contains("create f: fsync directory /"), "{text}");
+    assert!(text.contains("create f  fsync directory /"), "{text}");
+    // The file's row: unsynced bytes, size, its bar (plain ASCII on a
+    // pipe: the last 14 of 26 bytes unsynced, one cell of the bar in part),
+    // the range.
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("  f "))
+        .unwrap_or_else(|| panic!("no row for f: {text}"));
+    assert!(
+        row.contains("14 B  26 B  [..............+#################]  12..26"),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'), "colors on a pipe: {text:?}");
+    assert_eq!(ok(&["status", &d.m(), "--no-color"]), text);
 
     ok(&["sync", &d.m()]);
     assert_eq!(d.status()["status"]["pending_ops"], 0);
@@ -323,4 +336,166 @@ fn zero_jobs_is_a_usage_error() {
         assert_eq!(out.status.code(), Some(2), "{cmd}: {e}");
         assert!(e.contains("at least 1"), "{cmd}: {e}");
     }
+}
+
+/// The exit-code table (issue 19): durafs's own failure is 3, a usage
+/// error 2 (clap's, or found after parsing), never confused with a check's.
+#[test]
+fn durafs_failures_exit_3_and_usage_errors_exit_2() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path().to_str().expect("utf8");
+    for (args, code, says) in [
+        (vec!["status", t], 3, "not a durafs mount"),
+        (vec!["sync", t], 3, "not a durafs mount"),
+        (vec!["mark", "x"], 2, "DURAFS_MOUNT"),
+        (vec!["mark", "--mount", t, "two\nlines"], 2, "one line"),
+        (vec!["status"], 2, "MOUNTPOINT"),
+        (vec!["mount", "--dirty-limit", "12Q", t, t], 2, "12Q"),
+        (vec!["run", "--cut", "nonsense", "--", "true"], 2, "--cut"),
+        // The grammar the control file shares checks values up front.
+        (vec!["cut", t, "--probability", "2"], 2, "0..=1"),
+        (vec!["cut", t, "--policy=nope"], 2, "meta-first"),
+        (
+            vec!["run", "--sector=0", "--cut", "exit", "--", "true"],
+            2,
+            "must be positive",
+        ),
+    ] {
+        let out = durafs(&args);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {e}");
+        assert!(e.contains(says), "{args:?}: {e}");
+    }
+    let help = ok(&["--help"]);
+    assert!(help.contains("Exit status:"), "{help}");
+    assert!(help.contains("143  stopped by SIGTERM"), "{help}");
+}
+
+/// Every `--json` (issue 19) prints exactly one valid JSON document on
+/// stdout, whatever the program under test prints.
+#[test]
+fn every_json_flag_prints_one_json_document() {
+    let d = Daemon::mount(&[]);
+    fs::write(d.p("f"), b"unsynced").expect("write");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path().to_str().expect("utf8").to_string();
+    let noisy = "echo noise from the program; echo a > f; sync f";
+    let mut commands: Vec<Vec<&str>> = vec![
+        vec!["status", "--json"],
+        vec!["cut", "--json", "--seed", "1"],
+        vec![
+            "run",
+            "--json",
+            "--cut",
+            "exit",
+            "--check",
+            "echo check output",
+            "--",
+            "sh",
+            "-c",
+            noisy,
+        ],
+        vec![
+            "explore",
+            "--json",
+            "--check",
+            "echo check output",
+            "--",
+            "sh",
+            "-c",
+            noisy,
+        ],
+        vec![
+            "demo",
+            "--json",
+            "--puts",
+            "60",
+            "--points",
+            "2",
+            "--seeds",
+            "1",
+            "--enum-cap",
+            "4",
+        ],
+        vec![
+            "bench", "--json", "--quick", "--runs", "1", "--only", "metadata", &t,
+        ],
+    ];
+    let m = d.m();
+    commands[0].insert(1, &m);
+    commands[1].insert(1, &m);
+    if durafs_tests::tools::have("mkfs.ext4") && durafs_tests::tools::have("losetup") {
+        commands.push(vec![
+            "calibrate",
+            "--json",
+            "--fs",
+            "ext4",
+            "--generate",
+            "1",
+            "--max-states",
+            "5",
+            "--max-predicted",
+            "20",
+            "--no-reach",
+        ]);
+    }
+    for args in &commands {
+        let out = Command::new(EXE)
+            .args(args)
+            .current_dir(tmp.path())
+            .output()
+            .expect("running durafs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "durafs {args:?}: {stderr}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap_or_else(|e| panic!("durafs {args:?}: not one JSON document ({e}): {stdout:?}"));
+    }
+}
+
+/// `demo` (issue 19): no carriage returns or escapes in a log (stderr not a
+/// terminal), the engines' warnings counted and summarised instead of
+/// interleaved, and shown with `-v`.
+#[test]
+fn demo_keeps_logs_plain_and_summarises_engine_warnings() {
+    let small = [
+        "demo",
+        "--puts",
+        "60",
+        "--points",
+        "2",
+        "--seeds",
+        "1",
+        "--enum-cap",
+        "4",
+    ];
+    let out = durafs(&small);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains('\r') && !err.contains('\x1b'), "{err:?}");
+    assert!(!err.contains(" WARN "), "warnings interleaved: {err}");
+    assert!(err.contains("durafs demo: done: 11 rows"), "{err}");
+    let summary = err
+        .lines()
+        .find(|l| l.contains("engine warnings"))
+        .unwrap_or_else(|| panic!("no summary of the engines' warnings: {err}"));
+    assert!(summary.contains("durafs demo -v shows them"), "{summary}");
+    let counted: usize = summary
+        .split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count: {summary}"));
+    assert!(counted > 0, "{summary}");
+
+    let mut verbose = vec!["-v"];
+    verbose.extend_from_slice(&small[1..]);
+    verbose.insert(0, "demo");
+    let out = durafs(&verbose);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let shown = err
+        .lines()
+        .filter(|l| l.contains(" WARN  durafs_engines"))
+        .count();
+    assert_eq!(shown, counted, "{err}");
+    assert!(!err.contains("engine warnings"), "{err}");
 }

@@ -76,7 +76,7 @@ fn malformed_commands_fail_cleanly_and_the_volume_keeps_running() {
         reply["error"]
             .as_str()
             .unwrap_or("")
-            .contains("unknown policy"),
+            .contains("invalid value 'nope' for '--policy"),
         "{reply}"
     );
     let (sent, _) = exchange(&v, "frobnicate");
@@ -112,4 +112,32 @@ fn a_cut_through_the_control_file_reports_the_losses() {
         ),
         "{e}"
     );
+}
+
+/// Regression (issue 19): the control file refused `--policy=torn`, which
+/// the CLI accepts (two grammars). Both forms cut alike now; an unknown
+/// option is refused with clap's message, changing nothing.
+#[test]
+fn options_take_a_space_or_an_equals_sign_and_unknown_ones_are_refused() {
+    for cmd in [
+        "cut --policy torn --seed 9 --sector 4096",
+        "cut --policy=torn --seed=9 --sector=4096",
+        "cut '--policy=torn' --seed \"9\" --sector=4096",
+    ] {
+        let v = Vol::new(Persistence::Posix);
+        fs::write(v.p("f"), vec![7u8; 10_000]).expect("write");
+        let (sent, reply) = exchange(&v, "cut --policy=torn --force");
+        assert_eq!(
+            sent.expect_err("refused").raw_os_error(),
+            Some(libc::EINVAL)
+        );
+        let e = reply["error"].as_str().unwrap_or("");
+        assert!(e.contains("unexpected argument '--force'"), "{reply}");
+        assert_eq!(fs::read(v.p("f")).expect("still serving").len(), 10_000);
+
+        let (sent, reply) = exchange(&v, cmd);
+        sent.unwrap_or_else(|e| panic!("{cmd}: {e}: {reply}"));
+        assert_eq!(reply["cut"]["policy"], "torn", "{cmd}: {reply}");
+        assert_eq!(reply["cut"]["seed"], 9, "{cmd}: {reply}");
+    }
 }

@@ -254,15 +254,17 @@ fn a_recorded_trace_replays_to_the_same_states_and_a_failure_reproduces() {
     );
 }
 
+/// Errors follow the exit-code table: 2 usage, 3 durafs failed, 4 the
+/// program under test failed (never 1, a finding).
 #[test]
-fn set_up_errors_exit_2_with_a_reason() {
+fn errors_exit_with_the_tables_codes_and_a_reason() {
     let s = Scratch::new(&[]);
     let no_program = s.durafs(&["explore", "--check", "true"]);
     assert_eq!(no_program.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&no_program.stderr).contains("nothing to explore"));
 
     let r = s.explore(&[], "true", "exit 3");
-    assert_eq!(r.code, Some(2));
+    assert_eq!(r.code, Some(4));
     assert!(r.stderr.contains("the program failed"), "{}", r.stderr);
 
     let r = s.explore(&["--at", "sometimes"], "true", "true");
@@ -270,7 +272,7 @@ fn set_up_errors_exit_2_with_a_reason() {
     assert!(r.stderr.contains("--at"), "{}", r.stderr);
 
     let out = s.durafs(&["explore", "--replay", "missing.jsonl", "--check", "true"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
 }
 
 /// `explore --allow-other`: the recorded program may be another user's
@@ -760,7 +762,7 @@ fn a_failing_program_shows_its_exit_status_and_last_output() {
         "true",
         "echo starting; echo 'no such table: t' >&2; exit 3",
     );
-    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert_eq!(r.code, Some(4), "{}", r.stderr);
     assert!(r.stderr.contains("exit status: 3"), "{}", r.stderr);
     assert!(r.stderr.contains("| no such table: t"), "{}", r.stderr);
     assert!(r.stderr.contains("| starting"), "{}", r.stderr);

@@ -212,7 +212,7 @@ fn random_is_seeded_and_repeat_reports_the_failing_seeds() {
 }
 
 #[test]
-fn the_check_sees_the_marks_made_before_the_cut_and_sets_the_exit_status() {
+fn the_check_sees_the_marks_made_before_the_cut_and_decides_the_verdict() {
     let s = Scratch::new();
     let out = s.run(&[
         "--cut",
@@ -224,8 +224,22 @@ fn the_check_sees_the_marks_made_before_the_cut_and_sets_the_exit_status() {
         "-c",
         "durafs mark before && echo 1 >> log && sync log && durafs mark after",
     ]);
-    assert_eq!(out.status.code(), Some(7));
+    // A failed check is a finding (exit 1); its own code is reported.
+    assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "before\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("check FAILED (exit 7)"), "{err}");
+}
+
+/// Regression (issue 19): `run` exited with the check's status, so a check
+/// exiting 2 read as durafs's usage error. It is a failed check: exit 1.
+#[test]
+fn a_check_exiting_2_is_a_finding_not_a_usage_error() {
+    let s = Scratch::new();
+    let out = s.run(&["--cut", "exit", "--check", "exit 2", "--", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("check FAILED (exit 2)"), "{err}");
 }
 
 #[test]
@@ -310,4 +324,99 @@ fn after_ops_names_the_same_call_as_the_trace_event_of_that_number() {
         second.contains("\"n\":2") && second.contains("\"mark\""),
         "{second}"
     );
+}
+
+/// `run --json` (issue 19): one JSON document on stdout, nothing else
+/// (the program's own stdout goes to stderr), with each repetition's
+/// trigger, cut and check (verdict, exit code, output).
+#[test]
+fn json_is_one_document_with_each_cut_and_the_checks_verdict_code_and_output() {
+    let s = Scratch::new();
+    let out = s.run(&[
+        "--json",
+        "--repeat",
+        "2",
+        "--cut",
+        "after:fsync:log:nth=1",
+        "--check",
+        r#"cat log; echo "marks: $(cat "$DURAFS_MARKS")"; exit 7"#,
+        "--",
+        "sh",
+        "-c",
+        "echo program says hi; durafs mark one && echo 1 >> log && sync log && echo 2 >> log",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {stdout:?}"));
+    assert_eq!(stdout.trim_end().lines().count(), 1, "{stdout}");
+    assert!(stderr.contains("program says hi"), "{stderr}");
+    assert_eq!(v["verdict"], "failed", "{v}");
+    assert_eq!(v["failed_seeds"], serde_json::json!([0, 1]), "{v}");
+    let runs = v["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2, "{v}");
+    for (seed, r) in runs.iter().enumerate() {
+        assert_eq!(r["seed"], seed, "{r}");
+        assert_eq!(r["trigger"], "after:fsync:log:nth=1", "{r}");
+        assert_eq!(r["hit"]["when"], "after", "{r}");
+        assert_eq!(r["hit"]["op"], "fsync /log", "{r}");
+        assert_eq!(r["cut"]["policy"], "drop-all", "{r}");
+        assert_eq!(r["check"]["passed"], false, "{r}");
+        assert_eq!(r["check"]["exit_code"], 7, "{r}");
+        assert_eq!(r["check"]["output"], "1\nmarks: one\n", "{r}");
+    }
+
+    // A passing check, and no check at all.
+    let out = s.run(&["--json", "--cut", "exit", "--check", "true", "--", "true"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        (out.status.code(), &v["verdict"]),
+        (Some(0), &"passed".into())
+    );
+    assert_eq!(v["runs"][0]["program_exit"]["code"], 0, "{v}");
+    let out = s.run(&["--json", "--cut", "exit", "--", "true"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["verdict"], "no check", "{v}");
+    assert!(v["runs"][0]["check"].is_null(), "{v}");
+}
+
+/// Ctrl-C ends `run` with 130 (the exit-code table), never with a code a
+/// check or a usage error could give.
+#[test]
+fn an_interrupted_run_exits_130() {
+    let s = Scratch::new();
+    let child = Command::new(EXE)
+        .args([
+            "run",
+            "--dir",
+            "kept",
+            "--cut",
+            "after-ms=600000",
+            "--",
+            "sh",
+            "-c",
+            "touch started; exec sleep 600",
+        ])
+        .current_dir(s.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running durafs");
+    // Once the program runs on the volume, interrupt.
+    let started = s.path().join("kept/run-0/mnt/started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the program never started"
+        );
+        std::thread::yield_now();
+    }
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().expect("waiting for durafs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
 }

@@ -1,11 +1,12 @@
 //! The commands that drive a running daemon through its control file.
 
+use crate::render::bar::Look;
 use crate::{CutArgs, MountArgs, Result, daemon, err, render};
 use durafs::META_DIR;
-use durafs::control::CONTROL_NAME;
-use serde_json::Value;
+use durafs::control::{CONTROL_NAME, CutReply, StatusReply};
+use durafs::fs::CutSummary;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
@@ -39,32 +40,54 @@ impl Control {
         }
     }
 
-    /// Sends `cmd` and returns the reply; a reply with `"ok": false` is an
-    /// error carrying the daemon's reason.
-    fn request(&mut self, cmd: &str) -> Result<Value> {
+    /// Sends `cmd` and returns the reply as sent (one JSON line); a reply
+    /// with `"ok": false` is an error carrying the daemon's reason.
+    fn request(&mut self, cmd: &str) -> Result<String> {
         let sent = self.file.write(cmd.as_bytes());
         let mut buf = Vec::new();
         self.file
             .read_to_end(&mut buf)
             .map_err(|e| err(format!("reading the reply to {cmd:?}: {e}")))?;
-        let v: Value = serde_json::from_slice(&buf)
+        let head: Head = serde_json::from_slice(&buf)
             .map_err(|e| err(format!("malformed reply to {cmd:?}: {e}")))?;
-        if v["ok"] != Value::Bool(true) {
-            let why = v["error"].as_str().unwrap_or("no reason given");
-            return Err(err(why.to_string()));
+        if !head.ok {
+            return Err(err(head
+                .error
+                .unwrap_or_else(|| "no reason given".to_string())));
         }
         sent.map_err(|e| err(format!("sending {cmd:?}: {e}")))?;
-        Ok(v)
+        String::from_utf8(buf).map_err(|e| err(format!("reply to {cmd:?}: {e}")))
+    }
+
+    /// As [`Control::request`], the reply read as a `T`.
+    fn request_as<T: serde::de::DeserializeOwned>(&mut self, cmd: &str) -> Result<T> {
+        let text = self.request(cmd)?;
+        serde_json::from_str(&text).map_err(|e| err(format!("unexpected reply to {cmd:?}: {e}")))
     }
 }
 
-pub fn status(mnt: &Path, json: bool) -> Result<()> {
-    let v = Control::open(mnt)?.request("status")?;
+/// What every reply says first: whether the command worked, and if not why.
+#[derive(serde::Deserialize)]
+struct Head {
+    ok: bool,
+    error: Option<String>,
+}
+
+/// `durafs status`: the reply as JSON, or as text with a bar per file
+/// (colored on a terminal, unless `no_color` or `$NO_COLOR`).
+pub fn status(mnt: &Path, json: bool, no_color: bool) -> Result<()> {
+    let mut ctl = Control::open(mnt)?;
     if json {
-        println!("{v}");
-    } else {
-        print!("{}", render::status(&v));
+        print!("{}", ctl.request("status")?);
+        return Ok(());
     }
+    let reply: StatusReply = ctl.request_as("status")?;
+    let look = Look::choose(
+        io::stdout().is_terminal(),
+        no_color,
+        std::env::var("NO_COLOR").ok().as_deref(),
+    );
+    print!("{}", render::status(&reply, look));
     Ok(())
 }
 
@@ -78,14 +101,14 @@ pub fn mark(mnt: Option<std::path::PathBuf>, label: &str) -> Result<()> {
     let mnt = match mnt.or_else(|| std::env::var_os(crate::workload::ENV_MOUNT).map(Into::into)) {
         Some(m) => m,
         None => {
-            return Err(err(format!(
+            return Err(crate::usage(format!(
                 "which volume? pass --mount MOUNTPOINT or set ${}",
                 crate::workload::ENV_MOUNT
             )));
         }
     };
     if label.contains('\n') {
-        return Err(err("a mark is one line"));
+        return Err(crate::usage("a mark is one line"));
     }
     Control::open(&mnt)?.request(&format!("mark {label}"))?;
     Ok(())
@@ -116,76 +139,73 @@ fn super_option_in(info: &str, mnt: &str, opt: &str) -> bool {
         .is_some_and(|opts| opts.split(',').any(|o| o == opt))
 }
 
-fn daemon_pid(status: &Value) -> Result<i32> {
-    status["volume"]["pid"]
-        .as_u64()
-        .and_then(|p| i32::try_from(p).ok())
-        .ok_or_else(|| err("the status names no daemon pid"))
+fn daemon_pid(status: &StatusReply) -> Result<i32> {
+    i32::try_from(status.volume.pid).map_err(|_| {
+        err(format!(
+            "the status names no valid pid: {}",
+            status.volume.pid
+        ))
+    })
 }
 
 pub fn cut(args: CutArgs) -> Result<()> {
     let mnt = args.mountpoint.as_path();
     let mut ctl = Control::open(mnt)?;
-    let st = ctl.request("status")?;
+    let st: StatusReply = ctl.request_as("status")?;
     let pid = daemon_pid(&st)?;
     // Read before the mount dies: the remount keeps it.
     let allow_other = has_super_option(mnt, "allow_other");
-    let mut cmd = format!(
-        "cut --policy {} --sector {}",
-        args.crash.policy.name(),
-        args.crash.sector
-    );
-    if let Some(seed) = args.seed {
-        cmd.push_str(&format!(" --seed {seed}"));
-    }
-    if let Some(p) = args.crash.probability {
-        cmd.push_str(&format!(" --probability {p}"));
-    }
-    if args.crash.garbage {
-        cmd.push_str(" --garbage");
-    }
-    let reply = ctl.request(&cmd)?;
+    let cmd = args.cut.command_line();
+    let reply: CutReply = ctl.request_as(&cmd)?;
     // Closing the handle lets the daemon tear the mount down.
     drop(ctl);
     wait_exit(pid, mnt)?;
-    let mut cut = reply["cut"].clone();
     if !args.json {
-        print!("{}", render::cut(&cut));
+        print!("{}", render::cut(&reply.cut));
     }
+    let mut remounted = None;
     if args.remount {
-        let vol = &st["volume"];
-        let backing = vol["backing"]
-            .as_str()
-            .ok_or_else(|| err("the status names no backing directory"))?;
+        let vol = &st.volume;
         daemon::mount(MountArgs {
-            model: vol["model"]
-                .as_str()
-                .unwrap_or("posix")
+            model: vol
+                .model
                 .parse()
                 .map_err(|e: String| err(format!("the status's model: {e}")))?,
-            dirty_limit: vol["dirty_limit"]
-                .as_u64()
-                .unwrap_or(durafs::fs::DEFAULT_DIRTY_LIMIT),
-            real_fsync: vol["real_fsync"].as_bool().unwrap_or(false),
+            dirty_limit: vol.dirty_limit,
+            real_fsync: vol.real_fsync,
             foreground: false,
             trace: None,
             threads: 2,
             writeback_cache: false,
             allow_other,
             daemonized: false,
-            backing: backing.into(),
+            backing: vol.backing.clone().into(),
             mountpoint: mnt.to_path_buf(),
         })?;
         if !args.json {
             println!("remounted {} over the post-crash state", mnt.display());
         }
-        cut["remounted"] = mnt.display().to_string().into();
+        remounted = Some(mnt.display().to_string());
     }
     // One JSON document on stdout, the remount included.
     if args.json {
-        println!("{cut}");
+        let doc = CutJson {
+            cut: &reply.cut,
+            remounted,
+        };
+        let text = serde_json::to_string(&doc).map_err(|e| err(e.to_string()))?;
+        println!("{text}");
     }
     Ok(())
+}
+
+/// `cut --json`: the summary's fields, and where it was remounted.
+#[derive(serde::Serialize)]
+struct CutJson<'a> {
+    #[serde(flatten)]
+    cut: &'a CutSummary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remounted: Option<String>,
 }
 
 pub fn umount(mnt: &Path, lazy: bool) -> Result<()> {
@@ -199,7 +219,7 @@ pub fn umount(mnt: &Path, lazy: bool) -> Result<()> {
         return Ok(());
     }
     let mut ctl = Control::open(mnt)?;
-    let st = ctl.request("status")?;
+    let st: StatusReply = ctl.request_as("status")?;
     let pid = daemon_pid(&st)?;
     if let Err(why) = ctl.request("sync") {
         return persist_failed(ctl, pid, mnt, lazy, &why.to_string());
@@ -218,10 +238,14 @@ pub fn umount(mnt: &Path, lazy: bool) -> Result<()> {
         }
     }
     wait_exit(pid, mnt)?;
-    match st["volume"]["backing"].as_str() {
-        Some(b) => unmount_failure(Path::new(b), mnt),
-        None => Ok(()),
-    }
+    unmount_failure(Path::new(&st.volume.backing), mnt)
+}
+
+/// What the daemon records when its sync at unmount failed.
+#[derive(serde::Deserialize)]
+struct UnmountFailed {
+    error: String,
+    status: StatusReply,
 }
 
 /// Fails with what the daemon recorded if its own sync at unmount (of
@@ -233,13 +257,21 @@ fn unmount_failure(backing: &Path, mnt: &Path) -> Result<()> {
         _ => return Ok(()),
     };
     let _ = std::fs::remove_file(&path);
-    let v: Value = serde_json::from_slice(&text).unwrap_or_default();
+    let what = match serde_json::from_slice::<UnmountFailed>(&text) {
+        Ok(f) => format!(
+            "({}); what was not durable is lost:\n{}",
+            f.error,
+            render::status(&f.status, Look { color: false }).trim_end()
+        ),
+        Err(e) => format!(
+            "; its record {} does not read ({e}): {}",
+            path.display(),
+            String::from_utf8_lossy(&text)
+        ),
+    };
     Err(err(format!(
-        "{} unmounted, but the daemon could not persist everything at unmount ({}); what \
-         was not durable is lost:\n{}",
+        "{} unmounted, but the daemon could not persist everything at unmount {what}",
         mnt.display(),
-        v["error"].as_str().unwrap_or("no reason recorded"),
-        render::status(&v["status"]).trim_end()
     )))
 }
 
@@ -256,14 +288,14 @@ fn persist_failed(mut ctl: Control, pid: i32, mnt: &Path, lazy: bool, why: &str)
             mnt.display()
         )));
     }
-    let reply = ctl.request("cut --policy drop-all")?;
+    let reply: CutReply = ctl.request_as("cut --policy drop-all")?;
     drop(ctl);
     wait_exit(pid, mnt)?;
     Err(err(format!(
         "{} unmounted (--lazy), but not everything could be persisted ({why}); what was not \
          durable is lost:\n{}",
         mnt.display(),
-        render::cut(&reply["cut"]).trim_end()
+        render::cut(&reply.cut).trim_end()
     )))
 }
 

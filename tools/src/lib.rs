@@ -12,8 +12,11 @@ pub mod calibrate;
 mod client;
 mod daemon;
 pub mod demo;
+pub mod exit;
 pub mod explore;
 mod leftovers;
+mod logging;
+mod progress;
 mod render;
 pub mod run;
 mod signals;
@@ -23,13 +26,13 @@ pub mod workload;
 use clap::builder::TypedValueParser;
 use clap::{Parser, Subcommand};
 use durafs::model::Persistence;
-use durafs::model::crash::Policy;
+use exit::Code;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// A FUSE filesystem for crash-testing storage software.
 #[derive(Debug, Parser)]
-#[command(name = "durafs", version, about, long_about = None)]
+#[command(name = "durafs", version, about, long_about = None, after_help = exit::help())]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -50,12 +53,18 @@ pub enum Command {
         #[arg(long)]
         lazy: bool,
     },
-    /// Show exactly what is not yet durable.
+    /// Show exactly what is not yet durable: totals, then per file its
+    /// unsynced bytes, size, a bar of the file marking the unsynced parts
+    /// and the byte ranges; then every pending name with its fix.
     Status {
         mountpoint: PathBuf,
         /// Print the report as JSON (the control file's reply).
         #[arg(long)]
         json: bool,
+        /// No colors (also when $NO_COLOR is set, or stdout is not a
+        /// terminal): the bars are plain ASCII.
+        #[arg(long)]
+        no_color: bool,
     },
     /// Make everything durable, as sync(2) would (FUSE never sees sync(2)
     /// or syncfs(2), so scripts call this instead).
@@ -67,7 +76,8 @@ pub enum Command {
     /// points, and print what each setting lost.
     Demo(DemoArgs),
     /// Run a program on a fresh volume, cut the power at a trigger, remount
-    /// what survived and run a check there (exit status: the check's).
+    /// what survived and run a check there (exit 0: the check passed, 1: it
+    /// failed; the check's own exit code is in the output).
     Run(RunArgs),
     /// Record one run of a program, then check every crash state it could
     /// leave, without running it again (exit 0: none failed, 1: some
@@ -88,12 +98,12 @@ pub enum Command {
     /// metadata operations, the daemon's memory, `explore` speed and
     /// block-level `explore` speed on a real ext4 image (`explore-ext4`:
     /// needs losetup and mkfs.ext4) (exit 0 when it ran, missed targets
-    /// included; 2: set-up error).
+    /// included; 3: set-up error).
     Bench(BenchArgs),
     /// Crash-test a kernel filesystem (ext4, xfs, btrfs) at the block level
     /// through a loop device on a durafs volume, and measure how exactly a
     /// durafs model predicts its crash outcomes (exit 0: no false negative,
-    /// 1: some, 2: set-up error or a workload that could not run).
+    /// 1: some, 3: set-up error, 4: a workload that could not run).
     Calibrate(CalibrateArgs),
     /// Internal (calibrate's `wb`): write back every file's dirty pages
     /// under DIR, without a flush.
@@ -119,12 +129,6 @@ fn at_least_one(s: &str) -> std::result::Result<usize, String> {
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// `--policy`'s values (listed in `--help`).
-fn policy_parser() -> impl clap::builder::TypedValueParser<Value = Policy> {
-    clap::builder::PossibleValuesParser::new(Policy::ALL.map(Policy::name))
-        .try_map(|s| s.parse::<Policy>())
 }
 
 #[derive(Debug, clap::Args)]
@@ -218,23 +222,9 @@ pub struct CalibrateArgs {
     pub test_wrong_model: bool,
 }
 
-/// What survives a power cut (`cut`, `run`).
-#[derive(Debug, clap::Args)]
-pub struct PolicyArgs {
-    /// What survives: drop-all, keep-all, prefix, random, torn or
-    /// meta-first (`docs/durability.md`, "Policies").
-    #[arg(long, default_value = "drop-all", value_parser = policy_parser())]
-    pub policy: Policy,
-    /// Sector size of torn writes, in bytes.
-    #[arg(long, default_value_t = 512)]
-    pub sector: u64,
-    /// Survival probability of each operation (random, torn) and sector.
-    #[arg(long)]
-    pub probability: Option<f64>,
-    /// Fill torn sectors with garbage instead of the old bytes.
-    #[arg(long)]
-    pub garbage: bool,
-}
+/// What survives a power cut (`cut`, `run`): one definition with the
+/// control file's `cut` (`durafs::control::args`).
+pub use durafs::control::args::PolicyArgs;
 
 /// Options both `run` and `explore` take.
 #[derive(Debug, clap::Args)]
@@ -275,6 +265,11 @@ pub struct RunArgs {
     /// Run N times with seeds SEED..SEED+N-1.
     #[arg(long, default_value_t = 1)]
     pub repeat: u64,
+    /// Print one JSON document on stdout: each run's trigger, cut and
+    /// check (verdict, exit code, output), and the verdict. The program's
+    /// stdout then goes to stderr.
+    #[arg(long)]
+    pub json: bool,
     /// The program and its arguments (its working directory and
     /// $DURAFS_MOUNT: the volume).
     #[arg(last = true, required = true)]
@@ -374,6 +369,10 @@ pub struct DemoArgs {
     /// is ext4).
     #[arg(long, default_value = "posix", value_parser = model_parser())]
     pub model: Persistence,
+    /// Show the engines' warnings as they come (damaged files their
+    /// recovery found), instead of counting them for the end.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -412,7 +411,7 @@ pub struct MountArgs {
     #[arg(long, default_value = "posix", value_parser = model_parser())]
     pub model: Persistence,
     /// Unsynced bytes past which the oldest dirty data is written back
-    /// (e.g. 64M, 1G).
+    /// (e.g. 64M, 1.5G, 4096; K, M, G, T are powers of 1024).
     #[arg(long, default_value = "1G", value_parser = size::parse)]
     pub dirty_limit: u64,
     /// Also fsync BACKING whenever durafs makes something durable.
@@ -452,11 +451,9 @@ pub struct MountArgs {
 #[derive(Debug, clap::Args)]
 pub struct CutArgs {
     pub mountpoint: PathBuf,
+    /// The policy and the seed, as the control file's `cut` takes them.
     #[command(flatten)]
-    pub crash: PolicyArgs,
-    /// Seed of the random choices (drawn and printed when absent).
-    #[arg(long)]
-    pub seed: Option<u64>,
+    pub cut: durafs::control::args::CutArgs,
     /// Mount the post-crash state at the same place afterwards.
     #[arg(long)]
     pub remount: bool,
@@ -475,29 +472,46 @@ pub fn run() -> ExitCode {
     // fuser logs an error for every reply the kernel no longer wants; after
     // a power cut that is expected, so only the daemon's log keeps them.
     let default_level = if foreground { "info" } else { "warn,fuser=off" };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
-        .init();
-    // run and explore: exit 2 for a usage or set-up error (1 and others
-    // are the check's).
-    let setup_failure = ExitCode::from(2);
+    logging::init(default_level);
     let result = match cli.command {
-        Command::Mount(args) => daemon::mount(args),
-        Command::Umount { mountpoint, lazy } => client::umount(&mountpoint, lazy),
-        Command::Status { mountpoint, json } => client::status(&mountpoint, json),
-        Command::Sync { mountpoint } => client::sync(&mountpoint),
-        Command::Cut(args) => client::cut(args),
-        Command::Demo(args) => demo_cmd(args),
-        Command::Mark { label, mount } => client::mark(mount, &label),
-        Command::Run(args) => return exit_code(run::run(&args), setup_failure),
-        Command::Explore(args) => return exit_code(explore::explore(&args), setup_failure),
-        Command::Bench(args) => return exit_code(bench::bench(&args), setup_failure),
-        Command::WritebackAll { dir } => calibrate::device::writeback_all(&dir),
-        Command::WaitCommit { dir } => calibrate::commit::wait_commit(&dir),
-        Command::Calibrate(args) => {
-            return exit_code(calibrate::calibrate(&args), setup_failure);
+        Command::Mount(args) => daemon::mount(args).map(|()| Code::Success),
+        Command::Umount { mountpoint, lazy } => {
+            client::umount(&mountpoint, lazy).map(|()| Code::Success)
         }
+        Command::Status {
+            mountpoint,
+            json,
+            no_color,
+        } => client::status(&mountpoint, json, no_color).map(|()| Code::Success),
+        Command::Sync { mountpoint } => client::sync(&mountpoint).map(|()| Code::Success),
+        Command::Cut(args) => client::cut(args).map(|()| Code::Success),
+        Command::Demo(args) => demo::cli::demo(args),
+        Command::Mark { label, mount } => client::mark(mount, &label).map(|()| Code::Success),
+        Command::Run(args) => run::run(&args),
+        Command::Explore(args) => explore::explore(&args),
+        Command::Bench(args) => bench::bench(&args).map(|()| Code::Success),
+        Command::WritebackAll { dir } => {
+            calibrate::device::writeback_all(&dir).map(|()| Code::Success)
+        }
+        Command::WaitCommit { dir } => calibrate::commit::wait_commit(&dir).map(|()| Code::Success),
+        Command::Calibrate(args) => calibrate::calibrate(&args),
     };
-    exit_code(result.map(|()| ExitCode::SUCCESS), ExitCode::FAILURE)
+    exit_code(result).into()
+}
+
+/// The code a command's result ends the process with (its error printed):
+/// an error after SIGINT, SIGTERM or SIGHUP is the interruption's.
+fn exit_code(r: Result<Code>) -> Code {
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("durafs: {e}");
+            match workload::interrupted_by() {
+                Some(sig) => Code::from_signal(sig),
+                None => e.code,
+            }
+        }
+    }
 }
 
 /// Restores SIGPIPE's default action (Rust ignores it), so a printing
@@ -511,70 +525,17 @@ fn default_sigpipe() {
     }
 }
 
-fn exit_code(r: Result<ExitCode>, on_error: ExitCode) -> ExitCode {
-    match r {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("durafs: {e}");
-            on_error
-        }
-    }
-}
-
-fn demo_cmd(args: DemoArgs) -> Result<()> {
-    let model = args.model;
-    let plan = demo::Plan {
-        work: demo::trial::Workload {
-            puts: args.puts.max(1),
-            model,
-            ..Default::default()
-        },
-        dir: args.dir,
-        points: args.points.max(1),
-        seeds: args.seeds,
-        enum_cap: args.enum_cap,
-        seed: args.seed,
-        ..Default::default()
-    };
-    let rows = demo::rows::all();
-    let started = std::time::Instant::now();
-    let progress = |msg: &str| eprint!("\r\x1b[2K{msg}");
-    let results = demo::run_all(&rows, &plan, &progress).map_err(|e| err(e.0))?;
-    eprintln!(
-        "\r\x1b[2Kdone: {} rows in {:.1}s (seed {})",
-        results.len(),
-        started.elapsed().as_secs_f64(),
-        args.seed
-    );
-    if args.json {
-        let v = serde_json::to_string_pretty(&results).map_err(|e| err(e.to_string()))?;
-        println!("{v}");
-    } else {
-        println!("model: {model} (crash states as durafs predicts them under it)");
-        print!("{}", demo::table(&results));
-    }
-    let odd: Vec<String> = results
-        .iter()
-        .filter(|r| !r.as_expected())
-        .map(|r| format!("{} / {}", r.engine, r.setting))
-        .collect();
-    if odd.is_empty() {
-        Ok(())
-    } else {
-        Err(err(format!(
-            "unexpected results (a bug to find): {}",
-            odd.join(", ")
-        )))
-    }
-}
-
-/// An error for the user: one line, no backtrace.
+/// An error for the user: one line, no backtrace, and the exit code it
+/// ends the command with.
 #[derive(Debug)]
-pub struct CliError(pub String);
+pub struct CliError {
+    pub code: Code,
+    pub msg: String,
+}
 
 impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.msg)
     }
 }
 
@@ -588,8 +549,31 @@ fn positive_seconds(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
+/// durafs itself failed (exit 3).
 pub(crate) fn err(msg: impl Into<String>) -> CliError {
-    CliError(msg.into())
+    CliError {
+        code: Code::Failed,
+        msg: msg.into(),
+    }
+}
+
+/// Bad arguments found after parsing (exit 2, as clap's own).
+pub(crate) fn usage(msg: impl Into<String>) -> CliError {
+    CliError {
+        code: Code::Usage,
+        msg: msg.into(),
+    }
 }
 
 pub(crate) type Result<T> = std::result::Result<T, CliError>;
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks over every command (a flattened
+    /// group of the durafs crate's included).
+    #[test]
+    fn the_cli_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

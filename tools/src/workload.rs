@@ -8,6 +8,7 @@ use durafs::fs::{DuraFs, FsOptions};
 use durafs::mount::{self, MountOptions, Mounted};
 use std::fs;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -278,33 +279,67 @@ fn with_durafs(cmd: &mut Command) {
     }
 }
 
-/// Starts `argv` in `cwd` in a new process group, with `env`.
+/// Starts `argv` in `cwd` in a new process group, with `env`. Its stdout
+/// goes to this process's stderr, so that stdout carries durafs's report
+/// alone (one JSON document with `--json`).
 pub fn spawn(argv: &[String], cwd: &Path, env: &[(&str, &Path)]) -> Result<Child> {
-    spawn_logged(argv, cwd, env, None)
+    spawn_to(argv, cwd, env, to_stderr()?)
 }
 
-/// [`spawn`], with stdout and stderr going to the file `log` when given.
+/// A child's output sent to this process's stderr.
+pub fn to_stderr() -> Result<Stdio> {
+    let fd = io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| err(format!("duplicating stderr: {e}")))?;
+    Ok(Stdio::from(fd))
+}
+
+/// As [`spawn`], the program's stdout going to `stdout`.
+pub fn spawn_to(
+    argv: &[String],
+    cwd: &Path,
+    env: &[(&str, &Path)],
+    stdout: Stdio,
+) -> Result<Child> {
+    start(argv, cwd, env, stdout, None)
+}
+
+/// As [`spawn`], the program's stdout and stderr both going to the file
+/// `log` (shown when the program fails).
 pub fn spawn_logged(
     argv: &[String],
     cwd: &Path,
     env: &[(&str, &Path)],
-    log: Option<&Path>,
+    log: &Path,
+) -> Result<Child> {
+    let e = |x: io::Error| err(format!("{}: {x}", log.display()));
+    let out = fs::File::create(log).map_err(e)?;
+    let errs = out.try_clone().map_err(e)?;
+    start(argv, cwd, env, out.into(), Some(errs.into()))
+}
+
+fn start(
+    argv: &[String],
+    cwd: &Path,
+    env: &[(&str, &Path)],
+    stdout: Stdio,
+    stderr: Option<Stdio>,
 ) -> Result<Child> {
     let Some((prog, args)) = argv.split_first() else {
         return Err(err("no command given (after --)"));
     };
     let mut cmd = Command::new(prog);
-    cmd.args(args).current_dir(cwd).process_group(0);
+    cmd.args(args)
+        .current_dir(cwd)
+        .process_group(0)
+        .stdout(stdout);
+    if let Some(e) = stderr {
+        cmd.stderr(e);
+    }
     with_durafs(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
-    }
-    if let Some(log) = log {
-        let out = fs::File::create(log).map_err(|e| err(format!("{}: {e}", log.display())))?;
-        let errs = out
-            .try_clone()
-            .map_err(|e| err(format!("{}: {e}", log.display())))?;
-        cmd.stdout(out).stderr(errs);
     }
     let child = cmd
         .spawn()
@@ -423,15 +458,13 @@ pub fn write_marks(path: &Path, marks: &[String]) -> Result<()> {
     fs::write(path, text).map_err(|e| err(format!("{}: {e}", path.display())))
 }
 
-/// `s` quoted for a POSIX shell (unchanged when it needs no quoting).
+/// `s` quoted for a POSIX shell (unchanged when it needs no quoting), by
+/// `shlex`. A NUL byte cannot be passed in a shell word (nor in an
+/// argument), so it is dropped.
 pub fn shell_quote(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b));
-    if plain {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
+    match shlex::try_quote(s) {
+        Ok(q) => q.into_owned(),
+        Err(_) => shell_quote(&s.replace('\0', "")),
     }
 }
 
@@ -441,7 +474,19 @@ mod tests {
 
     #[test]
     fn shell_quoting_survives_a_round_trip_through_sh() {
-        for s in ["plain", "two words", "it's", "", "$HOME", "a\"b", "x;y"] {
+        for s in [
+            "plain",
+            "two words",
+            "it's",
+            "",
+            "$HOME",
+            "a\"b",
+            "x;y",
+            "'both' \"quotes\"",
+            "back\\slash `cmd`",
+            "new\nline",
+            "--model=ext4",
+        ] {
             let out = Command::new("sh")
                 .arg("-c")
                 .arg(format!("printf %s {}", shell_quote(s)))
@@ -449,6 +494,8 @@ mod tests {
                 .unwrap();
             assert_eq!(String::from_utf8(out.stdout).unwrap(), s);
         }
+        assert_eq!(shell_quote("plain/path-1.txt"), "plain/path-1.txt");
+        assert_eq!(shell_quote("a\0b c"), shell_quote("ab c"));
     }
 
     #[test]

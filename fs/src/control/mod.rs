@@ -21,6 +21,13 @@
 //!
 //! # Commands
 //!
+//! A command is split into words as a shell would (quotes and backslashes
+//! work), then parsed by the grammar the `durafs` CLI uses ([`args`]):
+//! options take their value as `--policy torn` or `--policy=torn`, and an
+//! unknown option or a bad value is refused with clap's message. `mark`
+//! alone takes the rest of the line as written (its label is free text).
+//! `help` (or `cut --help`) replies `{"ok":true,"help":"..."}`.
+//!
 //! ```text
 //! status                       {"ok":true,"status":<report>,"volume":<info>}
 //! sync                         {"ok":true}         everything made durable
@@ -37,10 +44,13 @@
 //! torn down (kernel caches invalidated, unmounted), as if the machine lost
 //! power. Without `--seed`, a seed is drawn and reported.
 
-use crate::fs::DuraFs;
-use crate::model::crash::{CrashOptions, Policy};
+use crate::fs::{CutSummary, DuraFs, VolumeInfo};
+use crate::model::Report;
+use crate::model::crash::CrashOptions;
+use clap::Parser;
 use std::fmt;
 
+pub mod args;
 mod file;
 pub use file::{ControlFile, Refused};
 
@@ -62,6 +72,8 @@ pub enum Command {
     Cut(CrashOptions, bool),
     /// A promise the program made, for `durafs explore`'s checks.
     Mark(String),
+    /// `help`, `--help` or `cut --help`: the grammar, as text.
+    Help(String),
 }
 
 /// A command that could not be parsed.
@@ -80,18 +92,11 @@ fn bad(msg: impl Into<String>) -> ParseError {
     ParseError(msg.into())
 }
 
-fn value<'a>(flag: &str, it: &mut impl Iterator<Item = &'a str>) -> Result<&'a str, ParseError> {
-    it.next()
-        .ok_or_else(|| bad(format!("{flag} needs a value")))
-}
-
-fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, ParseError> {
-    v.parse()
-        .map_err(|_| bad(format!("{flag}: {v:?} is not a valid number")))
-}
-
 impl Command {
-    /// Parses one command line.
+    /// Parses one command line: `mark LABEL` takes the rest of the line
+    /// as written; every other command is split into words as a shell
+    /// would (`shlex`) and parsed by clap with [`args::Line`], the grammar
+    /// the `durafs` CLI shares (`--policy=torn` and `--policy torn` alike).
     pub fn parse(input: &[u8]) -> Result<Command, ParseError> {
         if input.len() > MAX_COMMAND {
             return Err(bad(format!("command longer than {MAX_COMMAND} bytes")));
@@ -101,66 +106,46 @@ impl Command {
         if text.contains('\n') {
             return Err(bad("one command per write"));
         }
-        let mut words = text.split_whitespace();
-        let cmd = match words.next() {
+        match text.split_whitespace().next() {
             None => return Err(bad("empty command (expected status, sync, cut or mark)")),
-            Some("status") => Command::Status,
-            Some("sync") => Command::Sync,
-            Some("cut") => return Self::parse_cut(words),
-            Some("mark") => {
-                let label = text.trim_start()["mark".len()..].trim();
-                if label.is_empty() {
-                    return Err(bad("mark needs a label"));
-                }
-                if label.len() > crate::fs::MAX_MARK {
-                    return Err(bad(format!(
-                        "mark label longer than {} bytes",
-                        crate::fs::MAX_MARK
-                    )));
-                }
-                return Ok(Command::Mark(label.to_string()));
+            Some("mark") => return mark(text.trim_start()["mark".len()..].trim()),
+            Some(_) => {}
+        }
+        let words =
+            shlex::split(text).ok_or_else(|| bad("unbalanced quotes or a trailing backslash"))?;
+        let line = match args::Line::try_parse_from(&words) {
+            Ok(line) => line,
+            Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+                return Ok(Command::Help(e.to_string()));
             }
-            Some(other) => {
-                return Err(bad(format!(
-                    "unknown command {other:?} (expected status, sync, cut or mark)"
-                )));
+            Err(e) => {
+                let msg = e.to_string();
+                return Err(bad(msg.trim_start_matches("error: ").trim_end()));
             }
         };
-        match words.next() {
-            None => Ok(cmd),
-            Some(extra) => Err(bad(format!("unexpected argument {extra:?}"))),
-        }
-    }
-
-    fn parse_cut<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Command, ParseError> {
-        let mut o = CrashOptions::default();
-        let mut seeded = false;
-        while let Some(flag) = it.next() {
-            match flag {
-                "--policy" => o.policy = value(flag, &mut it)?.parse::<Policy>().map_err(bad)?,
-                "--seed" => {
-                    o.seed = number(flag, value(flag, &mut it)?)?;
-                    seeded = true;
-                }
-                "--sector" => {
-                    o.sector = number(flag, value(flag, &mut it)?)?;
-                    if o.sector == 0 {
-                        return Err(bad("--sector must be positive"));
-                    }
-                }
-                "--probability" => {
-                    let p: f64 = number(flag, value(flag, &mut it)?)?;
-                    if !(0.0..=1.0).contains(&p) {
-                        return Err(bad("--probability must be within 0..=1"));
-                    }
-                    o.probability = p;
-                }
-                "--garbage" => o.garbage = true,
-                other => return Err(bad(format!("cut: unknown option {other:?}"))),
+        Ok(match line.command {
+            args::Verb::Status => Command::Status,
+            args::Verb::Sync => Command::Sync,
+            args::Verb::Cut(c) => {
+                Command::Cut(c.crash.options(c.seed.unwrap_or(0)), c.seed.is_some())
             }
-        }
-        Ok(Command::Cut(o, seeded))
+            args::Verb::Mark { label } => return mark(&label.join(" ")),
+        })
     }
+}
+
+/// `mark LABEL`: the label as written, trimmed.
+fn mark(label: &str) -> Result<Command, ParseError> {
+    if label.is_empty() {
+        return Err(bad("mark needs a label"));
+    }
+    if label.len() > crate::fs::MAX_MARK {
+        return Err(bad(format!(
+            "mark label longer than {} bytes",
+            crate::fs::MAX_MARK
+        )));
+    }
+    Ok(Command::Mark(label.to_string()))
 }
 
 /// What running a command produced.
@@ -212,6 +197,11 @@ pub fn run(fs: &DuraFs, input: &[u8]) -> Outcome {
             errno: None,
             cut: false,
         },
+        Command::Help(text) => Outcome {
+            reply: reply(serde_json::json!({"ok": true, "help": text})),
+            errno: None,
+            cut: false,
+        },
         Command::Sync => match fs.sync() {
             Ok(()) => Outcome {
                 reply: reply(serde_json::json!({"ok": true})),
@@ -253,19 +243,42 @@ pub fn run(fs: &DuraFs, input: &[u8]) -> Outcome {
     }
 }
 
+/// The reply to `status`, typed: `{"ok":true,"status":...,"volume":...}`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatusReply {
+    pub ok: bool,
+    /// Exactly what is not durable.
+    pub status: Report,
+    /// The volume's settings and counters.
+    pub volume: VolumeInfo,
+}
+
+/// The reply to `cut`, typed: `{"ok":true,"cut":...}`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CutReply {
+    pub ok: bool,
+    /// What the cut lost.
+    pub cut: CutSummary,
+}
+
 /// The reply to `status`.
 pub fn status_reply(fs: &DuraFs) -> Vec<u8> {
-    reply(serde_json::json!({
-        "ok": true,
-        "status": fs.status(),
-        "volume": fs.info(),
-    }))
+    let r = StatusReply {
+        ok: true,
+        status: fs.status(),
+        volume: fs.info(),
+    };
+    match serde_json::to_value(&r) {
+        Ok(v) => reply(v),
+        Err(e) => failure(libc::EIO, &format!("status: {e}")).reply,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fs::FsOptions;
+    use crate::model::crash::Policy;
     use crate::model::{Attrs, Kind, ROOT};
 
     #[test]
@@ -297,20 +310,58 @@ mod tests {
             Command::parse(b"mark  put 7 acked \n"),
             Ok(Command::Mark("put 7 acked".into()))
         );
+        // A label is free text: quotes and runs of spaces are kept.
+        assert_eq!(
+            Command::parse(b"mark it's  \"done\""),
+            Ok(Command::Mark("it's  \"done\"".into()))
+        );
+    }
+
+    /// Regression (issue 19): the control file refused `--policy=torn`,
+    /// which the CLI accepts. One grammar (clap, from shell-split words)
+    /// takes both forms, and quotes.
+    #[test]
+    fn options_take_their_value_after_a_space_or_an_equals_sign() {
+        let torn = |seed| {
+            Ok(Command::Cut(
+                CrashOptions {
+                    policy: Policy::Torn,
+                    seed,
+                    ..CrashOptions::default()
+                },
+                true,
+            ))
+        };
+        assert_eq!(Command::parse(b"cut --policy torn --seed 3"), torn(3));
+        assert_eq!(Command::parse(b"cut --policy=torn --seed=3"), torn(3));
+        assert_eq!(Command::parse(b"cut '--policy=torn' --seed \"3\""), torn(3));
+        assert_eq!(Command::parse(b"  cut --seed=3 --policy torn\n"), torn(3));
+    }
+
+    #[test]
+    fn help_shows_the_grammar() {
+        for input in [&b"help"[..], b"--help", b"cut --help"] {
+            let Ok(Command::Help(text)) = Command::parse(input) else {
+                panic!("{input:?}: no help");
+            };
+            assert!(text.contains("--policy") || text.contains("cut"), "{text}");
+        }
     }
 
     #[test]
     fn malformed_commands_are_refused_with_a_reason() {
         for (input, want) in [
             (&b""[..], "empty command"),
-            (b"stat", "unknown command"),
-            (b"sync now", "unexpected argument"),
-            (b"cut --policy nope", "unknown policy"),
-            (b"cut --seed", "needs a value"),
-            (b"cut --seed x", "not a valid number"),
-            (b"cut --sector 0", "positive"),
+            (b"stat", "unrecognized subcommand 'stat'"),
+            (b"sync now", "unexpected argument 'now'"),
+            (b"cut --policy nope", "invalid value 'nope' for '--policy"),
+            (b"cut --policy=nope", "[possible values: drop-all,"),
+            (b"cut --seed", "a value is required for '--seed"),
+            (b"cut --seed x", "invalid value 'x' for '--seed"),
+            (b"cut --sector 0", "must be positive"),
             (b"cut --probability 2", "0..=1"),
-            (b"cut --force", "unknown option"),
+            (b"cut --force", "unexpected argument '--force'"),
+            (b"cut --policy 'torn", "unbalanced quotes"),
             (b"status\nsync", "one command"),
             (b"\xff", "UTF-8"),
             (b"mark", "needs a label"),
@@ -318,6 +369,7 @@ mod tests {
         ] {
             let e = Command::parse(input).unwrap_err();
             assert!(e.0.contains(want), "{input:?}: {e}");
+            assert!(!e.0.contains('\x1b'), "{input:?}: colors in {e:?}");
         }
         assert!(Command::parse(&vec![b' '; MAX_COMMAND + 1]).is_err());
     }

@@ -4,7 +4,7 @@ use crate::model::crash::CrashState;
 use crate::model::{Ino, Op, PendingOp, Survival};
 
 /// What a cut did.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CutSummary {
     pub policy: String,
     pub seed: u64,

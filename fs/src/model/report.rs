@@ -7,7 +7,7 @@ use super::types::*;
 use super::{Model, Namespace};
 
 /// Unsynced state of one inode.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileReport {
     pub ino: Ino,
     /// A live path, or `<unlinked #ino>`.
@@ -16,6 +16,9 @@ pub struct FileReport {
     pub ranges: Vec<(u64, u64)>,
     /// Total of `ranges`.
     pub unsynced_bytes: u64,
+    /// The live size (what `stat` shows now).
+    #[serde(default)]
+    pub size: u64,
     /// `(durable, live)` size when they differ.
     pub size_change: Option<(u64, u64)>,
     /// Attributes (mode, owner, times) differ from the durable ones. For a
@@ -24,14 +27,14 @@ pub struct FileReport {
     pub attrs_pending: bool,
     /// Extended attributes set or removed since the inode's attributes
     /// were last durable, in the order first changed.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub xattrs_pending: Vec<String>,
     /// Nothing of this inode is durable yet.
     pub new_inode: bool,
 }
 
 /// One pending namespace operation.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NameReport {
     pub seq: u64,
     /// What happened, e.g. `create a/b`.
@@ -41,7 +44,7 @@ pub struct NameReport {
 }
 
 /// The whole unsynced state.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     pub model: String,
     pub files: Vec<FileReport>,
@@ -148,6 +151,7 @@ impl Model {
                 path: path_in(&ns, ino).unwrap_or_else(|| format!("<unlinked #{ino}>")),
                 ranges,
                 unsynced_bytes,
+                size: n.size,
                 size_change,
                 attrs_pending,
                 xattrs_pending,

@@ -3,7 +3,6 @@
 //! to find that filesystem and any mount left under the scratch directory.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One line of `/proc/self/mountinfo`: where, and what type.
 #[derive(Clone, Debug, PartialEq)]
@@ -95,32 +94,12 @@ pub fn cores() -> usize {
 
 /// The current time in UTC, ISO 8601 (`2026-01-31T12:00:00Z`).
 pub fn now_utc() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    iso8601(secs)
+    iso8601(jiff::Timestamp::now())
 }
 
-/// `secs` since the epoch as an ISO 8601 UTC date and time.
-pub fn iso8601(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+/// `t` as an ISO 8601 UTC date and time, to the second.
+pub fn iso8601(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 #[cfg(test)]
@@ -152,8 +131,13 @@ garbage line
 
     #[test]
     fn dates() {
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
-        assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(iso8601(1_700_000_000), "2023-11-14T22:13:20Z");
+        let at = |s: i64, ns: i32| jiff::Timestamp::new(s, ns).expect("a valid time");
+        assert_eq!(iso8601(at(0, 0)), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601(at(951_782_400, 0)), "2000-02-29T00:00:00Z");
+        // To the second: fractions are dropped.
+        assert_eq!(iso8601(at(1_700_000_000, 999)), "2023-11-14T22:13:20Z");
+        let now = now_utc();
+        assert_eq!(now.len(), "2026-01-31T12:00:00Z".len(), "{now}");
+        assert!(now.ends_with('Z') && now.starts_with("20"), "{now}");
     }
 }

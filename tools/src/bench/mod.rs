@@ -26,14 +26,13 @@ mod solo;
 mod volume;
 
 use crate::workload::{self, check_interrupted};
-use crate::{BenchArgs, Result, err};
+use crate::{BenchArgs, Result, err, usage};
 use plan::{Sizes, Workload};
 use report::{Header, Report, Row};
 use solo::{ExploreSample, MemorySample};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use volume::{MountOpts, Volume};
 
 /// What every run needs: where, with what, how big.
@@ -145,15 +144,15 @@ struct Samples {
     explore_ext4: Vec<block::BlockSample>,
 }
 
-pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
+pub fn bench(args: &BenchArgs) -> Result<()> {
     workload::kill_children_on_interrupt();
     let mut selected = plan::select(&args.only)?;
     let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 });
     if runs == 0 {
-        return Err(err("--runs must be at least 1"));
+        return Err(usage("--runs must be at least 1"));
     }
     if args.threads == 0 {
-        return Err(err("--threads must be at least 1"));
+        return Err(usage("--threads must be at least 1"));
     }
     if selected.iter().any(|w| w.job(&Sizes::new(true)).is_some()) {
         fio::check_installed()?;
@@ -217,7 +216,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode> {
     } else {
         print!("{}", report::text(&report));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Dropping the page cache needs root and a writable `/proc/sys`.

@@ -3,7 +3,7 @@
 //! one directory or mount, and `--only`.
 
 use super::fio::Job;
-use crate::{Result, err};
+use crate::{Result, usage};
 
 const MIB: u64 = 1 << 20;
 
@@ -208,7 +208,7 @@ pub fn select(only: &[String]) -> Result<Vec<Workload>> {
             Some(w) => picked.push(*w),
             None => {
                 let valid: Vec<&str> = ALL.iter().map(|w| w.name()).collect();
-                return Err(err(format!(
+                return Err(usage(format!(
                     "--only: unknown workload {n:?}; the workloads are: {}",
                     valid.join(", ")
                 )));

@@ -24,8 +24,9 @@ pub mod script;
 mod summarize;
 pub mod workload;
 
+use crate::exit::Code;
 use crate::workload::{check_interrupted, kill_children_on_interrupt};
-use crate::{CalibrateArgs, Result, err};
+use crate::{CalibrateArgs, Result, err, usage};
 use compare::{Counts, FalseNegative, PointResult, compare_point};
 use device::FsKind;
 use durafs::model::Persistence;
@@ -36,7 +37,6 @@ use points::{Point, WalkStats};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Instant;
 
 /// The outcomes of one side at one crash point.
@@ -215,31 +215,33 @@ fn scripts(args: &CalibrateArgs) -> Result<Vec<Job>> {
                 }
             })
             .collect()),
-        None => Err(err("nothing to run: give --generate N or --workload FILE")),
+        None => Err(usage(
+            "nothing to run: give --generate N or --workload FILE",
+        )),
     }
 }
 
-pub fn calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
+pub fn calibrate(args: &CalibrateArgs) -> Result<Code> {
     if args.print {
         for j in scripts(args)? {
             println!("# ---- {}\n{}", j.name, j.script);
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Code::Success);
     }
     if !args.summarize.is_empty() {
         print!("{}", summarize::markdown(&args.summarize)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Code::Success);
     }
     kill_children_on_interrupt();
     let fs_kind: FsKind = args
         .fs
         .as_deref()
-        .ok_or_else(|| err("--fs is required"))?
+        .ok_or_else(|| usage("--fs is required"))?
         .parse()
-        .map_err(|e: String| err(format!("--fs: {e}")))?;
+        .map_err(|e: String| usage(format!("--fs: {e}")))?;
     let model = args.model;
     if args.sector != 512 && args.sector != 4096 {
-        return Err(err("--sector must be 512 or 4096"));
+        return Err(usage("--sector must be 512 or 4096"));
     }
     if !durafs::sys::is_root() {
         return Err(err("calibrate needs root (losetup and mount)"));
@@ -295,13 +297,19 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<ExitCode> {
     } else {
         print!("{}", report::text(&summary));
     }
-    Ok(if summary.errors > 0 {
-        ExitCode::from(2)
-    } else if summary.total.false_negatives() > 0 {
-        ExitCode::from(1)
+    Ok(verdict(summary.errors, summary.total.false_negatives()))
+}
+
+/// The exit code of a calibration: a workload that could not run (on
+/// either side) outranks false negatives, which outrank success.
+fn verdict(errors: usize, false_negatives: usize) -> Code {
+    if errors > 0 {
+        Code::Program
+    } else if false_negatives > 0 {
+        Code::Findings
     } else {
-        ExitCode::SUCCESS
-    })
+        Code::Success
+    }
 }
 
 /// Scratch space: a temp dir in `/dev/shm` when there is one (images are
@@ -368,7 +376,7 @@ fn one(plan: &Plan, job: &Job) -> Result<WorkloadResult> {
         }
         Err(e) => {
             check_interrupted()?;
-            r.error = Some(e.0);
+            r.error = Some(e.msg);
         }
     }
     r.seconds = started.elapsed().as_secs_f64();
@@ -643,5 +651,20 @@ mod jobs_tests {
         assert_eq!(jobs_for(FsKind::Ext4, Some(4)), 4);
         assert_eq!(jobs_for(FsKind::Xfs, None), 2);
         assert_eq!(jobs_for(FsKind::Ext4, Some(0)), 1);
+    }
+}
+
+#[cfg(test)]
+mod verdict_tests {
+    use super::*;
+
+    /// A workload that could not run is the program's failure (exit 4),
+    /// never a usage error; false negatives are findings (exit 1).
+    #[test]
+    fn exit_codes_follow_the_table() {
+        assert_eq!(verdict(0, 0), Code::Success);
+        assert_eq!(verdict(0, 3), Code::Findings);
+        assert_eq!(verdict(1, 3), Code::Program);
+        assert_eq!(verdict(1, 0).number(), 4);
     }
 }

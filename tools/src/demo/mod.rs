@@ -3,6 +3,7 @@
 //! acknowledged puts that recovery lost are counted. The result is the
 //! measured version of the loss-window analysis' table.
 
+pub(crate) mod cli;
 pub mod rows;
 pub mod trial;
 
@@ -149,13 +150,30 @@ fn enum_opts(plan: &Plan) -> EnumOptions {
     }
 }
 
+/// What a row reports as it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step<'a> {
+    /// One more trial of the row named here done.
+    Trial(&'a str),
+    /// The row tries this many enumerated states, where [`planned`]
+    /// counted [`Plan::enum_cap`]: the planned total changes by the
+    /// difference.
+    Enumerated(usize),
+}
+
+/// Trials row `index` is planned to run: its policy trials and the cap of
+/// its enumerated states ([`Step::Enumerated`] then gives the true count).
+pub fn planned(index: usize, plan: &Plan) -> usize {
+    choices(index, plan).len() + plan.enum_cap
+}
+
 /// Runs every trial of `row` (`index` seeds it); `progress` hears about
 /// each trial.
 pub fn run_row(
     index: usize,
     row: &Row,
     plan: &Plan,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &(dyn Fn(Step<'_>) + Sync),
 ) -> Result<RowResult, TrialError> {
     let mut t = Tally {
         tried: 0,
@@ -174,7 +192,7 @@ pub fn run_row(
             at,
             &choice,
         )?);
-        progress(&format!("{name}: {} crash states", t.tried));
+        progress(Step::Trial(&name));
     }
     if plan.enum_cap > 0 {
         let eo = enum_opts(plan);
@@ -187,6 +205,8 @@ pub fn run_row(
         )?;
         let total = first.enumerated;
         t.add(first);
+        progress(Step::Enumerated(total.max(1)));
+        progress(Step::Trial(&name));
         for k in 1..total {
             t.add(trial::run(
                 row,
@@ -195,7 +215,7 @@ pub fn run_row(
                 plan.work.puts,
                 &Choice::Enumerated(k, eo),
             )?);
-            progress(&format!("{name}: {} crash states", t.tried));
+            progress(Step::Trial(&name));
         }
     }
     let worst = t.worst.clone();
@@ -232,7 +252,7 @@ pub fn run_row(
 pub fn run_all(
     rows: &[Row],
     plan: &Plan,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &(dyn Fn(Step<'_>) + Sync),
 ) -> Result<Vec<RowResult>, TrialError> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<RowResult, TrialError>>>> =

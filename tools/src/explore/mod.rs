@@ -7,12 +7,13 @@ mod explain;
 mod progress;
 mod report;
 
+use crate::exit::Code;
 use crate::leftovers::{self, Leftover};
 use crate::workload::{
     self, ENV_MARKS, ENV_MOUNT, ENV_STATE, check_interrupted, interrupted, run_check_timed,
     spawn_logged, write_marks,
 };
-use crate::{ExploreArgs, Result, err, signals};
+use crate::{CliError, ExploreArgs, Result, err, signals, usage};
 use durafs::explore::explain::{Findings, Vulnerability};
 use durafs::explore::{
     CrashPoints, ExploreOptions, OpFate, SparseState as State, Stats, sparse_states as states,
@@ -23,7 +24,6 @@ use durafs::model::enumerate::EnumOptions;
 use durafs::trace::Trace;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::Instant;
@@ -144,20 +144,20 @@ pub struct Exploration {
     pub failures: Vec<Checked>,
 }
 
-pub fn explore(args: &ExploreArgs) -> Result<ExitCode> {
+pub fn explore(args: &ExploreArgs) -> Result<Code> {
     workload::kill_children_on_interrupt();
     let persistence = args.volume.model;
     let at: CrashPoints = args
         .at
         .parse()
-        .map_err(|e: String| err(format!("--at: {e}")))?;
+        .map_err(|e: String| usage(format!("--at: {e}")))?;
     if args.replay.is_none() && args.command.is_empty() {
-        return Err(err(
+        return Err(usage(
             "nothing to explore: give the program after `--`, or --replay TRACE",
         ));
     }
     if args.sector == 0 {
-        return Err(err("--sector must be positive"));
+        return Err(usage("--sector must be positive"));
     }
     let jobs = args
         .jobs
@@ -192,7 +192,7 @@ pub fn explore(args: &ExploreArgs) -> Result<ExitCode> {
                         "durafs explore: {} while recording the program: nothing was checked",
                         signals::name(sig)
                     );
-                    return Ok(ExitCode::from(signals::exit_status(sig)));
+                    return Ok(Code::from_signal(sig));
                 }
                 None => return Err(e),
             },
@@ -220,7 +220,7 @@ pub fn explore(args: &ExploreArgs) -> Result<ExitCode> {
     let (stats, mut checked, timings) = check_all(args, &trace, &opts, jobs, &scratch)?;
     if let Some(only) = args.only {
         if checked.is_empty() {
-            return Err(err(format!(
+            return Err(usage(format!(
                 "no state {only}: this exploration has {} states",
                 stats.distinct
             )));
@@ -291,11 +291,11 @@ pub fn explore(args: &ExploreArgs) -> Result<ExitCode> {
         print!("{}", report::text(args, &result));
     }
     Ok(if let Some(sig) = stopped {
-        ExitCode::from(signals::exit_status(sig))
+        Code::from_signal(sig)
     } else if result.states_failed == 0 {
-        ExitCode::SUCCESS
+        Code::Success
     } else {
-        ExitCode::from(1)
+        Code::Findings
     })
 }
 
@@ -349,7 +349,7 @@ fn record(
     )?;
     let mnt = mounted.mountpoint().to_path_buf();
     let log = dir.join("program.log");
-    let mut child = spawn_logged(&args.command, &mnt, &[(ENV_MOUNT, &mnt)], Some(&log))?;
+    let mut child = spawn_logged(&args.command, &mnt, &[(ENV_MOUNT, &mnt)], &log)?;
     let status = child
         .wait()
         .map_err(|e| err(format!("waiting for the program: {e}")))?;
@@ -372,10 +372,13 @@ fn record(
         .map_err(|e| err(format!("unmounting the recording volume: {e}")))?;
     check_interrupted()?;
     if !status.success() {
-        return Err(err(format!(
-            "the program failed ({status}) on the recording volume; a crash test needs a run that works{}",
-            last_lines(&log, 20)
-        )));
+        return Err(CliError {
+            code: Code::Program,
+            msg: format!(
+                "the program failed ({status}) on the recording volume; a crash test needs a run that works{}",
+                last_lines(&log, 20)
+            ),
+        });
     }
     Ok((trace, left))
 }

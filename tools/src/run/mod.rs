@@ -4,20 +4,22 @@
 //! At the trigger the volume freezes (no later call takes effect; callers
 //! block), the program's whole process group is killed with SIGKILL, the
 //! crash policy is applied, and the post-crash state is mounted at the same
-//! place. The check's exit status is `durafs run`'s.
+//! place. `durafs run` exits 0 when the check passed (every check, with
+//! `--repeat`) and 1 when it failed; the check's own exit code is reported.
 
+mod json;
 pub mod trigger;
 
+use crate::exit::Code;
 use crate::workload::{
-    self, CheckRun, ENV_MARKS, ENV_MOUNT, WorkDir, check_interrupted, kill_group, run_check, spawn,
-    write_marks,
+    self, CheckRun, ENV_MARKS, ENV_MOUNT, WorkDir, check_interrupted, kill_group, run_check,
+    spawn_to, write_marks,
 };
-use crate::{Result, RunArgs, err};
+use crate::{Result, RunArgs, err, usage};
 use durafs::fs::{CutSummary, FsOptions};
-use durafs::model::crash::{CrashOptions, Policy};
 use durafs::model::rng::SplitMix64;
 use std::path::Path;
-use std::process::{ExitCode, ExitStatus};
+use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -27,6 +29,8 @@ use trigger::{Event, Hit, Trigger, When, Wire};
 #[derive(Debug)]
 pub struct Outcome {
     pub seed: u64,
+    /// The trigger used (`random` resolved to `after-ops=K`).
+    pub trigger: String,
     /// The trigger fired (else the program exited first).
     pub hit: Option<Hit>,
     /// Program operations before the cut.
@@ -40,19 +44,17 @@ pub struct Outcome {
 struct Plan<'a> {
     args: &'a RunArgs,
     opts: FsOptions,
-    policy: Policy,
 }
 
-pub fn run(args: &RunArgs) -> Result<ExitCode> {
+pub fn run(args: &RunArgs) -> Result<Code> {
     workload::kill_children_on_interrupt();
     let trigger: Trigger = args
         .cut
         .parse()
-        .map_err(|e: String| err(format!("--cut: {e}")))?;
+        .map_err(|e: String| usage(format!("--cut: {e}")))?;
     let persistence = args.volume.model;
-    let policy = args.crash.policy;
     if args.command.is_empty() {
-        return Err(err(
+        return Err(usage(
             "no program given: durafs run --cut TRIGGER -- CMD [ARGS...]",
         ));
     }
@@ -62,7 +64,6 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             persistence,
             ..FsOptions::default()
         },
-        policy,
     };
     let work = WorkDir::new(args.dir.as_deref(), "durafs-run-")?;
     workload::provide_durafs(work.path())?;
@@ -74,7 +75,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         _ => None,
     };
     let repeat = args.repeat.max(1);
-    let mut failed: Vec<(u64, i32)> = Vec::new();
+    let mut runs = Vec::new();
     for i in 0..repeat {
         let seed = args.seed.wrapping_add(i);
         let dir = work.path().join(format!("run-{seed}"));
@@ -86,20 +87,19 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             }
             (None, t) => t.clone(),
         };
-        let out = once(&plan, &t, seed, &dir)?;
-        if let Some(c) = out.check.as_ref().filter(|c| !c.passed()) {
-            failed.push((seed, c.code()));
-        }
+        runs.push(json::Run::new(&once(&plan, &t, seed, &dir)?));
     }
-    if !work.is_temporary() {
-        eprintln!("durafs run: volumes kept in {}", work.path().display());
+    let kept = (!work.is_temporary()).then(|| work.path().display().to_string());
+    if let Some(k) = &kept {
+        eprintln!("durafs run: volumes kept in {k}");
     }
+    let report = json::Report::new(runs, args.check.is_some(), kept);
     if repeat > 1 {
-        let seeds: Vec<String> = failed.iter().map(|(s, _)| s.to_string()).collect();
+        let seeds: Vec<String> = report.failed_seeds.iter().map(u64::to_string).collect();
         match args.check {
             Some(_) => eprintln!(
                 "durafs run: the check failed in {} of {repeat} runs{}",
-                failed.len(),
+                seeds.len(),
                 if seeds.is_empty() {
                     String::new()
                 } else {
@@ -109,10 +109,27 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             None => eprintln!("durafs run: {repeat} runs (no --check)"),
         }
     }
-    Ok(match failed.first() {
-        Some((_, code)) => ExitCode::from(u8::try_from(*code).unwrap_or(1).max(1)),
-        None => ExitCode::SUCCESS,
+    if args.json {
+        let text = serde_json::to_string(&report).map_err(|e| err(e.to_string()))?;
+        println!("{text}");
+    }
+    // The check's verdict, never its own code: a check exiting 2 must not
+    // read as a usage error (the check's code is in the output).
+    Ok(if report.failed_seeds.is_empty() {
+        Code::Success
+    } else {
+        Code::Findings
     })
+}
+
+/// Where the program's stdout goes: ours, or with `--json` our stderr, so
+/// that stdout carries the JSON document alone.
+fn program_stdout(args: &RunArgs) -> Result<Stdio> {
+    if args.json {
+        workload::to_stderr()
+    } else {
+        Ok(Stdio::inherit())
+    }
 }
 
 /// Runs the program once without a cut and counts its operations.
@@ -130,7 +147,8 @@ fn count_ops(plan: &Plan<'_>, dir: &Path) -> Result<u64> {
         },
     )?;
     let mnt = mounted.mountpoint().to_path_buf();
-    let mut child = spawn(&plan.args.command, &mnt, &[(ENV_MOUNT, &mnt)])?;
+    let out = program_stdout(plan.args)?;
+    let mut child = spawn_to(&plan.args.command, &mnt, &[(ENV_MOUNT, &mnt)], out)?;
     let status = child
         .wait()
         .map_err(|e| err(format!("waiting for the program: {e}")))?;
@@ -166,26 +184,14 @@ fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> 
     let fs = Arc::clone(mounted.fs());
     let mnt = mounted.mountpoint().to_path_buf();
     let started = Instant::now();
-    let mut child = spawn(&args.command, &mnt, &[(ENV_MOUNT, &mnt)])?;
+    let out = program_stdout(args)?;
+    let mut child = spawn_to(&args.command, &mnt, &[(ENV_MOUNT, &mnt)], out)?;
     let pgid = child.id();
     let waiter = std::thread::spawn(move || {
         let _ = tx.send(Event::Exited(child.wait()));
     });
 
-    let first = match t {
-        Trigger::AfterMs(ms) => {
-            let left = Duration::from_millis(*ms).saturating_sub(started.elapsed());
-            match rx.recv_timeout(left) {
-                Ok(ev) => Some(ev),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return Err(err("the program vanished")),
-            }
-        }
-        _ => Some(
-            rx.recv()
-                .map_err(|_| err("the program vanished without an exit status"))?,
-        ),
-    };
+    let first = first_event(t, &rx, started)?;
     // Interrupted: the program was killed; dropping the mount unmounts it.
     check_interrupted()?;
     let (hit, exited) = match first {
@@ -211,35 +217,64 @@ fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> 
     let ops = fs.op_count();
     let marks = fs.marks();
     let cut = mounted
-        .cut(CrashOptions {
-            policy: plan.policy,
-            seed,
-            sector: args.crash.sector,
-            probability: args
-                .crash
-                .probability
-                .unwrap_or(CrashOptions::default().probability),
-            garbage: args.crash.garbage,
-            // The volume sets them from its model.
-            rules: Default::default(),
-        })
+        // The volume sets the rules from its model.
+        .cut(args.crash.options(seed))
         .map_err(|e| err(format!("cut: {e}")))?;
     let _ = waiter.join();
     report(t, seed, &hit, ops, exited.as_ref(), &cut);
 
-    let post = workload::volume(dir, None, plan.opts, plan.args.volume.allow_other, |_| {
-        Ok(())
+    let check = check_after(plan, dir, &mnt, &marks)?;
+    Ok(Outcome {
+        seed,
+        trigger: t.to_string(),
+        hit,
+        ops,
+        exited,
+        cut,
+        check,
     })
-    .map_err(|e| err(format!("remounting after the cut: {}", e.0)))?;
+}
+
+/// The first thing that happens: the trigger, the program's exit, or (for
+/// `after-ms`) the time running out (`None`).
+fn first_event(t: &Trigger, rx: &mpsc::Receiver<Event>, started: Instant) -> Result<Option<Event>> {
+    match t {
+        Trigger::AfterMs(ms) => {
+            let left = Duration::from_millis(*ms).saturating_sub(started.elapsed());
+            match rx.recv_timeout(left) {
+                Ok(ev) => Ok(Some(ev)),
+                Err(RecvTimeoutError::Timeout) => Ok(None),
+                Err(RecvTimeoutError::Disconnected) => Err(err("the program vanished")),
+            }
+        }
+        _ => rx
+            .recv()
+            .map(Some)
+            .map_err(|_| err("the program vanished without an exit status")),
+    }
+}
+
+/// Remounts the post-crash state at `mnt` and runs the check there (with
+/// the `marks` made before the cut); `None` without `--check`.
+fn check_after(
+    plan: &Plan<'_>,
+    dir: &Path,
+    mnt: &Path,
+    marks: &[String],
+) -> Result<Option<CheckRun>> {
+    let args = plan.args;
+    let post = workload::volume(dir, None, plan.opts, args.volume.allow_other, |_| Ok(()))
+        .map_err(|e| err(format!("remounting after the cut: {}", e.msg)))?;
     let check = match &args.check {
         Some(c) => {
             let marks_file = dir.join("marks");
-            write_marks(&marks_file, &marks)?;
+            write_marks(&marks_file, marks)?;
+            // With --json the check's output goes into the document.
             Some(run_check(
                 c,
-                &mnt,
-                &[(ENV_MOUNT, &mnt), (ENV_MARKS, &marks_file)],
-                false,
+                mnt,
+                &[(ENV_MOUNT, mnt), (ENV_MARKS, &marks_file)],
+                args.json,
             )?)
         }
         None => None,
@@ -254,14 +289,7 @@ fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> 
             c.code()
         );
     }
-    Ok(Outcome {
-        seed,
-        hit,
-        ops,
-        exited,
-        cut,
-        check,
-    })
+    Ok(check)
 }
 
 fn report(
@@ -300,12 +328,12 @@ fn report(
     };
     eprintln!("durafs run: {at}");
     eprintln!(
-        "durafs run: power cut ({}, seed {seed}): lost {} of {} unsynced operations whole and {} in part: {} bytes of data, {} files, {} names",
+        "durafs run: power cut ({}, seed {seed}): lost {} of {} unsynced operations whole and {} in part: {} of data, {} files, {} names",
         c.policy,
         c.ops_lost,
         c.ops_pending,
         c.ops_partial,
-        c.bytes_lost,
+        crate::size::human(c.bytes_lost),
         c.files_lost,
         c.names_lost
     );

@@ -329,14 +329,17 @@ mod tests {
     }
 
     #[test]
-    fn after_ops_cuts_before_the_next_call_when_the_nth_failed() {
+    fn after_ops_counts_events_and_cuts_before_a_call_that_finds_it_passed() {
         let (tx, _rx) = mpsc::channel();
         let w = Wire::new(parse("after-ops=2"), tx);
         let (op, p) = write("/f");
+        assert!(!w.before(0, &op, &p));
         assert!(!w.after(1, &op, &p));
-        assert!(!w.before(2, &op, &p));
-        // Call 2 failed: no after. Call 3 arrives.
-        assert!(w.before(3, &op, &p));
+        // A failed call is no event: the count stays at 1.
+        assert!(!w.before(1, &op, &p));
+        assert!(!w.after(1, &op, &p));
+        // Event 2 took effect on another thread; this call sees it passed.
+        assert!(w.before(2, &op, &p));
     }
 
     #[test]
