@@ -800,3 +800,33 @@ fn progress_reaches_a_non_terminal_stderr_as_plain_lines() {
         "no terminal escapes: {err:?}"
     );
 }
+
+#[test]
+fn shards_split_the_states_and_their_failures_add_up_to_the_whole() {
+    let s = Scratch::new(&[("data", "old")]);
+    let whole = s.explore(&[], OLD_OR_NEW, "printf new > tmp && mv tmp data");
+    let ids = |r: &Explored| -> Vec<u64> {
+        r.json["failures"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f["state"].as_u64())
+            .collect()
+    };
+    let (mut tried, mut failed) = (0, Vec::new());
+    for shard in ["1/3", "2/3", "3/3"] {
+        let part = s.explore(
+            &["--shard", shard],
+            OLD_OR_NEW,
+            "printf new > tmp && mv tmp data",
+        );
+        assert_eq!(part.json["settings"]["shard"], shard);
+        tried += part.tried();
+        failed.extend(ids(&part));
+    }
+    failed.sort_unstable();
+    assert_eq!(tried, whole.tried());
+    assert_eq!(failed, ids(&whole));
+    let bad = s.durafs(&["explore", "--shard", "4/3", "--check", "true", "--", "true"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

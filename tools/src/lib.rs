@@ -310,6 +310,11 @@ pub struct ExploreArgs {
     /// Check only this state (a number from a report).
     #[arg(long)]
     pub only: Option<usize>,
+    /// Check only shard I of N (states I, I+N, I+2N, ...; I from 1), to
+    /// split the states over the jobs of a CI matrix. Every shard records
+    /// and enumerates the same states, so their numbers agree.
+    #[arg(long, value_name = "I/N", value_parser = shard_parser)]
+    pub shard: Option<(usize, usize)>,
     /// Materialise failing states (or the --only state) under this
     /// directory and leave them there.
     #[arg(long)]
@@ -540,6 +545,20 @@ impl std::fmt::Display for CliError {
 }
 
 impl std::error::Error for CliError {}
+
+/// `I/N` with 1 <= I <= N.
+fn shard_parser(s: &str) -> std::result::Result<(usize, usize), String> {
+    let bad = || format!("{s:?} is not a shard I/N with 1 <= I <= N (e.g. 2/4)");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n) = (
+        i.trim().parse::<usize>().map_err(|_| bad())?,
+        n.trim().parse::<usize>().map_err(|_| bad())?,
+    );
+    if i == 0 || i > n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
 
 /// A positive, finite number of seconds.
 fn positive_seconds(s: &str) -> std::result::Result<f64, String> {

@@ -112,6 +112,8 @@ pub struct Settings {
     pub torn: bool,
     /// Checks run at once.
     pub jobs: usize,
+    /// The shard checked (`I/N`), when not all.
+    pub shard: Option<String>,
 }
 
 /// What an exploration found.
@@ -251,6 +253,7 @@ pub fn explore(args: &ExploreArgs) -> Result<Code> {
             sector: args.sector,
             torn: !args.no_torn,
             jobs,
+            shard: args.shard.map(|(i, n)| format!("{i}/{n}")),
         },
         states_tried: tried,
         states_failed: failures.len(),
@@ -455,6 +458,7 @@ fn check_all(
         }
         let stats = states(trace, opts, |st| match only {
             _ if interrupted() => false,
+            None if !in_shard(args.shard, st.id) => true,
             Some(o) if st.id < o => true,
             Some(o) if st.id > o => false,
             _ => {
@@ -481,6 +485,11 @@ fn check_all(
     let stats = stats.map_err(|e| err(e.to_string()))?;
     let results = results.into_inner().unwrap_or_default();
     Ok((stats, results, timings))
+}
+
+/// True when state `id` belongs to `shard` (`(i, n)`: ids i, i+n, ...).
+fn in_shard(shard: Option<(usize, usize)>, id: usize) -> bool {
+    shard.is_none_or(|(i, n)| (id + n - i) % n == 0)
 }
 
 /// Materialises `state`, runs the check there, and cleans up (keeping the

@@ -199,7 +199,7 @@ pub fn text(args: &ExploreArgs, r: &Exploration) -> String {
     let c = &r.settings;
     let _ = writeln!(
         out,
-        "durafs explore {}: model {}, crash points {}, at most {} states, seed {}, {}-byte sectors{}, {} jobs",
+        "durafs explore {}: model {}, crash points {}, at most {} states, seed {}, {}-byte sectors{}, {} jobs{}",
         c.version,
         c.model,
         c.at,
@@ -207,7 +207,10 @@ pub fn text(args: &ExploreArgs, r: &Exploration) -> String {
         c.seed,
         c.sector,
         if c.torn { "" } else { ", no torn writes" },
-        c.jobs
+        c.jobs,
+        c.shard
+            .as_ref()
+            .map_or_else(String::new, |s| format!(", shard {s}"))
     );
     let s = &r.stats;
     let _ = writeln!(
