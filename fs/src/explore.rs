@@ -204,7 +204,29 @@ pub fn states(
 pub fn sparse_states(
     trace: &Trace,
     opts: &ExploreOptions,
+    sink: impl FnMut(SparseState) -> bool,
+) -> Result<Stats, TraceError> {
+    sparse_states_and_duplicates(trace, opts, sink, |_| {})
+}
+
+/// A state equal to an earlier one (same tree and marks), reached at
+/// another crash point or by another enumeration: not checked again, but
+/// its verdict is the earlier state's, and its cause at this point may
+/// differ (see [`explain`]).
+#[derive(Clone, Debug)]
+pub struct Duplicate {
+    /// The [`State::key`] it shares with an earlier state.
+    pub key: u64,
+    pub point: usize,
+    pub kept: Vec<(usize, Survival)>,
+}
+
+/// [`sparse_states`], also calling `dup` with every duplicate skipped.
+pub fn sparse_states_and_duplicates(
+    trace: &Trace,
+    opts: &ExploreOptions,
     mut sink: impl FnMut(SparseState) -> bool,
+    mut dup: impl FnMut(Duplicate),
 ) -> Result<Stats, TraceError> {
     let pts = points(trace, opts.at);
     let mut stats = Stats {
@@ -237,6 +259,11 @@ pub fn sparse_states(
             }
             let (snapshot, key) = tree(r, &pending, &cs.kept, &marks);
             if !seen.insert(key) {
+                dup(Duplicate {
+                    key,
+                    point: k,
+                    kept: cs.kept,
+                });
                 continue;
             }
             stats.distinct += 1;

@@ -68,12 +68,45 @@ pub struct Fact {
 }
 
 /// A failing state to explain: its number, crash point and what it kept
-/// (as [`super::State::kept`]).
+/// (as [`super::State::kept`]). A [`super::Duplicate`] of a failing state
+/// fails too, with the earlier state's number: the same files may come
+/// from another loss at its point (the one a vulnerability may be only
+/// visible through).
 #[derive(Clone, Debug)]
 pub struct Failing {
     pub id: usize,
     pub point: usize,
     pub kept: Vec<(usize, Survival)>,
+    /// A duplicate: counted in a vulnerability, never among `no_loss`
+    /// (its state is counted where it was checked).
+    pub duplicate: bool,
+}
+
+/// `failing`, and the duplicates of its states reached at other crash
+/// points (by key, `ids` giving each checked state's number and point) as
+/// failing too. A duplicate at its state's own point is left out: the
+/// same files at the same crash, another enumeration of them.
+pub fn with_duplicates(
+    mut failing: Vec<Failing>,
+    duplicates: Vec<super::Duplicate>,
+    ids: &HashMap<u64, (usize, usize)>,
+    verdicts: &HashMap<u64, bool>,
+) -> Vec<Failing> {
+    for d in duplicates {
+        if verdicts.get(&d.key) != Some(&true) {
+            continue;
+        }
+        match ids.get(&d.key) {
+            Some(&(id, point)) if point != d.point => failing.push(Failing {
+                id,
+                point: d.point,
+                kept: d.kept,
+                duplicate: true,
+            }),
+            _ => {}
+        }
+    }
+    failing
 }
 
 /// Failures that share a cause.
@@ -95,6 +128,9 @@ pub struct Vulnerability {
     pub states: Vec<usize>,
     /// Crash points of the members, ascending (events applied).
     pub points: Vec<usize>,
+    /// The last event before the first crash point (`None`: before the
+    /// first event).
+    pub first_after: Option<String>,
     /// False when the check budget ran out before every member's
     /// explanation was minimal.
     pub minimal: bool,
@@ -124,14 +160,6 @@ pub fn explain<E: From<TraceError>>(
     max_checks: usize,
     check: impl FnMut(&super::SparseSnapshot, &[String]) -> Result<bool, E>,
 ) -> Result<Findings, E> {
-    let mut by_point: Vec<&Failing> = failing.iter().collect();
-    by_point.sort_by_key(|f| (f.point, f.id));
-    let pts: Vec<usize> = by_point
-        .iter()
-        .map(|f| f.point)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
     let mut tester = Tester {
         verdicts,
         checks: 0,
@@ -139,15 +167,45 @@ pub fn explain<E: From<TraceError>>(
         check,
     };
     let mut groups = Groups::default();
+    // States as checked first, then the duplicates, which join their
+    // vulnerabilities (or show one only they reveal).
+    for duplicates in [false, true] {
+        let list: Vec<&Failing> = failing
+            .iter()
+            .filter(|f| f.duplicate == duplicates)
+            .collect();
+        explain_pass(trace, opts, list, &mut tester, &mut groups)?;
+    }
+    Ok(groups.finish(tester.checks))
+}
+
+/// Explains `list` in crash point order, into `groups`.
+fn explain_pass<E: From<TraceError>, F>(
+    trace: &Trace,
+    opts: &ExploreOptions,
+    mut list: Vec<&Failing>,
+    tester: &mut Tester<F>,
+    groups: &mut Groups,
+) -> Result<(), E>
+where
+    F: FnMut(&super::SparseSnapshot, &[String]) -> Result<bool, E>,
+{
+    list.sort_by_key(|f| (f.point, f.id));
+    let pts: Vec<usize> = list
+        .iter()
+        .map(|f| f.point)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let mut error: Option<E> = None;
     let eopts = opts.enumerate.under(trace.header.model);
     let mut next = 0;
     walk(trace, &pts, |k, r| {
         let at = Point::new(trace, r, k, eopts.rules, eopts.sector);
-        while let Some(f) = by_point.get(next).filter(|f| f.point == k) {
+        while let Some(f) = list.get(next).filter(|f| f.point == k) {
             next += 1;
-            match explain_one(&at, f, &groups.known, &mut tester) {
-                Ok(cause) => groups.add(f, cause),
+            match explain_one(&at, f, &groups.known, tester) {
+                Ok(cause) => groups.add(f, cause, trace),
                 Err(e) => {
                     error = Some(e);
                     return false;
@@ -156,10 +214,10 @@ pub fn explain<E: From<TraceError>>(
         }
         true
     })?;
-    if let Some(e) = error {
-        return Err(e);
+    match error {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    Ok(groups.finish(tester.checks))
 }
 
 /// Runs checks, at most `max_checks`, caching verdicts.

@@ -4,8 +4,9 @@
 use super::Checked;
 use crate::workload::{ENV_MARKS, ENV_STATE, run_check_timed, write_marks};
 use crate::{CliError, ExploreArgs, Result, err};
+use durafs::explore::Duplicate;
 use durafs::explore::ExploreOptions;
-use durafs::explore::explain::{Failing, Findings, explain};
+use durafs::explore::explain::{Failing, Findings, explain, with_duplicates};
 use durafs::trace::{Trace, TraceError};
 use std::collections::HashMap;
 use std::fs;
@@ -23,6 +24,7 @@ pub fn explain_failures(
     trace: &Trace,
     opts: &ExploreOptions,
     checked: &[Checked],
+    duplicates: Vec<Duplicate>,
     scratch: &Path,
 ) -> Result<Findings> {
     let mut verdicts: HashMap<u64, bool> = checked.iter().map(|c| (c.key, !c.passed)).collect();
@@ -33,8 +35,14 @@ pub fn explain_failures(
             id: c.state,
             point: c.point,
             kept: c.kept.clone(),
+            duplicate: false,
         })
         .collect();
+    let ids: HashMap<u64, (usize, usize)> = checked
+        .iter()
+        .map(|c| (c.key, (c.state, c.point)))
+        .collect();
+    let failing = with_duplicates(failing, duplicates, &ids, &verdicts);
     if failing.is_empty() {
         return Ok(Findings::default());
     }

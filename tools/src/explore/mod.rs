@@ -16,7 +16,8 @@ use crate::workload::{
 use crate::{CliError, ExploreArgs, Result, err, signals, usage};
 use durafs::explore::explain::{Findings, Vulnerability};
 use durafs::explore::{
-    CrashPoints, ExploreOptions, OpFate, SparseState as State, Stats, sparse_states as states,
+    CrashPoints, Duplicate, ExploreOptions, OpFate, SparseState as State, Stats,
+    sparse_states_and_duplicates as states,
 };
 use durafs::fs::FsOptions;
 use durafs::model::Persistence;
@@ -219,7 +220,7 @@ pub fn explore(args: &ExploreArgs) -> Result<Code> {
     let scratch = work.path().join("states");
     fs::create_dir_all(&scratch).map_err(|e| err(format!("{}: {e}", scratch.display())))?;
     let checking = Instant::now();
-    let (stats, mut checked, timings) = check_all(args, &trace, &opts, jobs, &scratch)?;
+    let (stats, mut checked, duplicates, timings) = check_all(args, &trace, &opts, jobs, &scratch)?;
     if let Some(only) = args.only {
         if checked.is_empty() {
             return Err(usage(format!(
@@ -234,7 +235,7 @@ pub fn explore(args: &ExploreArgs) -> Result<Code> {
     let findings = if args.only.is_some() || workload::interrupted() {
         Findings::default()
     } else {
-        match explain::explain_failures(args, &trace, &opts, &checked, &scratch) {
+        match explain::explain_failures(args, &trace, &opts, &checked, duplicates, &scratch) {
             Ok(f) => f,
             Err(_) if workload::interrupted() => Findings::default(),
             Err(e) => return Err(e),
@@ -411,7 +412,8 @@ fn check_all(
     opts: &ExploreOptions,
     jobs: usize,
     scratch: &Path,
-) -> Result<(Stats, Vec<Checked>, Timings)> {
+) -> Result<(Stats, Vec<Checked>, Vec<Duplicate>, Timings)> {
+    let mut duplicates = Vec::new();
     let (tx, rx) = mpsc::sync_channel::<State>(jobs * 2);
     let rx = Mutex::new(rx);
     let results: Mutex<Vec<Checked>> = Mutex::new(Vec::new());
@@ -456,19 +458,24 @@ fn check_all(
                 }
             });
         }
-        let stats = states(trace, opts, |st| match only {
-            _ if interrupted() => false,
-            None if !in_shard(args.shard, st.id) => true,
-            Some(o) if st.id < o => true,
-            Some(o) if st.id > o => false,
-            _ => {
-                progress.total(st.planned);
-                let t = Instant::now();
-                let ok = tx.send(st).is_ok();
-                waiting.add(t);
-                ok && only.is_none()
-            }
-        });
+        let stats = states(
+            trace,
+            opts,
+            |st| match only {
+                _ if interrupted() => false,
+                None if !in_shard(args.shard, st.id) => true,
+                Some(o) if st.id < o => true,
+                Some(o) if st.id > o => false,
+                _ => {
+                    progress.total(st.planned);
+                    let t = Instant::now();
+                    let ok = tx.send(st).is_ok();
+                    waiting.add(t);
+                    ok && only.is_none()
+                }
+            },
+            |d| duplicates.push(d),
+        );
         drop(tx);
         (stats, generating.elapsed().as_secs_f64())
     });
@@ -484,7 +491,7 @@ fn check_all(
     }
     let stats = stats.map_err(|e| err(e.to_string()))?;
     let results = results.into_inner().unwrap_or_default();
-    Ok((stats, results, timings))
+    Ok((stats, results, duplicates, timings))
 }
 
 /// True when state `id` belongs to `shard` (`(i, n)`: ids i, i+n, ...).

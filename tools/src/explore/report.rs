@@ -143,15 +143,10 @@ fn vulnerability(out: &mut String, args: &ExploreArgs, i: usize, of: usize, f: &
         v.kind, v.summary
     );
     let _ = writeln!(out, "  fix: {}", v.fix);
-    let first = f
-        .members
-        .iter()
-        .min_by_key(|c| (c.point, c.state))
-        .and_then(|c| c.after.clone())
-        .map_or_else(
-            || "before the first operation".to_string(),
-            |a| format!("after {a}"),
-        );
+    let first = v.first_after.as_ref().map_or_else(
+        || "before the first operation".to_string(),
+        |a| format!("after {a}"),
+    );
     let _ = writeln!(
         out,
         "  {} at {}, the first {first}{}",
@@ -165,6 +160,12 @@ fn vulnerability(out: &mut String, args: &ExploreArgs, i: usize, of: usize, f: &
     );
     for c in f.members.iter().take(args.show) {
         failure(out, args, c);
+        if !v.points.contains(&c.point) {
+            let _ = writeln!(
+                out,
+                "    (the same files as a crash {first} leaves, the one this vulnerability explains)"
+            );
+        }
     }
     others(out, args.show, &f.members);
 }

@@ -51,20 +51,30 @@ fn findings_marked(
     let opts = ExploreOptions::default();
     let mut verdicts = HashMap::new();
     let mut failing = Vec::new();
-    super::super::sparse_states(trace, &opts, |s: State<SparseSnapshot>| {
-        let f = fails(&s.snapshot, &s.marks);
-        verdicts.insert(s.key, f);
-        if f {
-            failing.push(Failing {
-                id: s.id,
-                point: s.point,
-                kept: s.kept,
-            });
-        }
-        true
-    })
+    let mut ids = HashMap::new();
+    let mut dups = Vec::new();
+    super::super::sparse_states_and_duplicates(
+        trace,
+        &opts,
+        |s: State<SparseSnapshot>| {
+            let f = fails(&s.snapshot, &s.marks);
+            verdicts.insert(s.key, f);
+            ids.insert(s.key, (s.id, s.point));
+            if f {
+                failing.push(Failing {
+                    id: s.id,
+                    point: s.point,
+                    kept: s.kept,
+                    duplicate: false,
+                });
+            }
+            true
+        },
+        |d| dups.push(d),
+    )
     .unwrap();
     let n = failing.len();
+    let failing = with_duplicates(failing, dups, &ids, &verdicts);
     let found = explain::<TraceError>(trace, &opts, &failing, &mut verdicts, max_checks, |s, m| {
         Ok(fails(s, m))
     })
@@ -200,4 +210,42 @@ fn ddmin_finds_a_one_minimal_failing_subset() {
     assert!(calls < 60, "{calls} calls");
     let one = ddmin(vec![7u32], &mut |_: &[u32]| Ok::<_, Infallible>(true)).unwrap();
     assert_eq!(one, vec![7]);
+}
+
+/// Regression: a state equal to an earlier one is checked once, at the
+/// earlier crash point, so a bug whose files only repeat an earlier
+/// failure's (here the rename's zeros equal the unsynced first write's)
+/// went unreported. Duplicates at later points are explained too.
+#[test]
+fn a_bug_seen_only_through_a_duplicate_state_is_reported() {
+    let trace = record(|fs| {
+        let c = fs
+            .create(ROOT, b"c", Kind::File, attrs(), None)
+            .unwrap()
+            .ino;
+        fs.write(c, 0, b"old").unwrap();
+        let tmp = fs
+            .create(ROOT, b"tmp", Kind::File, attrs(), None)
+            .unwrap()
+            .ino;
+        fs.write(tmp, 0, b"new").unwrap();
+        fs.rename(ROOT, b"tmp", ROOT, b"c", RenameFlags::default())
+            .unwrap();
+    });
+    let (found, _) = findings(&trace, 1000, |s| {
+        !matches!(file(s, "c").as_deref(), None | Some(b"old") | Some(b"new"))
+    });
+    let kinds: Vec<(VulnKind, &str)> = found
+        .vulnerabilities
+        .iter()
+        .map(|v| (v.kind, v.fix.as_str()))
+        .collect();
+    assert!(
+        kinds.contains(&(VulnKind::Ordering, "fsync /tmp before #5 rename /tmp -> /c")),
+        "{found:#?}"
+    );
+    assert!(
+        kinds.iter().any(|(k, _)| *k == VulnKind::Durability),
+        "{kinds:?}"
+    );
 }

@@ -1,8 +1,11 @@
 //! A Rust API for crash-testing storage code in its own `#[test]`s: a
 //! [`TestVolume`] mounts durafs in a temp dir, and [`explore`] runs a
-//! workload once per crash state and checks each.
+//! workload once, traced, then checks every crash state of the trace
+//! (after every operation) and explains the failures as vulnerabilities.
 //!
-//! Mounting needs root and `/dev/fuse`.
+//! Mounting needs root and `/dev/fuse`. A test killed while it held a
+//! volume (SIGKILL: a test runner's timeout) leaves a dead mount; the
+//! next volume made on the machine clears it ([`clear_dead`]).
 //!
 //! ```no_run
 //! use durafs::model::crash::{CrashOptions, Policy};
@@ -70,8 +73,21 @@ impl TestVolume {
     /// [`MountOptions::allow_other`] every user may use it (a test that
     /// runs a service as another user) and its temp dir is mode 0755.
     pub fn with_mount_options(opts: FsOptions, mount_opts: MountOptions) -> io::Result<TestVolume> {
+        TestVolume::make(opts, mount_opts, false)
+    }
+
+    /// A volume whose every call is traced from the start (see
+    /// [`crate::trace`]); [`explore`] replays the trace.
+    fn traced(opts: FsOptions) -> io::Result<TestVolume> {
+        TestVolume::make(opts, MountOptions::default(), true)
+    }
+
+    fn make(opts: FsOptions, mount_opts: MountOptions, traced: bool) -> io::Result<TestVolume> {
         use std::os::unix::fs::PermissionsExt;
-        let tmp = tempfile::tempdir()?;
+        stale::clear_dead();
+        let tmp = tempfile::Builder::new()
+            .prefix(&stale::prefix(std::process::id()))
+            .tempdir()?;
         if mount_opts.allow_other {
             std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))?;
         }
@@ -86,12 +102,15 @@ impl TestVolume {
             mnt,
             _tmp: tmp,
         };
-        v.mount()?;
+        v.mount(traced)?;
         Ok(v)
     }
 
-    fn mount(&mut self) -> io::Result<()> {
+    fn mount(&mut self, traced: bool) -> io::Result<()> {
         let fs = DuraFs::open(&self.backing, self.opts).map_err(|e| other("backing", e))?;
+        if traced {
+            fs.start_trace(true, None)?;
+        }
         self.mounted = Some(mount(Arc::new(fs), &self.mnt, &self.mount_opts)?);
         Ok(())
     }
@@ -190,56 +209,13 @@ impl TestVolume {
             .take()
             .ok_or_else(|| io::Error::other("the volume is not mounted"))?;
         let summary = m.cut_with(label, choose).map_err(|e| other("cut", e))?;
-        self.mount()?;
+        self.mount(false)?;
         Ok(summary)
     }
 }
 
-/// One crash state that failed its check.
-#[derive(Clone, Debug)]
-pub struct Failure {
-    /// Index in the enumeration.
-    pub state: usize,
-    pub description: String,
-    pub error: String,
-}
+mod explore;
+mod stale;
 
-/// What [`explore`] found.
-#[derive(Clone, Debug, Default)]
-pub struct Exploration {
-    pub states_tried: usize,
-    pub failures: Vec<Failure>,
-}
-
-/// Runs `workload` on a fresh volume once per crash state that the
-/// operations it leaves pending allow (at most `opts.cap`), cuts to that
-/// state, and runs `check` on the remounted volume. The workload must be
-/// deterministic: each run must leave the same pending operations.
-pub fn explore(
-    opts: &EnumOptions,
-    volume: FsOptions,
-    workload: impl Fn(&Path) -> io::Result<()>,
-    check: impl Fn(&Path) -> Result<(), String>,
-) -> io::Result<Exploration> {
-    let mut out = Exploration::default();
-    let mut total = 1;
-    let mut n = 0;
-    while n < total {
-        let mut v = TestVolume::with_options(volume)?;
-        workload(v.path())?;
-        if n == 0 {
-            total = v.crash_states(opts)?.len();
-        }
-        let cut = v.cut_to_state(n, opts)?;
-        out.states_tried += 1;
-        if let Err(error) = check(v.path()) {
-            out.failures.push(Failure {
-                state: n,
-                description: cut.description,
-                error,
-            });
-        }
-        n += 1;
-    }
-    Ok(out)
-}
+pub use explore::{Exploration, Failure, Workload, explore};
+pub use stale::clear_dead;
