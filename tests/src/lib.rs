@@ -4,6 +4,7 @@
 //! Without `/dev/fuse` or root the tests fail with a message saying so.
 
 pub mod diff;
+pub mod explore;
 pub mod tools;
 use durafs::fs::{CutSummary, DuraFs, FsOptions};
 use durafs::model::Persistence;

@@ -310,6 +310,11 @@ pub struct ExploreArgs {
     /// Check only this state (a number from a report).
     #[arg(long)]
     pub only: Option<usize>,
+    /// Also write the report as a self-contained web page here: the
+    /// trace's timeline with each crash point coloured by outcome, and a
+    /// card per vulnerability.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Check only shard I of N (states I, I+N, I+2N, ...; I from 1), to
     /// split the states over the jobs of a CI matrix. Every shard records
     /// and enumerates the same states, so their numbers agree.

@@ -4,6 +4,7 @@
 //! check runs there, several at a time.
 
 mod explain;
+mod html;
 mod progress;
 mod report;
 
@@ -242,8 +243,10 @@ pub fn explore(args: &ExploreArgs) -> Result<Code> {
         }
     };
     let stopped = workload::interrupted_by();
-    let failures: Vec<Checked> = checked.into_iter().filter(|c| !c.passed).collect();
+    let failures: Vec<Checked> = checked.iter().filter(|c| !c.passed).cloned().collect();
     let (vulnerabilities, no_loss) = members(findings.vulnerabilities, findings.no_loss, &failures);
+    let points = html::outcomes(&checked, &vulnerabilities, trace.events.len());
+    drop(checked);
     let result = Exploration {
         settings: Settings {
             version: env!("CARGO_PKG_VERSION"),
@@ -277,6 +280,10 @@ pub fn explore(args: &ExploreArgs) -> Result<Code> {
         "durafs explore: {:.2} s in all",
         started.elapsed().as_secs_f64()
     );
+    if let Some(path) = &args.html {
+        std::fs::write(path, html::page(args, &trace, &result, &points))
+            .map_err(|e| err(format!("--html {}: {e}", path.display())))?;
+    }
     if args.json {
         let mut v = serde_json::to_value(&result).map_err(|e| err(e.to_string()))?;
         let add = |list: &mut serde_json::Value| {
