@@ -143,6 +143,20 @@ fn vulnerability(out: &mut String, args: &ExploreArgs, i: usize, of: usize, f: &
         v.kind, v.summary
     );
     let _ = writeln!(out, "  fix: {}", v.fix);
+    let own: Vec<u64> = v.lost.iter().filter_map(|f| f.event).collect();
+    let repeats: Vec<String> = v
+        .events
+        .iter()
+        .filter(|e| !own.contains(e))
+        .map(|e| format!("#{e}"))
+        .collect();
+    if !repeats.is_empty() {
+        let _ = writeln!(
+            out,
+            "  the same call repeated: also {}",
+            repeats.join(", ")
+        );
+    }
     let first = v.first_after.as_ref().map_or_else(
         || "before the first operation".to_string(),
         |a| format!("after {a}"),
