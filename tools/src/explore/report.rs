@@ -151,11 +151,7 @@ fn vulnerability(out: &mut String, args: &ExploreArgs, i: usize, of: usize, f: &
         .map(|e| format!("#{e}"))
         .collect();
     if !repeats.is_empty() {
-        let _ = writeln!(
-            out,
-            "  the same call repeated: also {}",
-            repeats.join(", ")
-        );
+        let _ = writeln!(out, "  the same call repeated: also {}", repeats.join(", "));
     }
     let first = v.first_after.as_ref().map_or_else(
         || "before the first operation".to_string(),
