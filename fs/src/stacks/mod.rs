@@ -53,7 +53,10 @@
 //! * Code without unwind information (JIT code, the vdso) is crossed by
 //!   scanning only; signal frames (CFA by DWARF expression) likewise.
 //! * Names need a symbol table, lines need DWARF (`-g`); split DWARF
-//!   (`.dwo`) and `dwz` supplementary files are not read.
+//!   (`.dwo`) and `dwz` supplementary files are not read. Frames in the C
+//!   library and the dynamic loader get names only, never lines: those
+//!   are never the program's location, and their DWARF (when installed)
+//!   is slow to load.
 //! * A file mapped by the process but deleted since can be read only
 //!   through `/proc/PID/map_files/` (root): else its frames have an
 //!   address and a module but no name. A file replaced at its path is
@@ -435,11 +438,15 @@ impl Stacks {
     }
 }
 
-/// Reads an opened ELF file into a module; a file that cannot be read or
-/// parsed is a module without unwind information or symbols.
+/// Reads an opened ELF file into a module (for system libraries, with
+/// names but no lines); a file that cannot be read or parsed is a module
+/// without unwind information or symbols.
 fn load(file: std::fs::File, mapping: &Mapping) -> Module {
     let path = std::path::Path::new(&mapping.path);
-    let parsed = module::read_file(file).and_then(|data| Module::parse(data, Some(path)));
+    // The C library's lines are never the program's location, and its
+    // DWARF (with libc6-dbg) costs ~100 ms to load: its names suffice.
+    let lines = !is_system_module(&mapping.path);
+    let parsed = module::read_file(file).and_then(|data| Module::parse(data, Some(path), lines));
     if let Ok(m) = &parsed {
         log::debug!(
             "durafs: stacks: read {}: {} FDEs, DWARF: {}",
@@ -473,13 +480,17 @@ fn blocked(tid: u32) -> Result<(String, u64, u64), StackError> {
     }
 }
 
+/// A module and its load bias in a process; None when no ELF file could
+/// be read for a mapping.
+type Loaded = Option<(Arc<Module>, u64)>;
+
 /// One capture's view of a process: its mappings and their modules.
 struct Process<'a> {
     stacks: &'a Stacks,
     pid: u32,
     maps: Vec<Mapping>,
     /// Modules already found in this capture, by mapping start.
-    found: Mutex<HashMap<u64, Option<(Arc<Module>, u64)>>>,
+    found: Mutex<HashMap<u64, Loaded>>,
     /// Memory for comparing files with what is mapped (the unwinder has
     /// its own).
     mem: Mutex<ProcessMemory>,
@@ -498,7 +509,7 @@ impl<'a> Process<'a> {
 
     /// The mapping holding `addr` and, when its file could be read, its
     /// module and load bias.
-    fn module_at(&self, addr: u64) -> Option<(&Mapping, Option<(Arc<Module>, u64)>)> {
+    fn module_at(&self, addr: u64) -> Option<(&Mapping, Loaded)> {
         let mapping = proc::find_mapping(&self.maps, addr)?;
         let mut found = self.found.lock();
         let module = found

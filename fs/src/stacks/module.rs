@@ -45,8 +45,10 @@ impl Module {
     }
 
     /// Parses an ELF file read in `data`; `path` is where it lives (to
-    /// look for a separate debug file beside it). Errors are sentences.
-    pub fn parse(data: Arc<[u8]>, path: Option<&Path>) -> Result<Module, String> {
+    /// look for a separate debug file beside it); `lines` says whether to
+    /// read its DWARF for source files and lines, or keep only its
+    /// symbol table. Errors are sentences.
+    pub fn parse(data: Arc<[u8]>, path: Option<&Path>, lines: bool) -> Result<Module, String> {
         let obj = object::File::parse(&*data).map_err(|e| format!("not an object file: {e}"))?;
         if obj.format() != object::BinaryFormat::Elf {
             return Err("not an ELF file".to_string());
@@ -66,10 +68,10 @@ impl Module {
         };
         let symbols = match &separate {
             Some(debug) => match object::File::parse(&**debug) {
-                Ok(dobj) => Symbols::from_objects(&dobj, debug, &obj),
-                Err(_) => Symbols::from_objects(&obj, &data, &obj),
+                Ok(dobj) => Symbols::from_objects(&dobj, debug, &obj, lines),
+                Err(_) => Symbols::from_objects(&obj, &data, &obj, lines),
             },
-            None => Symbols::from_objects(&obj, &data, &obj),
+            None => Symbols::from_objects(&obj, &data, &obj, lines),
         };
         Ok(Module {
             loads,
@@ -283,8 +285,48 @@ mod tests {
     }
 
     #[test]
+    fn a_file_is_opened_only_when_it_is_the_mapped_one() {
+        use super::super::proc::{ProcessMemory, parse_maps};
+        let pid = std::process::id();
+        let maps = parse_maps(&std::fs::read_to_string("/proc/self/maps").unwrap());
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let first = maps
+            .iter()
+            .filter(|m| Path::new(&m.path) == exe)
+            .min_by_key(|m| m.offset)
+            .unwrap()
+            .clone();
+        let mut mem = ProcessMemory::new(pid);
+        // The very file, by device and inode.
+        assert!(open_mapped(pid, &first, &first, &mut mem, false).is_ok());
+        // Another inode than the mapping's (as overlayfs may show): the
+        // same first page as the process maps.
+        let mut other = first.clone();
+        other.inode += 1;
+        assert!(open_mapped(pid, &other, &other, &mut mem, false).is_ok());
+        // Another file at the path: refused.
+        let dir = tempfile::tempdir().unwrap();
+        let impostor = dir.path().join("prog");
+        std::fs::write(&impostor, vec![0x7fu8; 8192]).unwrap();
+        other.path = impostor.to_str().unwrap().to_string();
+        let err = open_mapped(pid, &other, &other, &mut mem, false).unwrap_err();
+        assert_eq!(
+            err,
+            "the file at that path is not the mapped one (replaced)"
+        );
+        // A deleted file: only through /proc/PID/map_files (root).
+        let mut deleted = first.clone();
+        deleted.path.push_str(" (deleted)");
+        let err = open_mapped(pid, &deleted, &first, &mut mem, false).unwrap_err();
+        assert_eq!(err, "the file was deleted since it was mapped");
+        if crate::sys::is_root() {
+            assert!(open_mapped(pid, &deleted, &first, &mut mem, true).is_ok());
+        }
+    }
+
+    #[test]
     fn a_file_that_is_not_elf_is_refused_with_a_sentence() {
-        let err = Module::parse(Arc::from(&b"#!/bin/sh\necho hi\n"[..]), None)
+        let err = Module::parse(Arc::from(&b"#!/bin/sh\necho hi\n"[..]), None, true)
             .err()
             .unwrap_or_default();
         assert!(err.starts_with("not an"), "{err}");
@@ -294,9 +336,11 @@ mod tests {
     fn this_test_binary_has_unwind_information_and_symbols() {
         let exe = std::env::current_exe().unwrap();
         let data = read_file(File::open(&exe).unwrap()).unwrap();
-        let m = Module::parse(data, Some(&exe)).unwrap();
+        let m = Module::parse(data.clone(), Some(&exe), true).unwrap();
         assert!(m.cfi.is_some());
         assert!(m.symbols.has_dwarf());
         assert!(!m.loads.is_empty());
+        let m = Module::parse(data, Some(&exe), false).unwrap();
+        assert!(!m.symbols.has_dwarf());
     }
 }

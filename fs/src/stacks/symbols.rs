@@ -40,13 +40,14 @@ impl Symbols {
         }
     }
 
-    /// The symbols of a file: DWARF and symbol table from `debug` (the
-    /// file itself, or its separate debug file, read in `data`), the
-    /// symbol table from `main` when `debug` has none.
+    /// The symbols of a file: DWARF (when `lines`) and symbol table from
+    /// `debug` (the file itself, or its separate debug file, read in
+    /// `data`), the symbol table from `main` when `debug` has none.
     pub fn from_objects(
         debug: &object::File<'_>,
         data: &Arc<[u8]>,
         main: &object::File<'_>,
+        lines: bool,
     ) -> Symbols {
         let mut table = function_symbols(debug.symbols());
         if table.is_empty() {
@@ -56,7 +57,10 @@ impl Symbols {
             table = function_symbols(main.dynamic_symbols());
         }
         Symbols {
-            dwarf: load_dwarf(debug, data).map(Mutex::new),
+            dwarf: lines
+                .then(|| load_dwarf(debug, data))
+                .flatten()
+                .map(Mutex::new),
             table,
         }
     }
