@@ -385,6 +385,12 @@ impl Stacks {
         if mem.gone {
             return Err(StackError::NoSuchThread { tid });
         }
+        if mem.denied {
+            return Err(StackError::Denied {
+                tid,
+                what: format!("the memory of process {pid}"),
+            });
+        }
         let frames = process.symbolise(&raw);
         Ok(Caller {
             pid,

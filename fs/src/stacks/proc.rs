@@ -186,6 +186,8 @@ pub(super) struct ProcessMemory {
     pages: HashMap<u64, Option<Box<[u8]>>>,
     /// Set when the process was found gone (`ESRCH`).
     pub gone: bool,
+    /// Set when reading was refused (`EPERM`: no right to ptrace it).
+    pub denied: bool,
 }
 
 impl ProcessMemory {
@@ -194,6 +196,7 @@ impl ProcessMemory {
             pid,
             pages: HashMap::new(),
             gone: false,
+            denied: false,
         }
     }
 
@@ -223,8 +226,10 @@ impl ProcessMemory {
         let n =
             unsafe { libc::process_vm_readv(self.pid as libc::pid_t, &local, 1, &remote, 1, 0) };
         if n < 0 {
-            if io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
-                self.gone = true;
+            match io::Error::last_os_error().raw_os_error() {
+                Some(libc::ESRCH) => self.gone = true,
+                Some(libc::EPERM) => self.denied = true,
+                _ => {}
             }
             return None;
         }
@@ -338,6 +343,6 @@ garbage line
         assert!(mem.read(addr, &mut buf));
         assert_eq!(&buf[..], &data[PAGE as usize - 3..PAGE as usize + 7]);
         assert!(mem.read_u64(8).is_none());
-        assert!(!mem.gone);
+        assert!(!mem.gone && !mem.denied);
     }
 }

@@ -526,3 +526,40 @@ fn capture_cost() {
     let child = BlockedChild::start(&exe);
     measure("a gcc -O0 -g program", child.pid());
 }
+
+#[test]
+fn errors_are_sentences_and_keep_their_cause() {
+    use std::error::Error as _;
+    let denied = StackError::from_io(7, "/proc/7/syscall", io::ErrorKind::PermissionDenied.into());
+    assert_eq!(
+        denied.to_string(),
+        "not allowed to read /proc/7/syscall for thread 7: root, or the right to ptrace it, is needed"
+    );
+    let gone = StackError::from_io(7, "/proc/7/maps", io::Error::from_raw_os_error(libc::ESRCH));
+    assert!(matches!(gone, StackError::NoSuchThread { tid: 7 }));
+    let other = StackError::from_io(7, "/proc/7/maps", io::Error::from_raw_os_error(libc::EIO));
+    assert!(
+        other
+            .to_string()
+            .starts_with("could not read /proc/7/maps for thread 7: ")
+    );
+    assert!(other.source().is_some());
+    assert_eq!(
+        StackError::Moved { tid: 7 }.to_string(),
+        "thread 7 left its system call while its stack was being read"
+    );
+    let malformed = StackError::Malformed {
+        tid: 7,
+        what: "/proc/7/syscall".to_string(),
+        text: "what".to_string(),
+    };
+    assert_eq!(
+        malformed.to_string(),
+        "could not understand /proc/7/syscall for thread 7: 'what'"
+    );
+    assert!(
+        StackError::UnsupportedArchitecture
+            .to_string()
+            .contains("only on x86_64")
+    );
+}
