@@ -46,6 +46,17 @@
 //! looks for the return address and the frame is marked
 //! [`FoundBy::Scan`]: best-effort (see the `unwind` module).
 //!
+//! # Cost
+//!
+//! Measured on this project's 2-core machine by
+//! `cargo test -p durafs --lib stacks::tests::capture_cost -- --nocapture`:
+//! a capture with its files cached takes about 0.1 ms (six frames of a C
+//! program) to 0.2 ms (fifteen frames of the 90 MB test binary), mostly
+//! reading `/proc` and symbolising; the first capture that meets a file
+//! pays for reading it and indexing its DWARF, once per [`Stacks`]:
+//! about 5 ms for a small C program and its libc, 200 ms for the 90 MB
+//! test binary.
+//!
 //! # Limits
 //!
 //! * x86_64 only: elsewhere, [`StackError::UnsupportedArchitecture`].
