@@ -54,7 +54,7 @@
 //! program) to 0.2 ms (fifteen frames of the 90 MB test binary), mostly
 //! reading `/proc` and symbolising; the first capture that meets a file
 //! pays for reading it and indexing its DWARF, once per [`Stacks`]:
-//! about 5 ms for a small C program and its libc, 200 ms for the 90 MB
+//! about 6 ms for a small C program and its libc, 0.2 to 0.25 s for the 90 MB
 //! test binary.
 //!
 //! # Limits
