@@ -17,7 +17,9 @@
 //! * [`control`]: the control file `MOUNT/.durafs` and its commands;
 //! * [`trace`]: operations as values, recorded traces and their replay;
 //!   [`explore`]: every crash state of a recorded run, checked;
-//! * [`fsio`]: the fsync, fsync-directory and atomic-replace helpers.
+//! * [`fsio`]: the fsync, fsync-directory and atomic-replace helpers;
+//! * [`stacks`]: where in its program a blocked caller made its system
+//!   call (its user-space stack, unwound and symbolised).
 //!
 //! `docs/design.md` draws the layers and the paths through them.
 
@@ -38,6 +40,7 @@ pub mod fsio;
 mod fuse;
 pub mod model;
 pub mod mount;
+pub mod stacks;
 pub mod sys;
 pub mod testing;
 pub mod trace;
