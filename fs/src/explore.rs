@@ -82,6 +82,9 @@ pub struct OpFate {
     pub op: String,
     /// `kept`, `dropped`, `metadata only` or `torn: kept [0, 512)`.
     pub fate: String,
+    /// Where the program made the call, when recorded with stacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
 }
 
 /// One crash state to check; its tree is a [`Snapshot`] by default, or a
@@ -267,7 +270,7 @@ pub fn sparse_states_and_duplicates(
                 continue;
             }
             stats.distinct += 1;
-            let ops = fates(&labels, &pending, r, &cs.kept);
+            let ops = fates(trace, &labels, &pending, r, &cs.kept);
             let state = State {
                 id: stats.distinct,
                 point: k,
@@ -346,6 +349,7 @@ pub(crate) fn fate_text(how: Option<&Survival>) -> String {
 /// The fate of each pending operation (labelled in order) given the
 /// `kept` list of a crash state (ascending indices).
 fn fates(
+    trace: &Trace,
     labels: &[String],
     pending: &[PendingOp],
     r: &Replayer,
@@ -364,10 +368,15 @@ fn fates(
                 }
                 _ => None,
             };
+            let event = r.event_of(p.seq);
             OpFate {
-                event: r.event_of(p.seq),
+                event,
                 op: op.clone(),
                 fate: fate_text(how),
+                at: event
+                    .and_then(|n| trace.event(n))
+                    .and_then(|e| e.caller.as_ref())
+                    .and_then(crate::stacks::Caller::location),
             }
         })
         .collect()

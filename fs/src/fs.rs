@@ -31,6 +31,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use store::Store;
 
+pub(crate) mod caller;
 mod hooks;
 mod order;
 mod reclaim;

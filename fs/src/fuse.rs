@@ -79,6 +79,7 @@ impl Filesystem for Adapter {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _caller = crate::fs::caller::serving(req.pid());
         if ino.0 == ControlFile::INO {
             let other = mode.is_some()
                 || uid.is_some()
@@ -120,6 +121,7 @@ impl Filesystem for Adapter {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _caller = crate::fs::caller::serving(req.pid());
         let kind = match mknod_kind(mode) {
             Ok(k) => k,
             Err(b) => return reply.error(b.to_errno("mknod")),
@@ -141,6 +143,7 @@ impl Filesystem for Adapter {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        let _caller = crate::fs::caller::serving(req.pid());
         let attrs = Self::new_attrs(req, mode, umask, 0);
         self.entry(
             "mkdir",
@@ -150,11 +153,13 @@ impl Filesystem for Adapter {
         );
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _caller = crate::fs::caller::serving(req.pid());
         Self::empty("unlink", self.fs.unlink(parent.0, name.as_bytes()), reply);
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _caller = crate::fs::caller::serving(req.pid());
         Self::empty("rmdir", self.fs.rmdir(parent.0, name.as_bytes()), reply);
     }
 
@@ -166,6 +171,7 @@ impl Filesystem for Adapter {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let _caller = crate::fs::caller::serving(req.pid());
         let attrs = Self::new_attrs(req, 0o777, 0, 0);
         let target = Some(Bytes::copy_from_slice(target.as_os_str().as_bytes()));
         self.entry(
@@ -178,7 +184,7 @@ impl Filesystem for Adapter {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -186,6 +192,7 @@ impl Filesystem for Adapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _caller = crate::fs::caller::serving(req.pid());
         let f = match rename_flags(flags) {
             Ok(f) => f,
             Err(b) => return reply.error(b.to_errno("rename")),
@@ -202,12 +209,13 @@ impl Filesystem for Adapter {
 
     fn link(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         newparent: INodeNo,
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let _caller = crate::fs::caller::serving(req.pid());
         if ino.0 == ControlFile::INO {
             return reply.error(Refused::Fixed.to_errno("link"));
         }
@@ -257,7 +265,7 @@ impl Filesystem for Adapter {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -267,6 +275,7 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _caller = crate::fs::caller::serving(req.pid());
         if ino.0 == ControlFile::INO {
             return match self.control.write(fh.0, data) {
                 Ok(n) => reply.written(n),
@@ -286,12 +295,13 @@ impl Filesystem for Adapter {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        let _caller = crate::fs::caller::serving(req.pid());
         if ino.0 == ControlFile::INO {
             return reply.ok();
         }
@@ -308,6 +318,8 @@ impl Filesystem for Adapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        // FUSE sends release after close(2) returned: its caller is not
+        // held, so no stack is taken for it.
         if ino.0 == ControlFile::INO {
             if self.control.release(fh.0) {
                 (self.notify.cut)();
@@ -320,12 +332,13 @@ impl Filesystem for Adapter {
 
     fn fsync(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _caller = crate::fs::caller::serving(req.pid());
         if ino.0 == ControlFile::INO {
             return reply.ok();
         }
@@ -401,12 +414,13 @@ impl Filesystem for Adapter {
 
     fn fsyncdir(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _caller = crate::fs::caller::serving(req.pid());
         Self::empty("fsyncdir", self.fs.fsyncdir(ino.0), reply);
     }
 
@@ -421,7 +435,7 @@ impl Filesystem for Adapter {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -429,6 +443,7 @@ impl Filesystem for Adapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _caller = crate::fs::caller::serving(req.pid());
         if ino.0 == ControlFile::INO {
             return reply.error(Refused::XattrUnsupported.to_errno("setxattr"));
         }
@@ -460,7 +475,8 @@ impl Filesystem for Adapter {
         }
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _caller = crate::fs::caller::serving(req.pid());
         if ino.0 == ControlFile::INO {
             return reply.error(Refused::NoXattr.to_errno("removexattr"));
         }
@@ -489,6 +505,7 @@ impl Filesystem for Adapter {
         _flags: i32,
         reply: ReplyCreate,
     ) {
+        let _caller = crate::fs::caller::serving(req.pid());
         let attrs = Self::new_attrs(req, mode, umask, 0);
         match self
             .fs
@@ -507,7 +524,7 @@ impl Filesystem for Adapter {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -515,6 +532,7 @@ impl Filesystem for Adapter {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let _caller = crate::fs::caller::serving(req.pid());
         let m = match fallocate_mode(mode) {
             Ok(m) => m,
             Err(b) => return reply.error(b.to_errno("fallocate")),

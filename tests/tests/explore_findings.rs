@@ -418,3 +418,57 @@ fn the_html_report_renders_in_a_headless_browser() {
         png.len()
     );
 }
+
+/// A C program replacing `data` through `tmp` without an fsync, built with
+/// debug info; the lines of its `write` and `rename` calls are marked.
+const SAVE_C: &str = r#"#include <fcntl.h>
+#include <unistd.h>
+#include <stdio.h>
+
+static void save(const char *data) {
+    int fd = open("tmp", O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    write(fd, data, 3); /* line 7 */
+    close(fd);
+    rename("tmp", "data"); /* line 9 */
+}
+
+int main(void) {
+    save("new");
+    return 0;
+}
+"#;
+
+#[test]
+fn stacks_name_the_source_lines_of_the_calls_of_a_vulnerability() {
+    durafs_tests::tools::require("gcc", "gcc");
+    let s = scratch(&[("data", "old")]);
+    let src = s.path().join("save.c");
+    fs::write(&src, SAVE_C).expect("write save.c");
+    let exe = s.path().join("save");
+    let built = Command::new("gcc")
+        .args(["-g", "-O0", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .expect("gcc");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let r = s.explore(&["--stacks"], OLD_OR_NEW, &exe.display().to_string());
+    r.finds_the_bug();
+    let v = &r.json["vulnerabilities"][0];
+    assert_eq!(v["kind"], "ordering", "{v}");
+    let at = |f: &serde_json::Value| f["at"].as_str().unwrap_or_default().to_string();
+    assert!(
+        at(&v["kept"][0]).contains("save.c:9 (save)"),
+        "the rename: {v}"
+    );
+    assert!(
+        at(&v["lost"][0]).contains("save.c:7 (save)"),
+        "the write: {v}"
+    );
+    let without = s.explore(&[], OLD_OR_NEW, &exe.display().to_string());
+    assert!(without.json["vulnerabilities"][0]["kept"][0]["at"].is_null());
+}

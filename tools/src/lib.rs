@@ -310,6 +310,11 @@ pub struct ExploreArgs {
     /// Check only this state (a number from a report).
     #[arg(long)]
     pub only: Option<usize>,
+    /// Record, with every call, the calling process and its user-space
+    /// stack, symbolised: each vulnerability then names the source lines
+    /// of its calls (for programs built with debug info).
+    #[arg(long)]
+    pub stacks: bool,
     /// Also write the report as a self-contained web page here: the
     /// trace's timeline with each crash point coloured by outcome, and a
     /// card per vulnerability.

@@ -65,6 +65,10 @@ pub struct Fact {
     pub op: String,
     /// `dropped`, `kept`, `metadata only`, `torn: kept [0, 512)`, ...
     pub fate: String,
+    /// Where the program made the call (`prog.c:12 (main)`), when the
+    /// trace was recorded with stacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
 }
 
 /// A failing state to explain: its number, crash point and what it kept
@@ -305,6 +309,10 @@ impl<'a> Point<'a> {
             event: self.pending.get(i).and_then(|p| self.r.event_of(p.seq)),
             op: self.labels.get(i).cloned().unwrap_or_default(),
             fate: fate_text(how),
+            at: self
+                .event(i)
+                .and_then(|e| e.caller.as_ref())
+                .and_then(crate::stacks::Caller::location),
         }
     }
 

@@ -79,6 +79,8 @@ impl Gate {
 pub(super) struct Hooks {
     recorder: OnceLock<Recorder>,
     tripwire: OnceLock<Arc<dyn Tripwire>>,
+    /// Set when traced calls record their caller's stack.
+    stacks: OnceLock<crate::stacks::Stacks>,
     pub(super) gate: Gate,
     ops: AtomicU64,
     marks: Mutex<Vec<String>>,
@@ -121,6 +123,28 @@ impl DuraFs {
             .recorder
             .set(rec)
             .map_err(|_| io::Error::other("the volume is already being traced"))
+    }
+
+    /// Records with each traced call the calling process and its stack
+    /// ([`crate::stacks`]), from now on. The calling thread is blocked in
+    /// the system call while durafs serves it, so its stack is read as it
+    /// was at the call.
+    pub fn capture_stacks(&self) {
+        let _ = self.hooks.stacks.set(crate::stacks::Stacks::new());
+    }
+
+    /// The caller of the call served on this thread, with its stack, when
+    /// stacks are captured and a FUSE callback named it.
+    fn caller(&self) -> Option<crate::stacks::Caller> {
+        let stacks = self.hooks.stacks.get()?;
+        let tid = super::caller::current()?;
+        match stacks.capture(tid) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                log::debug!("durafs: no stack for thread {tid}: {e}");
+                None
+            }
+        }
     }
 
     /// Stops recording; the trace kept in memory, or `None` when the
@@ -218,7 +242,7 @@ impl DuraFs {
         // and event #N of the trace are the same call.
         let count = if op.complete(&out) {
             if let Some(r) = rec.as_mut().filter(|r| r.recording()) {
-                r.push(op.clone(), paths.clone());
+                r.push(op.clone(), paths.clone(), self.caller());
             }
             h.ops.fetch_add(1, Ordering::SeqCst) + 1
         } else {

@@ -390,6 +390,10 @@ pub struct Event {
     /// Live paths the call named (for people).
     #[serde(default)]
     pub paths: Vec<String>,
+    /// Who made the call and where in its code (recorded with stacks:
+    /// `explore --stacks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<crate::stacks::Caller>,
 }
 
 impl fmt::Display for Event {
@@ -606,7 +610,7 @@ pub struct RecState {
 
 impl RecState {
     /// Appends one event (nothing once stopped).
-    pub fn push(&mut self, op: TraceOp, paths: Vec<String>) {
+    pub fn push(&mut self, op: TraceOp, paths: Vec<String>, caller: Option<crate::stacks::Caller>) {
         if self.stopped {
             return;
         }
@@ -614,6 +618,7 @@ impl RecState {
             n: self.next,
             op,
             paths,
+            caller,
         };
         self.next += 1;
         if let Some(f) = self.file.as_mut() {

@@ -112,7 +112,12 @@ fn facts(o: &mut String, label: &str, facts: &[durafs::explore::explain::Fact]) 
     }
     let list: Vec<String> = facts
         .iter()
-        .map(|f| format!("{} <i>({})</i>", esc(&f.op), esc(&f.fate)))
+        .map(|f| {
+            let at =
+                f.at.as_ref()
+                    .map_or_else(String::new, |a| format!(" at <b>{}</b>", esc(a)));
+            format!("{} <i>({})</i>{at}", esc(&f.op), esc(&f.fate))
+        })
         .collect();
     let _ = write!(o, "<div class=facts>{label}: {}</div>", list.join("; "));
 }

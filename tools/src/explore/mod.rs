@@ -354,6 +354,9 @@ fn record(
         opts,
         args.volume.allow_other,
         |fs| {
+            if args.stacks {
+                fs.capture_stacks();
+            }
             fs.start_trace(true, None)
                 .map_err(|e| err(format!("tracing: {e}")))
         },

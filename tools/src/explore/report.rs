@@ -90,7 +90,10 @@ fn failure(out: &mut String, args: &ExploreArgs, f: &Checked) {
     } else {
         let _ = writeln!(out, "    unsynced operations not kept whole:");
         for o in lost {
-            let _ = writeln!(out, "      {:<14} {}", o.fate, o.op);
+            let at =
+                o.at.as_ref()
+                    .map_or_else(String::new, |a| format!(" (at {a})"));
+            let _ = writeln!(out, "      {:<14} {}{at}", o.fate, o.op);
         }
         if kept > 0 {
             let _ = writeln!(out, "      and {} kept", count(kept, "other", "others"));
@@ -150,6 +153,15 @@ fn vulnerability(out: &mut String, args: &ExploreArgs, i: usize, of: usize, f: &
         .filter(|e| !own.contains(e))
         .map(|e| format!("#{e}"))
         .collect();
+    let located: Vec<String> = v
+        .lost
+        .iter()
+        .chain(&v.kept)
+        .filter_map(|f| f.at.as_ref().map(|at| format!("{} at {at}", f.op)))
+        .collect();
+    for l in &located {
+        let _ = writeln!(out, "  where: {l}");
+    }
     if !repeats.is_empty() {
         let _ = writeln!(out, "  the same call repeated: also {}", repeats.join(", "));
     }
