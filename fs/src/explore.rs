@@ -1,7 +1,7 @@
 //! Crash states from a trace, without re-running the program: the trace is
 //! replayed on an in-memory model ([`crate::trace::replay`]); at each crash
 //! point the pending operations are enumerated with the model's
-//! [`enumerate`], each state is applied to a copy of the durable store, and
+//! [`enumerate`](crate::model::enumerate::enumerate), each state is applied to a copy of the durable store, and
 //! the resulting tree becomes a [`Snapshot`] that can be materialised into
 //! a scratch directory for a checker.
 //!

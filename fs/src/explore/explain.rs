@@ -2,7 +2,7 @@
 //!
 //! A failing state differs from keep-all at its crash point by *facts*:
 //! each unsynced operation that was lost or persisted in part. Delta
-//! debugging ([`ddmin`]) over those facts, re-checking each candidate state
+//! debugging (`ddmin`, Zeller's algorithm) over those facts, re-checking each candidate state
 //! (after the model's rules, so every state checked is one the model
 //! allows), finds a smallest set that still fails. Then the later
 //! operations that state keeps are minimised the same way: if the check
