@@ -114,23 +114,8 @@ pub fn above(bar: Option<ProgressBar>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-    use std::sync::Arc;
 
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Sink {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            if let Ok(mut v) = self.0.lock() {
-                v.extend_from_slice(b);
-            }
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::progress::tests::Shared as Sink;
 
     fn logger(shared: &'static Shared) -> (Logger, Sink) {
         let sink = Sink::default();
@@ -152,7 +137,7 @@ mod tests {
     }
 
     fn text(s: &Sink) -> String {
-        String::from_utf8_lossy(&s.0.lock().map(|v| v.clone()).unwrap_or_default()).into_owned()
+        s.text()
     }
 
     #[test]

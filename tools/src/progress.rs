@@ -8,8 +8,17 @@ use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How often the plain line is written when stderr is not a terminal.
-pub const PLAIN_EVERY: Duration = Duration::from_secs(30);
+/// How often the plain line is written when stderr is not a terminal
+/// (`$DURAFS_PROGRESS_EVERY` seconds overrides it).
+pub const PLAIN_EVERY: Duration = Duration::from_secs(10);
+
+fn plain_every() -> Duration {
+    std::env::var("DURAFS_PROGRESS_EVERY")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map_or(PLAIN_EVERY, Duration::from_secs_f64)
+}
 
 /// Plain lines: where to, how often, and when the last one went.
 struct Plain {
@@ -49,7 +58,7 @@ impl Progress {
                 plain: None,
             }
         } else {
-            Progress::plain(label, unit, len, Box::new(std::io::stderr()), PLAIN_EVERY)
+            Progress::plain(label, unit, len, Box::new(std::io::stderr()), plain_every())
         }
     }
 
@@ -94,6 +103,13 @@ impl Progress {
         }
     }
 
+    /// The total is `len` steps (known only once work started).
+    pub fn set_len(&self, len: u64) {
+        if self.bar.length() != Some(len) {
+            self.bar.set_length(len);
+        }
+    }
+
     /// The total turned out `by` steps larger (or smaller, when negative).
     pub fn resize(&self, by: i64) {
         if by >= 0 {
@@ -130,13 +146,13 @@ impl Progress {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::Arc;
 
     /// A writer whose bytes a test can read.
     #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Shared(Arc<Mutex<Vec<u8>>>);
 
     impl Write for Shared {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
@@ -151,7 +167,7 @@ mod tests {
     }
 
     impl Shared {
-        fn text(&self) -> String {
+        pub(crate) fn text(&self) -> String {
             String::from_utf8_lossy(&self.0.lock().map(|v| v.clone()).unwrap_or_default())
                 .into_owned()
         }

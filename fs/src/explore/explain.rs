@@ -56,20 +56,9 @@ impl std::fmt::Display for VulnKind {
     }
 }
 
-/// One operation in an explanation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Fact {
-    /// The trace event that recorded it.
-    pub event: Option<u64>,
-    /// The event, with the paths it named then (`#4 write /log [0, 5)`).
-    pub op: String,
-    /// `dropped`, `kept`, `metadata only`, `torn: kept [0, 512)`, ...
-    pub fate: String,
-    /// Where the program made the call (`prog.c:12 (main)`), when the
-    /// trace was recorded with stacks.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub at: Option<String>,
-}
+/// One operation in an explanation: as in a state's list, its trace
+/// event, the event as recorded, its fate and where it was called.
+pub use super::OpFate as Fact;
 
 /// A failing state to explain: its number, crash point and what it kept
 /// (as [`super::State::kept`]). A [`super::Duplicate`] of a failing state

@@ -5,7 +5,6 @@
 
 mod explain;
 mod html;
-mod progress;
 mod report;
 
 use crate::exit::Code;
@@ -430,7 +429,7 @@ fn check_all(
     let first_error: Mutex<Option<crate::CliError>> = Mutex::new(None);
     let done = AtomicUsize::new(0);
     let failed = AtomicUsize::new(0);
-    let progress = progress::Progress::new();
+    let progress = crate::progress::Progress::stderr("durafs explore", "crash states", 0);
     let only = args.only;
     let (materialise, check, waiting) = (Clock::default(), Clock::default(), Clock::default());
     let generating = Instant::now();
@@ -454,7 +453,8 @@ fn check_all(
                             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                             let f = failed.fetch_add(usize::from(!c.passed), Ordering::Relaxed)
                                 + usize::from(!c.passed);
-                            progress.tick(n, f);
+                            let _ = n;
+                            progress.inc(&format!("{f} failed"));
                             if let Ok(mut r) = results.lock() {
                                 r.push(c);
                             }
@@ -477,7 +477,7 @@ fn check_all(
                 Some(o) if st.id < o => true,
                 Some(o) if st.id > o => false,
                 _ => {
-                    progress.total(st.planned);
+                    progress.set_len(st.planned as u64);
                     let t = Instant::now();
                     let ok = tx.send(st).is_ok();
                     waiting.add(t);
