@@ -256,8 +256,8 @@ pub struct RunArgs {
     pub seed: u64,
     /// When to cut: after-ops=N, after-fsync=N, before:OP:REGEX[:nth=K],
     /// after:OP:REGEX[:nth=K], after-ms=T, random or exit.
-    #[arg(long)]
-    pub cut: String,
+    #[arg(long, value_parser = |s: &str| s.parse::<crate::run::trigger::Trigger>())]
+    pub cut: crate::run::trigger::Trigger,
     /// Shell command run on the remounted volume after the cut (working
     /// directory and $DURAFS_MOUNT: the volume; $DURAFS_MARKS: the marks).
     #[arg(long)]

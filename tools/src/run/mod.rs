@@ -48,10 +48,7 @@ struct Plan<'a> {
 
 pub fn run(args: &RunArgs) -> Result<Code> {
     workload::kill_children_on_interrupt();
-    let trigger: Trigger = args
-        .cut
-        .parse()
-        .map_err(|e: String| usage(format!("--cut: {e}")))?;
+    let trigger: Trigger = args.cut.clone();
     let persistence = args.volume.model;
     if args.command.is_empty() {
         return Err(usage(
