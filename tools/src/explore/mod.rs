@@ -427,7 +427,6 @@ fn check_all(
     let rx = Mutex::new(rx);
     let results: Mutex<Vec<Checked>> = Mutex::new(Vec::new());
     let first_error: Mutex<Option<crate::CliError>> = Mutex::new(None);
-    let done = AtomicUsize::new(0);
     let failed = AtomicUsize::new(0);
     let progress = crate::progress::Progress::stderr("durafs explore", "crash states", 0);
     let only = args.only;
@@ -450,10 +449,8 @@ fn check_all(
                         // A check the interrupt killed has no verdict.
                         Ok(_) if interrupted() => {}
                         Ok(c) => {
-                            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                             let f = failed.fetch_add(usize::from(!c.passed), Ordering::Relaxed)
                                 + usize::from(!c.passed);
-                            let _ = n;
                             progress.inc(&format!("{f} failed"));
                             if let Ok(mut r) = results.lock() {
                                 r.push(c);
