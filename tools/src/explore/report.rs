@@ -60,11 +60,16 @@ pub fn reproduce(args: &ExploreArgs, id: usize) -> String {
     c.join(" ")
 }
 
+/// Where a crash came: `after EVENT`, or before the first operation.
+fn when(after: Option<&str>) -> String {
+    after.map_or_else(
+        || "before the first operation".to_string(),
+        |a| format!("after {a}"),
+    )
+}
+
 fn failure(out: &mut String, args: &ExploreArgs, f: &Checked) {
-    let at = match &f.after {
-        Some(ev) => format!("crash after {ev}"),
-        None => "crash before the first operation".to_string(),
-    };
+    let at = format!("crash {}", when(f.after.as_deref()));
     let _ = writeln!(out, "\n  state {} FAILED: {at}", f.state);
     let marks = if f.marks.is_empty() {
         "none".to_string()
@@ -165,10 +170,7 @@ fn vulnerability(out: &mut String, args: &ExploreArgs, i: usize, of: usize, f: &
     if !repeats.is_empty() {
         let _ = writeln!(out, "  the same call repeated: also {}", repeats.join(", "));
     }
-    let first = v.first_after.as_ref().map_or_else(
-        || "before the first operation".to_string(),
-        |a| format!("after {a}"),
-    );
+    let first = when(v.first_after.as_deref());
     let _ = writeln!(
         out,
         "  {} at {}, the first {first}{}",
@@ -196,10 +198,7 @@ fn no_loss(out: &mut String, args: &ExploreArgs, n: &NoLoss) {
     let Some(last) = n.members.iter().max_by_key(|c| c.point) else {
         return;
     };
-    let upto = last.after.as_deref().map_or_else(
-        || "before the first operation".to_string(),
-        |a| format!("after {a}"),
-    );
+    let upto = when(last.after.as_deref());
     let _ = writeln!(
         out,
         "\n{} with nothing lost: every unsynced operation kept (crash points up to {upto}).",
