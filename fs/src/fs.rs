@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use store::Store;
 
 pub(crate) mod caller;
+mod faults;
 mod hooks;
 mod order;
 mod reclaim;
@@ -57,6 +58,8 @@ pub enum Error {
     /// The backing directory failed; reported as `EIO` or, for a full or
     /// read-only backing filesystem, as that ([`Error::errno`]).
     Backing(io::Error),
+    /// A fault ([`crate::faults`]) failed the call with this errno.
+    Fault(i32),
 }
 
 impl Error {
@@ -69,6 +72,7 @@ impl Error {
     pub fn errno(&self) -> i32 {
         match self {
             Error::Fs(e) => e.errno(),
+            Error::Fault(errno) => *errno,
             Error::Backing(e) => match e.raw_os_error() {
                 Some(n @ (libc::ENOSPC | libc::EDQUOT | libc::EFBIG | libc::EROFS)) => n,
                 _ => libc::EIO,
@@ -88,6 +92,11 @@ impl fmt::Display for Error {
         match self {
             Error::Fs(e) => write!(f, "{e}"),
             Error::Backing(e) => write!(f, "backing store: {e}"),
+            Error::Fault(errno) => write!(
+                f,
+                "{} injected by a fault",
+                crate::faults::errno_name(*errno)
+            ),
         }
     }
 }
@@ -180,6 +189,7 @@ pub struct DuraFs {
     writebacks: AtomicU64,
     written_back_bytes: AtomicU64,
     hooks: Hooks,
+    faults: faults::FaultState,
     /// Why the sync at unmount failed (module `unmount`).
     unmount_failure: Mutex<Option<String>>,
     /// The extended attribute namespaces `BACKING` holds.
@@ -259,6 +269,7 @@ impl DuraFs {
             writebacks: AtomicU64::new(0),
             written_back_bytes: AtomicU64::new(0),
             hooks: Hooks::default(),
+            faults: faults::FaultState::default(),
             unmount_failure: Mutex::new(None),
             xattr_support,
         }
@@ -647,7 +658,7 @@ impl DuraFs {
         let pending = self.model.cut();
         // Calls frozen by a trigger may go on now: the model refuses them.
         self.hooks.gate.release();
-        let state = choose(&pending);
+        let state = self.forced(&pending, choose(&pending));
         let effects = state.effects(&pending);
         let dropped = state.dropped();
         let loss = Loss::of(&pending, &state, |op| self.model.describe(op));

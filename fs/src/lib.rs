@@ -35,6 +35,7 @@ mod backing;
 pub mod control;
 pub mod explore;
 mod failpoint;
+pub mod faults;
 pub mod fs;
 pub mod fsio;
 mod fuse;

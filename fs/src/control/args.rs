@@ -123,6 +123,11 @@ pub enum Verb {
     Sync,
     /// Cut the power now.
     Cut(CutArgs),
+    /// Arm, list or clear faults (`docs/faults.md`).
+    Fault {
+        #[command(subcommand)]
+        verb: crate::faults::args::FaultVerb,
+    },
     /// Record a promise the program made: the rest of the line, trimmed.
     Mark {
         /// The label (free text; not shell-split).

@@ -33,6 +33,9 @@
 //! sync                         {"ok":true}         everything made durable
 //! cut [--policy P] [--seed N] [--sector BYTES] [--probability F] [--garbage]
 //!                              {"ok":true,"cut":<summary>}
+//! fault add ACTION [OPTIONS]   {"ok":true,"id":N}  arm a fault (`crate::faults`)
+//! fault list                   {"ok":true,"faults":[<fault status>...]}
+//! fault clear [ID...]          {"ok":true,"cleared":N}  all when no id
 //! mark LABEL                   {"ok":true,"marks":N}   a promise the program
 //!                              made (the rest of the line, trimmed; at most
 //!                              1024 bytes), recorded in order with the
@@ -44,6 +47,8 @@
 //! torn down (kernel caches invalidated, unmounted), as if the machine lost
 //! power. Without `--seed`, a seed is drawn and reported.
 
+use crate::faults::FaultStatus;
+use crate::faults::args::FaultVerb;
 use crate::fs::{CutSummary, DuraFs, VolumeInfo};
 use crate::model::Report;
 use crate::model::crash::CrashOptions;
@@ -72,6 +77,12 @@ pub enum Command {
     Cut(CrashOptions, bool),
     /// A promise the program made, for `durafs explore`'s checks.
     Mark(String),
+    /// `fault add WORDS...`: the words after `add`, checked.
+    FaultAdd(Vec<String>),
+    /// `fault list`.
+    FaultList,
+    /// `fault clear [ID...]`.
+    FaultClear(Vec<u64>),
     /// `help`, `--help` or `cut --help`: the grammar, as text.
     Help(String),
 }
@@ -107,7 +118,11 @@ impl Command {
             return Err(bad("one command per write"));
         }
         match text.split_whitespace().next() {
-            None => return Err(bad("empty command (expected status, sync, cut or mark)")),
+            None => {
+                return Err(bad(
+                    "empty command (expected status, sync, cut, fault or mark)",
+                ));
+            }
             Some("mark") => return mark(text.trim_start()["mark".len()..].trim()),
             Some(_) => {}
         }
@@ -130,6 +145,18 @@ impl Command {
                 Command::Cut(c.crash.options(c.seed.unwrap_or(0)), c.seed.is_some())
             }
             args::Verb::Mark { label } => return mark(&label.join(" ")),
+            args::Verb::Fault { verb } => match verb {
+                FaultVerb::Add { action } => {
+                    // Checked as arming it will check it (counts, paths).
+                    let spec = words[2..].to_vec();
+                    crate::faults::Faults::default()
+                        .add(*action, String::new())
+                        .map_err(|e| bad(e.0))?;
+                    Command::FaultAdd(spec)
+                }
+                FaultVerb::List => Command::FaultList,
+                FaultVerb::Clear { ids } => Command::FaultClear(ids),
+            },
         })
     }
 }
@@ -169,6 +196,14 @@ fn failure(errno: i32, msg: &str) -> Outcome {
     Outcome {
         reply: reply(serde_json::json!({"ok": false, "error": msg})),
         errno: Some(errno),
+        cut: false,
+    }
+}
+
+fn ok(v: serde_json::Value) -> Outcome {
+    Outcome {
+        reply: reply(v),
+        errno: None,
         cut: false,
     }
 }
@@ -218,6 +253,21 @@ pub fn run(fs: &DuraFs, input: &[u8]) -> Outcome {
             },
             Err(e) => failure(e.errno(), &format!("mark failed: {e}")),
         },
+        Command::FaultAdd(words) => match fs.add_fault_words(&words) {
+            Ok(id) => ok(serde_json::json!({"ok": true, "id": id})),
+            Err(e) => {
+                log::warn!("durafs: control: fault add: {e}");
+                failure(libc::EINVAL, &e.0)
+            }
+        },
+        Command::FaultList => ok(serde_json::json!({"ok": true, "faults": fs.faults().list()})),
+        Command::FaultClear(ids) => match fs.faults().clear(&ids) {
+            Ok(n) => {
+                log::info!("durafs: {n} fault(s) cleared");
+                ok(serde_json::json!({"ok": true, "cleared": n}))
+            }
+            Err(e) => failure(libc::EINVAL, &e.0),
+        },
         Command::Cut(mut opts, seeded) => {
             if !seeded {
                 opts.seed = fresh_seed();
@@ -251,6 +301,9 @@ pub struct StatusReply {
     pub status: Report,
     /// The volume's settings and counters.
     pub volume: VolumeInfo,
+    /// The faults armed on the volume, and those that fired.
+    #[serde(default)]
+    pub faults: Vec<FaultStatus>,
 }
 
 /// The reply to `cut`, typed: `{"ok":true,"cut":...}`.
@@ -267,6 +320,7 @@ pub fn status_reply(fs: &DuraFs) -> Vec<u8> {
         ok: true,
         status: fs.status(),
         volume: fs.info(),
+        faults: fs.faults().list(),
     };
     match serde_json::to_value(&r) {
         Ok(v) => reply(v),
@@ -418,5 +472,69 @@ mod tests {
         let again = run(&fs, b"sync");
         assert_eq!(again.errno, Some(libc::EIO));
         assert_eq!(run(&fs, b"mark late").errno, Some(libc::EIO));
+    }
+    #[test]
+    fn faults_are_armed_listed_and_cleared_and_bad_ones_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = DuraFs::open(dir.path(), FsOptions::default()).unwrap();
+        let attrs = Attrs {
+            mode: 0o644,
+            ..Attrs::default()
+        };
+        let f = fs.create(ROOT, b"f", Kind::File, attrs, None).unwrap().ino;
+        for (line, want) in [
+            (&b"fault add error EWHAT"[..], "one of EIO"),
+            (b"fault add", "Usage: fault add <COMMAND>"),
+            (
+                b"fault add cut --after fsync:/wal",
+                "unexpected argument '--after'",
+            ),
+            (b"fault add error EIO --when after", "acts before the call"),
+            (b"fault frob", "unrecognized subcommand"),
+        ] {
+            let out = run(&fs, line);
+            assert_eq!(out.errno, Some(libc::EINVAL), "{line:?}");
+            let msg = json(&out)["error"].as_str().unwrap().to_string();
+            assert!(msg.contains(want), "{line:?}: {msg}");
+        }
+        assert!(
+            fs.faults().list().is_empty(),
+            "a refused fault is not armed"
+        );
+
+        let out = run(
+            &fs,
+            b"fault add error ENOSPC --op write --path '^/f$' --nth 2",
+        );
+        assert_eq!((out.errno, json(&out)["id"].clone()), (None, 1.into()));
+        fs.write(f, 0, b"one").unwrap();
+        let e = fs.write(f, 3, b"two").unwrap_err();
+        assert_eq!(e.errno(), libc::ENOSPC);
+        assert_eq!(
+            fs.read(f, 0, 10).unwrap(),
+            b"one",
+            "the failed write took no effect"
+        );
+        fs.write(f, 3, b"two").unwrap();
+
+        let list = json(&run(&fs, b"fault list"));
+        let fault = &list["faults"][0];
+        assert_eq!(
+            fault["spec"],
+            "error ENOSPC --op write --path '^/f$' --nth 2"
+        );
+        assert_eq!(
+            (fault["fired"].clone(), fault["armed"].clone()),
+            (1.into(), false.into())
+        );
+        assert_eq!(json(&run(&fs, b"status"))["faults"][0]["fired"], 1);
+
+        let out = run(&fs, b"fault clear 9");
+        assert_eq!(out.errno, Some(libc::EINVAL));
+        assert_eq!(json(&run(&fs, b"fault clear"))["cleared"], 1);
+        assert_eq!(
+            json(&run(&fs, b"fault list"))["faults"],
+            serde_json::json!([])
+        );
     }
 }

@@ -3,8 +3,9 @@
 //! point, the freeze gate, and marks.
 //!
 //! Invariants:
-//! * Without a recorder, a tripwire or a freeze, a call pays one check of
-//!   three atomics and nothing else.
+//! * Without a recorder, a tripwire, an armed fault or a freeze, a call
+//!   pays a check of four atomics and the count of its event, nothing
+//!   else.
 //! * Once the volume is frozen, no state-changing call takes effect: each
 //!   blocks until the cut has stopped the model, then fails with `EIO`.
 //!   The program that made it is being killed; it never sees the reply.
@@ -180,7 +181,7 @@ impl DuraFs {
     }
 
     /// Trace events so far (calls that took effect, as a trace numbers
-    /// them); counted only while traced or with a tripwire.
+    /// them).
     pub fn op_count(&self) -> u64 {
         self.hooks.ops.load(Ordering::SeqCst)
     }
@@ -210,24 +211,37 @@ impl DuraFs {
 
     /// Runs state-changing operation `op` under the hooks: `f` applies it
     /// (`DuraFs::run`); a tripwire may freeze the volume before or after,
-    /// and the trace records it completed by what it gave back
-    /// ([`TraceOp::complete`]).
+    /// faults may fail, hold or cut it (`faults`), and the trace records
+    /// it completed by what it gave back ([`TraceOp::complete`]).
     pub(super) fn observed(
         &self,
         mut op: TraceOp,
         f: impl FnOnce(&TraceOp) -> Result<Applied>,
     ) -> Result<Applied> {
         let h = &self.hooks;
-        if h.recorder.get().is_none() && h.tripwire.get().is_none() && !h.gate.is_closed() {
-            return f(&op);
+        let faults = self.faults.list.is_armed();
+        if h.recorder.get().is_none()
+            && h.tripwire.get().is_none()
+            && !h.gate.is_closed()
+            && !faults
+        {
+            let out = f(&op)?;
+            if op.complete(&out) {
+                h.ops.fetch_add(1, Ordering::SeqCst);
+            }
+            return Ok(out);
         }
         if h.gate.is_closed() {
             h.gate.wait();
             return Err(FsError::Cut.into());
         }
+        let paths = self.paths(&op);
+        if faults {
+            // IMPORTANT: before any lock is taken: a delay holds no lock.
+            self.faults_before(h.ops.load(Ordering::SeqCst), &op, &paths)?;
+        }
         let mut rec = h.recorder.get().map(Recorder::lock);
         let wire = h.tripwire.get();
-        let paths = self.paths(&op);
         let count = h.ops.load(Ordering::SeqCst);
         let tripped = wire.is_some_and(|w| w.before(count, &op, &paths));
         if tripped || h.gate.is_closed() {
@@ -248,11 +262,15 @@ impl DuraFs {
         } else {
             h.ops.load(Ordering::SeqCst)
         };
-        if wire.is_some_and(|w| w.after(count, &op, &paths)) {
-            drop(rec);
+        let tripped = wire.is_some_and(|w| w.after(count, &op, &paths));
+        drop(rec);
+        if tripped {
             self.freeze();
             h.gate.wait();
             return Err(FsError::Cut.into());
+        }
+        if faults {
+            self.faults_after(count, &op, &paths)?;
         }
         Ok(out)
     }

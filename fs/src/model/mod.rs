@@ -483,4 +483,17 @@ impl Model {
         let ns = self.ns.lock();
         report::path_in(&ns, ino)
     }
+
+    /// The sequence number of the newest pending write of `len` bytes at
+    /// `offset` to file `ino` (a fault marks the write it fired on).
+    pub fn pending_write_seq(&self, ino: Ino, offset: u64, len: u64) -> Option<u64> {
+        let node = self.nodes.get(&ino).map(|n| Arc::clone(n.value()))?;
+        let n = node.lock();
+        n.pending.iter().rev().find_map(|(seq, op)| match op {
+            Op::Write {
+                offset: o, data, ..
+            } if *o == offset && data.len() as u64 == len => Some(*seq),
+            _ => None,
+        })
+    }
 }

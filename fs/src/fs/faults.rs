@@ -1,0 +1,301 @@
+//! What a volume does when a fault fires ([`crate::faults`]): fail the
+//! call, hold it, cut the power, or mark a write torn for the next cut.
+//!
+//! Invariants:
+//! * A call failed by an `error` fault took no effect: it never reached
+//!   the model.
+//! * A fault's cut is the volume's one cut ([`DuraFs::cut`]); the mount's
+//!   owner is told through the hook [`DuraFs::on_fault_cut`] set, and tears
+//!   the mount down as after the control file's `cut`.
+//! * A write marked torn survives the next cut as the fault chose whatever
+//!   the policy chose for it (`forced`), as long as it is still pending
+//!   then; a later fsync of its file makes it durable whole, as on a disk.
+//!   No lock is held while a `delay` fault holds a call.
+
+use super::{DuraFs, Error, Result};
+use crate::faults::{Act, FaultError, Faults, Fired, Split, When};
+use crate::model::crash::{CrashOptions, CrashState};
+use crate::model::rng::SplitMix64;
+use crate::model::{FsError, PendingOp, Survival};
+use crate::trace::TraceOp;
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How a fault forces a pending write to survive the next cut.
+#[derive(Clone, Debug)]
+enum Forced {
+    Keep(Survival),
+    Drop,
+}
+
+/// The faults of a volume and what they left for the next cut.
+#[derive(Default)]
+pub(super) struct FaultState {
+    pub(super) list: Faults,
+    /// Writes the next cut keeps as a fault chose, by sequence number, with
+    /// the id of the fault.
+    forced: Mutex<BTreeMap<u64, (u64, Forced)>>,
+    on_cut: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    remount: AtomicBool,
+}
+
+impl fmt::Debug for FaultState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FaultState")
+            .field("faults", &self.list)
+            .field("forced", &self.forced.lock().len())
+            .field("remount", &self.remount.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// The byte ranges of a write at `offset` of `len` bytes that a torn
+/// split keeps.
+fn torn_ranges(split: &Split, seed: u64, offset: u64, len: u64) -> Vec<(u64, u64)> {
+    let end = offset + len;
+    match split {
+        Split::Parts { parts, keep } => {
+            let part = len.div_ceil(*parts).max(1);
+            keep.iter()
+                .map(|k| (offset + (k - 1) * part, (offset + k * part).min(end)))
+                .filter(|(a, b)| a < b)
+                .collect()
+        }
+        Split::Sectors { sector } => {
+            let mut rng = SplitMix64::new(seed);
+            let mut out: Vec<(u64, u64)> = Vec::new();
+            let mut at = offset;
+            while at < end {
+                let next = ((at / sector) + 1) * sector;
+                let piece = (at, next.min(end));
+                if rng.next_u64() & 1 == 1 {
+                    match out.last_mut() {
+                        Some(last) if last.1 == piece.0 => last.1 = piece.1,
+                        _ => out.push(piece),
+                    }
+                }
+                at = piece.1;
+            }
+            out
+        }
+    }
+}
+
+impl DuraFs {
+    /// Arms the fault `spec` describes: the words of the control file's
+    /// `fault add` (e.g. `cut --op fsync --path '^/wal' --nth 3`). Returns
+    /// its id.
+    pub fn add_fault(&self, spec: &str) -> std::result::Result<u64, FaultError> {
+        let id = self.faults.list.add_line(spec)?;
+        log::info!("durafs: fault #{id} armed: {spec}");
+        Ok(id)
+    }
+
+    /// As [`DuraFs::add_fault`], from words already split.
+    pub fn add_fault_words(&self, words: &[String]) -> std::result::Result<u64, FaultError> {
+        let id = self.faults.list.add_words(words)?;
+        log::info!(
+            "durafs: fault #{id} armed: {}",
+            crate::faults::spec_text(words)
+        );
+        Ok(id)
+    }
+
+    /// The volume's faults (list, clear).
+    pub fn faults(&self) -> &Faults {
+        &self.faults.list
+    }
+
+    /// Sets what runs once a fault has cut the power (once): the mount
+    /// tears itself down.
+    pub fn on_fault_cut(&self, f: Box<dyn Fn() + Send + Sync>) {
+        if self.faults.on_cut.set(f).is_err() {
+            log::warn!("durafs: the fault-cut hook was already set");
+        }
+    }
+
+    /// A fault's cut asked for the post-crash state to be mounted again.
+    pub fn remount_requested(&self) -> bool {
+        self.faults.remount.load(Ordering::SeqCst)
+    }
+
+    fn fault_cut(&self, fired: &Fired, opts: CrashOptions, remount: bool) {
+        match self.cut(opts) {
+            Ok(s) => log::warn!(
+                "durafs: fault #{} ({}) cut the power ({}, seed {}): lost {} operations, {} bytes",
+                fired.id,
+                fired.spec,
+                s.policy,
+                s.seed,
+                s.ops_lost,
+                s.bytes_lost
+            ),
+            Err(e) => log::error!("durafs: fault #{} cut the power: {e}", fired.id),
+        }
+        if remount {
+            self.faults.remount.store(true, Ordering::SeqCst);
+        }
+        if let Some(notify) = self.faults.on_cut.get() {
+            notify();
+        }
+    }
+
+    fn log_fired(fired: &Fired, op: &TraceOp, paths: &[String]) {
+        log::warn!(
+            "durafs: fault #{} ({}) fired: {} on {}",
+            fired.id,
+            fired.spec,
+            fired.act.label(),
+            op.summary(paths)
+        );
+    }
+
+    /// Acts on the faults that fire before call `op`: `Err` fails it (it
+    /// takes no effect).
+    pub(super) fn faults_before(&self, count: u64, op: &TraceOp, paths: &[String]) -> Result<()> {
+        for fired in self.faults.list.check(When::Before, count, op, paths) {
+            Self::log_fired(&fired, op, paths);
+            match &fired.act {
+                Act::Delay(d) => std::thread::sleep(*d),
+                Act::Error(errno) => return Err(Error::Fault(*errno)),
+                Act::Cut { opts, remount } => {
+                    self.fault_cut(&fired, *opts, *remount);
+                    return Err(FsError::Cut.into());
+                }
+                // Strict and nothing written back: the dirty pages stay
+                // pending, and a retried fsync persists them.
+                Act::FsyncFail { .. } => return Err(Error::Fault(libc::EIO)),
+                Act::Torn { .. } | Act::Sequence { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Acts on the faults that fire after call `op` took effect (`count`
+    /// trace events so far): `Err` when one cut the power.
+    pub(super) fn faults_after(&self, count: u64, op: &TraceOp, paths: &[String]) -> Result<()> {
+        let mut cut = None;
+        for fired in self.faults.list.check(When::After, count, op, paths) {
+            Self::log_fired(&fired, op, paths);
+            match &fired.act {
+                Act::Delay(d) => std::thread::sleep(*d),
+                Act::Cut { opts, remount } => cut = Some((fired.clone(), *opts, *remount)),
+                Act::Torn {
+                    split,
+                    seed,
+                    cut: now,
+                } => {
+                    if let TraceOp::Write {
+                        ino, offset, data, ..
+                    } = op
+                    {
+                        let len = data.0.len() as u64;
+                        let persisted = torn_ranges(split, *seed, *offset, len);
+                        self.force(
+                            fired.id,
+                            *ino,
+                            *offset,
+                            len,
+                            Forced::Keep(Survival::Torn {
+                                persisted,
+                                garbage: None,
+                            }),
+                        );
+                    }
+                    if *now {
+                        cut = Some((fired.clone(), CrashOptions::default(), false));
+                    }
+                }
+                Act::Sequence { keep, cut: now } => {
+                    if let TraceOp::Write {
+                        ino, offset, data, ..
+                    } = op
+                    {
+                        let how = if *keep {
+                            Forced::Keep(Survival::Full)
+                        } else {
+                            Forced::Drop
+                        };
+                        self.force(fired.id, *ino, *offset, data.0.len() as u64, how);
+                    }
+                    if *now {
+                        cut = Some((fired.clone(), CrashOptions::default(), false));
+                    }
+                }
+                Act::Error(_) | Act::FsyncFail { .. } => {}
+            }
+        }
+        match cut {
+            Some((fired, opts, remount)) => {
+                self.fault_cut(&fired, opts, remount);
+                Err(FsError::Cut.into())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn force(&self, id: u64, ino: crate::model::Ino, offset: u64, len: u64, how: Forced) {
+        match self.model.pending_write_seq(ino, offset, len) {
+            Some(seq) => {
+                self.faults.forced.lock().insert(seq, (id, how));
+            }
+            None => log::warn!("durafs: fault #{id}: the write is no longer pending"),
+        }
+    }
+
+    /// `state` with the writes faults forced kept or dropped as they chose
+    /// (those still pending).
+    pub(super) fn forced(&self, pending: &[PendingOp], mut state: CrashState) -> CrashState {
+        let forced = self.faults.forced.lock();
+        if forced.is_empty() {
+            return state;
+        }
+        let mut kept: BTreeMap<usize, Survival> = state.kept.drain(..).collect();
+        let mut ids = Vec::new();
+        for (i, p) in pending.iter().enumerate() {
+            let Some((id, how)) = forced.get(&p.seq) else {
+                continue;
+            };
+            match how {
+                Forced::Keep(s) => kept.insert(i, s.clone()),
+                Forced::Drop => kept.remove(&i),
+            };
+            ids.push(format!("#{id}"));
+        }
+        state.kept = kept.into_iter().collect();
+        if !ids.is_empty() {
+            ids.dedup();
+            state.description = format!(
+                "{}; writes torn by fault {}",
+                state.description,
+                ids.join(", ")
+            );
+        }
+        state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torn_parts_and_sectors_cover_the_chosen_bytes() {
+        let parts = Split::Parts {
+            parts: 3,
+            keep: vec![1, 3],
+        };
+        assert_eq!(torn_ranges(&parts, 0, 100, 30), [(100, 110), (120, 130)]);
+        assert_eq!(torn_ranges(&parts, 0, 0, 7), [(0, 3), (6, 7)]);
+        let sectors = Split::Sectors { sector: 512 };
+        let a = torn_ranges(&sectors, 5, 100, 2000);
+        assert_eq!(a, torn_ranges(&sectors, 5, 100, 2000), "seeded");
+        for (s, e) in &a {
+            assert!(*s >= 100 && *e <= 2100 && s < e);
+            assert!(*s == 100 || s % 512 == 0, "sector aligned: {a:?}");
+        }
+    }
+}
