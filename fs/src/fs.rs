@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use store::Store;
 
 pub(crate) mod caller;
-mod faults;
+pub(crate) mod faults;
 mod hooks;
 mod order;
 mod reclaim;
@@ -147,6 +147,9 @@ pub struct VolumeInfo {
     pub written_back_bytes: u64,
     /// fsyncs of `BACKING` made (`real_fsync`).
     pub backing_fsyncs: u64,
+    /// The power was cut: the volume answers `EIO` until the mount is gone.
+    #[serde(default)]
+    pub cut: bool,
 }
 
 /// Filesystem statistics of the backing directory.
@@ -305,6 +308,7 @@ impl DuraFs {
             writebacks: self.writebacks.load(Ordering::Relaxed),
             written_back_bytes: self.written_back_bytes.load(Ordering::Relaxed),
             backing_fsyncs: self.store.fsyncs(),
+            cut: self.model.is_cut(),
         }
     }
 

@@ -23,7 +23,8 @@ use std::sync::mpsc::{self, Receiver, Sender};
 /// Why a mount ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MountEvent {
-    /// A `cut` arrived through the control file and its handle was closed.
+    /// A `cut` arrived through the control file and its handle was closed,
+    /// or a fault cut the power.
     CutRequested,
     /// The kernel ended the session (`umount`, or the mount was aborted).
     Unmounted,
@@ -140,6 +141,11 @@ pub fn mount(fs: Arc<DuraFs>, mountpoint: &Path, opts: &MountOptions) -> io::Res
             }
         }) as Box<dyn Fn() + Send + Sync>
     };
+    // A fault's cut ends the mount as the control file's does.
+    fs.on_fault_cut(notify(
+        MountEvent::CutRequested,
+        Some("a fault cut the power"),
+    ));
     let notify = Notify {
         cut: notify(MountEvent::CutRequested, Some("cut requested")),
         unmounted: notify(MountEvent::Unmounted, None),

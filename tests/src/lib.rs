@@ -123,7 +123,12 @@ impl Vol {
     /// current one cleanly first, if any).
     pub fn remount(&mut self) {
         if let Some(m) = self.mounted.take() {
-            m.unmount().expect("unmount");
+            if m.fs().is_cut() {
+                // A fault cut the power: the mount dies as after any cut.
+                m.die();
+            } else {
+                m.unmount().expect("unmount");
+            }
         }
         self.mounted = Some(mount_with(
             &self.backing,

@@ -148,6 +148,79 @@ fn daemon_pid(status: &StatusReply) -> Result<i32> {
     })
 }
 
+/// `durafs fault MNT WORDS...`: the control file's `fault WORDS...`,
+/// printed for people (or as the reply, `json`).
+pub fn fault(mnt: &Path, words: &[String], json: bool) -> Result<()> {
+    let mut ctl = Control::open(mnt)?;
+    let line = durafs::faults::spec_text(words);
+    let reply = ctl.request(&format!("fault {line}"))?;
+    if json {
+        print!("{reply}");
+        return Ok(());
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&reply).map_err(|e| err(format!("malformed reply: {e}")))?;
+    if let Some(help) = v.get("help").and_then(|h| h.as_str()) {
+        print!("{help}");
+    } else if let Some(id) = v.get("id") {
+        println!(
+            "fault #{id} armed: {}",
+            durafs::faults::spec_text(&words[1..])
+        );
+    } else if let Some(n) = v.get("cleared") {
+        println!("{n} fault(s) cleared");
+    } else if let Some(list) = v.get("faults") {
+        let list: Vec<durafs::faults::FaultStatus> = serde_json::from_value(list.clone())
+            .map_err(|e| err(format!("malformed reply: {e}")))?;
+        print!("{}", render::faults(&list));
+    }
+    Ok(())
+}
+
+/// True when a volume that was not cut serves `mnt`.
+fn serving(mnt: &Path) -> bool {
+    Control::open(mnt)
+        .and_then(|mut c| c.request_as::<StatusReply>("status"))
+        .is_ok_and(|st| !st.volume.cut)
+}
+
+/// `durafs wait MNT`: returns once a volume that was not cut serves
+/// `mnt` (a daemon remounting after a fault's cut), woken by changes of the
+/// mount table (`/proc/self/mountinfo` polls `POLLPRI` on each).
+pub fn wait_mounted(mnt: &Path, timeout: Duration) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut table = File::open("/proc/self/mountinfo")
+        .map_err(|e| err(format!("/proc/self/mountinfo: {e}")))?;
+    loop {
+        // Reading the table to its end arms the next notification.
+        let mut sink = Vec::new();
+        let _ = io::Seek::seek(&mut table, io::SeekFrom::Start(0));
+        let _ = table.read_to_end(&mut sink);
+        if serving(mnt) {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(err(format!(
+                "no durafs volume served {} within {} s",
+                mnt.display(),
+                timeout.as_secs()
+            )));
+        }
+        let mut p = libc::pollfd {
+            fd: table.as_raw_fd(),
+            events: libc::POLLPRI,
+            revents: 0,
+        };
+        // A bounded wait: the daemon's mount may land between the check
+        // and the poll.
+        let ms = left.as_millis().min(500) as libc::c_int;
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe { libc::poll(&mut p, 1, ms) };
+    }
+}
+
 pub fn cut(args: CutArgs) -> Result<()> {
     let mnt = args.mountpoint.as_path();
     let mut ctl = Control::open(mnt)?;
@@ -175,6 +248,7 @@ pub fn cut(args: CutArgs) -> Result<()> {
             real_fsync: vol.real_fsync,
             foreground: false,
             trace: None,
+            faults: None,
             threads: 2,
             writeback_cache: false,
             allow_other,

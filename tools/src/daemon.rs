@@ -66,6 +66,11 @@ fn spawn_daemon(args: &MountArgs) -> Result<()> {
     if args.allow_other {
         cmd.arg("--allow-other");
     }
+    if let Some(f) = &args.faults {
+        let f =
+            std::path::absolute(f).map_err(|e| err(format!("--faults {}: {e}", f.display())))?;
+        cmd.arg("--faults").arg(f);
+    }
     if let Some(t) = &args.trace {
         // The daemon's working directory may differ: pass it absolute.
         let t = std::path::absolute(t).map_err(|e| err(format!("--trace {}: {e}", t.display())))?;
@@ -128,32 +133,61 @@ fn serve(args: &MountArgs, persistence: Persistence) -> Result<()> {
     }) {
         log::warn!("durafs: cannot handle signals ({e}): a signal kills the daemon outright");
     }
-    let mounted = match start(args, persistence) {
+    let started =
+        plan(args).and_then(|faults| Ok((start(args, persistence, &faults, true)?, faults)));
+    let (mut mounted, _) = match started {
         Ok(m) => m,
         Err(e) => {
             ready(&Err(err(e.to_string())));
             return Err(e);
         }
     };
-    log::info!(
-        "durafs: serving {} at {} (model {}, pid {})",
-        mounted.fs().info().backing,
-        mounted.mountpoint().display(),
-        persistence,
-        std::process::id()
-    );
     ready(&Ok(()));
-    let stop = mounted.stopper();
+    // The signal goes to whichever mount is serving.
+    let stop = Arc::new(std::sync::Mutex::new(mounted.stopper()));
+    let current = Arc::clone(&stop);
     std::thread::spawn(move || {
         if let Ok(sig) = signals.recv() {
             log::info!("durafs: {}: unmounting", crate::signals::name(sig));
-            let _ = stop.send(MountEvent::Stop);
+            if let Ok(s) = current.lock() {
+                let _ = s.send(MountEvent::Stop);
+            }
         }
     });
+    loop {
+        log::info!(
+            "durafs: serving {} at {} (model {}, pid {})",
+            mounted.fs().info().backing,
+            mounted.mountpoint().display(),
+            persistence,
+            std::process::id()
+        );
+        let Some(faults) = serve_until_end(mounted) else {
+            return Ok(());
+        };
+        log::info!("durafs: a fault's cut asked for a remount: mounting the post-crash state");
+        mounted = start(args, persistence, &faults, false)?;
+        if let Ok(mut s) = stop.lock() {
+            *s = mounted.stopper();
+        }
+    }
+}
+
+/// Serves `mounted` until it ends; the faults still armed when a fault's
+/// cut asked for a remount.
+fn serve_until_end(mounted: Mounted) -> Option<Vec<Vec<String>>> {
     match mounted.wait() {
         MountEvent::CutRequested => {
             log::info!("durafs: power cut: tearing the mount down");
+            let fs = Arc::clone(mounted.fs());
             mounted.die();
+            fs.remount_requested().then(|| {
+                fs.faults()
+                    .armed_specs()
+                    .iter()
+                    .filter_map(|s| shlex::split(s))
+                    .collect()
+            })
         }
         MountEvent::Unmounted => {
             log::info!("durafs: unmounted");
@@ -162,6 +196,7 @@ fn serve(args: &MountArgs, persistence: Persistence) -> Result<()> {
             if let Some(why) = fs.unmount_failure() {
                 record_unmount_failure(&fs, &why);
             }
+            None
         }
         MountEvent::Stop => {
             let fs = Arc::clone(mounted.fs());
@@ -169,9 +204,22 @@ fn serve(args: &MountArgs, persistence: Persistence) -> Result<()> {
                 log::warn!("durafs: clean unmount failed ({e}); detached lazily");
                 record_unmount_failure(&fs, &e.to_string());
             }
+            None
         }
     }
-    Ok(())
+}
+
+/// The faults of `--faults FILE`, checked: a malformed plan refuses the
+/// mount with the line and column.
+fn plan(args: &MountArgs) -> Result<Vec<Vec<String>>> {
+    let Some(path) = &args.faults else {
+        return Ok(Vec::new());
+    };
+    let text =
+        fs::read_to_string(path).map_err(|e| err(format!("--faults {}: {e}", path.display())))?;
+    let plan = durafs::faults::plan::parse(&text)
+        .map_err(|e| err(format!("--faults {}: {e}", path.display())))?;
+    Ok(plan.into_iter().map(|p| p.words).collect())
 }
 
 /// Leaves `BACKING/.durafs/unmount-failed` for `durafs umount`: written
@@ -219,7 +267,15 @@ fn redirect_stdout_to_null() {
     }
 }
 
-fn start(args: &MountArgs, persistence: Persistence) -> Result<Mounted> {
+/// Opens the volume, arms `faults`, and mounts it; `first`: the first
+/// mount of this daemon (a remount neither traces nor checks the
+/// mountpoint's emptiness against files the dead mount hid).
+fn start(
+    args: &MountArgs,
+    persistence: Persistence,
+    faults: &[Vec<String>],
+    first: bool,
+) -> Result<Mounted> {
     let mnt = check_mountpoint(&args.mountpoint)?;
     fs::create_dir_all(&args.backing)
         .map_err(|e| err(format!("creating {}: {e}", args.backing.display())))?;
@@ -239,7 +295,11 @@ fn start(args: &MountArgs, persistence: Persistence) -> Result<Mounted> {
     };
     let fs = DuraFs::open(&backing, opts).map_err(|e| err(format!("backing directory {e}")))?;
     reserve_unmount_record(&backing);
-    if let Some(t) = &args.trace {
+    for words in faults {
+        fs.add_fault_words(words)
+            .map_err(|e| err(format!("fault {}: {e}", durafs::faults::spec_text(words))))?;
+    }
+    if let Some(t) = args.trace.as_ref().filter(|_| first) {
         let file = File::create(t).map_err(|e| err(format!("--trace {}: {e}", t.display())))?;
         fs.start_trace(false, Some(file))
             .map_err(|e| err(format!("--trace {}: {e}", t.display())))?;

@@ -72,6 +72,28 @@ pub enum Command {
     /// Cut the power: the policy chooses what unsynced state survives, the
     /// rest is discarded and the mount dies.
     Cut(CutArgs),
+    /// Wait until a volume that was not cut serves MOUNTPOINT: after a
+    /// fault's `cut --remount`, the daemon mounts the post-crash state
+    /// again (exit 3 at the timeout).
+    Wait {
+        mountpoint: PathBuf,
+        /// Seconds to wait.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Arm, list or clear faults on a mounted volume: `fault MNT add
+    /// ACTION [OPTIONS]`, `fault MNT list`, `fault MNT clear [ID...]`
+    /// (actions: cut, error, delay, torn, torn-seq, fsync-fail;
+    /// `durafs fault MNT add --help` and docs/faults.md give the grammar).
+    Fault {
+        mountpoint: PathBuf,
+        /// Print the control file's reply (JSON).
+        #[arg(long)]
+        json: bool,
+        /// `add ACTION [OPTIONS]`, `list` or `clear [ID...]`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
     /// Run every bundled engine through durafs, cut the power at many
     /// points, and print what each setting lost.
     Demo(DemoArgs),
@@ -439,6 +461,10 @@ pub struct MountArgs {
     /// for `durafs explore --replay`.
     #[arg(long)]
     pub trace: Option<PathBuf>,
+    /// Arm the faults of this plan (TOML, `docs/faults.md`) at mount; a
+    /// malformed plan refuses the mount, naming the line and column.
+    #[arg(long)]
+    pub faults: Option<PathBuf>,
     /// Threads serving FUSE requests.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -500,6 +526,16 @@ pub fn run() -> ExitCode {
         } => client::status(&mountpoint, json, no_color).map(|()| Code::Success),
         Command::Sync { mountpoint } => client::sync(&mountpoint).map(|()| Code::Success),
         Command::Cut(args) => client::cut(args).map(|()| Code::Success),
+        Command::Wait {
+            mountpoint,
+            timeout,
+        } => client::wait_mounted(&mountpoint, std::time::Duration::from_secs(timeout))
+            .map(|()| Code::Success),
+        Command::Fault {
+            mountpoint,
+            json,
+            command,
+        } => client::fault(&mountpoint, &command, json).map(|()| Code::Success),
         Command::Demo(args) => demo::cli::demo(args),
         Command::Mark { label, mount } => client::mark(mount, &label).map(|()| Code::Success),
         Command::Run(args) => run::run(&args),

@@ -64,6 +64,12 @@ pub fn status(r: &StatusReply, look: Look) -> String {
     if st.files.is_empty() && st.names.is_empty() {
         let _ = writeln!(out, "everything is durable");
     }
+    if !r.faults.is_empty() {
+        let _ = writeln!(out, "\nfaults:");
+        for line in faults(&r.faults).lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
     out
 }
 
@@ -152,6 +158,31 @@ fn files(out: &mut String, files: &[FileReport], look: Look) {
         );
     }
     fold(out, files.len(), "files");
+}
+
+/// The faults of a volume, one line each: id, state, counters, spec.
+pub fn faults(list: &[durafs::faults::FaultStatus]) -> String {
+    let mut out = String::new();
+    if list.is_empty() {
+        out.push_str("no faults\n");
+    }
+    for f in list {
+        let left = match f.remaining {
+            None => "armed for good".to_string(),
+            Some(n) => format!("{n} left"),
+        };
+        let _ = writeln!(
+            out,
+            "#{:<3} {:<8} matched {:<6} fired {:<4} {:<14} {}",
+            f.id,
+            if f.armed { "armed" } else { "disarmed" },
+            f.matched,
+            f.fired,
+            left,
+            f.spec
+        );
+    }
+    out
 }
 
 /// The `cut` summary as text.
