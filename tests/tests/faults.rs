@@ -279,3 +279,31 @@ fn a_plan_arms_faults_at_mount_and_a_malformed_plan_refuses_the_mount() {
     wait_exit(pid);
     assert!(!d.backing().join("data").exists(), "nothing was fsynced");
 }
+
+/// `durafs run --fault`: the program's write fails with the injected
+/// errno and takes no effect; its `durafs sync` (the control file) is
+/// never faulted.
+#[test]
+fn run_arms_faults_on_the_programs_volume() {
+    let out = durafs(&[
+        "run",
+        "--fault",
+        "error ENOSPC --op write --path '^/data$'",
+        "--check",
+        "grep -q 'rc=1' rc && test -e data && test ! -s data",
+        "--",
+        "sh",
+        "-c",
+        "printf abc > data; echo \"rc=$?\" > rc; durafs sync \"$DURAFS_MOUNT\"",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("fault #1") && stderr.contains("error ENOSPC"),
+        "{stderr}"
+    );
+
+    let out = durafs(&["run", "--fault", "error EWHAT", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "a bad fault is a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("one of EIO"));
+}

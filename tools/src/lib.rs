@@ -277,9 +277,17 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// When to cut: after-ops=N, after-fsync=N, before:OP:REGEX[:nth=K],
-    /// after:OP:REGEX[:nth=K], after-ms=T, random or exit.
-    #[arg(long, value_parser = |s: &str| s.parse::<crate::run::trigger::Trigger>())]
-    pub cut: crate::run::trigger::Trigger,
+    /// after:OP:REGEX[:nth=K], after-ms=T, random or exit (default with
+    /// --fault: exit, or the fault's own cut).
+    #[arg(long, value_parser = |s: &str| s.parse::<crate::run::trigger::Trigger>(),
+          required_unless_present = "fault")]
+    pub cut: Option<crate::run::trigger::Trigger>,
+    /// Arm a fault on the volume, in the control file's grammar (`error
+    /// ENOSPC --op write --path '^/data'`, `fsync-fail --nth 2`, `cut --op
+    /// rename`; docs/faults.md); repeatable. A fault's cut ends the run as
+    /// the trigger does.
+    #[arg(long)]
+    pub fault: Vec<String>,
     /// Shell command run on the remounted volume after the cut (working
     /// directory and $DURAFS_MOUNT: the volume; $DURAFS_MARKS: the marks).
     #[arg(long)]

@@ -21,7 +21,6 @@ use crate::trace::TraceOp;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 thread_local! {
@@ -60,7 +59,7 @@ pub(super) struct FaultState {
     /// Writes the next cut keeps as a fault chose, by sequence number, with
     /// the id of the fault.
     forced: Mutex<BTreeMap<u64, (u64, Forced)>>,
-    on_cut: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    on_cut: Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
     remount: AtomicBool,
 }
 
@@ -131,12 +130,10 @@ impl DuraFs {
         &self.faults.list
     }
 
-    /// Sets what runs once a fault has cut the power (once): the mount
-    /// tears itself down.
+    /// Adds what runs once a fault has cut the power: the mount tears
+    /// itself down, `durafs run` ends the run.
     pub fn on_fault_cut(&self, f: Box<dyn Fn() + Send + Sync>) {
-        if self.faults.on_cut.set(f).is_err() {
-            log::warn!("durafs: the fault-cut hook was already set");
-        }
+        self.faults.on_cut.lock().push(f);
     }
 
     /// A fault's cut asked for the post-crash state to be mounted again.
@@ -160,7 +157,7 @@ impl DuraFs {
         if remount {
             self.faults.remount.store(true, Ordering::SeqCst);
         }
-        if let Some(notify) = self.faults.on_cut.get() {
+        for notify in self.faults.on_cut.lock().iter() {
             notify();
         }
     }

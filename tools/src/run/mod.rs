@@ -48,7 +48,7 @@ struct Plan<'a> {
 
 pub fn run(args: &RunArgs) -> Result<Code> {
     workload::kill_children_on_interrupt();
-    let trigger: Trigger = args.cut.clone();
+    let trigger: Trigger = args.cut.clone().unwrap_or(Trigger::Exit);
     let persistence = args.volume.model;
     if args.command.is_empty() {
         return Err(usage(
@@ -174,6 +174,7 @@ fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> 
         plan.opts,
         plan.args.volume.allow_other,
         |fs| {
+            arm_faults(fs, &args.fault, &tx)?;
             fs.set_tripwire(wire)
                 .map_err(|e| err(format!("tripwire: {e}")))
         },
@@ -191,8 +192,10 @@ fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> 
     let first = first_event(t, &rx, started)?;
     // Interrupted: the program was killed; dropping the mount unmounts it.
     check_interrupted()?;
+    let by_fault = matches!(first, Some(Event::FaultCut));
     let (hit, exited) = match first {
         Some(Event::Hit(h)) => (Some(h), None),
+        Some(Event::FaultCut) => (None, None),
         Some(Event::Exited(s)) => (
             None,
             Some(s.map_err(|e| err(format!("waiting for the program: {e}")))?),
@@ -218,6 +221,9 @@ fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> 
         .cut(args.crash.options(seed))
         .map_err(|e| err(format!("cut: {e}")))?;
     let _ = waiter.join();
+    if by_fault {
+        eprintln!("durafs run: a --fault cut the power after {ops} events");
+    }
     report(t, seed, &hit, ops, exited.as_ref(), &cut);
 
     let check = check_after(plan, dir, &mnt, &marks)?;
@@ -230,6 +236,23 @@ fn once(plan: &Plan<'_>, t: &Trigger, seed: u64, dir: &Path) -> Result<Outcome> 
         cut,
         check,
     })
+}
+
+/// Arms `--fault`s on `fs`; a fault's cut ends the run as a trigger's hit.
+fn arm_faults(fs: &durafs::fs::DuraFs, faults: &[String], tx: &mpsc::Sender<Event>) -> Result<()> {
+    for spec in faults {
+        fs.add_fault(spec)
+            .map_err(|e| usage(format!("--fault {spec:?}: {e}")))?;
+    }
+    if !faults.is_empty() {
+        let tx = std::sync::Mutex::new(tx.clone());
+        fs.on_fault_cut(Box::new(move || {
+            if let Ok(tx) = tx.lock() {
+                let _ = tx.send(Event::FaultCut);
+            }
+        }));
+    }
+    Ok(())
 }
 
 /// The first thing that happens: the trigger, the program's exit, or (for

@@ -135,6 +135,8 @@ pub enum Event {
     Hit(Hit),
     /// The program (the process `durafs run` started) exited.
     Exited(std::io::Result<std::process::ExitStatus>),
+    /// A `--fault` cut the power.
+    FaultCut,
 }
 
 /// Watches a volume's calls for a trigger; sends one [`Event::Hit`].
