@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use store::Store;
 
 pub(crate) mod caller;
+mod errseq;
 pub(crate) mod faults;
 mod hooks;
 mod order;
@@ -60,6 +61,8 @@ pub enum Error {
     Backing(io::Error),
     /// A fault ([`crate::faults`]) failed the call with this errno.
     Fault(i32),
+    /// An fsync failed writing back the file (`fsync-fail`; `EIO`).
+    WritebackFailed,
 }
 
 impl Error {
@@ -73,6 +76,7 @@ impl Error {
         match self {
             Error::Fs(e) => e.errno(),
             Error::Fault(errno) => *errno,
+            Error::WritebackFailed => libc::EIO,
             Error::Backing(e) => match e.raw_os_error() {
                 Some(n @ (libc::ENOSPC | libc::EDQUOT | libc::EFBIG | libc::EROFS)) => n,
                 _ => libc::EIO,
@@ -97,6 +101,7 @@ impl fmt::Display for Error {
                 "{} injected by a fault",
                 crate::faults::errno_name(*errno)
             ),
+            Error::WritebackFailed => f.write_str("writing the file back failed (fsync-fail)"),
         }
     }
 }
@@ -193,6 +198,8 @@ pub struct DuraFs {
     written_back_bytes: AtomicU64,
     hooks: Hooks,
     faults: faults::FaultState,
+    /// Which open descriptions learn an fsync failure (`errseq`).
+    errseq: errseq::ErrSeq,
     /// Why the sync at unmount failed (module `unmount`).
     unmount_failure: Mutex<Option<String>>,
     /// The extended attribute namespaces `BACKING` holds.
@@ -273,6 +280,7 @@ impl DuraFs {
             written_back_bytes: AtomicU64::new(0),
             hooks: Hooks::default(),
             faults: faults::FaultState::default(),
+            errseq: errseq::ErrSeq::default(),
             unmount_failure: Mutex::new(None),
             xattr_support,
         }
@@ -610,6 +618,36 @@ impl DuraFs {
         self.run_done(TraceOp::Fsync { ino, datasync })
     }
 
+    /// A new open of file `ino`: its handle, for [`DuraFs::fsync_handle`]
+    /// and [`DuraFs::close_handle`].
+    pub fn open_handle(&self, ino: Ino) -> Result<u64> {
+        self.model.getattr(ino)?;
+        Ok(self.errseq.open(ino))
+    }
+
+    /// Handle `fh` was released (after the close).
+    pub fn close_handle(&self, fh: u64) {
+        self.errseq.close(fh);
+    }
+
+    /// fsync / fdatasync through open handle `fh`: as [`DuraFs::fsync`],
+    /// and a writeback failure of the file this handle has not learned yet
+    /// is reported once (`EIO`), as Linux's errseq rule does (`errseq`).
+    pub fn fsync_handle(&self, ino: Ino, fh: u64, datasync: bool) -> Result<()> {
+        let res = self.fsync(ino, datasync);
+        if matches!(res, Err(Error::WritebackFailed)) {
+            self.errseq.record(ino);
+        }
+        let unseen = self.errseq.check_and_advance(ino, fh);
+        match res {
+            Ok(()) if unseen => {
+                log::info!("durafs: fsync of #{ino} reports an earlier writeback failure");
+                Err(Error::WritebackFailed)
+            }
+            other => other,
+        }
+    }
+
     /// fsync of a directory.
     pub fn fsyncdir(&self, dir: Ino) -> Result<()> {
         // IMPORTANT: applied under the namespace lock; if the backing store
@@ -627,6 +665,7 @@ impl DuraFs {
     /// The kernel dropped its references to `ino`.
     pub fn forget(&self, ino: Ino) {
         if self.model.forget(ino) {
+            self.errseq.forget(ino);
             self.reclaim_forgotten(ino);
         }
     }

@@ -234,8 +234,8 @@ impl Filesystem for Adapter {
                 Err(r) => reply.error(r.to_errno("open")),
             };
         }
-        match self.fs.getattr(ino.0) {
-            Ok(_) => reply.opened(FileHandle(0), FILE_OPEN_FLAGS),
+        match self.fs.open_handle(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FILE_OPEN_FLAGS),
             Err(e) => reply.error(e.to_errno("open")),
         }
     }
@@ -325,6 +325,7 @@ impl Filesystem for Adapter {
                 (self.notify.cut)();
             }
         } else {
+            self.fs.close_handle(fh.0);
             self.fs.release(ino.0);
         }
         reply.ok();
@@ -334,7 +335,7 @@ impl Filesystem for Adapter {
         &self,
         req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         datasync: bool,
         reply: ReplyEmpty,
     ) {
@@ -342,7 +343,7 @@ impl Filesystem for Adapter {
         if ino.0 == ControlFile::INO {
             return reply.ok();
         }
-        Self::empty("fsync", self.fs.fsync(ino.0, datasync), reply);
+        Self::empty("fsync", self.fs.fsync_handle(ino.0, fh.0, datasync), reply);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -511,13 +512,16 @@ impl Filesystem for Adapter {
             .fs
             .create(parent.0, name.as_bytes(), Kind::File, attrs, None)
         {
-            Ok(st) => reply.created(
-                &TTL,
-                &attr(&st),
-                Generation(0),
-                FileHandle(0),
-                FILE_OPEN_FLAGS,
-            ),
+            Ok(st) => match self.fs.open_handle(st.ino) {
+                Ok(fh) => reply.created(
+                    &TTL,
+                    &attr(&st),
+                    Generation(0),
+                    FileHandle(fh),
+                    FILE_OPEN_FLAGS,
+                ),
+                Err(e) => reply.error(e.to_errno("create")),
+            },
             Err(e) => reply.error(e.to_errno("create")),
         }
     }

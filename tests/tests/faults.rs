@@ -307,3 +307,28 @@ fn run_arms_faults_on_the_programs_volume() {
     assert_eq!(out.status.code(), Some(2), "a bad fault is a usage error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("one of EIO"));
 }
+
+/// Linux's errseq rule (`docs/faults.md`): every open description learns
+/// a failed fsync once; a retry on the same one returns 0.
+#[test]
+fn an_fsync_failure_is_reported_once_to_each_open_description() {
+    let v = Vol::new(Persistence::Posix);
+    let p = durable(&v, "f", 8, b'a');
+    let one = OpenOptions::new().write(true).open(&p).unwrap();
+    let two = OpenOptions::new().write(true).open(&p).unwrap();
+    v.fs().add_fault("fsync-fail --path '^/f$'").unwrap();
+    one.write_at(b"b", 0).unwrap();
+    let e = one.sync_all().unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    one.sync_all()
+        .expect("a retry on the same description returns 0");
+    let e = two.sync_data().unwrap_err();
+    assert_eq!(
+        e.raw_os_error(),
+        Some(libc::EIO),
+        "the other description learns it"
+    );
+    two.sync_data().unwrap();
+    let three = OpenOptions::new().write(true).open(&p).unwrap();
+    three.sync_all().expect("seen before it was opened");
+}

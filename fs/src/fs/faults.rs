@@ -189,7 +189,7 @@ impl DuraFs {
                 }
                 // Strict and nothing written back: the dirty pages stay
                 // pending, and a retried fsync persists them.
-                Act::FsyncFail { .. } => return Err(Error::Fault(libc::EIO)),
+                Act::FsyncFail { .. } => return Err(Error::WritebackFailed),
                 Act::Torn { .. } | Act::Sequence { .. } => {}
             }
         }

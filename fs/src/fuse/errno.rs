@@ -21,7 +21,7 @@ impl ToErrno for Error {
             Error::Fs(FsError::Cut) => log::debug!("durafs: {op}: refused after the cut"),
             Error::Fs(err) => log::debug!("durafs: {op}: {err}"),
             Error::Backing(err) => log::warn!("durafs: {op}: backing store failed ({err})"),
-            Error::Fault(_) => log::debug!("durafs: {op}: {self}"),
+            Error::Fault(_) | Error::WritebackFailed => log::debug!("durafs: {op}: {self}"),
         }
         Errno::from_i32(self.errno())
     }
