@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use store::Store;
 
 pub(crate) mod caller;
+pub mod degraded;
 mod errseq;
 pub(crate) mod faults;
 mod hooks;
@@ -155,6 +156,9 @@ pub struct VolumeInfo {
     /// The power was cut: the volume answers `EIO` until the mount is gone.
     #[serde(default)]
     pub cut: bool,
+    /// A journal failure degraded the volume (read-only, shut down).
+    #[serde(default)]
+    pub degraded: Option<String>,
 }
 
 /// Filesystem statistics of the backing directory.
@@ -317,6 +321,7 @@ impl DuraFs {
             written_back_bytes: self.written_back_bytes.load(Ordering::Relaxed),
             backing_fsyncs: self.store.fsyncs(),
             cut: self.model.is_cut(),
+            degraded: self.degraded().map(|d| d.describe().to_string()),
         }
     }
 
@@ -385,11 +390,13 @@ impl DuraFs {
 
     /// The entry `name` of directory `parent`.
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Stat> {
+        self.check_reads()?;
         Ok(self.model.lookup(parent, name)?)
     }
 
     /// The live attributes of `ino`.
     pub fn getattr(&self, ino: Ino) -> Result<Stat> {
+        self.check_reads()?;
         Ok(self.model.getattr(ino)?)
     }
 
@@ -491,11 +498,13 @@ impl DuraFs {
 
     /// The target of symlink `ino`.
     pub fn readlink(&self, ino: Ino) -> Result<Bytes> {
+        self.check_reads()?;
         Ok(self.model.readlink(ino)?)
     }
 
     /// Entries of `dir`, with `.` and `..` first.
     pub fn readdir(&self, dir: Ino) -> Result<Vec<(Name, Ino, Kind)>> {
+        self.check_reads()?;
         let entries = self.model.readdir(dir)?;
         let parent = self.model.parent_of(dir)?;
         let mut out = Vec::with_capacity(entries.len() + 2);
@@ -522,6 +531,7 @@ impl DuraFs {
 
     /// Reads up to `len` bytes at `offset` (short at the end of the file).
     pub fn read(&self, ino: Ino, offset: u64, len: u32) -> Result<Vec<u8>> {
+        self.check_reads()?;
         let _g = self.store_order.reading();
         let segs = self.model.read(ino, offset, u64::from(len))?;
         let mut out = Vec::with_capacity(segs.iter().map(|s| s.len() as usize).sum());
@@ -702,6 +712,15 @@ impl DuraFs {
         // Calls frozen by a trigger may go on now: the model refuses them.
         self.hooks.gate.release();
         let state = self.forced(&pending, choose(&pending));
+        // IMPORTANT: a degraded volume persists nothing more (`degraded`).
+        let state = match self.degraded() {
+            Some(d) => CrashState {
+                kept: Vec::new(),
+                description: format!("nothing unsynced survives: {}", d.describe()),
+                ..state
+            },
+            None => state,
+        };
         let effects = state.effects(&pending);
         let dropped = state.dropped();
         let loss = Loss::of(&pending, &state, |op| self.model.describe(op));

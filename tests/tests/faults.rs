@@ -332,3 +332,51 @@ fn an_fsync_failure_is_reported_once_to_each_open_description() {
     let three = OpenOptions::new().write(true).open(&p).unwrap();
     three.sync_all().expect("seen before it was opened");
 }
+
+/// `fsync-fail --journal` degrades the volume as each filesystem does
+/// (docs/fsync-failures-evidence.md, row f′), and nothing unsynced then
+/// becomes durable.
+#[test]
+fn a_journal_failure_degrades_the_volume_as_its_filesystem_does() {
+    for (model, second_fsync, create, read_ok) in [
+        (Persistence::Ext4, None, libc::EROFS, true),
+        (Persistence::Btrfs, Some(libc::EROFS), libc::EIO, true),
+        (Persistence::Xfs, Some(libc::EIO), libc::EIO, false),
+    ] {
+        let mut v = Vol::new(model);
+        let p = durable(&v, "f", 4, b'a');
+        v.fs()
+            .add_fault("fsync-fail --journal --path '^/f$'")
+            .unwrap();
+        let f = OpenOptions::new().write(true).open(&p).unwrap();
+        f.write_at(b"b", 0).unwrap();
+        assert_eq!(
+            f.sync_all().unwrap_err().raw_os_error(),
+            Some(libc::EIO),
+            "{model}"
+        );
+        assert_eq!(
+            f.sync_all().err().and_then(|e| e.raw_os_error()),
+            second_fsync,
+            "{model}"
+        );
+        let e = File::create(v.p("new")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(create), "{model}: create");
+        assert_eq!(fs::metadata(&p).is_ok(), read_ok, "{model}: stat");
+        assert!(v.fs().info().degraded.is_some());
+        let e = fs::write(v.p(".durafs"), "sync").unwrap_err();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(libc::EIO),
+            "{model}: the harness's sync says so"
+        );
+        drop(f);
+        v.cut(durafs::model::crash::Policy::KeepAll);
+        v.remount();
+        assert_eq!(
+            fs::read(v.p("f")).unwrap(),
+            b"aaaa",
+            "{model}: nothing became durable"
+        );
+    }
+}

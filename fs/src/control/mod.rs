@@ -242,6 +242,13 @@ fn run_exempt(fs: &DuraFs, input: &[u8]) -> Outcome {
             errno: None,
             cut: false,
         },
+        Command::Sync if fs.degraded().is_some() => failure(
+            libc::EIO,
+            &format!(
+                "sync failed: the volume degraded ({}): nothing more can be made durable",
+                fs.degraded().map_or("", |d| d.describe())
+            ),
+        ),
         Command::Sync => match fs.sync() {
             Ok(()) => Outcome {
                 reply: reply(serde_json::json!({"ok": true})),

@@ -141,6 +141,12 @@ pub enum ActionArgs {
     /// the file's dirty pages (seeded); what follows is the volume's
     /// --fsync-failure semantics (`docs/faults.md`).
     FsyncFail {
+        /// The failed write is the journal's (metadata), not the file's
+        /// data: ext4 aborts its journal and turns read-only, xfs shuts
+        /// down, btrfs aborts the transaction and turns read-only; nothing
+        /// becomes durable afterwards (`docs/faults.md`).
+        #[arg(long)]
+        journal: bool,
         #[command(flatten)]
         at: TriggerArgs,
     },
@@ -155,7 +161,7 @@ impl ActionArgs {
             | ActionArgs::Delay { at, .. }
             | ActionArgs::Torn { at, .. }
             | ActionArgs::TornSeq { at, .. }
-            | ActionArgs::FsyncFail { at } => at,
+            | ActionArgs::FsyncFail { at, .. } => at,
         }
     }
 }

@@ -74,8 +74,9 @@ pub enum Act {
     /// One write of a torn sequence: it survives the next cut whole
     /// (`keep`) or not at all; `cut`: it is the last, cut now.
     Sequence { keep: bool, cut: bool },
-    /// The fsync fails after writing back some pages (seeded).
-    FsyncFail { seed: u64 },
+    /// The fsync fails after writing back some pages (seeded); with
+    /// `journal`, the journal's write failed and the volume degrades.
+    FsyncFail { seed: u64, journal: bool },
 }
 
 impl Act {
@@ -88,7 +89,8 @@ impl Act {
             Act::Torn { .. } => "torn".into(),
             Act::Sequence { keep: true, .. } => "torn-seq (kept)".into(),
             Act::Sequence { keep: false, .. } => "torn-seq (dropped)".into(),
-            Act::FsyncFail { .. } => "fsync-fail".into(),
+            Act::FsyncFail { journal: false, .. } => "fsync-fail".into(),
+            Act::FsyncFail { journal: true, .. } => "fsync-fail (journal)".into(),
         }
     }
 }
@@ -143,7 +145,9 @@ enum Action {
         keep: Vec<u64>,
         cut: bool,
     },
-    FsyncFail,
+    FsyncFail {
+        journal: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -246,7 +250,7 @@ fn action_of(a: ActionArgs) -> Result<Action, FaultError> {
             }
             Action::Sequence { count, keep, cut }
         }
-        ActionArgs::FsyncFail { .. } => Action::FsyncFail,
+        ActionArgs::FsyncFail { journal, .. } => Action::FsyncFail { journal },
     })
 }
 
@@ -377,7 +381,10 @@ impl Fault {
                     cut: *cut && *count == 1,
                 }
             }
-            Action::FsyncFail => Act::FsyncFail { seed },
+            Action::FsyncFail { journal } => Act::FsyncFail {
+                seed,
+                journal: *journal,
+            },
         }
     }
 

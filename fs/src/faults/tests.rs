@@ -134,7 +134,13 @@ fn defaults_and_refusals_are_per_action() {
     );
     let fired = f.check(When::Before, 0, &fdatasync, &p("/a"));
     assert!(
-        matches!(fired[0].act, Act::FsyncFail { seed: 0 }),
+        matches!(
+            fired[0].act,
+            Act::FsyncFail {
+                seed: 0,
+                journal: false
+            }
+        ),
         "{fired:?}"
     );
     for (line, want) in [

@@ -12,6 +12,7 @@
 //!   then; a later fsync of its file makes it durable whole, as on a disk.
 //!   No lock is held while a `delay` fault holds a call.
 
+use super::degraded::Degraded;
 use super::{DuraFs, Error, Result};
 use crate::faults::{Act, FaultError, Faults, Fired, Split, When};
 use crate::model::crash::{CrashOptions, CrashState};
@@ -60,6 +61,8 @@ pub(super) struct FaultState {
     /// the id of the fault.
     forced: Mutex<BTreeMap<u64, (u64, Forced)>>,
     on_cut: Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
+    /// Set once a journal failure degraded the volume.
+    pub(super) degraded: std::sync::OnceLock<Degraded>,
     remount: AtomicBool,
 }
 
@@ -189,6 +192,10 @@ impl DuraFs {
                 }
                 // Strict and nothing written back: the dirty pages stay
                 // pending, and a retried fsync persists them.
+                Act::FsyncFail { journal: true, .. } => {
+                    self.degrade();
+                    return Err(Error::WritebackFailed);
+                }
                 Act::FsyncFail { .. } => return Err(Error::WritebackFailed),
                 Act::Torn { .. } | Act::Sequence { .. } => {}
             }
@@ -259,6 +266,33 @@ impl DuraFs {
                 Err(FsError::Cut.into())
             }
             None => Ok(()),
+        }
+    }
+
+    /// The journal's write failed: the volume degrades as its
+    /// filesystem does (`degraded`).
+    fn degrade(&self) {
+        use crate::model::Persistence;
+        let how = match self.opts.persistence {
+            Persistence::Xfs => Degraded::Shutdown,
+            Persistence::Btrfs => Degraded::TransactionAborted,
+            _ => Degraded::JournalAborted,
+        };
+        if self.faults.degraded.set(how).is_ok() {
+            log::error!("durafs: the journal's write failed: {}", how.describe());
+        }
+    }
+
+    /// How the volume degraded, if it did.
+    pub fn degraded(&self) -> Option<Degraded> {
+        self.faults.degraded.get().copied()
+    }
+
+    /// Fails a read of a shut-down volume.
+    pub(super) fn check_reads(&self) -> Result<()> {
+        match self.faults.degraded.get() {
+            Some(d) if d.refuses_reads() => Err(super::degraded::shut_down()),
+            _ => Ok(()),
         }
     }
 

@@ -219,7 +219,8 @@ impl DuraFs {
         f: impl FnOnce(&TraceOp) -> Result<Applied>,
     ) -> Result<Applied> {
         let h = &self.hooks;
-        let faults = self.faults.list.is_armed();
+        let degraded = self.faults.degraded.get();
+        let faults = self.faults.list.is_armed() || degraded.is_some();
         if h.recorder.get().is_none()
             && h.tripwire.get().is_none()
             && !h.gate.is_closed()
@@ -234,6 +235,9 @@ impl DuraFs {
         if h.gate.is_closed() {
             h.gate.wait();
             return Err(FsError::Cut.into());
+        }
+        if let Some(d) = degraded {
+            return d.refuse(&op);
         }
         let paths = self.paths(&op);
         if faults {

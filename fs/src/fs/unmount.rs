@@ -12,6 +12,15 @@ impl DuraFs {
         if self.is_cut() {
             return;
         }
+        if let Some(d) = self.degraded() {
+            let why = format!(
+                "the volume degraded ({}): nothing unsynced was persisted",
+                d.describe()
+            );
+            log::error!("durafs: at unmount: {why}");
+            *self.unmount_failure.lock() = Some(why);
+            return;
+        }
         if let Err(e) = self.sync() {
             log::error!("durafs: persisting at unmount: {e}");
             *self.unmount_failure.lock() = Some(e.to_string());
