@@ -59,6 +59,10 @@ pub struct ExploreOptions {
     pub max_states: usize,
     /// Enumeration at each point (its `cap` is lowered to share the budget).
     pub enumerate: EnumOptions,
+    /// Crash points before this one (the number of trace events done) are
+    /// skipped: `explore --fsync-failures` checks the states after the
+    /// failed fsync only.
+    pub from: usize,
 }
 
 impl Default for ExploreOptions {
@@ -67,6 +71,7 @@ impl Default for ExploreOptions {
             at: CrashPoints::Every,
             max_states: 10_000,
             enumerate: EnumOptions::default(),
+            from: 0,
         }
     }
 }
@@ -231,7 +236,8 @@ pub fn sparse_states_and_duplicates(
     mut sink: impl FnMut(SparseState) -> bool,
     mut dup: impl FnMut(Duplicate),
 ) -> Result<Stats, TraceError> {
-    let pts = points(trace, opts.at);
+    let mut pts = points(trace, opts.at);
+    pts.retain(|&p| p >= opts.from);
     let mut stats = Stats {
         events: trace.events.len(),
         points: pts.len(),

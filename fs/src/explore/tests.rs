@@ -323,3 +323,17 @@ fn explored_states_keep_fsynced_xattrs_lose_unsynced_ones_and_materialise_them()
         Some(&b"2"[..])
     );
 }
+
+#[test]
+fn points_before_from_are_skipped() {
+    let trace = record(|fs| replace(fs, true));
+    let n = trace.events.len();
+    let opts = ExploreOptions {
+        from: n - 1,
+        ..ExploreOptions::default()
+    };
+    let (states, stats) = all(&trace, &opts);
+    assert_eq!(stats.points, 2);
+    assert!(!states.is_empty());
+    assert!(states.iter().all(|s| s.point >= n - 1), "{states:?}");
+}

@@ -216,6 +216,7 @@ pub fn explore(args: &ExploreArgs) -> Result<Code> {
             torn: !args.no_torn,
             ..EnumOptions::default()
         },
+        from: 0,
     };
     let scratch = work.path().join("states");
     fs::create_dir_all(&scratch).map_err(|e| err(format!("{}: {e}", scratch.display())))?;
