@@ -371,6 +371,13 @@ pub struct ExploreArgs {
     /// each failing state lost); 0 groups failures without minimising.
     #[arg(long, default_value_t = 1000)]
     pub explain_checks: usize,
+    /// For every fsync and fdatasync of the recorded run, run the program
+    /// again with that call failing (`fsync-fail`, the volume's
+    /// --fsync-failure semantics), and check the crash states after it:
+    /// the report names each fsync and what the program did after the
+    /// error (retried, carried on, exited).
+    #[arg(long, conflicts_with_all = ["replay", "only", "html", "shard"])]
+    pub fsync_failures: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

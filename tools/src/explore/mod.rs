@@ -4,6 +4,7 @@
 //! check runs there, several at a time.
 
 mod explain;
+mod fsync_failures;
 mod html;
 mod report;
 
@@ -149,6 +150,9 @@ pub struct Exploration {
 
 pub fn explore(args: &ExploreArgs) -> Result<Code> {
     workload::kill_children_on_interrupt();
+    if args.fsync_failures {
+        return fsync_failures::explore(args);
+    }
     let persistence = args.volume.model;
     let at: CrashPoints = args
         .at
@@ -344,6 +348,36 @@ fn record(
     persistence: Persistence,
     dir: &Path,
 ) -> Result<(Trace, Vec<Leftover>)> {
+    let r = record_with(args, persistence, dir, &[])?;
+    if !r.status.success() {
+        return Err(CliError {
+            code: Code::Program,
+            msg: format!(
+                "the program failed ({}) on the recording volume; a crash test needs a run that works{}",
+                r.status,
+                last_lines(&r.log, 20)
+            ),
+        });
+    }
+    Ok((r.trace, r.left))
+}
+
+/// One recorded run.
+pub(crate) struct Recording {
+    pub trace: Trace,
+    pub left: Vec<Leftover>,
+    pub status: std::process::ExitStatus,
+    /// The program's output.
+    pub log: PathBuf,
+}
+
+/// Runs the program once on a tracing volume with `faults` armed.
+pub(crate) fn record_with(
+    args: &ExploreArgs,
+    persistence: Persistence,
+    dir: &Path,
+    faults: &[String],
+) -> Result<Recording> {
     let opts = FsOptions {
         persistence,
         ..FsOptions::default()
@@ -356,6 +390,10 @@ fn record(
         |fs| {
             if args.stacks {
                 fs.capture_stacks();
+            }
+            for f in faults {
+                fs.add_fault(f)
+                    .map_err(|e| err(format!("fault {f:?}: {e}")))?;
             }
             fs.start_trace(true, None)
                 .map_err(|e| err(format!("tracing: {e}")))
@@ -385,16 +423,12 @@ fn record(
         .unmount()
         .map_err(|e| err(format!("unmounting the recording volume: {e}")))?;
     check_interrupted()?;
-    if !status.success() {
-        return Err(CliError {
-            code: Code::Program,
-            msg: format!(
-                "the program failed ({status}) on the recording volume; a crash test needs a run that works{}",
-                last_lines(&log, 20)
-            ),
-        });
-    }
-    Ok((trace, left))
+    Ok(Recording {
+        trace,
+        left,
+        status,
+        log,
+    })
 }
 
 /// The last `n` lines of the program's output, as a block to append to
