@@ -323,6 +323,19 @@ impl Model {
         }
     }
 
+    /// The byte ranges of `ino` a failed fsync marked clean (whole pages
+    /// cut at the live size): live bytes no durability point writes, lost
+    /// by the next cut unless a write dirties their page again. They are
+    /// in [`Model::report`]'s unsynced ranges but in no pending operation,
+    /// so an empty [`Model::pending_ops`] does not mean live equals durable.
+    pub fn clean_ranges(&self, ino: Ino) -> FsResult<Vec<(u64, u64)>> {
+        let node = self.node(ino)?;
+        let n = node.lock();
+        self.usable(&n)?;
+        let pages: Vec<u64> = n.overlay.clean_pages().iter().copied().collect();
+        Ok(page_ranges(&pages, n.size))
+    }
+
     /// A write, punch or zeroing of `[from, to)` is about to change the
     /// pages it touches: those a failed fsync marked clean become dirty
     /// again, whole (their earlier failed bytes pending again, before the

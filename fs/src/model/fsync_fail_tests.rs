@@ -153,6 +153,13 @@ fn marks_clean_reads_per_read_new_and_a_later_fsync_persists_nothing_of_it() {
         let shown = if sem.rules().read_new { b"nnn" } else { b"non" };
         assert_eq!(v.live(), pages(shown), "{sem}: reads after the failure");
         assert_eq!(v.pending_on(0, 3 * PAGE), 0, "{sem}: nothing pending");
+        let clean = v.m.clean_ranges(v.f).expect("clean ranges");
+        let want = if sem.rules().read_new {
+            vec![(PAGE, 2 * PAGE)]
+        } else {
+            vec![]
+        };
+        assert_eq!(clean, want, "{sem}");
         assert_eq!(v.m.dirty_bytes(), 0, "{sem}");
         let again = v.fsync();
         assert!(
@@ -179,6 +186,7 @@ fn a_write_to_a_failed_page_makes_the_whole_page_pending_again() {
     assert_eq!(&v.cut(Policy::KeepAll)[P..2 * P], &pages(b"o")[..]);
     // A write into it makes all of it pending, the failed bytes first.
     v.fill(P + 904, 10, b'x');
+    assert_eq!(v.m.clean_ranges(v.f), Ok(Vec::new()));
     assert_eq!(v.m.dirty_bytes(), 10 + PAGE + 10);
     assert_eq!(v.m.dirty_bytes(), v.pending_bytes());
     let mut want = pages(b"nnn");
