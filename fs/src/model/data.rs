@@ -48,6 +48,7 @@ impl Model {
         if len == 0 {
             return Ok(0);
         }
+        self.dirty_again(ino, n, offset, end);
         n.overlay.write(offset, data.clone());
         let size_before = n.size;
         n.size = n.size.max(end);
@@ -195,6 +196,7 @@ impl Model {
             Fallocate::PunchHole => {
                 let end = end.min(n.size);
                 if offset < end {
+                    self.dirty_again(ino, &mut n, offset, end);
                     n.overlay.zero(offset, end - offset);
                     n.attrs.mtime = now;
                     n.attrs.ctime = now;
@@ -418,12 +420,14 @@ impl Model {
                     size: n.base_end,
                 });
             }
-            for (off, len, fill) in n.overlay.extents() {
+            // Pages a failed fsync marked clean are not written
+            // (`fsync_fail`): they stay live and not durable.
+            for (off, len, fill) in n.overlay.dirty_extents() {
                 out.push(match fill {
                     Fill::Data(b) => Effect::Write {
                         ino,
                         offset: off,
-                        data: b.clone(),
+                        data: b,
                     },
                     Fill::Zero => Effect::Zero {
                         ino,
@@ -433,7 +437,7 @@ impl Model {
                 });
             }
             out.push(Effect::Truncate { ino, size: n.size });
-            n.overlay.clear();
+            n.overlay.clear_dirty();
             n.base_end = n.size;
         }
         if with_attrs {
@@ -541,6 +545,10 @@ fn zero_range(
     let zero = offset < zend;
     if !zero && !grow {
         return;
+    }
+    if zero {
+        // Before this call's numbers: the pages' earlier bytes come first.
+        m.dirty_again(ino, n, offset, zend);
     }
     let mut seq = m.next_seqs(u64::from(zero) + u64::from(grow));
     if zero {

@@ -29,6 +29,7 @@ mod commit;
 pub mod crash;
 mod data;
 pub mod enumerate;
+pub mod fsync_fail;
 pub(crate) mod hidden;
 pub mod journal;
 mod names;
@@ -52,6 +53,7 @@ mod shuttle_tests;
 #[cfg(test)]
 mod tests;
 
+pub use fsync_fail::{FailRules, FailedFsync, FsyncFailure};
 pub use op::{Effect, EntryChange, NewInode, NsKind, Op, PendingOp, Survival};
 pub use overlay::Segment;
 pub use report::{FileReport, NameReport, Report};

@@ -7,8 +7,9 @@
 //! write it came from, so the overlay and the pending-operation list together
 //! hold each written byte once.
 
+use super::op::PAGE;
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What an extent reads as.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +71,11 @@ impl Segment {
 pub struct Overlay {
     map: BTreeMap<u64, Extent>,
     bytes: u64,
+    /// Pages (indices of [`PAGE`]-byte pages) a failed fsync marked clean
+    /// without making them durable ([`super::fsync_fail`]): their bytes
+    /// here are live but not pending, and no durability point writes them
+    /// until a write dirties the page again. Empty unless an fsync failed.
+    clean: BTreeSet<u64>,
 }
 
 impl Overlay {
@@ -83,10 +89,11 @@ impl Overlay {
         self.map.is_empty()
     }
 
-    /// Removes every extent.
+    /// Removes every extent and clean mark.
     pub fn clear(&mut self) {
         self.map.clear();
         self.bytes = 0;
+        self.clean.clear();
     }
 
     /// Records `data` at `offset`, replacing what overlapped.
@@ -118,9 +125,114 @@ impl Overlay {
         );
     }
 
-    /// Drops everything at or past `size`.
+    /// Drops everything at or past `size`, and the clean marks of the pages
+    /// wholly past it.
     pub fn truncate(&mut self, size: u64) {
         self.remove_range(size, u64::MAX);
+        self.clean.retain(|p| p * PAGE < size);
+    }
+
+    /// The pages marked clean, ascending.
+    pub fn clean_pages(&self) -> &BTreeSet<u64> {
+        &self.clean
+    }
+
+    /// Marks `pages` clean: their bytes stay live, no durability point
+    /// writes them.
+    pub fn mark_clean(&mut self, pages: &[u64]) {
+        self.clean.extend(pages.iter().copied());
+    }
+
+    /// Unmarks and returns the clean pages that `[from, to)` touches.
+    pub fn take_clean(&mut self, from: u64, to: u64) -> Vec<u64> {
+        if self.clean.is_empty() || from >= to {
+            return Vec::new();
+        }
+        let pages: Vec<u64> = self
+            .clean
+            .range(from / PAGE..to.div_ceil(PAGE))
+            .copied()
+            .collect();
+        for p in &pages {
+            self.clean.remove(p);
+        }
+        pages
+    }
+
+    /// The extents not on a clean page, clipped at the clean pages, as
+    /// `(offset, len, fill)`: the bytes a durability point writes.
+    pub fn dirty_extents(&self) -> Vec<(u64, u64, Fill)> {
+        if self.clean.is_empty() {
+            return self
+                .map
+                .iter()
+                .map(|(s, e)| (*s, e.len, e.fill.clone()))
+                .collect();
+        }
+        let mut out = Vec::new();
+        let mut from = 0;
+        for p in self
+            .clean
+            .iter()
+            .copied()
+            .chain(std::iter::once(u64::MAX / PAGE))
+        {
+            out.extend(self.extents_in(from, p * PAGE));
+            from = (p + 1).saturating_mul(PAGE);
+        }
+        out
+    }
+
+    /// Drops every byte not on a clean page (a durability point made them
+    /// durable); the clean pages' bytes stay.
+    pub fn clear_dirty(&mut self) {
+        if self.clean.is_empty() {
+            self.clear();
+            return;
+        }
+        let mut from = 0;
+        let clean: Vec<u64> = self.clean.iter().copied().collect();
+        for p in clean {
+            self.remove_range(from, p * PAGE);
+            from = (p + 1) * PAGE;
+        }
+        self.remove_range(from, u64::MAX);
+    }
+
+    /// Drops everything in `[from, to)`: those bytes read from the base
+    /// (or as zeros above it) again.
+    pub fn remove(&mut self, from: u64, to: u64) {
+        self.remove_range(from, to);
+    }
+
+    /// The extents inside `[from, to)`, clipped to it, as `(offset, len,
+    /// fill)` in offset order (owned: slices share the writes' buffers).
+    pub fn extents_in(&self, from: u64, to: u64) -> Vec<(u64, u64, Fill)> {
+        if from >= to {
+            return Vec::new();
+        }
+        let first = self
+            .map
+            .range(..from)
+            .next_back()
+            .filter(|(s, e)| **s + e.len > from)
+            .map(|(s, _)| *s)
+            .unwrap_or(from);
+        self.map
+            .range(first..to)
+            .map(|(s, e)| {
+                let (a, b) = ((*s).max(from), (*s + e.len).min(to));
+                (a, b - a, e.slice(a - s, b - s).fill)
+            })
+            .collect()
+    }
+
+    /// Puts back an extent [`Overlay::extents_in`] gave, replacing what
+    /// overlaps it.
+    pub fn put(&mut self, offset: u64, len: u64, fill: Fill) {
+        if len > 0 {
+            self.insert(offset, Extent { len, fill });
+        }
     }
 
     /// The extents as `(offset, len, fill)`, in offset order.
@@ -279,6 +391,29 @@ mod tests {
         assert_eq!(render(&o, 8, &[], 0), b"aabbaa\0a");
         assert_eq!(o.ranges(), vec![(0, 8)]);
         assert_eq!(o.data_bytes(), 7);
+    }
+
+    #[test]
+    fn extents_in_clips_and_put_restores() {
+        let mut o = Overlay::default();
+        o.write(0, Bytes::from_static(b"aaaaaaaa"));
+        o.zero(8, 4);
+        let mid = o.extents_in(6, 10);
+        assert_eq!(
+            mid,
+            vec![
+                (6, 2, Fill::Data(Bytes::from_static(b"aa"))),
+                (8, 2, Fill::Zero)
+            ]
+        );
+        o.remove(6, 10);
+        assert_eq!(o.ranges(), vec![(0, 6), (10, 12)]);
+        assert_eq!(o.data_bytes(), 6);
+        for (off, len, fill) in mid {
+            o.put(off, len, fill);
+        }
+        assert_eq!(render(&o, 12, &[9; 12], 0), b"aaaaaaaa\0\0\0\0");
+        assert_eq!(o.data_bytes(), 8);
     }
 
     #[test]

@@ -44,8 +44,9 @@ pub type Store<'s, E> = &'s mut dyn FnMut(&[Effect]) -> Result<(), E>;
 
 impl TraceOp {
     /// Applies this operation to `m`. Durability points (fsync, fdatasync,
-    /// fsyncdir, sync, writeback) hand their effects to `store`; when it
-    /// fails, nothing is committed. A mark changes nothing.
+    /// a failed fsync's written pages, fsyncdir, sync, writeback) hand
+    /// their effects to `store`; when it fails, nothing is committed. A
+    /// mark changes nothing.
     pub fn apply<E>(&self, m: &Model, store: Store<'_, E>) -> Result<Applied, ApplyError<E>> {
         let done = |r: Result<(), E>| r.map(|()| Applied::Done).map_err(ApplyError::Store);
         Ok(match self {
@@ -123,6 +124,16 @@ impl TraceOp {
             }
             TraceOp::Fsync { ino, datasync } => {
                 return done(m.fsync_applied(*ino, *datasync, |e| store(e))?);
+            }
+            TraceOp::FsyncFailed {
+                ino,
+                datasync,
+                sem,
+                seed,
+            } => {
+                // The model's step succeeded; the caller answers EIO.
+                let r = m.fsync_failed_applied(*ino, *datasync, *sem, *seed, |e| store(e))?;
+                return r.map(|_| Applied::Done).map_err(ApplyError::Store);
             }
             TraceOp::Fsyncdir { dir } => return done(m.fsyncdir_applied(*dir, |e| store(e))?),
             TraceOp::Sync => return done(m.sync_all_applied(|e| store(e))?),

@@ -42,6 +42,12 @@
 //!   (`mode`: `any`, `create` or `replace`, the `XATTR_*` flag) and
 //!   `{"op":"removexattr","ino":2,"name":"user.k","t":..}`; `fallocate`
 //!   gained the modes `zero-range` and `zero-range-keep-size`.
+//! * Event added without a version bump (version 3 traces without it
+//!   read as before; a durafs older than this one rejects a trace that
+//!   holds it, naming the unknown variant):
+//!   `{"op":"fsync-failed","ino":2,"datasync":false,"sem":"ext4","seed":7}`,
+//!   an fsync or fdatasync a fault made fail (`sem`: `strict`, `ext4`,
+//!   `xfs` or `btrfs`; `seed` picks the pages written back).
 //! * `n` numbers events from 1 without gaps; `op` names the call and the
 //!   other fields are its arguments as the model received them (inode
 //!   numbers, timestamps, the attributes a create resolved), plus results a
@@ -58,7 +64,9 @@ pub mod replay;
 
 pub use apply::{Applied, ApplyError, Store};
 
-use crate::model::{Attrs, Fallocate, Ino, Kind, Persistence, SetAttrs, Timestamp, XattrMode};
+use crate::model::{
+    Attrs, Fallocate, FsyncFailure, Ino, Kind, Persistence, SetAttrs, Timestamp, XattrMode,
+};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
@@ -199,6 +207,17 @@ pub enum TraceOp {
         ino: Ino,
         datasync: bool,
     },
+    /// An fsync (`datasync` false) or fdatasync of `ino` that a fault made
+    /// fail with EIO after writing back some of the file's dirty pages
+    /// (`seed` picks them), the rest following `sem`
+    /// (`Model::fsync_failed_applied`). The program got EIO.
+    #[serde(rename = "fsync-failed")]
+    FsyncFailed {
+        ino: Ino,
+        datasync: bool,
+        sem: FsyncFailure,
+        seed: u64,
+    },
     Fsyncdir {
         dir: Ino,
     },
@@ -225,7 +244,8 @@ impl TraceOp {
     /// `mkdir`, `symlink`, `mknod`, `link`, `unlink`, `rmdir`, `rename`,
     /// `truncate` (a setattr of the size alone), `setattr`, `write`,
     /// `fallocate`, `setxattr`, `removexattr`, `fsync`, `fdatasync`,
-    /// `fsyncdir`, `sync`, `writeback`, `close`, `mark`.
+    /// `fsync-failed` (an fsync or fdatasync that failed), `fsyncdir`,
+    /// `sync`, `writeback`, `close`, `mark`.
     pub fn name(&self) -> &'static str {
         match self {
             TraceOp::Create { kind, .. } => match kind {
@@ -255,6 +275,7 @@ impl TraceOp {
                 datasync: false, ..
             } => "fsync",
             TraceOp::Fsync { datasync: true, .. } => "fdatasync",
+            TraceOp::FsyncFailed { .. } => "fsync-failed",
             TraceOp::Fsyncdir { .. } => "fsyncdir",
             TraceOp::Sync => "sync",
             TraceOp::Writeback { .. } => "writeback",
@@ -281,6 +302,7 @@ impl TraceOp {
         "removexattr",
         "fsync",
         "fdatasync",
+        "fsync-failed",
         "fsyncdir",
         "sync",
         "writeback",
@@ -316,6 +338,7 @@ impl TraceOp {
             | TraceOp::Setxattr { ino, .. }
             | TraceOp::Removexattr { ino, .. }
             | TraceOp::Fsync { ino, .. }
+            | TraceOp::FsyncFailed { ino, .. }
             | TraceOp::Writeback { ino }
             | TraceOp::Close { ino } => vec![Named::Inode(*ino)],
             TraceOp::Fsyncdir { dir } => vec![Named::Inode(*dir)],
@@ -332,11 +355,20 @@ impl TraceOp {
         )
     }
 
-    /// True for fsync, fdatasync, fsyncdir and sync.
+    /// True for fsync, fdatasync, fsyncdir and sync, and for an fsync or
+    /// fdatasync that failed: the program called fsync there, so a crash
+    /// just before it is worth checking, and the pages it wrote back reach
+    /// the store (it runs alone with the store, as every durability point
+    /// does). It is not a *successful* durability point: what it leaves
+    /// pending or marks clean is in the model's pending list and durable
+    /// store, so crash states after it need nothing more.
     pub fn is_persistence_point(&self) -> bool {
         matches!(
             self,
-            TraceOp::Fsync { .. } | TraceOp::Fsyncdir { .. } | TraceOp::Sync
+            TraceOp::Fsync { .. }
+                | TraceOp::FsyncFailed { .. }
+                | TraceOp::Fsyncdir { .. }
+                | TraceOp::Sync
         )
     }
 
@@ -363,6 +395,15 @@ impl TraceOp {
             }
             TraceOp::Setxattr { name: x, .. } | TraceOp::Removexattr { name: x, .. } => {
                 format!("{name} {} {}", p(0), String::from_utf8_lossy(&x.0))
+            }
+            TraceOp::FsyncFailed {
+                datasync,
+                sem,
+                seed,
+                ..
+            } => {
+                let call = if *datasync { "fdatasync" } else { "fsync" };
+                format!("{name} {} ({call}, {sem}, seed {seed})", p(0))
             }
             TraceOp::Sync => name.to_string(),
             TraceOp::Mark { label } => format!("{name} {label:?}"),

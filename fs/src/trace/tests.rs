@@ -2,7 +2,7 @@ use super::replay::Replayer;
 use super::*;
 use crate::fs::{DuraFs, FsOptions, Tripwire};
 use crate::model::crash::{CrashOptions, Policy};
-use crate::model::{Attrs, Op, ROOT, RenameFlags, SetAttrs};
+use crate::model::{Attrs, FsyncFailure, Op, ROOT, RenameFlags, SetAttrs};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -503,4 +503,120 @@ fn the_first_close_after_a_truncate_to_zero_is_traced_and_replayed() {
     }
     let ops = |p: Vec<crate::model::PendingOp>| p.into_iter().map(|p| p.op).collect::<Vec<Op>>();
     assert_eq!(ops(r.pending()), ops(fs.pending()));
+}
+
+/// A trace starting from a durable file `/f` (inode 2) of `size` bytes of
+/// `o`, with `events` after it.
+fn trace_with_file(size: u64, ops: Vec<TraceOp>) -> Trace {
+    let root = InitInode {
+        ino: ROOT,
+        kind: Kind::Dir,
+        attrs: attrs(0o755),
+        size: 0,
+        target: None,
+        data: None,
+        extents: Vec::new(),
+        xattrs: Vec::new(),
+    };
+    let f = InitInode {
+        ino: 2,
+        kind: Kind::File,
+        attrs: attrs(0o644),
+        size,
+        target: None,
+        data: None,
+        extents: vec![Extent {
+            offset: 0,
+            data: Data(Bytes::from(vec![b'o'; size as usize])),
+        }],
+        xattrs: Vec::new(),
+    };
+    let events = ops
+        .into_iter()
+        .zip(1..)
+        .map(|(op, n)| Event {
+            n,
+            op,
+            paths: vec!["/f".into()],
+            caller: None,
+        })
+        .collect();
+    Trace {
+        header: Header {
+            durafs_trace: TRACE_VERSION,
+            model: crate::model::Persistence::Ext4,
+            inodes: vec![root, f],
+            entries: vec![InitEntry {
+                dir: ROOT,
+                name: Text(b"f".to_vec()),
+                ino: 2,
+            }],
+        },
+        events,
+    }
+}
+
+/// A failed fsync is an event of its own: written as `fsync-failed` with
+/// its semantics and seed, read back, and replayed to the state the model
+/// reaches by the same call (the pages it wrote durable, the one that
+/// failed marked clean under ext4, pending again under strict).
+#[test]
+fn a_failed_fsync_is_traced_and_replays_to_the_same_pages() {
+    use crate::model::fsync_fail::written_pages;
+    use crate::model::store::read_all;
+    let seed = (0..1000)
+        .find(|s| written_pages(&[0, 1, 2], *s) == [true, false, true])
+        .unwrap();
+    let page = 4096usize;
+    for sem in [FsyncFailure::Ext4, FsyncFailure::Strict] {
+        let failed = TraceOp::FsyncFailed {
+            ino: 2,
+            datasync: true,
+            sem,
+            seed,
+        };
+        let write = TraceOp::Write {
+            ino: 2,
+            offset: 0,
+            data: Data(Bytes::from(vec![b'n'; 3 * page])),
+            t: Timestamp::default(),
+        };
+        let trace = trace_with_file(3 * page as u64, vec![write, failed.clone()]);
+        let mut text = Vec::new();
+        trace.write(&mut text).unwrap();
+        let line = String::from_utf8(text.clone()).unwrap();
+        let want =
+            format!(r#""op":"fsync-failed","ino":2,"datasync":true,"sem":"{sem}","seed":{seed}"#);
+        assert!(line.contains(&want), "{line}");
+        assert_eq!(Trace::read(text.as_slice()).unwrap(), trace);
+        assert_eq!(failed.name(), "fsync-failed");
+        assert!(TraceOp::NAMES.contains(&"fsync-failed"));
+        assert!(failed.is_persistence_point() && failed.is_user_op());
+        assert_eq!(
+            trace.events[1].to_string(),
+            format!("#2 fsync-failed /f (fdatasync, {sem}, seed {seed})")
+        );
+
+        let mut r = Replayer::new(&trace.header).unwrap();
+        for ev in &trace.events {
+            r.apply(ev).unwrap();
+        }
+        let mut durable = Vec::new();
+        r.durable().read(2, 0, 3 * page as u64, &mut durable);
+        let want: Vec<u8> = [b'n', b'o', b'n']
+            .iter()
+            .flat_map(|b| vec![*b; page])
+            .collect();
+        assert_eq!(durable, want, "{sem}");
+        let live = read_all(r.model(), r.durable(), 2).unwrap();
+        assert_eq!(live, vec![b'n'; 3 * page], "{sem}");
+        let pending = r.pending();
+        match sem {
+            FsyncFailure::Strict => {
+                assert!(!pending.is_empty());
+                assert!(pending.iter().all(|p| r.event_of(p.seq) == Some(2)));
+            }
+            _ => assert!(pending.is_empty(), "{pending:?}"),
+        }
+    }
 }
