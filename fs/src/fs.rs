@@ -20,8 +20,8 @@ use crate::backing::{Backing, BackingError, BackingOptions, META_DIR};
 use crate::control::ControlFile;
 use crate::model::crash::{CrashOptions, CrashState, Policy, crash_state};
 use crate::model::{
-    Attrs, Config, Effect, Fallocate, FsError, Ino, Kind, Model, Name, PendingOp, Persistence,
-    RenameFlags, Report, Segment, SetAttrs, Stat,
+    Attrs, Config, Effect, Fallocate, FsError, FsyncFailure, Ino, Kind, Model, Name, PendingOp,
+    Persistence, RenameFlags, Report, Segment, SetAttrs, Stat,
 };
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -124,6 +124,9 @@ pub struct FsOptions {
     /// Unsynced bytes past which the oldest dirty data is written back and
     /// becomes durable, as a kernel under memory pressure does.
     pub dirty_limit: u64,
+    /// What follows an fsync that an `fsync-fail` fault fails: which
+    /// filesystem's semantics (`docs/faults.md`).
+    pub fsync_failure: FsyncFailure,
 }
 
 impl Default for FsOptions {
@@ -132,6 +135,7 @@ impl Default for FsOptions {
             persistence: Persistence::default(),
             real_fsync: false,
             dirty_limit: DEFAULT_DIRTY_LIMIT,
+            fsync_failure: FsyncFailure::Ext4,
         }
     }
 }
@@ -143,6 +147,9 @@ pub struct VolumeInfo {
     pub pid: u32,
     pub backing: String,
     pub model: String,
+    /// The semantics of a failed fsync (`fsync-fail` faults).
+    #[serde(default)]
+    pub fsync_failure: String,
     pub real_fsync: bool,
     pub dirty_limit: u64,
     /// Unsynced bytes in memory (overwritten bytes counted again).
@@ -314,6 +321,7 @@ impl DuraFs {
                 .root()
                 .map_or_else(|| "<memory>".to_string(), |r| r.display().to_string()),
             model: self.opts.persistence.to_string(),
+            fsync_failure: self.opts.fsync_failure.to_string(),
             real_fsync: self.opts.real_fsync,
             dirty_limit: self.opts.dirty_limit,
             dirty_bytes: self.model.dirty_bytes(),

@@ -338,12 +338,35 @@ fn an_fsync_failure_is_reported_once_to_each_open_description() {
 /// becomes durable.
 #[test]
 fn a_journal_failure_degrades_the_volume_as_its_filesystem_does() {
-    for (model, second_fsync, create, read_ok) in [
-        (Persistence::Ext4, None, libc::EROFS, true),
-        (Persistence::Btrfs, Some(libc::EROFS), libc::EIO, true),
-        (Persistence::Xfs, Some(libc::EIO), libc::EIO, false),
+    use durafs::model::FsyncFailure;
+    for (model, sem, second_fsync, create, read_ok) in [
+        (
+            Persistence::Ext4,
+            FsyncFailure::Ext4,
+            None,
+            libc::EROFS,
+            true,
+        ),
+        (
+            Persistence::Btrfs,
+            FsyncFailure::Btrfs,
+            Some(libc::EROFS),
+            libc::EIO,
+            true,
+        ),
+        (
+            Persistence::Xfs,
+            FsyncFailure::Xfs,
+            Some(libc::EIO),
+            libc::EIO,
+            false,
+        ),
     ] {
-        let mut v = Vol::new(model);
+        let mut v = Vol::with(durafs::fs::FsOptions {
+            persistence: model,
+            fsync_failure: sem,
+            ..Default::default()
+        });
         let p = durable(&v, "f", 4, b'a');
         v.fs()
             .add_fault("fsync-fail --journal --path '^/f$'")
@@ -377,6 +400,63 @@ fn a_journal_failure_degrades_the_volume_as_its_filesystem_does() {
             fs::read(v.p("f")).unwrap(),
             b"aaaa",
             "{model}: nothing became durable"
+        );
+    }
+}
+
+/// The fsyncgate bug, as each filesystem shows it (docs/faults.md): the
+/// failed page is marked clean, a retried fsync returns 0, reads still see
+/// the new bytes, and the next cut loses them; under `strict` the retry
+/// persists them. A failed append keeps the new size (zeros) on ext4 only.
+#[test]
+fn a_failed_fsync_marks_pages_clean_so_a_retry_that_returns_0_persists_nothing() {
+    use durafs::fs::FsOptions;
+    use durafs::model::FsyncFailure;
+    use durafs::model::crash::Policy;
+    for (sem, kept, appended_size) in [
+        (FsyncFailure::Ext4, &b"aaaa"[..], 8192),
+        (FsyncFailure::Xfs, b"aaaa", 4),
+        (FsyncFailure::Btrfs, b"aaaa", 4),
+        (FsyncFailure::Strict, b"baaa", 8192),
+    ] {
+        let mut v = Vol::with(FsOptions {
+            fsync_failure: sem,
+            ..FsOptions::default()
+        });
+        let p = durable(&v, "f", 4, b'a');
+        let q = durable(&v, "g", 4, b'a');
+        v.fs().add_fault("fsync-fail --path '^/f$'").unwrap();
+        v.fs().add_fault("fsync-fail --path '^/g$'").unwrap();
+        let f = OpenOptions::new().write(true).open(&p).unwrap();
+        f.write_at(b"b", 0).unwrap();
+        assert_eq!(
+            f.sync_all().unwrap_err().raw_os_error(),
+            Some(libc::EIO),
+            "{sem}"
+        );
+        f.sync_all()
+            .unwrap_or_else(|e| panic!("{sem}: the retry returns 0: {e}"));
+        assert_eq!(
+            fs::read(&p).unwrap(),
+            b"baaa",
+            "{sem}: reads see the new bytes"
+        );
+        let g = OpenOptions::new().write(true).open(&q).unwrap();
+        g.write_at(&[b'n'; 4096], 4096).unwrap();
+        assert_eq!(
+            g.sync_data().unwrap_err().raw_os_error(),
+            Some(libc::EIO),
+            "{sem}"
+        );
+        drop((f, g));
+        v.cut(Policy::KeepAll);
+        v.remount();
+        assert_eq!(fs::read(v.p("f")).unwrap(), kept, "{sem}: after the cut");
+        let g = fs::read(v.p("g")).unwrap();
+        assert_eq!(g.len(), appended_size, "{sem}: the failed append's size");
+        assert!(
+            g[4..].iter().all(|b| *b == 0) || sem == FsyncFailure::Strict,
+            "{sem}"
         );
     }
 }

@@ -249,6 +249,7 @@ pub fn cut(args: CutArgs) -> Result<()> {
             foreground: false,
             trace: None,
             faults: None,
+            fsync_failure: vol.fsync_failure.parse().ok(),
             threads: 2,
             writeback_cache: false,
             allow_other,

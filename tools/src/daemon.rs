@@ -60,6 +60,9 @@ fn spawn_daemon(args: &MountArgs) -> Result<()> {
     if args.real_fsync {
         cmd.arg("--real-fsync");
     }
+    if let Some(f) = args.fsync_failure {
+        cmd.arg("--fsync-failure").arg(f.name());
+    }
     if args.writeback_cache {
         cmd.arg("--writeback-cache");
     }
@@ -292,6 +295,7 @@ fn start(
         persistence,
         real_fsync: args.real_fsync,
         dirty_limit: args.dirty_limit,
+        fsync_failure: crate::fsync_failure(persistence, args.fsync_failure),
     };
     let fs = DuraFs::open(&backing, opts).map_err(|e| err(format!("backing directory {e}")))?;
     reserve_unmount_record(&backing);

@@ -25,7 +25,7 @@ pub mod workload;
 
 use clap::builder::TypedValueParser;
 use clap::{Parser, Subcommand};
-use durafs::model::Persistence;
+use durafs::model::{FsyncFailure, Persistence};
 use exit::Code;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -142,6 +142,23 @@ fn model_parser() -> impl clap::builder::TypedValueParser<Value = Persistence> {
     let names = Persistence::ALL.map(Persistence::name);
     clap::builder::PossibleValuesParser::new(names.into_iter().chain(["journal"]))
         .try_map(|s| s.parse::<Persistence>())
+}
+
+/// `--fsync-failure`'s values (listed in `--help`).
+fn fsync_failure_parser() -> impl clap::builder::TypedValueParser<Value = FsyncFailure> {
+    clap::builder::PossibleValuesParser::new(FsyncFailure::ALL.map(FsyncFailure::name))
+        .try_map(|s| s.parse::<FsyncFailure>())
+}
+
+/// The semantics of a failed fsync on a volume of `model`: `chosen`, or
+/// the model's filesystem's (ext4's for `posix`: every measured
+/// filesystem marks failed pages clean, and ext4's is the most common).
+pub fn fsync_failure(model: Persistence, chosen: Option<FsyncFailure>) -> FsyncFailure {
+    chosen.unwrap_or(match model {
+        Persistence::Xfs => FsyncFailure::Xfs,
+        Persistence::Btrfs => FsyncFailure::Btrfs,
+        _ => FsyncFailure::Ext4,
+    })
 }
 
 /// A count of at least 1 (`--jobs`).
@@ -262,6 +279,22 @@ pub struct VolumeArgs {
     /// (the temp dir holding it is made traversable; a --dir must be).
     #[arg(long)]
     pub allow_other: bool,
+    /// What follows an fsync a `fsync-fail` fault fails: strict, ext4, xfs
+    /// or btrfs (default: the model's filesystem, ext4 for posix;
+    /// docs/faults.md).
+    #[arg(long, value_parser = fsync_failure_parser())]
+    pub fsync_failure: Option<FsyncFailure>,
+}
+
+impl VolumeArgs {
+    /// The volume settings these arguments give.
+    pub fn fs_options(&self) -> durafs::fs::FsOptions {
+        durafs::fs::FsOptions {
+            persistence: self.model,
+            fsync_failure: fsync_failure(self.model, self.fsync_failure),
+            ..durafs::fs::FsOptions::default()
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -469,6 +502,11 @@ pub struct MountArgs {
     /// Also fsync BACKING whenever durafs makes something durable.
     #[arg(long)]
     pub real_fsync: bool,
+    /// What follows an fsync a `fsync-fail` fault fails: strict, ext4, xfs
+    /// or btrfs (default: the model's filesystem, ext4 for posix;
+    /// docs/faults.md).
+    #[arg(long, value_parser = fsync_failure_parser())]
+    pub fsync_failure: Option<FsyncFailure>,
     /// Stay attached and log to stderr.
     #[arg(long)]
     pub foreground: bool,

@@ -176,10 +176,16 @@ impl DuraFs {
     }
 
     /// Acts on the faults that fire before call `op`: `Err` fails it (it
-    /// takes no effect).
-    pub(super) fn faults_before(&self, count: u64, op: &TraceOp, paths: &[String]) -> Result<()> {
+    /// takes no effect); `Some` replaces it (an fsync that fails part-way,
+    /// whose caller gets [`Error::WritebackFailed`]).
+    pub(super) fn faults_before(
+        &self,
+        count: u64,
+        op: &TraceOp,
+        paths: &[String],
+    ) -> Result<Option<TraceOp>> {
         if exempted() {
-            return Ok(());
+            return Ok(None);
         }
         for fired in self.faults.list.check(When::Before, count, op, paths) {
             Self::log_fired(&fired, op, paths);
@@ -196,11 +202,20 @@ impl DuraFs {
                     self.degrade();
                     return Err(Error::WritebackFailed);
                 }
-                Act::FsyncFail { .. } => return Err(Error::WritebackFailed),
+                Act::FsyncFail { seed, .. } => {
+                    if let TraceOp::Fsync { ino, datasync } = op {
+                        return Ok(Some(TraceOp::FsyncFailed {
+                            ino: *ino,
+                            datasync: *datasync,
+                            sem: self.opts.fsync_failure,
+                            seed: *seed,
+                        }));
+                    }
+                }
                 Act::Torn { .. } | Act::Sequence { .. } => {}
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Acts on the faults that fire after call `op` took effect (`count`
@@ -272,11 +287,11 @@ impl DuraFs {
     /// The journal's write failed: the volume degrades as its
     /// filesystem does (`degraded`).
     fn degrade(&self) {
-        use crate::model::Persistence;
-        let how = match self.opts.persistence {
-            Persistence::Xfs => Degraded::Shutdown,
-            Persistence::Btrfs => Degraded::TransactionAborted,
-            _ => Degraded::JournalAborted,
+        use crate::model::FsyncFailure;
+        let how = match self.opts.fsync_failure {
+            FsyncFailure::Xfs | FsyncFailure::Strict => Degraded::Shutdown,
+            FsyncFailure::Btrfs => Degraded::TransactionAborted,
+            FsyncFailure::Ext4 => Degraded::JournalAborted,
         };
         if self.faults.degraded.set(how).is_ok() {
             log::error!("durafs: the journal's write failed: {}", how.describe());

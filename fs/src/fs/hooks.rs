@@ -240,9 +240,13 @@ impl DuraFs {
             return d.refuse(&op);
         }
         let paths = self.paths(&op);
+        let mut failing = false;
         if faults {
             // IMPORTANT: before any lock is taken: a delay holds no lock.
-            self.faults_before(h.ops.load(Ordering::SeqCst), &op, &paths)?;
+            if let Some(replaced) = self.faults_before(h.ops.load(Ordering::SeqCst), &op, &paths)? {
+                op = replaced;
+                failing = true;
+            }
         }
         let mut rec = h.recorder.get().map(Recorder::lock);
         let wire = h.tripwire.get();
@@ -275,6 +279,11 @@ impl DuraFs {
         }
         if faults {
             self.faults_after(count, &op, &paths)?;
+        }
+        if failing {
+            // The fsync failed part-way (its effects applied): the caller
+            // learns the failure.
+            return Err(super::Error::WritebackFailed);
         }
         Ok(out)
     }

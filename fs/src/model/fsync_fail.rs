@@ -63,6 +63,22 @@ pub struct FailRules {
     /// stays where the written pages leave it (at least the old durable
     /// size, at most the live size).
     pub size_commits: bool,
+    /// One failed page fails every dirty page of the call: none is
+    /// durable (btrfs writes a copy-on-write extent whose item is never
+    /// inserted when any of its I/O fails).
+    pub whole: bool,
+}
+
+impl FailRules {
+    /// Which of the `dirty` pages (indices) a failed fsync seeded with
+    /// `seed` writes back under these rules.
+    pub fn written(self, dirty: &[u64], seed: u64) -> Vec<bool> {
+        if self.whole {
+            vec![false; dirty.len()]
+        } else {
+            written_pages(dirty, seed)
+        }
+    }
 }
 
 /// Every semantics' rules, in [`FsyncFailure::ALL`] order: the one table
@@ -88,39 +104,49 @@ pub struct FailRules {
 ///   `iomap_finish_folio_write` → `mapping_set_error` leaves the folio
 ///   uptodate and clean. `size_commits` false — `xfs_end_ioend` skips
 ///   `xfs_setfilesize` for an I/O that failed, so the on-disk size covers
-///   only what was written (to be calibrated: pending measurement).
-/// * `btrfs`: `marks_clean` — Rebello et al. `read_new` false — a failed
-///   write clears the folio's uptodate bit (`end_bbio_data_write` →
-///   `btrfs_folio_clear_uptodate`; `end_extent_writepage` in older
-///   kernels), so the next read goes to the disk's old extent (to be
-///   calibrated: pending measurement). `size_commits` false — the ordered
-///   extent of a failed write never moves `disk_i_size`
-///   (`btrfs_finish_one_ordered` on `BTRFS_ORDERED_IOERR`; to be
-///   calibrated: pending measurement).
+///   only what was written (measured: row c).
+/// * `btrfs`: `marks_clean` — Rebello et al. `read_new` — measured on
+///   Linux 6.18 (`docs/fsync-failures-evidence.md`, row b): the failed
+///   bytes stay readable until the page is evicted (older kernels cleared
+///   the folio's uptodate bit in `end_extent_writepage`; 6.18 does not).
+///   `size_commits` false — measured (row c): after a failed append the
+///   remounted file has its old size; the ordered extent of a failed write
+///   never moves `disk_i_size` (`btrfs_finish_one_ordered` on
+///   `BTRFS_ORDERED_IOERR`). `whole` — measured (row d): with one page of
+///   four failing, none of the four is durable.
+///
+/// ext4 and xfs, measured too (rows a–d): failed pages clean and never
+/// retried, readable until evicted; after a failed append ext4 keeps the
+/// new size (zeros), xfs the old; with one page of four failing, the other
+/// three are durable.
 pub const RULES: [FailRules; 4] = [
     // strict
     FailRules {
         marks_clean: false,
         read_new: true,
         size_commits: false,
+        whole: false,
     },
     // ext4
     FailRules {
         marks_clean: true,
         read_new: true,
         size_commits: true,
+        whole: false,
     },
     // xfs
     FailRules {
         marks_clean: true,
         read_new: true,
         size_commits: false,
+        whole: false,
     },
     // btrfs
     FailRules {
         marks_clean: true,
-        read_new: false,
+        read_new: true,
         size_commits: false,
+        whole: true,
     },
 ];
 
@@ -278,7 +304,7 @@ impl Model {
         if dirty.is_empty() {
             return FailedFsync::default();
         }
-        let picks = written_pages(&dirty, seed);
+        let picks = rules.written(&dirty, seed);
         let (mut written, mut failed) = (Vec::new(), Vec::new());
         for (p, w) in dirty.iter().zip(picks) {
             if w { &mut written } else { &mut failed }.push(*p);

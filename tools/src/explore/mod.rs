@@ -380,7 +380,7 @@ pub(crate) fn record_with(
 ) -> Result<Recording> {
     let opts = FsOptions {
         persistence,
-        ..FsOptions::default()
+        ..args.volume.fs_options()
     };
     let mounted = workload::volume(
         dir,

@@ -59,7 +59,7 @@ pub fn run(args: &RunArgs) -> Result<Code> {
         args,
         opts: FsOptions {
             persistence,
-            ..FsOptions::default()
+            ..args.volume.fs_options()
         },
     };
     let work = WorkDir::new(args.dir.as_deref(), "durafs-run-")?;
