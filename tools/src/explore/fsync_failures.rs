@@ -91,22 +91,19 @@ fn reaction(trace: &Trace, status: std::process::ExitStatus) -> Option<(usize, R
         .iter()
         .position(|e| e.op.name() == "fsync-failed")?;
     let file = file_of(&trace.events[at].op);
-    let later = trace.events[at + 1..]
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.op.is_user_op() || is_file_fsync(&e.op));
-    let mut first = None;
-    for (i, e) in later {
+    let later = trace.events[at + 1..].iter().enumerate().filter(|(_, e)| {
+        e.op.is_user_op() || is_file_fsync(&e.op) || matches!(e.op, TraceOp::Mark { .. })
+    });
+    // Retried: the very next thing it did was to fsync that file again.
+    let next = later.map(|(i, e)| {
         let label = format!("#{} {}", at + i + 2, e.op.summary(&e.paths));
-        if is_file_fsync(&e.op) && file_of(&e.op) == file {
-            return Some((at, Reaction::Retried { event: label }));
-        }
-        first.get_or_insert(label);
-    }
+        (is_file_fsync(&e.op) && file_of(&e.op) == file, label)
+    });
     Some((
         at,
-        match first {
-            Some(event) => Reaction::CarriedOn { event },
+        match next.into_iter().next() {
+            Some((true, event)) => Reaction::Retried { event },
+            Some((false, event)) => Reaction::CarriedOn { event },
             None => Reaction::Exited {
                 status: status.to_string(),
             },
@@ -217,8 +214,9 @@ fn text(r: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "durafs explore --fsync-failures: {} fsyncs failed one at a time; {} crash states after them checked, {} failed",
+        "durafs explore --fsync-failures: {} of {} fsyncs failed one at a time; {} crash states after them checked, {} failed",
         r.fsync_failures.len(),
+        r.fsyncs,
         r.states_tried,
         r.states_failed
     );
@@ -242,8 +240,23 @@ fn text(r: &Report) -> String {
         if !f.no_loss.is_empty() {
             let _ = writeln!(
                 out,
-                "  - {} failing states lose nothing unsynced: the failed fsync's own loss (its pages were marked clean) or a check that expects more",
-                f.no_loss.len()
+                "  - {} failing {} lose nothing still pending: what the failed fsync left clean of {} was never durable{}",
+                f.no_loss.len(),
+                if f.no_loss.len() == 1 {
+                    "state"
+                } else {
+                    "states"
+                },
+                f.call.split_whitespace().nth(1).unwrap_or("the bytes"),
+                if matches!(f.reaction, Reaction::Retried { .. }) {
+                    ", although the retry returned 0"
+                } else {
+                    ""
+                }
+            );
+            let _ = writeln!(
+                out,
+                "    fix: treat a failed fsync as fatal: stop, and recover from what is durable (PostgreSQL panics on it since 2018), or rewrite everything since the last fsync that succeeded"
             );
         }
     }
