@@ -189,9 +189,12 @@ pub struct AddLine {
 }
 
 fn op_name(s: &str) -> Result<String, String> {
-    let faultable = TraceOp::NAMES
-        .iter()
-        .filter(|n| !matches!(**n, "writeback" | "close" | "mark"));
+    let faultable = TraceOp::NAMES.iter().filter(|n| {
+        !matches!(
+            **n,
+            "writeback" | "close" | "mark" | "fault" | "fsync-failed"
+        )
+    });
     if faultable.clone().any(|n| *n == s) {
         Ok(s.to_string())
     } else {

@@ -165,14 +165,23 @@ impl DuraFs {
         }
     }
 
-    fn log_fired(fired: &Fired, op: &TraceOp, paths: &[String]) {
+    /// Logs a firing and records it in the trace (a failed fsync is
+    /// recorded as its own event, [`TraceOp::FsyncFailed`]).
+    fn fired(&self, fired: &Fired, op: &TraceOp, paths: &[String]) {
+        let call = op.summary(paths);
+        let act = fired.act.label();
         log::warn!(
-            "durafs: fault #{} ({}) fired: {} on {}",
+            "durafs: fault #{} ({}) fired: {act} on {call}",
             fired.id,
             fired.spec,
-            fired.act.label(),
-            op.summary(paths)
         );
+        if !matches!(fired.act, Act::FsyncFail { journal: false, .. }) {
+            self.record_event(TraceOp::Fault {
+                id: fired.id,
+                act,
+                call,
+            });
+        }
     }
 
     /// Acts on the faults that fire before call `op`: `Err` fails it (it
@@ -188,7 +197,7 @@ impl DuraFs {
             return Ok(None);
         }
         for fired in self.faults.list.check(When::Before, count, op, paths) {
-            Self::log_fired(&fired, op, paths);
+            self.fired(&fired, op, paths);
             match &fired.act {
                 Act::Delay(d) => std::thread::sleep(*d),
                 Act::Error(errno) => return Err(Error::Fault(*errno)),
@@ -226,7 +235,7 @@ impl DuraFs {
         }
         let mut cut = None;
         for fired in self.faults.list.check(When::After, count, op, paths) {
-            Self::log_fired(&fired, op, paths);
+            self.fired(&fired, op, paths);
             match &fired.act {
                 Act::Delay(d) => std::thread::sleep(*d),
                 Act::Cut { opts, remount } => cut = Some((fired.clone(), *opts, *remount)),
@@ -371,5 +380,37 @@ mod tests {
             assert!(*s >= 100 && *e <= 2100 && s < e);
             assert!(*s == 100 || s % 512 == 0, "sector aligned: {a:?}");
         }
+    }
+
+    #[test]
+    fn a_fault_that_fires_is_a_trace_event_and_a_failed_fsync_its_own() {
+        use crate::fs::FsOptions;
+        use crate::model::{Attrs, Kind, ROOT};
+        let dir = tempfile::tempdir().unwrap();
+        let fs = DuraFs::open(dir.path(), FsOptions::default()).unwrap();
+        fs.start_trace(true, None).unwrap();
+        let attrs = Attrs {
+            mode: 0o644,
+            ..Attrs::default()
+        };
+        let f = fs.create(ROOT, b"f", Kind::File, attrs, None).unwrap().ino;
+        fs.add_fault("error ENOSPC --op write").unwrap();
+        fs.add_fault("fsync-fail").unwrap();
+        assert_eq!(fs.write(f, 0, b"x").unwrap_err().errno(), libc::ENOSPC);
+        fs.write(f, 0, b"y").unwrap();
+        assert!(matches!(fs.fsync(f, false), Err(Error::WritebackFailed)));
+        let trace = fs.finish_trace().unwrap().unwrap();
+        let names: Vec<&str> = trace.events.iter().map(|e| e.op.name()).collect();
+        assert_eq!(names, ["create", "fault", "write", "fsync-failed"]);
+        let e = &trace.events[1];
+        assert_eq!(
+            e.op.summary(&e.paths),
+            "fault #1: error ENOSPC on write /f [0, 1)"
+        );
+        assert_eq!(
+            fs.op_count(),
+            4,
+            "fault events are numbered as the trace numbers them"
+        );
     }
 }

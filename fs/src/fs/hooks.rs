@@ -204,6 +204,21 @@ impl DuraFs {
         .map(|_| ())
     }
 
+    /// Records `op`, an event no call made (a fault that fired), as the
+    /// next trace event. Takes the recorder's lock: the caller holds none.
+    pub(super) fn record_event(&self, op: TraceOp) {
+        let h = &self.hooks;
+        if let Some(rec) = h.recorder.get() {
+            let mut r = rec.lock();
+            if r.recording() {
+                r.push(op, Vec::new(), None);
+            }
+            h.ops.fetch_add(1, Ordering::SeqCst);
+        } else {
+            h.ops.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     /// The marks recorded so far, in order.
     pub fn marks(&self) -> Vec<String> {
         self.hooks.marks.lock().clone()

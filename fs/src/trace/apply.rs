@@ -143,7 +143,7 @@ impl TraceOp {
                 None => Applied::WroteBack(None),
             },
             TraceOp::Close { ino } => Applied::Closed(m.release(*ino)),
-            TraceOp::Mark { .. } => Applied::Done,
+            TraceOp::Mark { .. } | TraceOp::Fault { .. } => Applied::Done,
         })
     }
 

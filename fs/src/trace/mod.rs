@@ -237,6 +237,15 @@ pub enum TraceOp {
     Mark {
         label: String,
     },
+    /// A fault fired ([`crate::faults`]): fault `id` did `act` (`error
+    /// ENOSPC`, `delay 5 ms`, `cut (drop-all)`, `torn`) on `call` (the call
+    /// as [`TraceOp::summary`] wrote it). Changes nothing; a failed fsync
+    /// is its own event, [`TraceOp::FsyncFailed`].
+    Fault {
+        id: u64,
+        act: String,
+        call: String,
+    },
 }
 
 impl TraceOp {
@@ -281,6 +290,7 @@ impl TraceOp {
             TraceOp::Writeback { .. } => "writeback",
             TraceOp::Close { .. } => "close",
             TraceOp::Mark { .. } => "mark",
+            TraceOp::Fault { .. } => "fault",
         }
     }
 
@@ -308,6 +318,7 @@ impl TraceOp {
         "writeback",
         "close",
         "mark",
+        "fault",
     ];
 
     /// What this operation names, in order (a trigger matches their paths).
@@ -342,7 +353,7 @@ impl TraceOp {
             | TraceOp::Writeback { ino }
             | TraceOp::Close { ino } => vec![Named::Inode(*ino)],
             TraceOp::Fsyncdir { dir } => vec![Named::Inode(*dir)],
-            TraceOp::Sync | TraceOp::Mark { .. } => Vec::new(),
+            TraceOp::Sync | TraceOp::Mark { .. } | TraceOp::Fault { .. } => Vec::new(),
         }
     }
 
@@ -351,7 +362,10 @@ impl TraceOp {
     pub fn is_user_op(&self) -> bool {
         !matches!(
             self,
-            TraceOp::Writeback { .. } | TraceOp::Close { .. } | TraceOp::Mark { .. }
+            TraceOp::Writeback { .. }
+                | TraceOp::Close { .. }
+                | TraceOp::Mark { .. }
+                | TraceOp::Fault { .. }
         )
     }
 
@@ -407,6 +421,7 @@ impl TraceOp {
             }
             TraceOp::Sync => name.to_string(),
             TraceOp::Mark { label } => format!("{name} {label:?}"),
+            TraceOp::Fault { id, act, call } => format!("{name} #{id}: {act} on {call}"),
             _ => format!("{name} {}", p(0)),
         }
     }
