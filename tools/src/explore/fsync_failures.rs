@@ -240,12 +240,12 @@ fn text(r: &Report) -> String {
         if !f.no_loss.is_empty() {
             let _ = writeln!(
                 out,
-                "  - {} failing {} lose nothing still pending: what the failed fsync left clean of {} was never durable{}",
+                "  - {} failing {} nothing still pending: what the failed fsync left clean of {} was never durable{}",
                 f.no_loss.len(),
                 if f.no_loss.len() == 1 {
-                    "state"
+                    "state loses"
                 } else {
-                    "states"
+                    "states lose"
                 },
                 f.call.split_whitespace().nth(1).unwrap_or("the bytes"),
                 if matches!(f.reaction, Reaction::Retried { .. }) {
