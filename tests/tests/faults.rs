@@ -460,3 +460,44 @@ fn a_failed_fsync_marks_pages_clean_so_a_retry_that_returns_0_persists_nothing()
         );
     }
 }
+
+/// The README's second harness: an `fsync-fail` armed on a service's WAL;
+/// the service retries the failed fsync (it returns 0), acknowledges, and
+/// the power cut that follows loses the acknowledged record.
+#[test]
+fn an_fsync_fail_armed_by_the_cli_loses_a_record_the_retry_acknowledged() {
+    let d = Daemon::new();
+    mount_daemon(&d.backing(), &d.mnt(), &["--fsync-failure", "ext4"]);
+    let wal = d.mnt().join("wal");
+    File::create(&wal).unwrap().sync_all().unwrap();
+    fsync_dir(&d.mnt());
+    ok(&[
+        "fault",
+        &d.m(),
+        "add",
+        "fsync-fail",
+        "--path",
+        "^/wal$",
+        "--nth",
+        "2",
+    ]);
+    let mut f = OpenOptions::new().append(true).open(&wal).unwrap();
+    let mut acked = Vec::new();
+    for rec in ["rec1\n", "rec2\n"] {
+        f.write_all(rec.as_bytes()).unwrap();
+        // PostgreSQL before 2018: retry, and trust the retry.
+        if f.sync_all().or_else(|_| f.sync_all()).is_ok() {
+            acked.push(rec);
+        }
+    }
+    assert_eq!(acked, ["rec1\n", "rec2\n"], "both acknowledged");
+    drop(f);
+    let st = ok(&["status", &d.m()]);
+    assert!(st.contains("fired 1"), "{st}");
+    ok(&["cut", &d.m(), "--policy", "keep-all", "--remount"]);
+    assert_eq!(
+        fs::read_to_string(&wal).unwrap(),
+        "rec1\n\0\0\0\0\0",
+        "rec2 was never durable: ext4 kept its size, zeros"
+    );
+}
