@@ -27,6 +27,12 @@ pub enum When {
 #[derive(Clone, Debug, Default, PartialEq, clap::Args)]
 #[group(skip)]
 pub struct TriggerArgs {
+    /// Where, written as `durafs run --cut` writes it: after-ops=N,
+    /// after-fsync=N, before:OP:REGEX[:nth=K] or after:OP:REGEX[:nth=K]
+    /// (instead of --op, --path, --when and the count).
+    #[arg(long, value_parser = |s: &str| s.parse::<super::at::At>(),
+          conflicts_with_all = ["op", "path", "when", "nth", "every", "after_ops", "chance"])]
+    pub at: Option<super::at::At>,
     /// The operation watched: create, mkdir, symlink, mknod, link, unlink,
     /// rmdir, rename, truncate, setattr, write, fallocate, setxattr,
     /// removexattr, fsync, fdatasync, fsyncdir or sync (default: any call

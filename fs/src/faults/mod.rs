@@ -20,6 +20,7 @@
 //! [`DuraFs::add_fault`]: crate::fs::DuraFs::add_fault
 
 pub mod args;
+pub mod at;
 pub mod plan;
 
 use crate::model::Ino;
@@ -254,10 +255,48 @@ fn action_of(a: ActionArgs) -> Result<Action, FaultError> {
     })
 }
 
+/// `--at`'s trigger written out as the other options; true for
+/// `after-fsync=N`, which watches every persistence point.
+fn spell_out(at: &mut TriggerArgs) -> bool {
+    match at.at.take() {
+        None => false,
+        Some(at::At::AfterOps(n)) => {
+            at.when = Some(When::After);
+            at.after_ops = Some(n);
+            false
+        }
+        Some(at::At::AfterFsync(n)) => {
+            at.when = Some(When::After);
+            at.nth = Some(n);
+            true
+        }
+        Some(at::At::Op {
+            when,
+            op,
+            pattern,
+            nth,
+        }) => {
+            at.when = Some(when);
+            at.op = op;
+            at.path = Some(pattern);
+            at.nth = Some(nth);
+            false
+        }
+    }
+}
+
 impl Fault {
     fn new(id: u64, spec: String, a: ActionArgs) -> Result<Fault, FaultError> {
-        let at = a.at().clone();
-        let ops = watched(&a, at.op.as_deref())?;
+        let mut at = a.at().clone();
+        let persistence_points = spell_out(&mut at);
+        let ops = if persistence_points {
+            if !matches!(a, ActionArgs::Cut { .. } | ActionArgs::Delay { .. }) {
+                return Err(bad("--at after-fsync=N is for cut and delay faults"));
+            }
+            Some(at::PERSISTENCE_POINTS.to_vec())
+        } else {
+            watched(&a, at.op.as_deref())?
+        };
         let when = when_of(&a, &at)?;
         let path = match &at.path {
             Some(p) => Some(Regex::new(p).map_err(|e| bad(format!("--path {p:?}: {e}")))?),

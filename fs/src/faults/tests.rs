@@ -271,3 +271,40 @@ fn a_malformed_plan_names_the_line_and_column() {
         assert!(e.0.contains(want), "{text:?}: {e}");
     }
 }
+
+#[test]
+fn at_takes_the_triggers_of_durafs_run() {
+    let f = Faults::default();
+    f.add_line("cut --at 'after:fsync:^/wal:nth=2'").unwrap();
+    let wal = p("/wal");
+    assert!(f.check(When::After, 0, &fsync(2), &wal).is_empty());
+    assert!(f.check(When::Before, 0, &fsync(2), &wal).is_empty());
+    assert_eq!(f.check(When::After, 0, &fsync(2), &wal).len(), 1);
+
+    let f = Faults::default();
+    f.add_line("cut --at after-fsync=2").unwrap();
+    assert!(f.check(When::After, 0, &TraceOp::Sync, &[]).is_empty());
+    assert_eq!(
+        f.check(When::After, 0, &TraceOp::Fsyncdir { dir: 1 }, &p("/"))
+            .len(),
+        1
+    );
+
+    let f = Faults::default();
+    f.add_line("cut --at after-ops=3").unwrap();
+    assert!(
+        f.check(When::After, 2, &write(2, 0, 1), &p("/a"))
+            .is_empty()
+    );
+    assert_eq!(f.check(When::After, 3, &write(2, 0, 1), &p("/a")).len(), 1);
+
+    for (line, want) in [
+        ("cut --at after-ops=3 --nth 2", "cannot be used with"),
+        ("error EIO --at 'after:write:x'", "acts before the call"),
+        ("torn --at after-fsync=1", "for cut and delay"),
+        ("cut --at sometime", "unknown trigger"),
+    ] {
+        let e = Faults::default().add_line(line).unwrap_err();
+        assert!(e.0.contains(want), "{line}: {e}");
+    }
+}

@@ -62,22 +62,13 @@ impl fmt::Display for Trigger {
     }
 }
 
-fn positive(what: &str, v: &str) -> Result<u64, String> {
-    match v.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("{what}: {v:?} is not a positive number")),
-    }
-}
-
+/// One grammar with faults: the call-based triggers are
+/// [`durafs::faults::at::At`] (`fault add cut --at TRIGGER`); `after-ms`,
+/// `random` and `exit` are `run`'s own.
 impl std::str::FromStr for Trigger {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(n) = s.strip_prefix("after-ops=") {
-            return positive("after-ops", n).map(Trigger::AfterOps);
-        }
-        if let Some(n) = s.strip_prefix("after-fsync=") {
-            return positive("after-fsync", n).map(Trigger::AfterFsync);
-        }
+        use durafs::faults::at::At;
         if let Some(n) = s.strip_prefix("after-ms=") {
             return n
                 .parse()
@@ -89,33 +80,34 @@ impl std::str::FromStr for Trigger {
             "exit" => return Ok(Trigger::Exit),
             _ => {}
         }
-        let (when, rest) = if let Some(r) = s.strip_prefix("before:") {
-            (When::Before, r)
-        } else if let Some(r) = s.strip_prefix("after:") {
-            (When::After, r)
-        } else {
-            return Err(format!(
-                "unknown trigger {s:?} (expected after-ops=N, after-fsync=N, \
-                 before:OP:REGEX[:nth=K], after:OP:REGEX[:nth=K], after-ms=T, random or exit)"
-            ));
-        };
-        let (op, rest) = rest.split_once(':').unwrap_or((rest, ""));
-        let op = match op {
-            "any" | "*" => None,
-            o if TraceOp::NAMES.contains(&o) => Some(o.to_string()),
-            o => {
-                return Err(format!(
-                    "unknown operation {o:?} (expected any or one of {})",
-                    TraceOp::NAMES.join(", ")
-                ));
+        let at: At = s.parse().map_err(|e: String| {
+            if e.starts_with("unknown trigger") {
+                format!(
+                    "unknown trigger {s:?} (expected after-ops=N, after-fsync=N, \
+                     before:OP:REGEX[:nth=K], after:OP:REGEX[:nth=K], after-ms=T, random or exit)"
+                )
+            } else {
+                e
             }
-        };
-        let (pattern, nth) = match rest.rsplit_once(":nth=") {
-            Some((p, k)) => (p, positive("nth", k)?),
-            None => (rest, 1),
-        };
-        let re = Regex::new(pattern).map_err(|e| format!("path pattern {pattern:?}: {e}"))?;
-        Ok(Trigger::Op { when, op, re, nth })
+        })?;
+        Ok(match at {
+            At::AfterOps(n) => Trigger::AfterOps(n),
+            At::AfterFsync(n) => Trigger::AfterFsync(n),
+            At::Op {
+                when,
+                op,
+                pattern,
+                nth,
+            } => Trigger::Op {
+                when: match when {
+                    durafs::faults::When::Before => When::Before,
+                    durafs::faults::When::After => When::After,
+                },
+                op,
+                re: Regex::new(&pattern).map_err(|e| format!("path pattern {pattern:?}: {e}"))?,
+                nth,
+            },
+        })
     }
 }
 
