@@ -51,7 +51,7 @@ pub struct LogHashOptions {
 impl Default for LogHashOptions {
     fn default() -> Self {
         LogHashOptions {
-            durability: Durability::Fsync,
+            durability: Durability::FSYNC,
             segment_bytes: 4 << 20,
         }
     }
@@ -135,7 +135,7 @@ mod tests {
     use crate::segment::segment_name;
     use crate::segment::testkit::{self, SegmentEngine, check_all, key};
 
-    const BOTH: [Durability; 2] = [Durability::Flush, Durability::Fsync];
+    const BOTH: [Durability; 2] = [Durability::Flush, Durability::FSYNC];
 
     fn opts(durability: Durability, segment_bytes: u64) -> LogHashOptions {
         LogHashOptions {
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn put_at_reports_offsets_and_rotates_segments() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = LogHash::open(dir.path(), opts(Durability::Fsync, 64)).unwrap();
+        let mut s = LogHash::open(dir.path(), opts(Durability::FSYNC, 64)).unwrap();
         let a = s.put_at(b"a", b"0123456789").unwrap();
         let b = s.put_at(b"b", b"0123456789").unwrap();
         assert_eq!(
@@ -275,7 +275,7 @@ mod tests {
                 .unwrap();
             let r = LogHash::open(dir.path(), opts(d, 40));
             match d {
-                Durability::Fsync => assert!(matches!(r, Err(Error::Corrupt(_)))),
+                Durability::Fsync(_) => assert!(matches!(r, Err(Error::Corrupt(_)))),
                 Durability::Flush => {
                     let mut s = r.unwrap();
                     assert_eq!(s.get(b"a").unwrap(), None);

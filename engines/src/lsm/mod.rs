@@ -117,7 +117,7 @@ impl LsmOptions {
 
 impl Default for LsmOptions {
     fn default() -> Self {
-        Self::all(Durability::Fsync)
+        Self::all(Durability::FSYNC)
     }
 }
 

@@ -41,7 +41,8 @@ fn lsm(wal: Durability, sstable: Durability, flush_order: Durability) -> LsmOpti
     }
 }
 
-use Durability::{Flush, Fsync};
+use Durability::Flush;
+const FSYNC: Durability = Durability::FSYNC;
 
 fn boxed<S: KvStore + 'static>(r: Result<S>) -> Result<Box<dyn KvStore>> {
     r.map(|s| Box::new(s) as Box<dyn KvStore>)
@@ -67,7 +68,7 @@ pub fn all() -> Vec<Row> {
             fsync: "sstable+order",
             safe: false,
             mechanism: "WAL record acknowledged after flush, lost when unsynced data dropped",
-            open: |d| boxed(Lsm::open(d, lsm(Flush, Fsync, Fsync))),
+            open: |d| boxed(Lsm::open(d, lsm(Flush, FSYNC, FSYNC))),
         },
         Row {
             engine: "lsm",
@@ -76,7 +77,7 @@ pub fn all() -> Vec<Row> {
             fsync: "wal+order",
             safe: false,
             mechanism: "WAL truncate survived, SSTable data did not",
-            open: |d| boxed(Lsm::open(d, lsm(Fsync, Flush, Fsync))),
+            open: |d| boxed(Lsm::open(d, lsm(FSYNC, Flush, FSYNC))),
         },
         Row {
             engine: "lsm",
@@ -86,7 +87,7 @@ pub fn all() -> Vec<Row> {
             safe: false,
             mechanism: "multi-step flush/compaction without an atomic commit: table list, \
                         WAL truncate and deletes reach the disk out of order",
-            open: |d| boxed(Lsm::open(d, lsm(Fsync, Fsync, Flush))),
+            open: |d| boxed(Lsm::open(d, lsm(FSYNC, FSYNC, Flush))),
         },
         Row {
             engine: "lsm",
@@ -95,7 +96,7 @@ pub fn all() -> Vec<Row> {
             fsync: "yes",
             safe: true,
             mechanism: "",
-            open: |d| boxed(Lsm::open(d, lsm(Fsync, Fsync, Fsync))),
+            open: |d| boxed(Lsm::open(d, lsm(FSYNC, FSYNC, FSYNC))),
         },
         Row {
             engine: "log_hash",
@@ -126,7 +127,7 @@ pub fn all() -> Vec<Row> {
                 boxed(LogHash::open(
                     d,
                     LogHashOptions {
-                        durability: Fsync,
+                        durability: FSYNC,
                         segment_bytes: SEGMENT,
                     },
                 ))
@@ -196,7 +197,7 @@ pub fn all() -> Vec<Row> {
                 boxed(BTree::open(
                     d,
                     BTreeOptions {
-                        durability: Fsync,
+                        durability: FSYNC,
                         checkpoint_bytes: CHECKPOINT,
                     },
                 ))
