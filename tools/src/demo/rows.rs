@@ -5,7 +5,7 @@ use durafs_engines::btree::{BTree, BTreeOptions};
 use durafs_engines::hash_index::{HashIndex, HashIndexOptions};
 use durafs_engines::log_hash::{LogHash, LogHashOptions};
 use durafs_engines::lsm::{Lsm, LsmOptions};
-use durafs_engines::{Durability, KvStore, Result};
+use durafs_engines::{Durability, KvStore, OnSyncError, Result};
 use std::path::Path;
 
 /// Opens (and recovers) a store in a directory.
@@ -25,6 +25,9 @@ pub struct Row {
     /// The mechanism that opens the window, when losses are observed.
     pub mechanism: &'static str,
     pub open: Open,
+    /// A fault armed on the trial's volume once the store is open, in the
+    /// control file's grammar (`fsync-fail --path ^/store/wal ...`).
+    pub fault: Option<&'static str>,
 }
 
 const MEMTABLE: usize = 4 << 10;
@@ -60,6 +63,7 @@ pub fn all() -> Vec<Row> {
             mechanism: "WAL records acknowledged after write+flush, SSTables closed unsynced, \
                         WAL truncated with nothing durable",
             open: |d| boxed(Lsm::open(d, lsm(Flush, Flush, Flush))),
+            fault: None,
         },
         Row {
             engine: "lsm",
@@ -69,6 +73,7 @@ pub fn all() -> Vec<Row> {
             safe: false,
             mechanism: "WAL record acknowledged after flush, lost when unsynced data dropped",
             open: |d| boxed(Lsm::open(d, lsm(Flush, FSYNC, FSYNC))),
+            fault: None,
         },
         Row {
             engine: "lsm",
@@ -78,6 +83,7 @@ pub fn all() -> Vec<Row> {
             safe: false,
             mechanism: "WAL truncate survived, SSTable data did not",
             open: |d| boxed(Lsm::open(d, lsm(FSYNC, Flush, FSYNC))),
+            fault: None,
         },
         Row {
             engine: "lsm",
@@ -88,6 +94,7 @@ pub fn all() -> Vec<Row> {
             mechanism: "multi-step flush/compaction without an atomic commit: table list, \
                         WAL truncate and deletes reach the disk out of order",
             open: |d| boxed(Lsm::open(d, lsm(FSYNC, FSYNC, Flush))),
+            fault: None,
         },
         Row {
             engine: "lsm",
@@ -97,6 +104,7 @@ pub fn all() -> Vec<Row> {
             safe: true,
             mechanism: "",
             open: |d| boxed(Lsm::open(d, lsm(FSYNC, FSYNC, FSYNC))),
+            fault: None,
         },
         Row {
             engine: "log_hash",
@@ -115,6 +123,7 @@ pub fn all() -> Vec<Row> {
                     },
                 ))
             },
+            fault: None,
         },
         Row {
             engine: "log_hash",
@@ -132,6 +141,7 @@ pub fn all() -> Vec<Row> {
                     },
                 ))
             },
+            fault: None,
         },
         Row {
             engine: "hash_index",
@@ -150,6 +160,7 @@ pub fn all() -> Vec<Row> {
                     },
                 ))
             },
+            fault: None,
         },
         Row {
             engine: "hash_index",
@@ -167,6 +178,7 @@ pub fn all() -> Vec<Row> {
                     },
                 ))
             },
+            fault: None,
         },
         Row {
             engine: "btree",
@@ -185,6 +197,7 @@ pub fn all() -> Vec<Row> {
                     },
                 ))
             },
+            fault: None,
         },
         Row {
             engine: "btree",
@@ -202,6 +215,59 @@ pub fn all() -> Vec<Row> {
                     },
                 ))
             },
+            fault: None,
+        },
+    ]
+}
+
+/// The fault of the fsync-error rows: every fifth fsync or fdatasync of the
+/// LSM's WAL (`/store/wal.log`) fails with EIO.
+pub const WAL_FSYNC_FAILS: &str = "fsync-fail --path ^/store/wal --every 5 --forever";
+
+fn lsm_on_sync_error(on: OnSyncError) -> LsmOptions {
+    let d = Durability::Fsync(on);
+    lsm(d, d, d)
+}
+
+/// The LSM in its crash-safe setting with each [`OnSyncError`], its WAL's
+/// fsyncs failing now and then ([`WAL_FSYNC_FAILS`]) on a volume with
+/// ext4's semantics for a failed fsync: the failed pages are marked clean,
+/// a retried fsync returns 0, and their data is lost at the next cut.
+pub fn fsync_errors() -> Vec<Row> {
+    let fault = Some(WAL_FSYNC_FAILS);
+    vec![
+        Row {
+            engine: "lsm",
+            setting: "fsync + retry on error (PostgreSQL < 2018)",
+            wal: true,
+            fsync: "yes, some fail",
+            safe: false,
+            mechanism: "a WAL fsync failed and was retried; the retry returned 0 (the failed \
+                        pages were marked clean) and the put was acknowledged, its record \
+                        never on the disk",
+            open: |d| boxed(Lsm::open(d, lsm_on_sync_error(OnSyncError::Retry))),
+            fault,
+        },
+        Row {
+            engine: "lsm",
+            setting: "fsync + ignore error",
+            wal: true,
+            fsync: "yes, some fail",
+            safe: false,
+            mechanism: "a WAL fsync failed and the error was ignored: the put was \
+                        acknowledged, its record never on the disk",
+            open: |d| boxed(Lsm::open(d, lsm_on_sync_error(OnSyncError::Ignore))),
+            fault,
+        },
+        Row {
+            engine: "lsm",
+            setting: "fsync + poison on error",
+            wal: true,
+            fsync: "yes, some fail",
+            safe: true,
+            mechanism: "",
+            open: |d| boxed(Lsm::open(d, lsm_on_sync_error(OnSyncError::Poison))),
+            fault,
         },
     ]
 }

@@ -48,6 +48,9 @@ pub enum Choice {
 pub struct Outcome {
     /// Puts acknowledged before the cut.
     pub acked: usize,
+    /// Puts that failed (and so were not acknowledged) before the cut: a
+    /// poisoned store refuses every put after the one that failed.
+    pub refused: usize,
     /// Acknowledged puts missing or wrong after recovery.
     pub lost: usize,
     /// The engine's recovery (or a read) failed.
@@ -73,11 +76,22 @@ fn value(i: usize, len: usize) -> Vec<u8> {
     v
 }
 
-fn mount_fresh(backing: &Path, mnt: &Path, model: Persistence) -> Result<Mounted, TrialError> {
-    let opts = FsOptions {
+/// The options of a trial's volume: `model`, and for a row that injects a
+/// fault, ext4's semantics for a failed fsync (the failed pages are marked
+/// clean, a retried fsync returns 0, their data is lost at the next cut).
+fn volume_options(model: Persistence, row: &Row) -> FsOptions {
+    // WAITING for the volume's fsync-failure semantics (on its way to the
+    // fs crate): `fsync_failure: FsyncFailure::Ext4` when `row.fault` is
+    // set. Until then a failed fsync keeps its pages pending, as a strict
+    // kernel would, and a retry persists them.
+    let _ = row.fault;
+    FsOptions {
         persistence: model,
         ..FsOptions::default()
-    };
+    }
+}
+
+fn mount_fresh(backing: &Path, mnt: &Path, opts: FsOptions) -> Result<Mounted, TrialError> {
     let fs = DuraFs::open(backing, opts)
         .map_err(|e| TrialError(format!("backing {}: {e}", backing.display())))?;
     mount(Arc::new(fs), mnt, &MountOptions::default())
@@ -102,22 +116,16 @@ pub fn run(
     std::fs::create_dir(&mnt).map_err(|e| TrialError(format!("mkdir: {e}")))?;
     let store_dir = mnt.join("store");
 
-    let mounted = mount_fresh(&backing, &mnt, work.model)?;
+    let mounted = mount_fresh(&backing, &mnt, volume_options(work.model, row))?;
     let mut store = (row.open)(&store_dir)
         .map_err(|e| TrialError(format!("{} {}: open: {e}", row.engine, row.setting)))?;
-    let mut acked = 0;
-    for i in 0..cut_after {
-        if store.put(&key(i), &value(i, work.value_len)).is_err() {
-            break;
-        }
-        acked = i + 1;
-        if work.maintain_every > 0
-            && (i + 1) % work.maintain_every == 0
-            && store.maintain().is_err()
-        {
-            break;
-        }
+    if let Some(spec) = row.fault {
+        mounted
+            .fs()
+            .add_fault(spec)
+            .map_err(|e| TrialError(format!("fault {spec}: {e}")))?;
     }
+    let driven = drive(store.as_mut(), work, cut_after);
     let mut enumerated = 0;
     let cut = match choice {
         Choice::Policy(opts) => mounted.cut(*opts),
@@ -139,13 +147,15 @@ pub fn run(
     // nothing it does on the way out can land.
     drop(store);
 
-    let mounted = mount_fresh(&backing, &mnt, work.model)?;
-    let (lost, recovery_error) = check(row, &store_dir, acked, work.value_len);
+    // The volume after the cut has no fault armed.
+    let mounted = mount_fresh(&backing, &mnt, volume_options(work.model, row))?;
+    let (lost, recovery_error) = check(row, &store_dir, &driven.acked, work.value_len);
     mounted
         .unmount()
         .map_err(|e| TrialError(format!("unmount: {e}")))?;
     Ok(Outcome {
-        acked,
+        acked: driven.acked.len(),
+        refused: driven.refused,
         lost,
         recovery_error,
         label: match choice {
@@ -157,15 +167,45 @@ pub fn run(
     })
 }
 
+/// The puts of a trial's workload up to the cut.
+struct Driven {
+    /// The puts acknowledged, by number.
+    acked: Vec<usize>,
+    /// Puts that failed.
+    refused: usize,
+}
+
+/// Runs `cut_after` puts of the workload on `store`, its maintenance step
+/// after every `maintain_every`. A put that fails is not acknowledged; the
+/// workload goes on, as a program would (a poisoned store refuses the rest).
+fn drive(store: &mut dyn KvStore, work: &Workload, cut_after: usize) -> Driven {
+    let mut driven = Driven {
+        acked: Vec::new(),
+        refused: 0,
+    };
+    for i in 0..cut_after {
+        match store.put(&key(i), &value(i, work.value_len)) {
+            Ok(()) => driven.acked.push(i),
+            Err(_) => driven.refused += 1,
+        }
+        if work.maintain_every > 0 && (i + 1) % work.maintain_every == 0 {
+            // A failed step loses no acknowledged put in a crash-safe
+            // store; what it left is what the cut and recovery measure.
+            let _ = store.maintain();
+        }
+    }
+    driven
+}
+
 /// Recovers the store and counts the acknowledged puts it lost.
-fn check(row: &Row, dir: &Path, acked: usize, value_len: usize) -> (usize, Option<String>) {
+fn check(row: &Row, dir: &Path, acked: &[usize], value_len: usize) -> (usize, Option<String>) {
     let mut store: Box<dyn KvStore> = match (row.open)(dir) {
         Ok(s) => s,
-        Err(e) => return (acked, Some(format!("recovery failed: {e}"))),
+        Err(e) => return (acked.len(), Some(format!("recovery failed: {e}"))),
     };
     let mut lost = 0;
     let mut error = None;
-    for i in 0..acked {
+    for &i in acked {
         match store.get(&key(i)) {
             Ok(Some(v)) if v == value(i, value_len) => {}
             Ok(_) => lost += 1,
