@@ -203,6 +203,14 @@ fn a_failed_fsync_poisons_the_crash_safe_lsm_which_loses_nothing() {
         assert_eq!((o.acked, o.refused), (4, plan().work.puts - 4), "{o:?}");
         assert_eq!((o.lost, &o.recovery_error), (0, &None), "{o:?}");
     }
+    let (i, r) = rows::fsync_errors()
+        .into_iter()
+        .enumerate()
+        .find(|(_, r)| r.safe)
+        .expect("a crash-safe fsync-error row");
+    let res = run_row(i, &r, &plan(), &|_| {}).unwrap_or_else(|e| panic!("{}", e.0));
+    assert_eq!((res.states_lost, res.recovery_errors), (0, 0), "{res:?}");
+    assert!(res.as_expected());
 }
 
 /// Under ext4's semantics for a failed fsync (pages marked clean, a retry
