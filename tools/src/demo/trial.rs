@@ -1,6 +1,7 @@
 //! One crash trial: mount a fresh volume, run an engine's workload through
-//! it up to a cut point, cut the power, remount, let the engine recover and
-//! check every acknowledged put.
+//! it up to a cut point (with the row's fault armed, if it has one), cut
+//! the power, remount, let the engine recover and check every acknowledged
+//! put.
 
 use super::rows::Row;
 use durafs::fs::{DuraFs, FsOptions};
