@@ -125,12 +125,22 @@ fn btree_loses_nothing_with_its_wal_fsync_and_loses_without() {
     );
 }
 
+/// The demo's rows and the fsync-error rows the volume can measure yet.
+fn every_row() -> Vec<Row> {
+    // WAITING: the retry row needs the volume's ext4 fsync-failure
+    // semantics (see `rows::all`).
+    let ready = rows::fsync_errors()
+        .into_iter()
+        .filter(|r| r.setting != rows::RETRY_SETTING);
+    rows::all().into_iter().chain(ready).collect()
+}
+
 /// Every row under `model`: vulnerable settings lose acknowledged puts,
 /// crash-safe ones lose nothing.
 fn every_row_as_expected_under(model: Persistence) {
     let mut plan = plan();
     plan.work.model = model;
-    for (i, r) in rows::all().into_iter().enumerate() {
+    for (i, r) in every_row().into_iter().enumerate() {
         let res = run_row(i, &r, &plan, &|_| {})
             .unwrap_or_else(|e| panic!("{} / {}: {}", r.engine, r.setting, e.0));
         assert!(res.states_tried > 0);
@@ -177,19 +187,23 @@ fn under_the_btrfs_model_too() {
 }
 
 /// One trial of fsync-error row `setting` (its fault armed): `cut_after`
-/// puts of the workload, then a cut with `policy`.
-fn fsync_error_trial(setting: &str, cut_after: usize, policy: Policy) -> trial::Outcome {
+/// puts of workload `work`, then a cut with `policy`.
+fn fsync_error_trial(
+    setting: &str,
+    work: &Workload,
+    cut_after: usize,
+    policy: Policy,
+) -> trial::Outcome {
     let r = rows::fsync_errors()
         .into_iter()
         .find(|r| r.setting == setting)
         .unwrap_or_else(|| panic!("no fsync-error row {setting}"));
     assert!(r.fault.is_some());
-    let work = plan().work;
     let choice = Choice::Policy(CrashOptions {
         policy,
         ..CrashOptions::default()
     });
-    let o = trial::run(&r, None, &work, cut_after, &choice).unwrap_or_else(|e| panic!("{}", e.0));
+    let o = trial::run(&r, None, work, cut_after, &choice).unwrap_or_else(|e| panic!("{}", e.0));
     assert_eq!(o.acked + o.refused, cut_after, "{setting}: {o:?}");
     o
 }
@@ -197,36 +211,39 @@ fn fsync_error_trial(setting: &str, cut_after: usize, policy: Policy) -> trial::
 #[test]
 fn a_failed_fsync_poisons_the_crash_safe_lsm_which_loses_nothing() {
     for policy in [Policy::DropAll, Policy::MetaFirst, Policy::Random] {
-        let o = fsync_error_trial("fsync + poison on error", plan().work.puts, policy);
-        // The fifth WAL fsync failed: that put was refused, and every put
-        // after it, since the store refuses writes until reopened.
-        assert_eq!((o.acked, o.refused), (4, plan().work.puts - 4), "{o:?}");
+        let work = plan().work;
+        let o = fsync_error_trial("fsync + poison on error", &work, work.puts, policy);
+        // The first memtable flush's table fsync failed: the flush failed,
+        // and every put after it was refused (the store refuses writes
+        // until reopened); the WAL still held the memtable's puts.
+        assert!(o.acked > 0 && o.refused > 0, "{o:?}");
         assert_eq!((o.lost, &o.recovery_error), (0, &None), "{o:?}");
     }
-    let (i, r) = rows::fsync_errors()
-        .into_iter()
-        .enumerate()
-        .find(|(_, r)| r.safe)
-        .expect("a crash-safe fsync-error row");
-    let res = run_row(i, &r, &plan(), &|_| {}).unwrap_or_else(|e| panic!("{}", e.0));
-    assert_eq!((res.states_lost, res.recovery_errors), (0, 0), "{res:?}");
-    assert!(res.as_expected());
+}
+
+/// The whole workload, then a cut: every table's fsync failed, yet the
+/// flushes truncated the WAL and the compactions deleted the tables merged.
+fn after_the_failed_flush(setting: &str) -> trial::Outcome {
+    let work = plan().work;
+    let o = fsync_error_trial(setting, &work, work.puts - 10, Policy::DropAll);
+    assert_eq!(o.refused, 0, "{setting}: every put acknowledged: {o:?}");
+    o
+}
+
+/// Ignoring the error: nothing ever makes the tables' pages durable, yet
+/// the manifest names them and the WAL is truncated.
+#[test]
+fn ignoring_a_failed_fsync_loses_acknowledged_puts() {
+    let o = after_the_failed_flush("fsync + ignore error");
+    assert!(o.lost > 0, "{o:?}");
 }
 
 /// Under ext4's semantics for a failed fsync (pages marked clean, a retry
-/// returns 0, the data lost at the cut), retrying or ignoring the error
-/// acknowledges puts that a cut then loses.
+/// returns 0, the data lost at the cut), retrying acknowledges puts that a
+/// cut then loses, as PostgreSQL's did before 2018.
 #[test]
 #[ignore = "waiting for the volume's ext4 fsync-failure semantics (FsOptions::fsync_failure)"]
-fn retrying_or_ignoring_a_failed_fsync_loses_acknowledged_puts_under_ext4_semantics() {
-    for setting in [
-        "fsync + retry on error (PostgreSQL < 2018)",
-        "fsync + ignore error",
-    ] {
-        // 20 puts after the last maintenance step: in the WAL only, some
-        // of them after a failed fsync.
-        let o = fsync_error_trial(setting, plan().work.puts - 10, Policy::DropAll);
-        assert_eq!(o.refused, 0, "{setting}: every put acknowledged: {o:?}");
-        assert!(o.lost > 0 || o.recovery_error.is_some(), "{setting}: {o:?}");
-    }
+fn retrying_a_failed_fsync_loses_acknowledged_puts_under_ext4_semantics() {
+    let o = after_the_failed_flush("fsync + retry on error (PostgreSQL < 2018)");
+    assert!(o.lost > 0, "{o:?}");
 }

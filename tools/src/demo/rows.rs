@@ -52,6 +52,12 @@ fn boxed<S: KvStore + 'static>(r: Result<S>) -> Result<Box<dyn KvStore>> {
 }
 
 /// Every row, vulnerable forms first within each engine.
+///
+/// WAITING: the rows of [`fsync_errors`] join these once the volume has
+/// ext4's semantics for a failed fsync (the retry row loses nothing under
+/// the strict ones it has now: the retry persists the pages) and the demo
+/// holds back the volume's `fault fired` warnings as it does the engines'
+/// (`logging`): every trial of theirs fires a fault, each logged.
 pub fn all() -> Vec<Row> {
     vec![
         Row {
@@ -220,31 +226,39 @@ pub fn all() -> Vec<Row> {
     ]
 }
 
-/// The fault of the fsync-error rows: every fifth fsync or fdatasync of the
-/// LSM's WAL (`/store/wal.log`) fails with EIO.
-pub const WAL_FSYNC_FAILS: &str = "fsync-fail --path ^/store/wal --every 5 --forever";
+/// The fault of the fsync-error rows: every fsync of an SSTable
+/// (`/store/000001.sst`, ...) fails with EIO, as on a failing device or a
+/// full thin-provisioned volume under the table files, the way PostgreSQL's
+/// checkpoints met failed fsyncs of their data files.
+pub const TABLE_FSYNC_FAILS: &str = "fsync-fail --path '^/store/[0-9]+\\.sst$' --every 1 --forever";
+
+/// The setting of the row that retries a failed fsync.
+pub const RETRY_SETTING: &str = "fsync + retry on error (PostgreSQL < 2018)";
 
 fn lsm_on_sync_error(on: OnSyncError) -> LsmOptions {
     let d = Durability::Fsync(on);
     lsm(d, d, d)
 }
 
-/// The LSM in its crash-safe setting with each [`OnSyncError`], its WAL's
-/// fsyncs failing now and then ([`WAL_FSYNC_FAILS`]) on a volume with
+/// The LSM in its crash-safe setting with each [`OnSyncError`], the
+/// fsyncs of its SSTables failing ([`TABLE_FSYNC_FAILS`]) on a volume with
 /// ext4's semantics for a failed fsync: the failed pages are marked clean,
-/// a retried fsync returns 0, and their data is lost at the next cut.
+/// a retried fsync returns 0, and their data is lost at the next cut. A
+/// flush that carries on names the table in the manifest and truncates the
+/// WAL; a compaction deletes the tables it merged: from the first flush on,
+/// a cut loses the puts in tables.
 pub fn fsync_errors() -> Vec<Row> {
-    let fault = Some(WAL_FSYNC_FAILS);
+    let fault = Some(TABLE_FSYNC_FAILS);
     vec![
         Row {
             engine: "lsm",
-            setting: "fsync + retry on error (PostgreSQL < 2018)",
+            setting: RETRY_SETTING,
             wal: true,
             fsync: "yes, some fail",
             safe: false,
-            mechanism: "a WAL fsync failed and was retried; the retry returned 0 (the failed \
-                        pages were marked clean) and the put was acknowledged, its record \
-                        never on the disk",
+            mechanism: "an SSTable's fsync failed and was retried; the retry returned 0 (the \
+                        failed pages marked clean, never written), the manifest named the table \
+                        and the WAL was truncated: its puts lost at the cut",
             open: |d| boxed(Lsm::open(d, lsm_on_sync_error(OnSyncError::Retry))),
             fault,
         },
@@ -254,8 +268,8 @@ pub fn fsync_errors() -> Vec<Row> {
             wal: true,
             fsync: "yes, some fail",
             safe: false,
-            mechanism: "a WAL fsync failed and the error was ignored: the put was \
-                        acknowledged, its record never on the disk",
+            mechanism: "an SSTable's fsync failed and the error was ignored: the manifest named \
+                        the table and the WAL was truncated, its puts lost at the cut",
             open: |d| boxed(Lsm::open(d, lsm_on_sync_error(OnSyncError::Ignore))),
             fault,
         },
