@@ -3,8 +3,8 @@
 //! setting loses none in every state tried (including every enumerated
 //! state at the end of the workload).
 
-use durafs::model::Persistence;
 use durafs::model::crash::{CrashOptions, Policy};
+use durafs::model::{FsyncFailure, Persistence};
 use durafs_engines::KvStore;
 use durafs_engines::log_hash::{LogHash, LogHashOptions};
 use durafs_tools::demo::rows::{self, Row};
@@ -18,6 +18,7 @@ fn plan() -> Plan {
             maintain_every: 30,
             value_len: 100,
             model: Persistence::Posix,
+            fsync_failure: FsyncFailure::Ext4,
         },
         points: 3,
         seeds: 1,
@@ -125,14 +126,13 @@ fn btree_loses_nothing_with_its_wal_fsync_and_loses_without() {
     );
 }
 
-/// The demo's rows and the fsync-error rows the volume can measure yet.
+/// The demo's rows and the fsync-error rows it does not run yet (see
+/// `rows::all`).
 fn every_row() -> Vec<Row> {
-    // WAITING: the retry row needs the volume's ext4 fsync-failure
-    // semantics (see `rows::all`).
-    let ready = rows::fsync_errors()
+    rows::all()
         .into_iter()
-        .filter(|r| r.setting != rows::RETRY_SETTING);
-    rows::all().into_iter().chain(ready).collect()
+        .chain(rows::fsync_errors())
+        .collect()
 }
 
 /// Every row under `model`: vulnerable settings lose acknowledged puts,
@@ -221,10 +221,14 @@ fn a_failed_fsync_poisons_the_crash_safe_lsm_which_loses_nothing() {
     }
 }
 
-/// The whole workload, then a cut: every table's fsync failed, yet the
-/// flushes truncated the WAL and the compactions deleted the tables merged.
-fn after_the_failed_flush(setting: &str) -> trial::Outcome {
-    let work = plan().work;
+/// The workload but its last 10 puts under `fsync_failure`, then a cut:
+/// tables' fsyncs failed, yet the flushes truncated the WAL and the
+/// compactions deleted the tables merged.
+fn after_failed_flushes(setting: &str, fsync_failure: FsyncFailure) -> trial::Outcome {
+    let work = Workload {
+        fsync_failure,
+        ..plan().work
+    };
     let o = fsync_error_trial(setting, &work, work.puts - 10, Policy::DropAll);
     assert_eq!(o.refused, 0, "{setting}: every put acknowledged: {o:?}");
     o
@@ -234,7 +238,7 @@ fn after_the_failed_flush(setting: &str) -> trial::Outcome {
 /// the manifest names them and the WAL is truncated.
 #[test]
 fn ignoring_a_failed_fsync_loses_acknowledged_puts() {
-    let o = after_the_failed_flush("fsync + ignore error");
+    let o = after_failed_flushes("fsync + ignore error", FsyncFailure::Ext4);
     assert!(o.lost > 0, "{o:?}");
 }
 
@@ -242,8 +246,16 @@ fn ignoring_a_failed_fsync_loses_acknowledged_puts() {
 /// returns 0, the data lost at the cut), retrying acknowledges puts that a
 /// cut then loses, as PostgreSQL's did before 2018.
 #[test]
-#[ignore = "waiting for the volume's ext4 fsync-failure semantics (FsOptions::fsync_failure)"]
 fn retrying_a_failed_fsync_loses_acknowledged_puts_under_ext4_semantics() {
-    let o = after_the_failed_flush("fsync + retry on error (PostgreSQL < 2018)");
+    let o = after_failed_flushes(rows::RETRY_SETTING, FsyncFailure::Ext4);
     assert!(o.lost > 0, "{o:?}");
+}
+
+/// The same retry loses nothing where a failed fsync keeps its pages dirty
+/// (`strict`, what the retrying program assumed): the loss is ext4's
+/// marking the failed pages clean.
+#[test]
+fn retrying_a_failed_fsync_loses_nothing_under_strict_semantics() {
+    let o = after_failed_flushes(rows::RETRY_SETTING, FsyncFailure::Strict);
+    assert_eq!((o.lost, &o.recovery_error), (0, &None), "{o:?}");
 }

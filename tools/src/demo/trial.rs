@@ -7,6 +7,7 @@ use super::rows::Row;
 use durafs::fs::{DuraFs, FsOptions};
 use durafs::model::crash::{CrashOptions, CrashState};
 use durafs::model::enumerate::{EnumOptions, enumerate};
+use durafs::model::fsync_fail::FsyncFailure;
 use durafs::model::{PendingOp, Persistence};
 use durafs::mount::{MountOptions, Mounted, mount};
 use durafs_engines::KvStore;
@@ -22,6 +23,9 @@ pub struct Workload {
     pub value_len: usize,
     /// The durability model of the trial's volume.
     pub model: Persistence,
+    /// What follows a failed fsync on the volume of a row that injects
+    /// one ([`Row::fault`]): ext4's semantics by default.
+    pub fsync_failure: FsyncFailure,
 }
 
 impl Default for Workload {
@@ -31,6 +35,7 @@ impl Default for Workload {
             maintain_every: 60,
             value_len: 100,
             model: Persistence::Posix,
+            fsync_failure: FsyncFailure::Ext4,
         }
     }
 }
@@ -77,18 +82,19 @@ fn value(i: usize, len: usize) -> Vec<u8> {
     v
 }
 
-/// The options of a trial's volume: `model`, and for a row that injects a
-/// fault, ext4's semantics for a failed fsync (the failed pages are marked
-/// clean, a retried fsync returns 0, their data is lost at the next cut).
-fn volume_options(model: Persistence, row: &Row) -> FsOptions {
-    // WAITING for the volume's fsync-failure semantics (on its way to the
-    // fs crate): `fsync_failure: FsyncFailure::Ext4` when `row.fault` is
-    // set. Until then a failed fsync keeps its pages pending, as a strict
-    // kernel would, and a retry persists them.
-    let _ = row.fault;
+/// The options of a trial's volume: the workload's model, and for a row
+/// that injects a fault, its semantics for a failed fsync (ext4's: the
+/// failed pages are marked clean, a retried fsync returns 0, their data is
+/// lost at the next cut).
+fn volume_options(work: &Workload, row: &Row) -> FsOptions {
+    let defaults = FsOptions::default();
     FsOptions {
-        persistence: model,
-        ..FsOptions::default()
+        persistence: work.model,
+        fsync_failure: match row.fault {
+            Some(_) => work.fsync_failure,
+            None => defaults.fsync_failure,
+        },
+        ..defaults
     }
 }
 
@@ -117,7 +123,7 @@ pub fn run(
     std::fs::create_dir(&mnt).map_err(|e| TrialError(format!("mkdir: {e}")))?;
     let store_dir = mnt.join("store");
 
-    let mounted = mount_fresh(&backing, &mnt, volume_options(work.model, row))?;
+    let mounted = mount_fresh(&backing, &mnt, volume_options(work, row))?;
     let mut store = (row.open)(&store_dir)
         .map_err(|e| TrialError(format!("{} {}: open: {e}", row.engine, row.setting)))?;
     if let Some(spec) = row.fault {
@@ -149,7 +155,7 @@ pub fn run(
     drop(store);
 
     // The volume after the cut has no fault armed.
-    let mounted = mount_fresh(&backing, &mnt, volume_options(work.model, row))?;
+    let mounted = mount_fresh(&backing, &mnt, volume_options(work, row))?;
     let (lost, recovery_error) = check(row, &store_dir, &driven.acked, work.value_len);
     mounted
         .unmount()
