@@ -26,6 +26,10 @@
 //! * [`Durability::Fsync`]: each record is fdatasynced before `put` returns;
 //!   the directory is fsynced after a segment is created or removed; a merge
 //!   makes its outputs durable before it unlinks any input.
+//! * A failed fsync is handled as [`Durability::Fsync`]'s
+//!   [`crate::OnSyncError`] says: poison (the put fails, the store refuses
+//!   writes until reopened), retry once, or ignore; the last two can
+//!   acknowledge a record the kernel dropped.
 //!
 //! Recovery scans the segments in order up to the last complete record,
 //! truncates a torn tail, and reports a damaged record followed by a valid one
@@ -42,7 +46,9 @@ pub const SEGMENT_EXT: &str = "log";
 /// Options for [`LogHash`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogHashOptions {
-    /// Whether writes are fsynced before they are acknowledged.
+    /// Whether writes are fsynced before they are acknowledged, and what a
+    /// failed fsync leads to ([`crate::OnSyncError`]: only the default,
+    /// [`Durability::FSYNC`], poisons the store and is crash-safe).
     pub durability: Durability,
     /// A segment is rotated before an append would take it past this size.
     pub segment_bytes: u64,
@@ -51,7 +57,7 @@ pub struct LogHashOptions {
 impl Default for LogHashOptions {
     fn default() -> Self {
         LogHashOptions {
-            durability: Durability::Fsync,
+            durability: Durability::FSYNC,
             segment_bytes: 4 << 20,
         }
     }
@@ -131,11 +137,12 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::Error;
     use crate::segment::segment_name;
     use crate::segment::testkit::{self, SegmentEngine, check_all, key};
+    use crate::sync::failpoint;
+    use crate::{Error, OnSyncError};
 
-    const BOTH: [Durability; 2] = [Durability::Flush, Durability::Fsync];
+    const BOTH: [Durability; 2] = [Durability::Flush, Durability::FSYNC];
 
     fn opts(durability: Durability, segment_bytes: u64) -> LogHashOptions {
         LogHashOptions {
@@ -191,7 +198,7 @@ mod tests {
     #[test]
     fn put_at_reports_offsets_and_rotates_segments() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = LogHash::open(dir.path(), opts(Durability::Fsync, 64)).unwrap();
+        let mut s = LogHash::open(dir.path(), opts(Durability::FSYNC, 64)).unwrap();
         let a = s.put_at(b"a", b"0123456789").unwrap();
         let b = s.put_at(b"b", b"0123456789").unwrap();
         assert_eq!(
@@ -275,7 +282,7 @@ mod tests {
                 .unwrap();
             let r = LogHash::open(dir.path(), opts(d, 40));
             match d {
-                Durability::Fsync => assert!(matches!(r, Err(Error::Corrupt(_)))),
+                Durability::Fsync(_) => assert!(matches!(r, Err(Error::Corrupt(_)))),
                 Durability::Flush => {
                     let mut s = r.unwrap();
                     assert_eq!(s.get(b"a").unwrap(), None);
@@ -304,6 +311,72 @@ mod tests {
         for sync in [false, true] {
             testkit::merge_stopped_after_any_step::<LogHash>(sync);
         }
+    }
+
+    /// A store whose fsync failures are handled as `on`, holding `a`, whose
+    /// next put meets one failed fsync attempt (the failpoint).
+    fn put_meeting_a_failed_fsync(
+        dir: &Path,
+        on: OnSyncError,
+    ) -> (LogHash, Result<RecordPos>, (usize, usize)) {
+        let mut s = LogHash::open(dir, opts(Durability::Fsync(on), 1 << 20)).unwrap();
+        s.put(b"a", b"1").unwrap();
+        failpoint::fail_after(0, 1);
+        let r = s.put_at(b"b", b"2");
+        (s, r, failpoint::seen())
+    }
+
+    #[test]
+    fn the_default_poisons_on_a_failed_fsync() {
+        let d = LogHashOptions::default().durability;
+        assert_eq!(d.on_sync_error(), Some(OnSyncError::Poison));
+    }
+
+    #[test]
+    fn a_failed_fsync_under_poison_fails_the_put_and_refuses_writes_until_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, r, seen) = put_meeting_a_failed_fsync(dir.path(), OnSyncError::Poison);
+        assert!(
+            r.is_err(),
+            "no offset returned for the put whose fsync failed"
+        );
+        assert_eq!(seen, (1, 1), "no retry");
+        assert!(s.put(b"c", b"3").is_err(), "poisoned: refuses the next put");
+        assert!(s.delete(b"a").is_err());
+        assert!(s.maintain().is_err());
+        assert_eq!(failpoint::seen(), (1, 1), "refused before any fsync");
+        assert_eq!(s.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
+        drop(s);
+        let o = opts(Durability::FSYNC, 1 << 20);
+        let mut s = LogHash::open(dir.path(), o).unwrap();
+        s.put(b"c", b"3").unwrap();
+        assert_eq!(s.get(b"c").unwrap().as_deref(), Some(&b"3"[..]));
+    }
+
+    #[test]
+    fn a_failed_fsync_under_retry_is_retried_once_and_the_put_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, r, seen) = put_meeting_a_failed_fsync(dir.path(), OnSyncError::Retry);
+        assert_eq!(r.unwrap().segment, 1);
+        assert_eq!(seen, (2, 1), "the failed fsync and its retry");
+        s.put(b"c", b"3").unwrap();
+        failpoint::fail_after(0, 2);
+        assert!(s.put(b"d", b"4").is_err(), "a failed retry fails the put");
+        assert!(s.put(b"e", b"5").is_err(), "... and poisons the store");
+        drop(s);
+        let mut s = LogHash::open(dir.path(), opts(Durability::FSYNC, 1 << 20)).unwrap();
+        assert_eq!(s.get(b"b").unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(s.get(b"c").unwrap().as_deref(), Some(&b"3"[..]));
+    }
+
+    #[test]
+    fn a_failed_fsync_under_ignore_is_acknowledged_without_a_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, r, seen) = put_meeting_a_failed_fsync(dir.path(), OnSyncError::Ignore);
+        assert!(r.is_ok());
+        assert_eq!(seen, (1, 1), "no retry");
+        s.put(b"c", b"3").unwrap();
+        assert_eq!(s.get(b"b").unwrap().as_deref(), Some(&b"2"[..]));
     }
 
     #[test]

@@ -256,7 +256,7 @@ fn flush_forms_make_nothing_durable() {
 /// order's in `flush`.
 #[test]
 fn fsync_forms_need_durability_calls() {
-    let fsync = Durability::Fsync;
+    let fsync = Durability::FSYNC;
     assert!(refused(&run(|r| btree(r, fsync))), "btree");
     assert!(refused(&run(|r| lsm(r, LsmOptions::all(fsync)))), "lsm");
     assert!(refused(&run(|r| log_hash(r, fsync))), "log_hash");

@@ -601,7 +601,7 @@ mod tests {
     fn empty_table_is_valid() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("e.sst");
-        write(&p, Durability::Fsync, BLOCK_SIZE, &BTreeMap::new());
+        write(&p, Durability::FSYNC, BLOCK_SIZE, &BTreeMap::new());
         let t = SSTable::open(&p).unwrap();
         assert!(t.is_empty());
         assert_eq!(std::fs::metadata(&p).unwrap().len(), FOOTER_LEN as u64);
@@ -726,7 +726,7 @@ mod tests {
                 #[test]
                 fn flush() { super::$check(crate::Durability::Flush) }
                 #[test]
-                fn fsync() { super::$check(crate::Durability::Fsync) }
+                fn fsync() { super::$check(crate::Durability::FSYNC) }
             }
         )*};
     }
@@ -774,7 +774,7 @@ mod tests {
 
         #[test]
         fn model_fsync((m, block, probes) in case()) {
-            model(Durability::Fsync, m, block, probes);
+            model(Durability::FSYNC, m, block, probes);
         }
     }
 }

@@ -3,8 +3,8 @@
 //! setting loses none in every state tried (including every enumerated
 //! state at the end of the workload).
 
-use durafs::model::Persistence;
 use durafs::model::crash::{CrashOptions, Policy};
+use durafs::model::{FsyncFailure, Persistence};
 use durafs_engines::KvStore;
 use durafs_engines::log_hash::{LogHash, LogHashOptions};
 use durafs_tools::demo::rows::{self, Row};
@@ -18,6 +18,7 @@ fn plan() -> Plan {
             maintain_every: 30,
             value_len: 100,
             model: Persistence::Posix,
+            fsync_failure: FsyncFailure::Ext4,
         },
         points: 3,
         seeds: 1,
@@ -125,12 +126,21 @@ fn btree_loses_nothing_with_its_wal_fsync_and_loses_without() {
     );
 }
 
+/// The demo's rows and the fsync-error rows it does not run yet (see
+/// `rows::all`).
+fn every_row() -> Vec<Row> {
+    rows::all()
+        .into_iter()
+        .chain(rows::fsync_errors())
+        .collect()
+}
+
 /// Every row under `model`: vulnerable settings lose acknowledged puts,
 /// crash-safe ones lose nothing.
 fn every_row_as_expected_under(model: Persistence) {
     let mut plan = plan();
     plan.work.model = model;
-    for (i, r) in rows::all().into_iter().enumerate() {
+    for (i, r) in every_row().into_iter().enumerate() {
         let res = run_row(i, &r, &plan, &|_| {})
             .unwrap_or_else(|e| panic!("{} / {}: {}", r.engine, r.setting, e.0));
         assert!(res.states_tried > 0);
@@ -174,4 +184,78 @@ fn under_the_xfs_model_too() {
 #[test]
 fn under_the_btrfs_model_too() {
     every_row_as_expected_under(Persistence::Btrfs);
+}
+
+/// One trial of fsync-error row `setting` (its fault armed): `cut_after`
+/// puts of workload `work`, then a cut with `policy`.
+fn fsync_error_trial(
+    setting: &str,
+    work: &Workload,
+    cut_after: usize,
+    policy: Policy,
+) -> trial::Outcome {
+    let r = rows::fsync_errors()
+        .into_iter()
+        .find(|r| r.setting == setting)
+        .unwrap_or_else(|| panic!("no fsync-error row {setting}"));
+    assert!(r.fault.is_some());
+    let choice = Choice::Policy(CrashOptions {
+        policy,
+        ..CrashOptions::default()
+    });
+    let o = trial::run(&r, None, work, cut_after, &choice).unwrap_or_else(|e| panic!("{}", e.0));
+    assert_eq!(o.acked + o.refused, cut_after, "{setting}: {o:?}");
+    o
+}
+
+#[test]
+fn a_failed_fsync_poisons_the_crash_safe_lsm_which_loses_nothing() {
+    for policy in [Policy::DropAll, Policy::MetaFirst, Policy::Random] {
+        let work = plan().work;
+        let o = fsync_error_trial("fsync + poison on error", &work, work.puts, policy);
+        // The first memtable flush's table fsync failed: the flush failed,
+        // and every put after it was refused (the store refuses writes
+        // until reopened); the WAL still held the memtable's puts.
+        assert!(o.acked > 0 && o.refused > 0, "{o:?}");
+        assert_eq!((o.lost, &o.recovery_error), (0, &None), "{o:?}");
+    }
+}
+
+/// The workload but its last 10 puts under `fsync_failure`, then a cut:
+/// tables' fsyncs failed, yet the flushes truncated the WAL and the
+/// compactions deleted the tables merged.
+fn after_failed_flushes(setting: &str, fsync_failure: FsyncFailure) -> trial::Outcome {
+    let work = Workload {
+        fsync_failure,
+        ..plan().work
+    };
+    let o = fsync_error_trial(setting, &work, work.puts - 10, Policy::DropAll);
+    assert_eq!(o.refused, 0, "{setting}: every put acknowledged: {o:?}");
+    o
+}
+
+/// Ignoring the error: nothing ever makes the tables' pages durable, yet
+/// the manifest names them and the WAL is truncated.
+#[test]
+fn ignoring_a_failed_fsync_loses_acknowledged_puts() {
+    let o = after_failed_flushes("fsync + ignore error", FsyncFailure::Ext4);
+    assert!(o.lost > 0, "{o:?}");
+}
+
+/// Under ext4's semantics for a failed fsync (pages marked clean, a retry
+/// returns 0, the data lost at the cut), retrying acknowledges puts that a
+/// cut then loses, as PostgreSQL's did before 2018.
+#[test]
+fn retrying_a_failed_fsync_loses_acknowledged_puts_under_ext4_semantics() {
+    let o = after_failed_flushes(rows::RETRY_SETTING, FsyncFailure::Ext4);
+    assert!(o.lost > 0, "{o:?}");
+}
+
+/// The same retry loses nothing where a failed fsync keeps its pages dirty
+/// (`strict`, what the retrying program assumed): the loss is ext4's
+/// marking the failed pages clean.
+#[test]
+fn retrying_a_failed_fsync_loses_nothing_under_strict_semantics() {
+    let o = after_failed_flushes(rows::RETRY_SETTING, FsyncFailure::Strict);
+    assert_eq!((o.lost, &o.recovery_error), (0, &None), "{o:?}");
 }

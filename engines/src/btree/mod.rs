@@ -138,7 +138,7 @@ pub struct BTreeOptions {
 impl Default for BTreeOptions {
     fn default() -> Self {
         BTreeOptions {
-            durability: Durability::Fsync,
+            durability: Durability::FSYNC,
             checkpoint_bytes: 1 << 20,
         }
     }

@@ -8,7 +8,7 @@ use super::*;
 use crate::frame;
 use crate::segment::testkit::{self, check_all, copy_dir, key};
 
-const BOTH: [Durability; 2] = [Durability::Flush, Durability::Fsync];
+const BOTH: [Durability; 2] = [Durability::Flush, Durability::FSYNC];
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -47,7 +47,7 @@ proptest! {
 
     #[test]
     fn model_fsync(ops in testkit::ops(300, 200, 150)) {
-        model_test(Durability::Fsync, &ops);
+        model_test(Durability::FSYNC, &ops);
     }
 }
 
@@ -309,7 +309,7 @@ fn checkpoint_pair(d: Durability) -> (tempfile::TempDir, tempfile::TempDir, Mode
 }
 
 fn expect_model(dir: &Path, model: &Model, what: &str) {
-    let mut s = BTree::open(dir, opts(Durability::Fsync, 1 << 20))
+    let mut s = BTree::open(dir, opts(Durability::FSYNC, 1 << 20))
         .unwrap_or_else(|e| panic!("{what}: {e}"));
     check_all(&mut s, model);
     s.tree.check_invariants().unwrap();
@@ -320,7 +320,7 @@ fn expect_model(dir: &Path, model: &Model, what: &str) {
 /// every byte; the header durable but the WAL not yet emptied.
 #[test]
 fn every_power_cut_state_of_a_checkpoint_recovers_the_same_data() {
-    let (before, after, model) = checkpoint_pair(Durability::Fsync);
+    let (before, after, model) = checkpoint_pair(Durability::FSYNC);
     let old_db = fs::read(before.path().join(DB_FILE)).unwrap();
     let new_db = fs::read(after.path().join(DB_FILE)).unwrap();
     let old_wal = fs::read(before.path().join(WAL_FILE)).unwrap();
@@ -408,7 +408,7 @@ fn a_checkpoint_stopped_after_any_step_recovers_the_same_data() {
 
 #[test]
 fn lost_checkpoint_is_corruption() {
-    let (before, after, _) = checkpoint_pair(Durability::Fsync);
+    let (before, after, _) = checkpoint_pair(Durability::FSYNC);
     // The WAL was emptied on top of checkpoint 3, but the page file is the
     // one from before it: the header of checkpoint 3 never reached the disk.
     let dir = copy_dir(before.path());
@@ -443,7 +443,7 @@ fn lost_checkpoint_is_corruption() {
 #[test]
 fn wal_threshold_triggers_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = BTree::open(dir.path(), opts(Durability::Fsync, 2000)).unwrap();
+    let mut s = BTree::open(dir.path(), opts(Durability::FSYNC, 2000)).unwrap();
     let mut model = Model::new();
     for k in 0..200 {
         s.put(&key(k), &value(k, 0)).unwrap();
@@ -452,7 +452,7 @@ fn wal_threshold_triggers_checkpoints() {
     }
     assert!(s.generation() > 5, "generation {}", s.generation());
     drop(s);
-    let mut s = BTree::open(dir.path(), opts(Durability::Fsync, 2000)).unwrap();
+    let mut s = BTree::open(dir.path(), opts(Durability::FSYNC, 2000)).unwrap();
     check_all(&mut s, &model);
 }
 

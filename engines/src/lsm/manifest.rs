@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn roundtrip_both_ways_of_storing() {
-        for order in [Durability::Flush, Durability::Fsync] {
+        for order in [Durability::Flush, Durability::FSYNC] {
             let dir = tempfile::tempdir().unwrap();
             assert_eq!(Manifest::load(dir.path()).unwrap(), Manifest::default());
             sample().store(dir.path(), order).unwrap();

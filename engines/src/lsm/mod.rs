@@ -60,8 +60,14 @@
 //!   manifest replaced atomically, then the WAL truncated and fsynced (or the
 //!   old tables deleted and the directory fsynced).
 //!
-//! With [`LsmOptions::all`]`(Fsync)` every acknowledged write survives any
-//! power cut; with any `Flush` setting its window above is open.
+//! * A failed fsync: each setting's `Fsync` carries an [`crate::OnSyncError`].
+//!   `Poison` fails the operation and poisons the tree; `Retry` and `Ignore`
+//!   acknowledge a put whose WAL record the kernel may have dropped (on
+//!   Linux a retried fsync returns 0 for pages the failed one marked clean).
+//!
+//! With [`LsmOptions::all`]`(`[`Durability::FSYNC`]`)` every acknowledged
+//! write survives any power cut; with any `Flush` setting its window above
+//! is open.
 
 pub mod compact;
 pub mod manifest;
@@ -89,6 +95,10 @@ use wal::Wal;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LsmOptions {
     /// WAL appends: `Flush` = write + flush, `Fsync` = fdatasync per write.
+    /// `Fsync`'s [`crate::OnSyncError`] says what a failed fsync leads to:
+    /// [`Durability::FSYNC`] (poison: the put fails and the tree refuses
+    /// writes until reopened) is the crash-safe one; `Retry` (PostgreSQL
+    /// before 2018) and `Ignore` acknowledge puts whose record may be lost.
     pub wal: Durability,
     /// Finishing an SSTable: `Flush` = close, `Fsync` = fsync file + dir.
     pub sstable: Durability,
@@ -117,7 +127,7 @@ impl LsmOptions {
 
 impl Default for LsmOptions {
     fn default() -> Self {
-        Self::all(Durability::Fsync)
+        Self::all(Durability::FSYNC)
     }
 }
 

@@ -11,9 +11,11 @@ use proptest::prelude::*;
 use super::manifest::{MANIFEST_FILE, MANIFEST_TMP_FILE, table_file_name};
 use super::wal::WAL_FILE;
 use super::*;
+use crate::OnSyncError;
 use crate::frame;
 use crate::sstable::{MAX_KEY_LEN, MAX_VALUE_LEN};
-use Durability::{Flush, Fsync};
+use Durability::Flush;
+const FSYNC: Durability = Durability::FSYNC;
 
 fn key(k: u8) -> Vec<u8> {
     format!("key{k:02}").into_bytes()
@@ -43,7 +45,7 @@ fn mixed(wal: Durability, sstable: Durability, flush_order: Durability) -> LsmOp
         wal,
         sstable,
         flush_order,
-        ..LsmOptions::all(Fsync)
+        ..LsmOptions::all(FSYNC)
     }
 }
 
@@ -180,22 +182,22 @@ proptest! {
 
     #[test]
     fn model_all_fsync(ops in vec(op(), 1..80)) {
-        run_model(small(LsmOptions::all(Fsync)), &ops)?;
+        run_model(small(LsmOptions::all(FSYNC)), &ops)?;
     }
 
     #[test]
     fn model_wal_fsync_sstable_flush(ops in vec(op(), 1..80)) {
-        run_model(small(mixed(Fsync, Flush, Fsync)), &ops)?;
+        run_model(small(mixed(FSYNC, Flush, FSYNC)), &ops)?;
     }
 
     #[test]
     fn model_wal_flush_only(ops in vec(op(), 1..80)) {
-        run_model(small(mixed(Flush, Fsync, Fsync)), &ops)?;
+        run_model(small(mixed(Flush, FSYNC, FSYNC)), &ops)?;
     }
 
     #[test]
     fn model_flush_order_flush_only(ops in vec(op(), 1..80)) {
-        run_model(small(mixed(Fsync, Fsync, Flush)), &ops)?;
+        run_model(small(mixed(FSYNC, FSYNC, Flush)), &ops)?;
     }
 }
 
@@ -258,18 +260,18 @@ fn torn_wal_tail_at_every_offset_all_flush() {
 
 #[test]
 fn torn_wal_tail_at_every_offset_all_fsync() {
-    torn_wal_tail(big(LsmOptions::all(Fsync)));
+    torn_wal_tail(big(LsmOptions::all(FSYNC)));
 }
 
 #[test]
 fn torn_wal_tail_at_every_offset_mixed() {
-    torn_wal_tail(big(mixed(Fsync, Flush, Flush)));
+    torn_wal_tail(big(mixed(FSYNC, Flush, Flush)));
 }
 
 #[test]
 fn flipped_byte_in_an_earlier_wal_record_is_corruption() {
     let src = tempfile::tempdir().unwrap();
-    let opts = big(LsmOptions::all(Fsync));
+    let opts = big(LsmOptions::all(FSYNC));
     let (wal, last) = tree_with_overwrite_last(src.path(), opts);
     for at in 0..last {
         let dir = tempfile::tempdir().unwrap();
@@ -284,7 +286,7 @@ fn flipped_byte_in_an_earlier_wal_record_is_corruption() {
 #[test]
 fn flipped_byte_in_a_table_is_corruption() {
     let src = tempfile::tempdir().unwrap();
-    let opts = big(LsmOptions::all(Fsync));
+    let opts = big(LsmOptions::all(FSYNC));
     tree_with_overwrite_last(src.path(), opts);
     let name = table_file_name(1);
     let table = fs::read(src.path().join(&name)).unwrap();
@@ -321,12 +323,12 @@ fn assert_contents(db: &mut Lsm, model: &Model) {
 #[test]
 fn recovery_removes_manifest_tmp_and_unnamed_tables() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = big(LsmOptions::all(Fsync));
+    let opts = big(LsmOptions::all(FSYNC));
     let (mut db, model) = filled(dir.path(), opts);
     db.maintain().unwrap();
     drop(db);
     fs::write(dir.path().join(MANIFEST_TMP_FILE), b"half a manifest").unwrap();
-    let mut ghost = SSTableWriter::create(&dir.path().join(table_file_name(7)), Fsync).unwrap();
+    let mut ghost = SSTableWriter::create(&dir.path().join(table_file_name(7)), FSYNC).unwrap();
     ghost.add(b"ghost", Some(b"boo")).unwrap();
     ghost.finish().unwrap();
     fs::write(dir.path().join(table_file_name(8)), b"torn table").unwrap();
@@ -343,7 +345,7 @@ fn recovery_removes_manifest_tmp_and_unnamed_tables() {
 #[test]
 fn crash_before_flush_commit_leaves_an_unnamed_table() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = big(LsmOptions::all(Fsync));
+    let opts = big(LsmOptions::all(FSYNC));
     let (mut db, model) = filled(dir.path(), opts);
     let before = snapshot(dir.path());
     db.flush().unwrap();
@@ -360,7 +362,7 @@ fn crash_before_flush_commit_leaves_an_unnamed_table() {
 #[test]
 fn crash_between_flush_commit_and_wal_truncate_replays_harmlessly() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = big(LsmOptions::all(Fsync));
+    let opts = big(LsmOptions::all(FSYNC));
     let (mut db, mut model) = filled(dir.path(), opts);
     db.flush().unwrap();
     db.delete(&key(3)).unwrap();
@@ -403,7 +405,7 @@ fn compacted(dir: &Path, opts: LsmOptions) -> (Snapshot, Model) {
 #[test]
 fn crash_before_compaction_commit_leaves_an_unnamed_table() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = big(LsmOptions::all(Fsync));
+    let opts = big(LsmOptions::all(FSYNC));
     let (before, model) = compacted(dir.path(), opts);
     let names = [MANIFEST_FILE, "000001.sst", "000002.sst"];
     restore(dir.path(), &before, &names);
@@ -416,7 +418,7 @@ fn crash_before_compaction_commit_leaves_an_unnamed_table() {
 #[test]
 fn crash_after_compaction_commit_before_deletes_removes_old_tables() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = big(LsmOptions::all(Fsync));
+    let opts = big(LsmOptions::all(FSYNC));
     let (before, model) = compacted(dir.path(), opts);
     restore(dir.path(), &before, &["000001.sst", "000002.sst"]);
     let mut db = Lsm::open(dir.path(), opts).unwrap();
@@ -444,7 +446,7 @@ fn manifest_naming_a_missing_table_is_corruption() {
 #[test]
 fn wal_truncated_table_incomplete_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = big(mixed(Fsync, Flush, Fsync));
+    let opts = big(mixed(FSYNC, Flush, FSYNC));
     let (mut db, _) = filled(dir.path(), opts);
     db.maintain().unwrap();
     drop(db);
@@ -488,7 +490,7 @@ fn torn_or_empty_manifest_is_corruption() {
 /// acknowledged put was lost.
 #[test]
 fn a_failed_wal_append_poisons_the_tree_until_reopened() {
-    for opts in [big(LsmOptions::all(Flush)), big(LsmOptions::all(Fsync))] {
+    for opts in [big(LsmOptions::all(Flush)), big(LsmOptions::all(FSYNC))] {
         let dir = tempfile::tempdir().unwrap();
         let mut db = Lsm::open(dir.path(), opts).unwrap();
         db.put(b"a", b"1").unwrap();
@@ -516,7 +518,7 @@ fn thresholds_trigger_flush_and_compaction() {
     let opts = LsmOptions {
         memtable_bytes: 300,
         compact_after: 2,
-        ..LsmOptions::all(Fsync)
+        ..LsmOptions::all(FSYNC)
     };
     let mut db = Lsm::open(dir.path(), opts).unwrap();
     let mut seen_tables = BTreeSet::new();
@@ -536,7 +538,7 @@ fn thresholds_trigger_flush_and_compaction() {
 #[test]
 fn compaction_drops_tombstones() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = big(LsmOptions::all(Fsync));
+    let opts = big(LsmOptions::all(FSYNC));
     let mut db = Lsm::open(dir.path(), opts).unwrap();
     db.put(b"a", b"1").unwrap();
     db.flush().unwrap();
@@ -559,7 +561,7 @@ fn compaction_drops_tombstones() {
 #[test]
 fn oversized_entries_are_rejected_before_logging() {
     let dir = tempfile::tempdir().unwrap();
-    let mut db = Lsm::open(dir.path(), LsmOptions::all(Fsync)).unwrap();
+    let mut db = Lsm::open(dir.path(), LsmOptions::all(FSYNC)).unwrap();
     let r = db.put(&vec![0; MAX_KEY_LEN + 1], b"v");
     assert!(matches!(r, Err(Error::Invalid(_))));
     let r = db.put(b"k", &vec![0; MAX_VALUE_LEN + 1]);
@@ -571,9 +573,104 @@ fn oversized_entries_are_rejected_before_logging() {
 fn open_creates_a_missing_directory() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("a/b");
-    let mut db = Lsm::open(&dir, LsmOptions::all(Fsync)).unwrap();
+    let mut db = Lsm::open(&dir, LsmOptions::all(FSYNC)).unwrap();
     db.put(b"k", b"v").unwrap();
     drop(db);
-    let mut db = Lsm::open(&dir, LsmOptions::all(Fsync)).unwrap();
+    let mut db = Lsm::open(&dir, LsmOptions::all(FSYNC)).unwrap();
     assert_eq!(db.get(b"k").unwrap(), Some(b"v".to_vec()));
+}
+
+/// A tree whose WAL fsync failures are handled as `on`, holding `a`, whose
+/// next put meets one failed fsync attempt (the failpoint): the put's
+/// result and the (attempts, failures) it saw.
+fn put_meeting_a_failed_fsync(dir: &Path, on: OnSyncError) -> (Lsm, Result<()>, (usize, usize)) {
+    let opts = LsmOptions {
+        wal: Durability::Fsync(on),
+        ..big(LsmOptions::all(FSYNC))
+    };
+    let mut db = Lsm::open(dir, opts).unwrap();
+    db.put(b"a", b"1").unwrap();
+    crate::sync::failpoint::fail_after(0, 1);
+    let r = db.put(b"b", b"2");
+    let seen = crate::sync::failpoint::seen();
+    (db, r, seen)
+}
+
+#[test]
+fn the_crash_safe_settings_poison_on_a_failed_fsync() {
+    assert_eq!(
+        LsmOptions::default().wal.on_sync_error(),
+        Some(OnSyncError::Poison)
+    );
+    assert_eq!(LsmOptions::all(FSYNC), LsmOptions::default());
+}
+
+#[test]
+fn a_failed_wal_fsync_under_poison_fails_the_put_and_refuses_writes_until_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut db, r, seen) = put_meeting_a_failed_fsync(dir.path(), OnSyncError::Poison);
+    assert!(r.is_err(), "the put whose fsync failed is not acknowledged");
+    assert_eq!(seen, (1, 1), "no retry");
+    assert!(
+        db.put(b"c", b"3").is_err(),
+        "poisoned: refuses the next put"
+    );
+    assert!(db.delete(b"a").is_err());
+    assert!(db.maintain().is_err());
+    assert_eq!(
+        crate::sync::failpoint::seen(),
+        (1, 1),
+        "refused before any fsync"
+    );
+    assert_eq!(
+        db.get(b"a").unwrap(),
+        Some(b"1".to_vec()),
+        "reads still work"
+    );
+    let opts = db.options();
+    drop(db);
+    let mut db = Lsm::open(dir.path(), opts).unwrap();
+    db.put(b"c", b"3").unwrap();
+    assert_eq!(db.get(b"a").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(db.get(b"c").unwrap(), Some(b"3".to_vec()));
+}
+
+#[test]
+fn a_failed_wal_fsync_under_retry_is_retried_once_and_the_put_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut db, r, seen) = put_meeting_a_failed_fsync(dir.path(), OnSyncError::Retry);
+    r.unwrap();
+    assert_eq!(seen, (2, 1), "the failed fsync and its retry");
+    db.put(b"c", b"3").unwrap();
+    let opts = db.options();
+    drop(db);
+    // On this test's disk the retry really made the record durable; on
+    // Linux after a real write error it need not have (see OnSyncError).
+    let mut db = Lsm::open(dir.path(), opts).unwrap();
+    assert_eq!(db.get(b"b").unwrap(), Some(b"2".to_vec()));
+    assert_eq!(db.get(b"c").unwrap(), Some(b"3".to_vec()));
+}
+
+#[test]
+fn a_failed_retry_poisons_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = LsmOptions {
+        wal: Durability::Fsync(OnSyncError::Retry),
+        ..big(LsmOptions::all(FSYNC))
+    };
+    let mut db = Lsm::open(dir.path(), opts).unwrap();
+    crate::sync::failpoint::fail_after(0, 2);
+    assert!(db.put(b"a", b"1").is_err());
+    assert_eq!(crate::sync::failpoint::seen(), (2, 2));
+    assert!(db.put(b"b", b"2").is_err(), "poisoned");
+}
+
+#[test]
+fn a_failed_wal_fsync_under_ignore_is_acknowledged_without_a_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut db, r, seen) = put_meeting_a_failed_fsync(dir.path(), OnSyncError::Ignore);
+    r.unwrap();
+    assert_eq!(seen, (1, 1), "no retry");
+    db.put(b"c", b"3").unwrap();
+    assert_eq!(db.get(b"b").unwrap(), Some(b"2".to_vec()));
 }

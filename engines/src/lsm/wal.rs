@@ -211,13 +211,13 @@ mod tests {
 
     #[test]
     fn torn_tail_at_every_offset_of_last_record_fsync() {
-        torn_tail_at_every_offset(Durability::Fsync);
+        torn_tail_at_every_offset(Durability::FSYNC);
     }
 
     #[test]
     fn flipped_byte_in_any_earlier_record_is_corruption() {
         let src = tempfile::tempdir().unwrap();
-        let full = write_log(src.path(), Durability::Fsync, &records(4));
+        let full = write_log(src.path(), Durability::FSYNC, &records(4));
         let scan = frame::scan(&full, "t").unwrap();
         let last_start = scan.records.last().unwrap().0 as usize;
         for at in 0..last_start {
@@ -225,7 +225,7 @@ mod tests {
             let mut bad = full.clone();
             bad[at] ^= 0x04;
             fs::write(dir.path().join(WAL_FILE), &bad).unwrap();
-            match Wal::open(dir.path(), Durability::Fsync) {
+            match Wal::open(dir.path(), Durability::FSYNC) {
                 Err(Error::Corrupt(_)) => {}
                 Err(e) => panic!("flip at {at}: expected Corrupt, got {e}"),
                 Ok((_, r)) => panic!("flip at {at}: replayed {:?}", r.records),
@@ -252,14 +252,14 @@ mod tests {
     #[test]
     fn truncate_empties_the_log() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), Durability::Fsync).unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), Durability::FSYNC).unwrap();
         wal.append(b"a", Some(b"1")).unwrap();
         assert!(!wal.is_empty().unwrap());
-        wal.truncate(Durability::Fsync).unwrap();
+        wal.truncate(Durability::FSYNC).unwrap();
         assert!(wal.is_empty().unwrap());
         wal.append(b"b", None).unwrap();
         drop(wal);
-        let (_, replay) = Wal::open(dir.path(), Durability::Fsync).unwrap();
+        let (_, replay) = Wal::open(dir.path(), Durability::FSYNC).unwrap();
         assert_eq!(replay.records, vec![(b"b".to_vec(), None)]);
     }
 }

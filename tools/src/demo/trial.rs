@@ -1,11 +1,13 @@
 //! One crash trial: mount a fresh volume, run an engine's workload through
-//! it up to a cut point, cut the power, remount, let the engine recover and
-//! check every acknowledged put.
+//! it up to a cut point (with the row's fault armed, if it has one), cut
+//! the power, remount, let the engine recover and check every acknowledged
+//! put.
 
 use super::rows::Row;
 use durafs::fs::{DuraFs, FsOptions};
 use durafs::model::crash::{CrashOptions, CrashState};
 use durafs::model::enumerate::{EnumOptions, enumerate};
+use durafs::model::fsync_fail::FsyncFailure;
 use durafs::model::{PendingOp, Persistence};
 use durafs::mount::{MountOptions, Mounted, mount};
 use durafs_engines::KvStore;
@@ -21,6 +23,9 @@ pub struct Workload {
     pub value_len: usize,
     /// The durability model of the trial's volume.
     pub model: Persistence,
+    /// What follows a failed fsync on the volume of a row that injects
+    /// one ([`Row::fault`]): ext4's semantics by default.
+    pub fsync_failure: FsyncFailure,
 }
 
 impl Default for Workload {
@@ -30,6 +35,7 @@ impl Default for Workload {
             maintain_every: 60,
             value_len: 100,
             model: Persistence::Posix,
+            fsync_failure: FsyncFailure::Ext4,
         }
     }
 }
@@ -48,6 +54,9 @@ pub enum Choice {
 pub struct Outcome {
     /// Puts acknowledged before the cut.
     pub acked: usize,
+    /// Puts that failed (and so were not acknowledged) before the cut: a
+    /// poisoned store refuses every put after the one that failed.
+    pub refused: usize,
     /// Acknowledged puts missing or wrong after recovery.
     pub lost: usize,
     /// The engine's recovery (or a read) failed.
@@ -73,11 +82,23 @@ fn value(i: usize, len: usize) -> Vec<u8> {
     v
 }
 
-fn mount_fresh(backing: &Path, mnt: &Path, model: Persistence) -> Result<Mounted, TrialError> {
-    let opts = FsOptions {
-        persistence: model,
-        ..FsOptions::default()
-    };
+/// The options of a trial's volume: the workload's model, and for a row
+/// that injects a fault, its semantics for a failed fsync (ext4's: the
+/// failed pages are marked clean, a retried fsync returns 0, their data is
+/// lost at the next cut).
+fn volume_options(work: &Workload, row: &Row) -> FsOptions {
+    let defaults = FsOptions::default();
+    FsOptions {
+        persistence: work.model,
+        fsync_failure: match row.fault {
+            Some(_) => work.fsync_failure,
+            None => defaults.fsync_failure,
+        },
+        ..defaults
+    }
+}
+
+fn mount_fresh(backing: &Path, mnt: &Path, opts: FsOptions) -> Result<Mounted, TrialError> {
     let fs = DuraFs::open(backing, opts)
         .map_err(|e| TrialError(format!("backing {}: {e}", backing.display())))?;
     mount(Arc::new(fs), mnt, &MountOptions::default())
@@ -102,22 +123,16 @@ pub fn run(
     std::fs::create_dir(&mnt).map_err(|e| TrialError(format!("mkdir: {e}")))?;
     let store_dir = mnt.join("store");
 
-    let mounted = mount_fresh(&backing, &mnt, work.model)?;
+    let mounted = mount_fresh(&backing, &mnt, volume_options(work, row))?;
     let mut store = (row.open)(&store_dir)
         .map_err(|e| TrialError(format!("{} {}: open: {e}", row.engine, row.setting)))?;
-    let mut acked = 0;
-    for i in 0..cut_after {
-        if store.put(&key(i), &value(i, work.value_len)).is_err() {
-            break;
-        }
-        acked = i + 1;
-        if work.maintain_every > 0
-            && (i + 1) % work.maintain_every == 0
-            && store.maintain().is_err()
-        {
-            break;
-        }
+    if let Some(spec) = row.fault {
+        mounted
+            .fs()
+            .add_fault(spec)
+            .map_err(|e| TrialError(format!("fault {spec}: {e}")))?;
     }
+    let driven = drive(store.as_mut(), work, cut_after);
     let mut enumerated = 0;
     let cut = match choice {
         Choice::Policy(opts) => mounted.cut(*opts),
@@ -139,13 +154,15 @@ pub fn run(
     // nothing it does on the way out can land.
     drop(store);
 
-    let mounted = mount_fresh(&backing, &mnt, work.model)?;
-    let (lost, recovery_error) = check(row, &store_dir, acked, work.value_len);
+    // The volume after the cut has no fault armed.
+    let mounted = mount_fresh(&backing, &mnt, volume_options(work, row))?;
+    let (lost, recovery_error) = check(row, &store_dir, &driven.acked, work.value_len);
     mounted
         .unmount()
         .map_err(|e| TrialError(format!("unmount: {e}")))?;
     Ok(Outcome {
-        acked,
+        acked: driven.acked.len(),
+        refused: driven.refused,
         lost,
         recovery_error,
         label: match choice {
@@ -157,15 +174,45 @@ pub fn run(
     })
 }
 
+/// The puts of a trial's workload up to the cut.
+struct Driven {
+    /// The puts acknowledged, by number.
+    acked: Vec<usize>,
+    /// Puts that failed.
+    refused: usize,
+}
+
+/// Runs `cut_after` puts of the workload on `store`, its maintenance step
+/// after every `maintain_every`. A put that fails is not acknowledged; the
+/// workload goes on, as a program would (a poisoned store refuses the rest).
+fn drive(store: &mut dyn KvStore, work: &Workload, cut_after: usize) -> Driven {
+    let mut driven = Driven {
+        acked: Vec::new(),
+        refused: 0,
+    };
+    for i in 0..cut_after {
+        match store.put(&key(i), &value(i, work.value_len)) {
+            Ok(()) => driven.acked.push(i),
+            Err(_) => driven.refused += 1,
+        }
+        if work.maintain_every > 0 && (i + 1) % work.maintain_every == 0 {
+            // A failed step loses no acknowledged put in a crash-safe
+            // store; what it left is what the cut and recovery measure.
+            let _ = store.maintain();
+        }
+    }
+    driven
+}
+
 /// Recovers the store and counts the acknowledged puts it lost.
-fn check(row: &Row, dir: &Path, acked: usize, value_len: usize) -> (usize, Option<String>) {
+fn check(row: &Row, dir: &Path, acked: &[usize], value_len: usize) -> (usize, Option<String>) {
     let mut store: Box<dyn KvStore> = match (row.open)(dir) {
         Ok(s) => s,
-        Err(e) => return (acked, Some(format!("recovery failed: {e}"))),
+        Err(e) => return (acked.len(), Some(format!("recovery failed: {e}"))),
     };
     let mut lost = 0;
     let mut error = None;
-    for i in 0..acked {
+    for &i in acked {
         match store.get(&key(i)) {
             Ok(Some(v)) if v == value(i, value_len) => {}
             Ok(_) => lost += 1,
