@@ -126,13 +126,14 @@ fn btree_loses_nothing_with_its_wal_fsync_and_loses_without() {
     );
 }
 
-/// The demo's rows and the fsync-error rows it does not run yet (see
-/// `rows::all`).
+/// The demo's rows, the fsync-error rows among them.
 fn every_row() -> Vec<Row> {
-    rows::all()
-        .into_iter()
-        .chain(rows::fsync_errors())
-        .collect()
+    let rows = rows::all();
+    assert!(
+        rows.iter().any(|r| r.setting == rows::RETRY_SETTING),
+        "the demo shows the fsync-error rows"
+    );
+    rows
 }
 
 /// Every row under `model`: vulnerable settings lose acknowledged puts,

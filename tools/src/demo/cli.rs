@@ -47,8 +47,8 @@ pub fn demo(args: DemoArgs) -> Result<Code> {
     let warnings = logging::engine_warnings();
     if warnings > 0 && !args.verbose {
         eprintln!(
-            "durafs demo: {warnings} engine warnings: recovery found damaged files, as crash \
-             tests expect (durafs demo -v shows them)"
+            "durafs demo: {warnings} warnings: recovery found damaged files and armed faults \
+             fired, as crash tests expect (durafs demo -v shows them)"
         );
     }
     if args.json {

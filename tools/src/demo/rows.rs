@@ -51,12 +51,8 @@ fn boxed<S: KvStore + 'static>(r: Result<S>) -> Result<Box<dyn KvStore>> {
     r.map(|s| Box::new(s) as Box<dyn KvStore>)
 }
 
-/// Every row, vulnerable forms first within each engine.
-///
-/// WAITING: the rows of [`fsync_errors`] join these once the demo holds
-/// back the volume's `fault fired` warnings (target `durafs::fs::faults`)
-/// as it does the engines' (`crate::logging`): every trial of theirs fires
-/// faults, each logged above the bar, hundreds of lines in a run.
+/// Every row, vulnerable forms first within each engine, then the
+/// fsync-error rows ([`fsync_errors`]).
 pub fn all() -> Vec<Row> {
     vec![
         Row {
@@ -223,6 +219,9 @@ pub fn all() -> Vec<Row> {
             fault: None,
         },
     ]
+    .into_iter()
+    .chain(fsync_errors())
+    .collect()
 }
 
 /// The fault of the fsync-error rows: every fsync of an SSTable
