@@ -255,6 +255,13 @@ pub struct CalibrateArgs {
     /// negative; nothing runs.
     #[arg(long, num_args = 1.., conflicts_with_all = ["generate", "workload", "print"])]
     pub summarize: Vec<PathBuf>,
+    /// Check the model of a failed fsync instead (with --generate N): each
+    /// workload's fsync fails by durafs's own fault on the device's
+    /// blocks, and every fsync's result and every read, live, after
+    /// drop_caches and after a remount, is compared with the model's
+    /// (`docs/fsync-failures-evidence.md`).
+    #[arg(long, conflicts_with_all = ["workload", "summarize"])]
+    pub fsync_failures: bool,
     /// Tests only: predict just the keep-all state at each mark, a wrong
     /// model whose false negatives the report must show.
     #[arg(long, hide = true)]

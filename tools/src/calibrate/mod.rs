@@ -13,6 +13,7 @@ mod compare;
 pub mod device;
 pub mod families;
 mod fiemap;
+pub mod fsync_fail;
 mod member;
 pub mod outcome;
 mod points;
@@ -222,6 +223,9 @@ fn scripts(args: &CalibrateArgs) -> Result<Vec<Job>> {
 }
 
 pub fn calibrate(args: &CalibrateArgs) -> Result<Code> {
+    if args.fsync_failures {
+        return fsync_fail::calibrate(args);
+    }
     if args.print {
         for j in scripts(args)? {
             println!("# ---- {}\n{}", j.name, j.script);
