@@ -413,6 +413,7 @@ impl Model {
                 d
             }
         };
+        let mut durable_size = n.size;
         if n.kind == Kind::File && (had_data || n.size != dur.size) {
             if n.base_end < dur.size {
                 out.push(Effect::Truncate {
@@ -422,7 +423,10 @@ impl Model {
             }
             // Pages a failed fsync marked clean are not written
             // (`fsync_fail`): they stay live and not durable.
+            n.overlay.restick();
+            let mut written_end = None;
             for (off, len, fill) in n.overlay.dirty_extents() {
+                written_end = Some(off + len);
                 out.push(match fill {
                     Fill::Data(b) => Effect::Write {
                         ino,
@@ -436,9 +440,11 @@ impl Model {
                     },
                 });
             }
-            out.push(Effect::Truncate { ino, size: n.size });
+            let size = super::fsync_fail::flushed_size(n, dur.size, written_end);
+            out.push(Effect::Truncate { ino, size });
             n.overlay.clear_dirty();
-            n.base_end = n.size;
+            n.base_end = size;
+            durable_size = size;
         }
         if with_attrs {
             // In their order: a later set or removal of a name wins.
@@ -469,7 +475,7 @@ impl Model {
         }
         n.durable = Some(DurableMeta {
             attrs,
-            size: n.size,
+            size: durable_size,
         });
     }
 

@@ -67,6 +67,28 @@ pub struct FailRules {
     /// durable (btrfs writes a copy-on-write extent whose item is never
     /// inserted when any of its I/O fails).
     pub whole: bool,
+    /// After a failed append whose pages were marked clean, how a later
+    /// successful flush moves the durable size.
+    pub later_size: LaterSize,
+    /// The pages of a failed append stay unwritten extents: a later write
+    /// to them reaches the disk but reads back as zeros, though its fsync
+    /// returns 0 (ext4).
+    pub appended_unwritten: bool,
+}
+
+/// How a successful flush after a failed append moves the durable size
+/// while the append's pages are still clean past it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LaterSize {
+    /// To the live size, as any flush (ext4, whose failed append already
+    /// committed the size; strict, whose pages are pending).
+    Live,
+    /// To the end of the last page the flush wrote, never past the live
+    /// size (xfs: `xfs_setfilesize` at the end of a successful I/O).
+    WrittenEnd,
+    /// To the live size if the flush wrote any data, else not at all
+    /// (btrfs: the new ordered extent's completion moves `disk_i_size`).
+    IfData,
 }
 
 impl FailRules {
@@ -115,6 +137,14 @@ impl FailRules {
 ///   `BTRFS_ORDERED_IOERR`). `whole` — measured (row d): with one page of
 ///   four failing, none of the four is durable.
 ///
+/// `later_size`, `appended_unwritten` — `durafs calibrate
+/// --fsync-failures` (docs/fsync-failures-evidence.md, "Checked by durafs
+/// calibrate"): after a failed append, a later fsync moves the remounted
+/// size only to the end of a page it wrote (xfs), or to the live size only
+/// if it wrote data (btrfs); on ext4 a rewrite of a failed appended page
+/// returns 0 but reads back as zeros ("failed to convert unwritten extents
+/// to written extents -- potential data loss!").
+///
 /// ext4 and xfs, measured too (rows a–d): failed pages clean and never
 /// retried, readable until evicted; after a failed append ext4 keeps the
 /// new size (zeros), xfs the old; with one page of four failing, the other
@@ -126,6 +156,8 @@ pub const RULES: [FailRules; 4] = [
         read_new: true,
         size_commits: false,
         whole: false,
+        later_size: LaterSize::Live,
+        appended_unwritten: false,
     },
     // ext4
     FailRules {
@@ -133,6 +165,8 @@ pub const RULES: [FailRules; 4] = [
         read_new: true,
         size_commits: true,
         whole: false,
+        later_size: LaterSize::Live,
+        appended_unwritten: true,
     },
     // xfs
     FailRules {
@@ -140,6 +174,8 @@ pub const RULES: [FailRules; 4] = [
         read_new: true,
         size_commits: false,
         whole: false,
+        later_size: LaterSize::WrittenEnd,
+        appended_unwritten: false,
     },
     // btrfs
     FailRules {
@@ -147,6 +183,8 @@ pub const RULES: [FailRules; 4] = [
         read_new: true,
         size_commits: false,
         whole: true,
+        later_size: LaterSize::IfData,
+        appended_unwritten: false,
     },
 ];
 
@@ -304,6 +342,7 @@ impl Model {
         if dirty.is_empty() {
             return FailedFsync::default();
         }
+        let old_durable = n.durable.map_or(0, |d| d.size);
         let picks = rules.written(&dirty, seed);
         let (mut written, mut failed) = (Vec::new(), Vec::new());
         for (p, w) in dirty.iter().zip(picks) {
@@ -339,6 +378,15 @@ impl Model {
             }
             if rules.marks_clean {
                 n.overlay.mark_clean(&failed);
+                if last_failed && !rules.size_commits {
+                    n.overlay.set_cap(rules.later_size);
+                }
+                if rules.appended_unwritten {
+                    let first_new = old_durable.div_ceil(PAGE);
+                    let appended: Vec<u64> =
+                        failed.iter().copied().filter(|p| *p >= first_new).collect();
+                    n.overlay.stick(&appended);
+                }
             } else {
                 self.pend_pages(ino, n, &failed, size);
             }
@@ -453,3 +501,22 @@ fn page_ranges(pages: &[u64], size: u64) -> Vec<(u64, u64)> {
 #[cfg(test)]
 #[path = "fsync_fail_tests.rs"]
 mod tests;
+
+/// The durable size a flush of `n` leaves (its durable size `durable`,
+/// having written data up to `written_end`): the live size, unless a failed
+/// append's pages are still clean past `durable` ([`LaterSize`]).
+pub(super) fn flushed_size(n: &Node, durable: u64, written_end: Option<u64>) -> u64 {
+    let past = n
+        .overlay
+        .clean_pages()
+        .iter()
+        .any(|p| (p + 1) * PAGE > durable);
+    match (n.overlay.cap(), past) {
+        (Some(LaterSize::WrittenEnd), true) => {
+            let end = written_end.map_or(0, |e| e.div_ceil(PAGE) * PAGE);
+            durable.max(end).min(n.size)
+        }
+        (Some(LaterSize::IfData), true) if written_end.is_none() => durable.min(n.size),
+        _ => n.size,
+    }
+}

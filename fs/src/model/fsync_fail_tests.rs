@@ -571,3 +571,67 @@ fn btrfs_fails_every_page_of_the_call() {
         "nothing durable, old size"
     );
 }
+
+/// Regression (`durafs calibrate --fsync-failures`, xfs): after a failed
+/// append, a later fsync that wrote no page past the old size left the
+/// live size durable, the failed page as zeros; xfs keeps the old size.
+#[test]
+fn regression_xfs_a_later_fsync_keeps_a_failed_appends_old_size() {
+    let seed = seed_for(&[false]);
+    let mut v = Vol::new(Persistence::Posix, &pages(b"o"));
+    v.fill(P, P, b'n');
+    v.fail(FsyncFailure::Xfs, seed);
+    v.fill(0, 100, b'r');
+    v.fsync();
+    let mut want = pages(b"o");
+    want[..100].fill(b'r');
+    assert_eq!(
+        v.cut(Policy::KeepAll),
+        want,
+        "the old size, the rewrite durable"
+    );
+}
+
+/// Regression (`durafs calibrate --fsync-failures`, btrfs): the size moves
+/// to the live size only with a later fsync that writes data.
+#[test]
+fn regression_btrfs_a_retry_that_writes_nothing_keeps_the_old_size() {
+    let seed = seed_for(&[false]);
+    let mut v = Vol::new(Persistence::Posix, &pages(b"o"));
+    v.fill(P, P, b'n');
+    v.fail(FsyncFailure::Btrfs, seed);
+    v.fsync();
+    assert_eq!(
+        v.cut(Policy::KeepAll),
+        pages(b"o"),
+        "the retry wrote nothing"
+    );
+    v.fill(0, 100, b'r');
+    v.fsync();
+    let mut want = pages(b"o\0");
+    want[..100].fill(b'r');
+    assert_eq!(
+        v.cut(Policy::KeepAll),
+        want,
+        "a write moves it to the live size"
+    );
+}
+
+/// Regression (`durafs calibrate --fsync-failures`, ext4): a failed
+/// appended page rewritten and fsynced (0) reads back as zeros: its extent
+/// stays unwritten. A failed page inside the old size is rewritten durably.
+#[test]
+fn regression_ext4_a_rewrite_of_a_failed_appended_page_never_reads_back() {
+    let seed = seed_for(&[false, false]);
+    let mut v = Vol::new(Persistence::Posix, &pages(b"o"));
+    v.fill(0, 2 * P, b'n');
+    v.fail(FsyncFailure::Ext4, seed);
+    v.fill(0, 2 * P, b'r');
+    v.fsync();
+    assert_eq!(
+        v.live(),
+        pages(b"rr"),
+        "reads see the rewrite until evicted"
+    );
+    assert_eq!(v.cut(Policy::KeepAll), pages(b"r\0"));
+}

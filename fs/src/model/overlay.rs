@@ -76,6 +76,13 @@ pub struct Overlay {
     /// here are live but not pending, and no durability point writes them
     /// until a write dirties the page again. Empty unless an fsync failed.
     clean: BTreeSet<u64>,
+    /// How a later flush moves the durable size while a failed append's
+    /// pages are clean past it (`FailRules::later_size`).
+    cap: Option<super::fsync_fail::LaterSize>,
+    /// Pages of a failed append whose extent stays unwritten (ext4): a
+    /// later write to them reaches the disk but never reads back, so every
+    /// flush marks them clean again (`FailRules::appended_unwritten`).
+    unwritten: BTreeSet<u64>,
 }
 
 impl Overlay {
@@ -94,6 +101,38 @@ impl Overlay {
         self.map.clear();
         self.bytes = 0;
         self.clean.clear();
+        self.cap = None;
+        self.unwritten.clear();
+    }
+
+    /// Sets how later flushes move the durable size (a failed append).
+    pub fn set_cap(&mut self, cap: super::fsync_fail::LaterSize) {
+        self.cap = Some(cap);
+    }
+
+    /// How later flushes move the durable size, if a failed append set it.
+    pub fn cap(&self) -> Option<super::fsync_fail::LaterSize> {
+        self.cap
+    }
+
+    /// Marks `pages` as never to be written back (ext4's unwritten extent
+    /// of a failed append).
+    pub fn stick(&mut self, pages: &[u64]) {
+        self.unwritten.extend(pages.iter().copied());
+    }
+
+    /// Marks clean again the unwritten pages a write dirtied since: what a
+    /// flush must not make durable.
+    pub fn restick(&mut self) {
+        let again: Vec<u64> = self
+            .unwritten
+            .iter()
+            .copied()
+            .filter(|p| {
+                !self.clean.contains(p) && !self.extents_in(p * PAGE, (p + 1) * PAGE).is_empty()
+            })
+            .collect();
+        self.clean.extend(again);
     }
 
     /// Records `data` at `offset`, replacing what overlapped.
@@ -130,6 +169,7 @@ impl Overlay {
     pub fn truncate(&mut self, size: u64) {
         self.remove_range(size, u64::MAX);
         self.clean.retain(|p| p * PAGE < size);
+        self.unwritten.retain(|p| p * PAGE < size);
     }
 
     /// The pages marked clean, ascending.
