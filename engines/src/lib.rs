@@ -134,7 +134,7 @@ impl Durability {
 
     /// `path`'s entry in its directory (its create or rename) is durable.
     pub fn sync_entry(self, path: &Path) -> io::Result<()> {
-        self.sync_dir(sync::parent_dir(path)?)
+        self.sync_dir(durafs::fsio::parent_dir(path)?)
     }
 
     /// Replaces `path` with `bytes`. Fsync: atomically and durably, as

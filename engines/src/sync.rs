@@ -8,8 +8,7 @@
 //!   returned: the engine's operation fails and poisons the store.
 
 use crate::OnSyncError;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 /// Runs the fsync `f` (`what` names it in the log); when it fails, does what
@@ -34,41 +33,10 @@ pub(crate) fn call(on: OnSyncError, what: &str, f: impl Fn() -> io::Result<()>) 
     }
 }
 
-/// The directory holding `path` (`.` for a bare file name).
-pub(crate) fn parent_dir(path: &Path) -> io::Result<&Path> {
-    match path.parent() {
-        Some(p) if p.as_os_str().is_empty() => Ok(Path::new(".")),
-        Some(p) => Ok(p),
-        None => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "path has no parent directory",
-        )),
-    }
-}
-
 /// [`durafs::fsio::rewrite_atomic`] with its fsyncs made by `d`: write
 /// `path.tmp`, fsync it, rename it over `path`, fsync the directory.
 pub(crate) fn rewrite_atomic(d: crate::Durability, path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let parent = parent_dir(path)?;
-    let mut tmp_name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?
-        .to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = parent.join(tmp_name);
-    {
-        let mut f: File = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        // IMPORTANT: the new content is durable before its name replaces
-        // the old one.
-        d.sync_all(&f)?;
-    }
-    std::fs::rename(&tmp, path)?;
-    d.sync_dir(parent)
+    durafs::fsio::rewrite_atomic_with(path, bytes, |f| d.sync_all(f), |dir| d.sync_dir(dir))
 }
 
 /// Test failpoint: fails this thread's fsync attempts with `EIO`, as a disk
@@ -117,6 +85,7 @@ pub(crate) mod failpoint {
 mod tests {
     use super::*;
     use crate::Durability;
+    use std::fs::File;
 
     fn sync_once(on: OnSyncError, failures: usize) -> (io::Result<()>, (usize, usize)) {
         let dir = tempfile::tempdir().unwrap();

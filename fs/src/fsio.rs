@@ -48,6 +48,18 @@ pub fn fsync_dir_handle(dir: &File) -> io::Result<()> {
 /// directory. After a crash at any instant, `path` holds the old or the new
 /// content in full.
 pub fn rewrite_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    rewrite_atomic_with(path, contents, fsync_file, fsync_dir)
+}
+
+/// [`rewrite_atomic`] with its two fsyncs made by `sync_file` and
+/// `sync_dir` (an engine that decides what a failed fsync leads to passes
+/// its own). The order is the same.
+pub fn rewrite_atomic_with(
+    path: &Path,
+    contents: &[u8],
+    sync_file: impl FnOnce(&File) -> io::Result<()>,
+    sync_dir: impl FnOnce(&Path) -> io::Result<()>,
+) -> io::Result<()> {
     let parent = parent_dir(path)?;
     let mut tmp_name = path
         .file_name()
@@ -62,13 +74,16 @@ pub fn rewrite_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
             .truncate(true)
             .open(&tmp)?;
         f.write_all(contents)?;
-        fsync_file(&f)?;
+        // IMPORTANT: the new content is durable before its name replaces
+        // the old one.
+        sync_file(&f)?;
     }
     std::fs::rename(&tmp, path)?;
-    fsync_dir(parent)
+    sync_dir(parent)
 }
 
-fn parent_dir(path: &Path) -> io::Result<&Path> {
+/// The directory holding `path` (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> io::Result<&Path> {
     match path.parent() {
         Some(p) if p.as_os_str().is_empty() => Ok(Path::new(".")),
         Some(p) => Ok(p),

@@ -13,7 +13,8 @@ pub fn policy_parser() -> impl TypedValueParser<Value = Policy> {
         .try_map(|s| s.parse::<Policy>())
 }
 
-fn positive(s: &str) -> Result<u64, String> {
+/// A positive count (also the faults' grammar's).
+pub(crate) fn positive(s: &str) -> Result<u64, String> {
     match s.parse::<u64>() {
         Ok(0) => Err("must be positive".into()),
         Ok(n) => Ok(n),
@@ -21,7 +22,8 @@ fn positive(s: &str) -> Result<u64, String> {
     }
 }
 
-fn probability(s: &str) -> Result<f64, String> {
+/// A probability within 0..=1 (also the faults' grammar's).
+pub(crate) fn probability(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
         Ok(_) => Err("must be within 0..=1".into()),

@@ -11,7 +11,7 @@
 //! fault clear [ID...]
 //! ```
 
-use crate::control::args::PolicyArgs;
+use crate::control::args::{PolicyArgs, positive, probability};
 use crate::trace::TraceOp;
 
 /// Before the call takes effect, or after it did (before its caller
@@ -213,22 +213,6 @@ fn pattern(s: &str) -> Result<String, String> {
     regex::Regex::new(s)
         .map(|_| s.to_string())
         .map_err(|e| e.to_string())
-}
-
-fn positive(s: &str) -> Result<u64, String> {
-    match s.parse::<u64>() {
-        Ok(0) => Err("must be positive".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-fn probability(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
-        Ok(_) => Err("must be within 0..=1".into()),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 fn byte_range(s: &str) -> Result<(u64, u64), String> {

@@ -5,12 +5,10 @@
 //! report names each failed fsync, what the program did next (retried it,
 //! carried on, exited) and what the crash states after it lost.
 
-use super::{Checked, Found, check_all, explain, members, record, record_with};
+use super::{Checked, Found, check_all, explain, members, options, record, record_with};
 use crate::exit::Code;
 use crate::workload::{self, check_interrupted};
 use crate::{ExploreArgs, Result, err, usage};
-use durafs::explore::{CrashPoints, ExploreOptions};
-use durafs::model::enumerate::EnumOptions;
 use durafs::trace::{Named, Trace, TraceOp};
 use std::fmt::Write;
 use std::fs;
@@ -109,24 +107,6 @@ fn reaction(trace: &Trace, status: std::process::ExitStatus) -> Option<(usize, R
             },
         },
     ))
-}
-
-fn options(args: &ExploreArgs, from: usize) -> Result<ExploreOptions> {
-    let at: CrashPoints = args
-        .at
-        .parse()
-        .map_err(|e: String| usage(format!("--at: {e}")))?;
-    Ok(ExploreOptions {
-        at,
-        max_states: args.max_states.max(1),
-        enumerate: EnumOptions {
-            seed: args.seed,
-            sector: args.sector,
-            torn: !args.no_torn,
-            ..EnumOptions::default()
-        },
-        from,
-    })
 }
 
 /// The run with its `nth` fsync failing, explored after the failure.

@@ -154,10 +154,7 @@ pub fn explore(args: &ExploreArgs) -> Result<Code> {
         return fsync_failures::explore(args);
     }
     let persistence = args.volume.model;
-    let at: CrashPoints = args
-        .at
-        .parse()
-        .map_err(|e: String| usage(format!("--at: {e}")))?;
+    let opts = options(args, 0)?;
     if args.replay.is_none() && args.command.is_empty() {
         return Err(usage(
             "nothing to explore: give the program after `--`, or --replay TRACE",
@@ -211,17 +208,6 @@ pub fn explore(args: &ExploreArgs) -> Result<Code> {
             .write(std::io::BufWriter::new(f))
             .map_err(|e| err(format!("--trace {}: {e}", t.display())))?;
     }
-    let opts = ExploreOptions {
-        at,
-        max_states: args.max_states.max(1),
-        enumerate: EnumOptions {
-            seed: args.seed,
-            sector: args.sector,
-            torn: !args.no_torn,
-            ..EnumOptions::default()
-        },
-        from: 0,
-    };
     let scratch = work.path().join("states");
     fs::create_dir_all(&scratch).map_err(|e| err(format!("{}: {e}", scratch.display())))?;
     let checking = Instant::now();
@@ -311,6 +297,26 @@ pub fn explore(args: &ExploreArgs) -> Result<Code> {
         Code::Success
     } else {
         Code::Findings
+    })
+}
+
+/// The exploration's settings from the command line; crash points from
+/// event `from` on.
+fn options(args: &ExploreArgs, from: usize) -> Result<ExploreOptions> {
+    let at: CrashPoints = args
+        .at
+        .parse()
+        .map_err(|e: String| usage(format!("--at: {e}")))?;
+    Ok(ExploreOptions {
+        at,
+        max_states: args.max_states.max(1),
+        enumerate: EnumOptions {
+            seed: args.seed,
+            sector: args.sector,
+            torn: !args.no_torn,
+            ..EnumOptions::default()
+        },
+        from,
     })
 }
 
