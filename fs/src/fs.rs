@@ -38,6 +38,7 @@ pub(crate) mod faults;
 mod hooks;
 mod order;
 mod reclaim;
+mod statfs;
 mod store;
 mod summary;
 mod time;
@@ -49,6 +50,7 @@ pub use time::{now, to_system_time, to_timestamp};
 use crate::trace::{Applied, ApplyError, Data, Text, TraceOp};
 use hooks::Hooks;
 pub use hooks::{MAX_MARK, Tripwire};
+pub use statfs::StatFs;
 use summary::Loss;
 pub use summary::{CutSummary, LOST_LISTED};
 
@@ -166,33 +168,6 @@ pub struct VolumeInfo {
     /// A journal failure degraded the volume (read-only, shut down).
     #[serde(default)]
     pub degraded: Option<String>,
-}
-
-/// Filesystem statistics of the backing directory.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct StatFs {
-    pub blocks: u64,
-    pub bfree: u64,
-    pub bavail: u64,
-    pub files: u64,
-    pub ffree: u64,
-    pub bsize: u32,
-    pub namelen: u32,
-    pub frsize: u32,
-}
-
-impl StatFs {
-    /// What a volume in memory reports: an empty filesystem of 4 KiB blocks.
-    pub const EMPTY: StatFs = StatFs {
-        blocks: 0,
-        bfree: 0,
-        bavail: 0,
-        files: 0,
-        ffree: 0,
-        bsize: 4096,
-        namelen: 255,
-        frsize: 4096,
-    };
 }
 
 /// One durafs volume.
@@ -636,36 +611,6 @@ impl DuraFs {
         self.run_done(TraceOp::Fsync { ino, datasync })
     }
 
-    /// A new open of file `ino`: its handle, for [`DuraFs::fsync_handle`]
-    /// and [`DuraFs::close_handle`].
-    pub fn open_handle(&self, ino: Ino) -> Result<u64> {
-        self.model.getattr(ino)?;
-        Ok(self.errseq.open(ino))
-    }
-
-    /// Handle `fh` was released (after the close).
-    pub fn close_handle(&self, fh: u64) {
-        self.errseq.close(fh);
-    }
-
-    /// fsync / fdatasync through open handle `fh`: as [`DuraFs::fsync`],
-    /// and a writeback failure of the file this handle has not learned yet
-    /// is reported once (`EIO`), as Linux's errseq rule does (`errseq`).
-    pub fn fsync_handle(&self, ino: Ino, fh: u64, datasync: bool) -> Result<()> {
-        let res = self.fsync(ino, datasync);
-        if matches!(res, Err(Error::WritebackFailed)) {
-            self.errseq.record(ino);
-        }
-        let unseen = self.errseq.check_and_advance(ino, fh);
-        match res {
-            Ok(()) if unseen => {
-                log::info!("durafs: fsync of #{ino} reports an earlier writeback failure");
-                Err(Error::WritebackFailed)
-            }
-            other => other,
-        }
-    }
-
     /// fsync of a directory.
     pub fn fsyncdir(&self, dir: Ino) -> Result<()> {
         // IMPORTANT: applied under the namespace lock; if the backing store
@@ -765,33 +710,6 @@ impl DuraFs {
         self.cut(CrashOptions {
             policy: Policy::DropAll,
             ..CrashOptions::default()
-        })
-    }
-
-    /// Statistics of the backing directory's filesystem.
-    pub fn statfs(&self) -> Result<StatFs> {
-        if self.model.is_cut() {
-            return Err(FsError::Cut.into());
-        }
-        let Some(root) = self.store.root() else {
-            return Ok(StatFs::EMPTY);
-        };
-        let c = crate::sys::cstring(root).map_err(|_| Error::Fs(FsError::Invalid))?;
-        // SAFETY: an all-zero statvfs is a valid value to be overwritten.
-        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-        // SAFETY: valid path and a valid out-pointer.
-        if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
-            return Err(backing_err("statfs", io::Error::last_os_error()));
-        }
-        Ok(StatFs {
-            blocks: s.f_blocks,
-            bfree: s.f_bfree,
-            bavail: s.f_bavail,
-            files: s.f_files,
-            ffree: s.f_ffree,
-            bsize: u32::try_from(s.f_bsize).unwrap_or(4096),
-            namelen: u32::try_from(s.f_namemax).unwrap_or(255),
-            frsize: u32::try_from(s.f_frsize).unwrap_or(4096),
         })
     }
 }

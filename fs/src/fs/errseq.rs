@@ -15,6 +15,7 @@
 //!
 //! Invariant: a handle's sample never exceeds its inode's counter.
 
+use super::{Error, Result};
 use crate::model::Ino;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,6 +89,38 @@ impl ErrSeq {
     /// Forgets `ino` (removed for good).
     pub(super) fn forget(&self, ino: Ino) {
         self.inodes.remove(&ino);
+    }
+}
+
+impl super::DuraFs {
+    /// A new open of file `ino`: its handle, for [`DuraFs::fsync_handle`]
+    /// and [`DuraFs::close_handle`].
+    pub fn open_handle(&self, ino: Ino) -> Result<u64> {
+        self.model.getattr(ino)?;
+        Ok(self.errseq.open(ino))
+    }
+
+    /// Handle `fh` was released (after the close).
+    pub fn close_handle(&self, fh: u64) {
+        self.errseq.close(fh);
+    }
+
+    /// fsync / fdatasync through open handle `fh`: as [`DuraFs::fsync`],
+    /// and a writeback failure of the file this handle has not learned yet
+    /// is reported once (`EIO`), as Linux's errseq rule does (`errseq`).
+    pub fn fsync_handle(&self, ino: Ino, fh: u64, datasync: bool) -> Result<()> {
+        let res = self.fsync(ino, datasync);
+        if matches!(res, Err(Error::WritebackFailed)) {
+            self.errseq.record(ino);
+        }
+        let unseen = self.errseq.check_and_advance(ino, fh);
+        match res {
+            Ok(()) if unseen => {
+                log::info!("durafs: fsync of #{ino} reports an earlier writeback failure");
+                Err(Error::WritebackFailed)
+            }
+            other => other,
+        }
     }
 }
 
