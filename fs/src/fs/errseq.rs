@@ -15,7 +15,7 @@
 //!
 //! Invariant: a handle's sample never exceeds its inode's counter.
 
-use super::{Error, Result};
+use super::{DuraFs, Error, Result};
 use crate::model::Ino;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -92,7 +92,7 @@ impl ErrSeq {
     }
 }
 
-impl super::DuraFs {
+impl DuraFs {
     /// A new open of file `ino`: its handle, for [`DuraFs::fsync_handle`]
     /// and [`DuraFs::close_handle`].
     pub fn open_handle(&self, ino: Ino) -> Result<u64> {
