@@ -95,6 +95,7 @@ impl Model {
             }
         }
         rep.pending_ops = ns.pending.len();
+        let index = entry_index(&ns);
         let mut inos: Vec<Ino> = self.nodes.iter().map(|e| *e.key()).collect();
         inos.sort_unstable();
         for ino in inos {
@@ -148,7 +149,8 @@ impl Model {
             rep.unsynced_bytes += unsynced_bytes;
             rep.files.push(FileReport {
                 ino,
-                path: path_in(&ns, ino).unwrap_or_else(|| format!("<unlinked #{ino}>")),
+                path: path_indexed(&ns, &index, ino)
+                    .unwrap_or_else(|| format!("<unlinked #{ino}>")),
                 ranges,
                 unsynced_bytes,
                 size: n.size,
@@ -265,6 +267,35 @@ fn dir_path(ns: &Namespace, dir: Ino) -> String {
     path_in(ns, dir).unwrap_or_else(|| format!("<removed dir #{dir}>"))
 }
 
+/// The entry each non-directory inode is first found under: the lowest
+/// directory number, then the first name in it (what [`path_in`]'s scan
+/// finds), built in one pass over the namespace so that a report naming
+/// every file costs O(entries), not O(files × entries).
+pub(crate) fn entry_index(ns: &Namespace) -> std::collections::HashMap<Ino, (Ino, &Name)> {
+    let mut dirs: Vec<Ino> = ns.dirs.keys().copied().collect();
+    dirs.sort_unstable();
+    let mut index = std::collections::HashMap::new();
+    for d in dirs {
+        for (name, (ino, _)) in ns.dirs.get(&d).into_iter().flatten() {
+            index.entry(*ino).or_insert((d, name));
+        }
+    }
+    index
+}
+
+/// [`path_in`] with an [`entry_index`] of the same namespace.
+pub(crate) fn path_indexed(
+    ns: &Namespace,
+    index: &std::collections::HashMap<Ino, (Ino, &Name)>,
+    ino: Ino,
+) -> Option<String> {
+    if ino == ROOT || ns.parent.contains_key(&ino) {
+        return path_in(ns, ino);
+    }
+    let (d, name) = index.get(&ino)?;
+    Some(join(&dir_path(ns, *d), name))
+}
+
 /// A live path of `ino` relative to the root.
 pub(crate) fn path_in(ns: &Namespace, ino: Ino) -> Option<String> {
     if ino == ROOT {
@@ -297,4 +328,44 @@ pub(crate) fn path_in(ns: &Namespace, ino: Ino) -> Option<String> {
         let (name, _) = entries.iter().find(|(_, (i, _))| *i == ino)?;
         Some(join(&dir_path(ns, d), name))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Config, Model};
+
+    /// Regression (issue 21): the report looked every file's path up by
+    /// scanning every directory, so `status` grew with files × entries.
+    /// The one-pass index must name each file as the scan did, hard links
+    /// and subdirectories included.
+    #[test]
+    fn the_report_names_each_file_as_a_lookup_does() {
+        let m = Model::new(Config::default(), Attrs::default());
+        let t = Timestamp::default();
+        let a = Attrs {
+            mode: 0o644,
+            ..Attrs::default()
+        };
+        let d = m.create(ROOT, b"d", Kind::Dir, a, None).unwrap().ino;
+        let e = m.create(d, b"e", Kind::Dir, a, None).unwrap().ino;
+        let mut files = Vec::new();
+        for (dir, name) in [(ROOT, &b"z"[..]), (d, b"y"), (e, b"x"), (e, b"w")] {
+            let f = m.create(dir, name, Kind::File, a, None).unwrap().ino;
+            m.write(f, 0, bytes::Bytes::from_static(b"data"), t)
+                .unwrap();
+            files.push(f);
+        }
+        m.link(files[2], ROOT, b"hard", t).unwrap();
+        let rep = m.report();
+        assert_eq!(rep.files.len(), files.len());
+        for f in &rep.files {
+            assert_eq!(Some(f.path.clone()), m.path_of(f.ino), "#{}", f.ino);
+        }
+        let paths: Vec<&str> = rep.files.iter().map(|f| f.path.as_str()).collect();
+        assert!(
+            paths.contains(&"d/e/w") && paths.contains(&"d/y"),
+            "{paths:?}"
+        );
+    }
 }
