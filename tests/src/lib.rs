@@ -3,6 +3,7 @@
 //!
 //! Without `/dev/fuse` or root the tests fail with a message saying so.
 
+pub mod cli;
 pub mod diff;
 pub mod explore;
 pub mod tools;

@@ -8,25 +8,16 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 const EXE: &str = env!("CARGO_BIN_EXE_durafs-cli");
 
 fn durafs(args: &[&str]) -> Output {
-    Command::new(EXE)
-        .args(args)
-        .output()
-        .expect("running the durafs binary")
+    durafs_tests::cli::run(EXE, args)
 }
 
 fn ok(args: &[&str]) -> String {
-    let out = durafs(args);
-    assert!(
-        out.status.success(),
-        "durafs {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    durafs_tests::cli::ok(EXE, args)
 }
 
 /// A durable file of `len` bytes of `fill`.

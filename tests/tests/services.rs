@@ -16,20 +16,11 @@ const EXE: &str = env!("CARGO_BIN_EXE_durafs-cli");
 const SERVICE_UID: u32 = 65534;
 
 fn durafs(args: &[&str]) -> Output {
-    Command::new(EXE)
-        .args(args)
-        .output()
-        .expect("running the durafs binary")
+    durafs_tests::cli::run(EXE, args)
 }
 
 fn ok(args: &[&str]) -> String {
-    let out = durafs(args);
-    assert!(
-        out.status.success(),
-        "durafs {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    durafs_tests::cli::ok(EXE, args)
 }
 
 /// A volume mounted by `durafs mount --allow-other` in a temp dir every

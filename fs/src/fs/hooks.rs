@@ -208,15 +208,12 @@ impl DuraFs {
     /// next trace event. Takes the recorder's lock: the caller holds none.
     pub(super) fn record_event(&self, op: TraceOp) {
         let h = &self.hooks;
-        if let Some(rec) = h.recorder.get() {
-            let mut r = rec.lock();
-            if r.recording() {
-                r.push(op, Vec::new(), None);
-            }
-            h.ops.fetch_add(1, Ordering::SeqCst);
-        } else {
-            h.ops.fetch_add(1, Ordering::SeqCst);
+        let mut rec = h.recorder.get().map(Recorder::lock);
+        if let Some(r) = rec.as_mut().filter(|r| r.recording()) {
+            r.push(op, Vec::new(), None);
         }
+        // Under the recorder's lock, as in `observed`.
+        h.ops.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The marks recorded so far, in order.
