@@ -482,6 +482,12 @@ pub struct BenchArgs {
     /// Only these workloads, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Also measure another FUSE filesystem in the same rotation
+    /// (repeatable): `passthrough_ll` (libfuse's C example, built from the
+    /// third-party directory, `$DURAFS_THIRD_PARTY`), `passthrough_ll=PATH`
+    /// (a built one), or NAME='MOUNT-CMD {backing} {mnt}'.
+    #[arg(long, value_name = "SPEC")]
+    pub peer: Vec<String>,
     /// Mount with --writeback-cache.
     #[arg(long)]
     pub writeback_cache: bool,

@@ -7,7 +7,7 @@
 //! exploration can reach.
 
 use super::Ctx;
-use super::solo::{ExploreSample, parse_explore};
+use super::solo::{ExploreRun, parse_explore};
 use crate::workload::{ENV_STATE, check_interrupted};
 use crate::{Result, err};
 use std::path::{Path, PathBuf};
@@ -22,14 +22,6 @@ const IMAGE_MIB: u32 = 64;
 const FILES: u32 = 8;
 /// Checks per job when measuring the check alone.
 const CHECKS_PER_JOB: usize = 10;
-
-/// One run of `explore-ext4`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct BlockSample {
-    pub explore: ExploreSample,
-    /// The check alone on a fixed image, runs per second on all jobs.
-    pub check_per_second: f64,
-}
 
 /// The tools the fixture needs, or an error naming the missing one.
 pub fn check_installed() -> Result<()> {
@@ -71,7 +63,7 @@ fn failed(what: &str, out: &Output) -> crate::CliError {
 /// Records the fixture's trace, explores it, then times the check alone;
 /// every scratch file and mount point is under `ROOT/explore-ext4`
 /// (`TMPDIR`), so the bench's scratch directory covers them.
-pub fn explore_ext4(ctx: &Ctx) -> Result<BlockSample> {
+pub fn explore_ext4(ctx: &Ctx) -> Result<ExploreRun> {
     let dir = ctx.root.join("explore-ext4");
     std::fs::create_dir_all(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
     let trace = dir.join("trace.jsonl");
@@ -109,7 +101,7 @@ pub fn explore_ext4(ctx: &Ctx) -> Result<BlockSample> {
     let explore = parse_explore(&String::from_utf8_lossy(&out.stdout))?;
     let check_per_second = check_alone(ctx, &trace, &dir)?;
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(BlockSample {
+    Ok(ExploreRun {
         explore,
         check_per_second,
     })

@@ -17,19 +17,24 @@
 //! every `Volume` unmounts itself. Missed targets are results, not errors.
 
 mod block;
+mod explore;
 mod fio;
 mod host;
 mod meta;
+mod peer;
+mod pending;
 mod plan;
 mod report;
 mod solo;
+mod text;
 mod volume;
 
 use crate::workload::{self, check_interrupted};
 use crate::{BenchArgs, Result, err, usage};
 use plan::{Sizes, Workload};
 use report::{Header, Report, Row};
-use solo::{ExploreSample, MemorySample};
+use peer::{Peer, PeerMount};
+use solo::{ExploreRun, MemorySample};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -43,6 +48,8 @@ pub(crate) struct Ctx {
     opts: MountOpts,
     sizes: Sizes,
     cores: usize,
+    /// The `--peer`s, ready to mount.
+    peers: Vec<Peer>,
 }
 
 impl Ctx {
@@ -119,34 +126,84 @@ impl Drop for NativeDir {
     }
 }
 
-#[derive(Clone, Copy, PartialEq)]
+/// Where a workload group runs: a native directory, a durafs mount or a
+/// peer's mount (an index into `Ctx::peers`).
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Side {
     Native,
     Durafs,
+    Peer(usize),
 }
 
 impl Side {
-    fn name(self) -> &'static str {
+    fn name(self, ctx: &Ctx) -> &str {
         match self {
             Side::Native => "native",
             Side::Durafs => "durafs",
+            Side::Peer(i) => ctx.peers.get(i).map_or("peer", |p| p.name.as_str()),
+        }
+    }
+
+    /// The sides of a benchmark with `peers` peers, in the order of run 1.
+    fn all(peers: usize) -> Vec<Side> {
+        let mut v = vec![Side::Durafs, Side::Native];
+        v.extend((0..peers).map(Side::Peer));
+        v
+    }
+
+    /// Index into `Samples::figures`: native, durafs, then the peers.
+    fn index(self) -> usize {
+        match self {
+            Side::Native => 0,
+            Side::Durafs => 1,
+            Side::Peer(i) => 2 + i,
         }
     }
 }
 
-/// Everything measured, per workload and side, in run order.
+/// The order of `sides` in run `run` (from 1): the list rotated left by
+/// `run - 1`, so that each side goes first equally often over
+/// `sides.len()` runs (two sides: durafs first in odd runs, native in even
+/// ones), cancelling warm-up bias.
+fn rotation<T: Copy>(sides: &[T], run: usize) -> Vec<T> {
+    let mut v = sides.to_vec();
+    if !v.is_empty() {
+        let n = v.len();
+        v.rotate_left(run.saturating_sub(1) % n);
+    }
+    v
+}
+
+/// Everything measured, per side (`Side::index`) and workload, in run
+/// order.
 #[derive(Default)]
 struct Samples {
-    native: BTreeMap<Workload, Vec<f64>>,
-    durafs: BTreeMap<Workload, Vec<f64>>,
+    figures: Vec<BTreeMap<Workload, Vec<f64>>>,
     memory: Vec<MemorySample>,
-    explore: Vec<ExploreSample>,
-    explore_ext4: Vec<block::BlockSample>,
+    pending: Vec<pending::PendingSample>,
+    explore: Vec<ExploreRun>,
+    explore_sqlite: Vec<ExploreRun>,
+    explore_ext4: Vec<ExploreRun>,
+}
+
+impl Samples {
+    fn push(&mut self, side: Side, w: Workload, x: f64) {
+        let i = side.index();
+        if self.figures.len() <= i {
+            self.figures.resize_with(i + 1, BTreeMap::new);
+        }
+        self.figures[i].entry(w).or_default().push(x);
+    }
+
+    fn runs(&self, side: Side, w: Workload) -> Option<Vec<f64>> {
+        self.figures.get(side.index())?.get(&w).cloned()
+    }
 }
 
 pub fn bench(args: &BenchArgs) -> Result<()> {
     workload::kill_children_on_interrupt();
     let mut selected = plan::select(&args.only)?;
+    let peer_args = peer::parse_all(&args.peer)?;
     let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 });
     if runs == 0 {
         return Err(usage("--runs must be at least 1"));
@@ -160,6 +217,10 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     if selected.contains(&Workload::ExploreExt4) {
         block::check_installed()?;
     }
+    let exe = std::env::current_exe()
+        .map_err(|e| err(format!("cannot find the durafs executable: {e}")))?;
+    // Before any run: a peer that cannot be built fails now.
+    let peers = peer::resolve(&peer_args, &peer::cache_dir(&exe, &args.dir))?;
     let mut notes = Vec::new();
     if selected.contains(&Workload::SeqReadCold) {
         if let Err(why) = can_drop_caches() {
@@ -167,8 +228,12 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             selected.retain(|w| *w != Workload::SeqReadCold);
         }
     }
-    let exe = std::env::current_exe()
-        .map_err(|e| err(format!("cannot find the durafs executable: {e}")))?;
+    if selected.contains(&Workload::ExploreSqlite) {
+        if let Err(why) = explore::sqlite_installed() {
+            notes.push(format!("{} not run: {why}", Workload::ExploreSqlite.name()));
+            selected.retain(|w| *w != Workload::ExploreSqlite);
+        }
+    }
     let scratch = Scratch::new(&args.dir)?;
     let ctx = Ctx {
         exe,
@@ -180,6 +245,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         },
         sizes: Sizes::new(args.quick),
         cores: host::cores(),
+        peers,
     };
     let header = Header {
         date: host::now_utc(),
@@ -190,24 +256,37 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         runs,
         quick: args.quick,
         mount_options: ctx.opts.args().join(" "),
+        peers: ctx
+            .peers
+            .iter()
+            .map(|p| report::PeerInfo {
+                name: p.name.clone(),
+                command: p.command(),
+            })
+            .collect(),
     };
     let samples = run_all(&ctx, &selected, runs)?;
     drop(scratch);
 
     let workloads = selected
         .iter()
-        .filter_map(|w| {
-            let n = samples.native.get(w)?;
-            let d = samples.durafs.get(w)?;
-            Some(Row::new(*w, n.clone(), d.clone()))
+        .filter_map(|&w| {
+            let n = samples.runs(Side::Native, w)?;
+            let d = samples.runs(Side::Durafs, w)?;
+            let peers = (0..ctx.peers.len())
+                .filter_map(|i| Some((ctx.peers[i].name.clone(), samples.runs(Side::Peer(i), w)?)))
+                .collect();
+            Some(Row::new(w, n, d, peers))
         })
         .collect();
     let report = Report {
         header,
         workloads,
         memory: report::Memory::worst(&samples.memory),
-        explore: report::Explore::median(&samples.explore),
-        explore_ext4: report::ExploreExt4::median(&samples.explore_ext4),
+        pending: report::Pending::median(&samples.pending),
+        explore: report::Explore::median(Workload::Explore, &samples.explore),
+        explore_sqlite: report::Explore::median(Workload::ExploreSqlite, &samples.explore_sqlite),
+        explore_ext4: report::Explore::median(Workload::ExploreExt4, &samples.explore_ext4),
         notes,
     };
     if args.json {
@@ -246,69 +325,87 @@ fn progress(run: usize, runs: usize, what: &str) {
 
 fn run_all(ctx: &Ctx, selected: &[Workload], runs: usize) -> Result<Samples> {
     let mut s = Samples::default();
+    let sides = Side::all(ctx.peers.len());
     for run in 1..=runs {
-        let sides = if run % 2 == 1 {
-            [Side::Durafs, Side::Native]
-        } else {
-            [Side::Native, Side::Durafs]
-        };
         for group in plan::GROUPS {
             if !group.iter().any(|w| selected.contains(w)) {
                 continue;
             }
-            for side in sides {
+            for side in rotation(&sides, run) {
                 for (w, x) in run_group(ctx, group, selected, side, run)? {
                     let fig = report::progress_figure(w.unit(), x);
-                    progress(run, runs, &format!("{} {}: {fig}", w.name(), side.name()));
-                    let map = match side {
-                        Side::Native => &mut s.native,
-                        Side::Durafs => &mut s.durafs,
-                    };
-                    map.entry(w).or_default().push(x);
+                    progress(run, runs, &format!("{} {}: {fig}", w.name(), side.name(ctx)));
+                    s.push(side, w, x);
                 }
             }
         }
-        if selected.contains(&Workload::Memory) {
-            let m = solo::memory(ctx, run)?;
-            progress(
-                run,
-                runs,
-                &format!(
-                    "memory durafs: peak {} MiB, {} MiB unsynced",
-                    m.peak_rss_bytes >> 20,
-                    m.unsynced_bytes >> 20
-                ),
-            );
-            s.memory.push(m);
-        }
-        if selected.contains(&Workload::Explore) {
-            let e = solo::explore(ctx, &ctx.sizes)?;
-            progress(
-                run,
-                runs,
-                &format!("explore durafs: {} states in {:.2} s", e.states, e.seconds),
-            );
-            s.explore.push(e);
-        }
-        if selected.contains(&Workload::ExploreExt4) {
-            let b = block::explore_ext4(ctx)?;
-            progress(
-                run,
-                runs,
-                &format!(
-                    "explore-ext4 durafs: {} states in {:.2} s, the check alone {:.1}/s",
-                    b.explore.states, b.explore.seconds, b.check_per_second
-                ),
-            );
-            s.explore_ext4.push(b);
-        }
+        run_solo(ctx, selected, run, runs, &mut s)?;
     }
     Ok(s)
 }
 
+/// The durafs-only rows of one run.
+fn run_solo(ctx: &Ctx, selected: &[Workload], run: usize, runs: usize, s: &mut Samples) -> Result<()> {
+    if selected.contains(&Workload::Memory) {
+        let m = solo::memory(ctx, run)?;
+        progress(
+            run,
+            runs,
+            &format!(
+                "memory durafs: peak {} MiB, {} MiB unsynced",
+                m.peak_rss_bytes >> 20,
+                m.unsynced_bytes >> 20
+            ),
+        );
+        s.memory.push(m);
+    }
+    if selected.contains(&Workload::Pending) {
+        let p = pending::pending(ctx, ctx.sizes.pending)?;
+        for f in &p.runs {
+            progress(
+                run,
+                runs,
+                &format!(
+                    "pending durafs: {} files: status {:.2} s, cut {:.2} s",
+                    f.files, f.status_seconds, f.cut_seconds
+                ),
+            );
+        }
+        s.pending.push(p);
+    }
+    let explores = [
+        (Workload::Explore, &mut s.explore),
+        (Workload::ExploreSqlite, &mut s.explore_sqlite),
+        (Workload::ExploreExt4, &mut s.explore_ext4),
+    ];
+    for (w, samples) in explores {
+        if !selected.contains(&w) {
+            continue;
+        }
+        let e = match w {
+            Workload::ExploreExt4 => block::explore_ext4(ctx)?,
+            _ => explore::explore(ctx, w)?,
+        };
+        progress(
+            run,
+            runs,
+            &format!(
+                "{} durafs: {} states in {:.2} s, the check alone {:.1}/s",
+                w.name(),
+                e.explore.states,
+                e.explore.seconds,
+                e.check_per_second
+            ),
+        );
+        samples.push(e);
+    }
+    Ok(())
+}
+
 /// Runs one group on one side, in a fresh directory or mount; the figure
 /// of each selected workload (a group's first workload always runs: the
-/// reads need what it wrote).
+/// reads need what it wrote). Every side runs the same [`run_in`]: one
+/// definition of each figure.
 fn run_group(
     ctx: &Ctx,
     group: &[Workload],
@@ -316,6 +413,7 @@ fn run_group(
     side: Side,
     run: usize,
 ) -> Result<Vec<(Workload, f64)>> {
+    let name = side.name(ctx).to_string();
     match side {
         Side::Native => {
             let dir = ctx
@@ -324,11 +422,30 @@ fn run_group(
                 .join(format!("{}-{run}", group[0].name()));
             fs::create_dir(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
             let guard = NativeDir(dir);
-            run_in(ctx, group, selected, side, run, &guard.0)
+            run_in(ctx, group, selected, &name, run, &guard.0)
         }
         Side::Durafs => {
             let vol = ctx.mount(group.iter().any(|w| w.real_fsync()))?;
-            let figures = run_in(ctx, group, selected, side, run, vol.path())?;
+            let figures = run_in(ctx, group, selected, &name, run, vol.path())?;
+            vol.unmount()?;
+            Ok(figures)
+        }
+        Side::Peer(i) => {
+            let peer = ctx
+                .peers
+                .get(i)
+                .ok_or_else(|| err(format!("no peer number {i}")))?;
+            let log = ctx
+                .root
+                .join("out")
+                .join(format!("{}-{}-{run}.log", group[0].name(), peer.name));
+            let vol = PeerMount::mount(
+                peer,
+                &ctx.root.join("backing"),
+                &ctx.root.join("mnt"),
+                &log,
+            )?;
+            let figures = run_in(ctx, group, selected, &name, run, vol.path())?;
             vol.unmount()?;
             Ok(figures)
         }
@@ -339,7 +456,7 @@ fn run_in(
     ctx: &Ctx,
     group: &[Workload],
     selected: &[Workload],
-    side: Side,
+    side: &str,
     run: usize,
     dir: &Path,
 ) -> Result<Vec<(Workload, f64)>> {
@@ -355,7 +472,7 @@ fn run_in(
                 if w == Workload::SeqReadCold {
                     drop_caches()?;
                 }
-                let m = fio::run(&job, dir, &ctx.output(w.name(), side.name(), run), w.name())?;
+                let m = fio::run(&job, dir, &ctx.output(w.name(), side, run), w.name())?;
                 match w.unit() {
                     plan::Unit::Iops => m.iops(),
                     _ => m.mib_per_sec(),

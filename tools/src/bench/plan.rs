@@ -19,13 +19,15 @@ pub enum Workload {
     WriteX4,
     Metadata,
     Memory,
+    Pending,
     Explore,
+    ExploreSqlite,
     ExploreExt4,
 }
 
 use Workload::*;
 
-pub const ALL: [Workload; 11] = [
+pub const ALL: [Workload; 13] = [
     SeqWrite,
     SeqRead,
     SeqReadCold,
@@ -35,7 +37,9 @@ pub const ALL: [Workload; 11] = [
     WriteX4,
     Metadata,
     Memory,
+    Pending,
     Explore,
+    ExploreSqlite,
     ExploreExt4,
 ];
 
@@ -62,7 +66,9 @@ impl Workload {
             WriteX4 => "write-4k-x4",
             Metadata => "metadata",
             Memory => "memory",
+            Pending => "pending",
             Explore => "explore",
+            ExploreSqlite => "explore-sqlite",
             ExploreExt4 => "explore-ext4",
         }
     }
@@ -74,12 +80,14 @@ impl Workload {
             RandWrite | Append | AppendReal => Unit::Iops,
             Metadata => Unit::OpsPerSec,
             Memory => Unit::Mib,
-            Explore | ExploreExt4 => Unit::StatesPerSec,
+            Pending => Unit::Seconds,
+            Explore | ExploreSqlite | ExploreExt4 => Unit::StatesPerSec,
         }
     }
 
     /// The least acceptable durafs/native ratio (for `explore` and
-    /// `explore-ext4`: states per second; `memory` has a limit of its own).
+    /// `explore-ext4`: states per second; `memory`, `pending` and
+    /// `explore-sqlite` have limits of their own, 0 here).
     pub fn target(self) -> f64 {
         match self {
             SeqWrite => 0.7,
@@ -88,10 +96,18 @@ impl Workload {
             Append => 2.0,
             AppendReal | WriteX4 => 0.6,
             Metadata => 0.25,
-            Memory => 0.0,
+            Memory | Pending | ExploreSqlite => 0.0,
             Explore => 100.0,
             ExploreExt4 => 20.0,
         }
+    }
+
+    /// The least acceptable durafs/`peer` ratio: 1.2 against libfuse's
+    /// `passthrough_ll` on the rows issue 21 names; other peers get ratios
+    /// only.
+    pub fn peer_target(self, peer: &str) -> Option<f64> {
+        let targeted = matches!(self, SeqWrite | WriteX4 | RandWrite | Metadata | SeqRead);
+        (peer == super::peer::PASSTHROUGH_LL && targeted).then_some(1.2)
     }
 
     /// The durafs mount gets `--real-fsync`.
@@ -122,7 +138,7 @@ impl Workload {
                 ..Job::new("write", 4 << 10, s.x4_each, "x4")
             },
             Memory => Job::new("write", 128 << 10, s.memory, "mem"),
-            Metadata | Explore | ExploreExt4 => return None,
+            Metadata | Pending | Explore | ExploreSqlite | ExploreExt4 => return None,
         })
     }
 }
@@ -135,6 +151,7 @@ pub enum Unit {
     OpsPerSec,
     Mib,
     StatesPerSec,
+    Seconds,
 }
 
 impl Unit {
@@ -145,6 +162,7 @@ impl Unit {
             Unit::OpsPerSec => "ops/s",
             Unit::Mib => "MiB",
             Unit::StatesPerSec => "states/s",
+            Unit::Seconds => "s",
         }
     }
 }
@@ -164,6 +182,10 @@ pub struct Sizes {
     pub memory: u64,
     /// 8 KiB appends of the explore workload (an fsync every 8).
     pub explore_appends: usize,
+    /// Pending files of `pending`: the small and the big run.
+    pub pending: [usize; 2],
+    /// Transactions (of 100 rows) of the `explore-sqlite` workload.
+    pub sqlite_transactions: usize,
 }
 
 impl Sizes {
@@ -177,6 +199,8 @@ impl Sizes {
                 meta_files: 500,
                 memory: 64 * MIB,
                 explore_appends: 16,
+                pending: [1_000, 10_000],
+                sqlite_transactions: 2,
             }
         } else {
             Sizes {
@@ -187,6 +211,8 @@ impl Sizes {
                 meta_files: 3000,
                 memory: 512 * MIB,
                 explore_appends: 64,
+                pending: [10_000, 100_000],
+                sqlite_transactions: 5,
             }
         }
     }
@@ -236,6 +262,7 @@ mod tests {
             (64 * MIB, 16 * MIB, MIB, 16 * MIB, 500, 64 * MIB)
         );
         assert_eq!((f.explore_appends, q.explore_appends), (64, 16));
+        assert_eq!((f.pending, q.pending), ([10_000, 100_000], [1_000, 10_000]));
     }
 
     #[test]
@@ -265,8 +292,23 @@ mod tests {
             e.contains("nonsense") && e.contains("append-4k-fsync-real"),
             "{e}"
         );
+        assert_eq!(
+            select(&["pending".into(), "explore-sqlite".into()]).unwrap(),
+            vec![Pending, ExploreSqlite]
+        );
         for (w, g) in ALL.iter().zip(ALL.iter().skip(1)) {
             assert!(w < g, "ALL is in report order");
+        }
+    }
+
+    #[test]
+    fn passthrough_ll_gets_the_issue_targets_and_other_peers_none() {
+        for w in [SeqWrite, WriteX4, RandWrite, Metadata, SeqRead] {
+            assert_eq!(w.peer_target("passthrough_ll"), Some(1.2), "{}", w.name());
+            assert_eq!(w.peer_target("self"), None);
+        }
+        for w in [SeqReadCold, Append, AppendReal, Memory, Pending, Explore] {
+            assert_eq!(w.peer_target("passthrough_ll"), None, "{}", w.name());
         }
     }
 }

@@ -1,14 +1,11 @@
-//! The durafs-only measurements: the daemon's peak memory while it holds
-//! unsynced data (`memory`), and crash states checked per second by
-//! `durafs explore` on the workload of `tools/bench/explore.sh`.
+//! The daemon's peak memory while it holds unsynced data (`memory`), and
+//! what every explore row reads from `durafs explore --json`.
 
-use super::plan::{Sizes, Workload};
+use super::plan::Workload;
 use super::volume::{self, Volume};
 use super::{Ctx, fio};
-use crate::workload::check_interrupted;
 use crate::{Result, err};
 use serde_json::Value;
-use std::process::{Command, Stdio};
 
 const MIB: u64 = 1 << 20;
 
@@ -55,61 +52,29 @@ pub fn memory(ctx: &Ctx, run: usize) -> Result<MemorySample> {
     })
 }
 
-/// One run of `explore`.
+/// What one `durafs explore --json` reports.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ExploreSample {
     pub states: u64,
     pub seconds: f64,
     pub states_per_second: f64,
+    /// durafs's own time per state (enumeration, materialisation,
+    /// scheduling), when explore reports it.
+    pub durafs_ms_per_state: Option<f64>,
+    /// The check's time per state, when explore reports it.
+    pub check_ms_per_state: Option<f64>,
 }
 
-/// The workload of `tools/bench/explore.sh` with `appends` appends of
-/// 8 KiB (an fsync every 8), then a file replaced by fsync + rename +
-/// directory fsync.
-pub fn explore_workload(appends: usize) -> String {
-    format!(
-        "i=0; while [ $i -lt {appends} ]; do head -c 8192 /dev/zero | tr \"\\0\" x >> log; \
-         i=$((i+1)); [ $((i % 8)) -eq 0 ] && sync log; done; \
-         printf new > tmp && sync tmp && mv tmp data && sync ."
-    )
-}
-
-/// Runs `durafs explore --jobs CORES --json --check true` on the workload.
-/// It shares this process group, so a Ctrl-C reaches it and it cleans up
-/// after itself.
-pub fn explore(ctx: &Ctx, sizes: &Sizes) -> Result<ExploreSample> {
-    let scratch = ctx.root.join("explore");
-    let out = Command::new(&ctx.exe)
-        .arg("explore")
-        .args([
-            "--jobs",
-            &ctx.cores.to_string(),
-            "--json",
-            "--check",
-            "true",
-        ])
-        .arg("--dir")
-        .arg(&scratch)
-        .args(["--", "sh", "-c", &explore_workload(sizes.explore_appends)])
-        .current_dir(&ctx.root)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| err(format!("explore: running {}: {e}", ctx.exe.display())))?;
-    check_interrupted()?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        return Err(err(format!(
-            "explore: durafs explore failed ({}): {}",
-            out.status,
-            stderr.trim()
-        )));
-    }
-    let _ = std::fs::remove_dir(&scratch);
-    parse_explore(&String::from_utf8_lossy(&out.stdout))
+/// One run of an explore row: explore, then the check alone on a fixed
+/// state with the same jobs (runs per second on all jobs).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ExploreRun {
+    pub explore: ExploreSample,
+    pub check_per_second: f64,
 }
 
 /// Reads the states tried, seconds and states per second of `explore
-/// --json`.
+/// --json`, and its time split per state when present.
 pub fn parse_explore(text: &str) -> Result<ExploreSample> {
     let bad = |why: &str| err(format!("explore: malformed output: {why}"));
     let v: Value = serde_json::from_str(text.trim()).map_err(|e| bad(&e.to_string()))?;
@@ -127,6 +92,8 @@ pub fn parse_explore(text: &str) -> Result<ExploreSample> {
         states,
         seconds,
         states_per_second,
+        durafs_ms_per_state: v["durafs_ms_per_state"].as_f64(),
+        check_ms_per_state: v["check_ms_per_state"].as_f64(),
     })
 }
 
@@ -155,7 +122,7 @@ mod tests {
     }
 
     #[test]
-    fn explore_json_and_workload() {
+    fn explore_json_with_and_without_the_time_split() {
         let s = parse_explore(
             r#"{"states_tried": 300, "states_failed": 0, "seconds": 1.5, "states_per_second": 200.0}"#,
         )
@@ -164,15 +131,14 @@ mod tests {
             (s.states, s.seconds, s.states_per_second),
             (300, 1.5, 200.0)
         );
+        assert_eq!((s.durafs_ms_per_state, s.check_ms_per_state), (None, None));
+        let s = parse_explore(
+            r#"{"states_tried": 3, "seconds": 1.0, "states_per_second": 3.0,
+                "durafs_ms_per_state": 0.4, "check_ms_per_state": 300.5}"#,
+        )
+        .unwrap();
+        assert_eq!((s.durafs_ms_per_state, s.check_ms_per_state), (Some(0.4), Some(300.5)));
         assert!(parse_explore("").is_err());
         assert!(parse_explore(r#"{"states_tried": 3}"#).is_err());
-        assert!(explore_workload(16).contains("-lt 16 "));
-        let out = Command::new("sh")
-            .arg("-n")
-            .arg("-c")
-            .arg(explore_workload(64))
-            .status()
-            .unwrap();
-        assert!(out.success(), "the workload parses as shell");
     }
 }

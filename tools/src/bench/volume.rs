@@ -193,10 +193,10 @@ pub fn pid_and_unsynced(status: &Value) -> Result<(u32, u64)> {
     Ok((pid, dirty))
 }
 
-/// The peak resident set (`VmHWM`) in a `/proc/PID/status` text, in bytes.
-pub fn vm_hwm(proc_status: &str) -> Option<u64> {
-    let line = proc_status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let mut words = line["VmHWM:".len()..].split_whitespace();
+/// A `/proc/PID/status` field given in kB (`key` with its colon), in bytes.
+fn vm_field(proc_status: &str, key: &str) -> Option<u64> {
+    let line = proc_status.lines().find(|l| l.starts_with(key))?;
+    let mut words = line[key.len()..].split_whitespace();
     let n: u64 = words.next()?.parse().ok()?;
     match words.next() {
         Some("kB") => n.checked_mul(1024),
@@ -206,9 +206,18 @@ pub fn vm_hwm(proc_status: &str) -> Option<u64> {
 
 /// The peak resident set of process `pid`, in bytes.
 pub fn peak_rss(pid: u32) -> Result<u64> {
+    proc_status_field(pid, "VmHWM:")
+}
+
+/// The resident set of process `pid` now, in bytes.
+pub fn rss(pid: u32) -> Result<u64> {
+    proc_status_field(pid, "VmRSS:")
+}
+
+fn proc_status_field(pid: u32, key: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let text = fs::read_to_string(&path).map_err(|e| err(format!("{path}: {e}")))?;
-    vm_hwm(&text).ok_or_else(|| err(format!("{path}: no VmHWM line")))
+    vm_field(&text, key).ok_or_else(|| err(format!("{path}: no {key} line")))
 }
 
 #[cfg(test)]
@@ -218,10 +227,12 @@ mod tests {
     #[test]
     fn peak_rss_comes_from_vmhwm_in_kib() {
         let s = "Name:\tdurafs\nVmPeak:\t  900 kB\nVmHWM:\t   123456 kB\nVmRSS:\t 100 kB\n";
+        let vm_hwm = |t: &str| vm_field(t, "VmHWM:");
         assert_eq!(vm_hwm(s), Some(123_456 * 1024));
         assert_eq!(vm_hwm("VmRSS:\t1 kB\n"), None);
         assert_eq!(vm_hwm("VmHWM:\tlots kB\n"), None);
         assert_eq!(vm_hwm("VmHWM:\t12 pages\n"), None);
+        assert_eq!(vm_field(s, "VmRSS:"), Some(100 * 1024));
     }
 
     #[test]
