@@ -1,7 +1,9 @@
-//! `durafs bench` as users run it (needs root and /dev/fuse; fio, losetup and mkfs.ext4 are
-//! installed when missing, `durafs_tests::tools::require`): a quick
-//! run gives every figure, positive, and leaves its directory empty with
-//! nothing mounted under it; `--only` rejects unknown workloads.
+//! `durafs bench` as users run it (needs root and /dev/fuse; fio,
+//! libfuse3-dev, sqlite3, losetup and mkfs.ext4 are installed when
+//! missing, `durafs_tests::tools::require`): quick runs, split with
+//! `--only`, give every figure, positive, on native, durafs and two peers,
+//! and leave their directory empty with nothing mounted under it; `--only`
+//! rejects unknown workloads.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -59,17 +61,19 @@ fn positive(v: &serde_json::Value, what: &str) -> f64 {
     x
 }
 
-#[test]
-fn quick_bench_reports_every_figure_and_leaves_nothing_behind() {
-    durafs_tests::tools::require("fio", "fio");
-    durafs_tests::tools::require("losetup", "mount");
-    durafs_tests::tools::require("mkfs.ext4", "e2fsprogs");
+/// Runs `durafs bench --quick --runs 1 --json ARGS DIR` in a fresh parent
+/// directory; its report, after checking that it succeeded and left
+/// nothing mounted or written there.
+fn quick_bench(args: &[&str]) -> serde_json::Value {
     let parent = Parent {
         tmp: tempfile::tempdir().expect("tempdir"),
     };
     let dir = fs::canonicalize(parent.tmp.path()).expect("canonical dir");
     let d = dir.to_str().expect("utf8 path");
-    let out = durafs(&["bench", "--quick", "--runs", "1", "--json", d]);
+    let mut all = vec!["bench", "--quick", "--runs", "1", "--json"];
+    all.extend_from_slice(args);
+    all.push(d);
+    let out = durafs(&all);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -83,7 +87,6 @@ fn quick_bench_reports_every_figure_and_leaves_nothing_behind() {
         .map(|e| e.map(|e| e.path()))
         .collect();
     assert!(left.is_empty(), "left behind in {d}: {left:?}");
-
     let r: serde_json::Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("bench --json is not JSON ({e}): {stdout}"));
     assert_eq!(r["runs"], 1);
@@ -92,6 +95,48 @@ fn quick_bench_reports_every_figure_and_leaves_nothing_behind() {
     for key in ["date", "kernel", "fs", "mount_options"] {
         assert!(r[key].is_string(), "{key} missing: {r}");
     }
+    r
+}
+
+/// The rows issue 21 gives passthrough_ll a target on.
+const PASSTHROUGH_TARGETS: [&str; 5] = [
+    "seqwrite-128k",
+    "seqread-128k",
+    "randwrite-4k",
+    "write-4k-x4",
+    "metadata",
+];
+
+/// Every compared workload on native, durafs and two peers (libfuse's C
+/// passthrough_ll built from the third-party directory, and durafs itself
+/// through the generic mount command, which daemonises), with memory and
+/// pending.
+#[test]
+fn quick_bench_with_peers_reports_every_figure_and_leaves_nothing_behind() {
+    durafs_tests::tools::require("fio", "fio");
+    durafs_tests::tools::require("pkg-config", "pkg-config");
+    durafs_tests::tools::require("cc", "gcc");
+    durafs_tests::tools::require("/usr/include/fuse3/fuse_lowlevel.h", "libfuse3-dev");
+    let only = COMPARED.join(",") + ",memory,pending";
+    let self_peer = format!("self={EXE} mount {{backing}} {{mnt}}");
+    let r = quick_bench(&[
+        "--only",
+        &only,
+        "--peer",
+        "passthrough_ll",
+        "--peer",
+        &self_peer,
+    ]);
+    let peers = r["peers"].as_array().expect("the peers");
+    assert_eq!(peers.len(), 2, "{r}");
+    assert_eq!(peers[0]["name"], "passthrough_ll");
+    assert!(
+        peers[0]["command"]
+            .as_str()
+            .is_some_and(|c| c.contains("target/peers/passthrough_ll -f")),
+        "{r}"
+    );
+    assert_eq!(peers[1]["name"], "self");
     let rows = r["workloads"].as_array().expect("workloads array");
     let notes = r["notes"].to_string();
     for name in COMPARED {
@@ -112,17 +157,29 @@ fn quick_bench_reports_every_figure_and_leaves_nothing_behind() {
         );
         positive(&row["target"], &format!("{name} target"));
         assert!(row["met"].is_boolean(), "{row}");
-        assert_eq!(
-            row["runs_native"].as_array().map(Vec::len),
-            Some(1),
-            "{row}"
-        );
-        assert_eq!(
-            row["runs_durafs"].as_array().map(Vec::len),
-            Some(1),
-            "{row}"
-        );
+        for key in ["runs_native", "runs_durafs"] {
+            assert_eq!(row[key].as_array().map(Vec::len), Some(1), "{row}");
+        }
         assert!(row["unit"].is_string(), "{row}");
+        let peers = row["peers"].as_array().expect("each row has the peers");
+        assert_eq!(peers.len(), 2, "{row}");
+        for p in peers {
+            let m = positive(&p["median"], &format!("{name} {}", p["name"]));
+            let pr = positive(&p["ratio"], &format!("{name} durafs/{}", p["name"]));
+            assert!((pr - durafs / m).abs() < 1e-9 * pr.max(1.0), "{row}");
+            assert_eq!(p["runs"].as_array().map(Vec::len), Some(1), "{row}");
+        }
+        let targeted = PASSTHROUGH_TARGETS.contains(&name);
+        assert_eq!(
+            peers[0]["target"].as_f64(),
+            targeted.then_some(1.2),
+            "{row}"
+        );
+        assert_eq!(peers[0]["met"].is_boolean(), targeted, "{row}");
+        assert!(
+            peers[1]["target"].is_null() && peers[1]["met"].is_null(),
+            "{row}"
+        );
     }
     assert!(rows.len() <= COMPARED.len(), "{r}");
 
@@ -133,17 +190,55 @@ fn quick_bench_reports_every_figure_and_leaves_nothing_behind() {
     assert!(limit > unsynced, "{m}");
     assert_eq!(m["met"], peak <= limit, "{m}");
 
-    let e = &r["explore"];
-    positive(&e["states"], "explore states");
-    positive(&e["seconds"], "explore seconds");
-    let sps = positive(&e["states_per_second"], "explore states/s");
-    assert_eq!(e["met"], sps >= 100.0, "{e}");
+    let p = &r["pending"];
+    assert_eq!(
+        (p["small"]["files"].as_u64(), p["big"]["files"].as_u64()),
+        (Some(1000), Some(10_000)),
+        "{p}"
+    );
+    for size in ["small", "big"] {
+        positive(&p[size]["status_seconds"], "pending status");
+        positive(&p[size]["cut_seconds"], "pending cut");
+        assert!(p[size]["bytes_per_file"].is_number(), "{p}");
+    }
+    let sr = positive(&p["status_ratio"], "pending status ratio");
+    let big = p["big"]["status_seconds"].as_f64().unwrap_or(0.0);
+    let small = p["small"]["status_seconds"].as_f64().unwrap_or(1.0);
+    assert!((sr - big / small).abs() < 1e-9 * sr, "{p}");
+    assert_eq!(
+        p["ratio_met"],
+        sr < 12.0 && p["cut_ratio"].as_f64().is_some_and(|c| c < 12.0),
+        "{p}"
+    );
+    assert!(r.get("explore").is_none(), "--only leaves explore out: {r}");
+}
 
-    let b = &r["explore_ext4"];
-    positive(&b["states"], "explore-ext4 states");
-    positive(&b["check_per_second"], "explore-ext4 check alone");
-    let sps = positive(&b["states_per_second"], "explore-ext4 states/s");
-    assert_eq!(b["met"], sps >= 20.0, "{b}");
+/// The explore rows, each next to its check alone, and states/s.
+#[test]
+fn quick_bench_explore_rows_are_next_to_the_check_alone() {
+    durafs_tests::tools::require("losetup", "mount");
+    durafs_tests::tools::require("mkfs.ext4", "e2fsprogs");
+    durafs_tests::tools::require("sqlite3", "sqlite3");
+    let r = quick_bench(&["--only", "explore,explore-sqlite,explore-ext4"]);
+    assert!(r["workloads"].as_array().is_some_and(Vec::is_empty), "{r}");
+    for (key, target) in [
+        ("explore", Some(100.0)),
+        ("explore_sqlite", None),
+        ("explore_ext4", Some(20.0)),
+    ] {
+        let e = &r[key];
+        positive(&e["states"], &format!("{key} states"));
+        positive(&e["seconds"], &format!("{key} seconds"));
+        let sps = positive(&e["states_per_second"], &format!("{key} states/s"));
+        let alone = positive(&e["check_per_second"], &format!("{key} check alone"));
+        let ratio = positive(&e["check_ratio"], &format!("{key} ratio"));
+        assert!((ratio - sps / alone).abs() < 1e-9 * ratio, "{e}");
+        assert_eq!(e["target"].as_f64(), target, "{e}");
+        let ratio_target = (key != "explore_ext4").then_some(0.9);
+        assert_eq!(e["check_ratio_target"].as_f64(), ratio_target, "{e}");
+        let met = target.is_none_or(|t| sps >= t) && ratio_target.is_none_or(|t| ratio >= t);
+        assert_eq!(e["met"], met, "{e}");
+    }
 }
 
 #[test]
@@ -156,10 +251,13 @@ fn only_rejects_an_unknown_workload_and_names_the_valid_ones() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("\"nonsense\""), "{stderr}");
-    for name in COMPARED
-        .iter()
-        .chain(&["memory", "explore", "explore-ext4"])
-    {
+    for name in COMPARED.iter().chain(&[
+        "memory",
+        "pending",
+        "explore",
+        "explore-sqlite",
+        "explore-ext4",
+    ]) {
         assert!(stderr.contains(name), "{name} not listed: {stderr}");
     }
     assert!(out.stdout.is_empty());

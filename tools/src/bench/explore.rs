@@ -24,7 +24,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// What `explore-sqlite` needs.
-pub const SQLITE_HINT: &str = "sqlite3 is not installed (Debian/Ubuntu: apt-get install -y sqlite3)";
+pub const SQLITE_HINT: &str =
+    "sqlite3 is not installed (Debian/Ubuntu: apt-get install -y sqlite3)";
 
 /// The least acceptable explore / check-alone rate.
 pub const CHECK_RATIO_TARGET: f64 = 0.9;
@@ -72,7 +73,9 @@ pub fn sqlite_workload(transactions: usize) -> String {
 fn spec(ctx: &Ctx, w: Workload) -> Result<(String, &'static str)> {
     match w {
         Workload::Explore => Ok((explore_workload(ctx.sizes.explore_appends), "true")),
-        Workload::ExploreSqlite => Ok((sqlite_workload(ctx.sizes.sqlite_transactions), SQLITE_CHECK)),
+        Workload::ExploreSqlite => {
+            Ok((sqlite_workload(ctx.sizes.sqlite_transactions), SQLITE_CHECK))
+        }
         _ => Err(err(format!("{}: not an explore row", w.name()))),
     }
 }
@@ -118,7 +121,9 @@ pub fn explore(ctx: &Ctx, w: Workload) -> Result<ExploreRun> {
 pub fn spread(states: u64, jobs: usize) -> Vec<u64> {
     let jobs = jobs.max(1);
     let n = jobs as u64;
-    (0..n).map(|j| states / n + u64::from(j < states % n)).collect()
+    (0..n)
+        .map(|j| states / n + u64::from(j < states % n))
+        .collect()
 }
 
 /// The check's rate on the workload's final state: `states` runs over
@@ -209,7 +214,11 @@ mod tests {
             let ok = Command::new("sh").arg("-n").arg("-c").arg(&w).status();
             assert!(ok.unwrap().success(), "{w}");
         }
-        let ok = Command::new("sh").arg("-n").arg("-c").arg(SQLITE_CHECK).status();
+        let ok = Command::new("sh")
+            .arg("-n")
+            .arg("-c")
+            .arg(SQLITE_CHECK)
+            .status();
         assert!(ok.unwrap().success());
     }
 }

@@ -1,20 +1,24 @@
-//! `durafs bench`: durafs against the filesystem under it, in one run.
+//! `durafs bench`: durafs against the filesystem under it and against
+//! other FUSE filesystems (peers, `peer`), in one run.
 //!
 //! A scratch directory (`DIR/durafs-bench*`, removed at the end, also on
-//! error) holds `native/`, `backing/` and `mnt/`, so both sides use the
+//! error) holds `native/`, `backing/` and `mnt/`, so every side uses the
 //! same filesystem. Each workload group (see `plan::GROUPS`) runs on a
-//! fresh native directory (removed afterwards) and on a fresh mount
-//! (mounted, run, unmounted, backing emptied), `--runs` times; odd runs
-//! start with durafs, even runs with native, to cancel warm-up bias. The
-//! report gives each side's median, the ratio durafs/native, the target
-//! and whether it is met, then the durafs-only `memory` (the run with the
-//! highest peak: a bound must hold every time), `explore` and
-//! `explore-ext4` (medians; see `block`).
+//! fresh native directory (removed afterwards), on a fresh durafs mount and
+//! on a fresh mount of each peer (mounted, run, unmounted, backing
+//! emptied), `--runs` times, the order of the sides rotated by one each run
+//! (`rotation`) to cancel warm-up bias. Every side runs the same `run_in`:
+//! one definition of each figure. The report gives each side's median,
+//! durafs/native with its target, durafs/PEER for each peer (with targets
+//! for `passthrough_ll`), then the durafs-only `memory` (the run with the
+//! highest peak: a bound must hold every time), `pending`, and the explore
+//! rows next to the check alone (medians; see `explore` and `block`).
 //! Figures of fio jobs that fsync include the fsyncs (see `fio`).
 //!
 //! Ctrl-C: fio runs in its own process group, killed on a signal
 //! (`workload::kill_children_on_interrupt`); the harness then unwinds and
-//! every `Volume` unmounts itself. Missed targets are results, not errors.
+//! every `Volume` and `PeerMount` unmounts itself. Missed targets are
+//! results, not errors.
 
 mod block;
 mod explore;
@@ -31,9 +35,9 @@ mod volume;
 
 use crate::workload::{self, check_interrupted};
 use crate::{BenchArgs, Result, err, usage};
+use peer::{Peer, PeerMount};
 use plan::{Sizes, Workload};
 use report::{Header, Report, Row};
-use peer::{Peer, PeerMount};
 use solo::{ExploreRun, MemorySample};
 use std::collections::BTreeMap;
 use std::fs;
@@ -334,7 +338,11 @@ fn run_all(ctx: &Ctx, selected: &[Workload], runs: usize) -> Result<Samples> {
             for side in rotation(&sides, run) {
                 for (w, x) in run_group(ctx, group, selected, side, run)? {
                     let fig = report::progress_figure(w.unit(), x);
-                    progress(run, runs, &format!("{} {}: {fig}", w.name(), side.name(ctx)));
+                    progress(
+                        run,
+                        runs,
+                        &format!("{} {}: {fig}", w.name(), side.name(ctx)),
+                    );
                     s.push(side, w, x);
                 }
             }
@@ -345,7 +353,13 @@ fn run_all(ctx: &Ctx, selected: &[Workload], runs: usize) -> Result<Samples> {
 }
 
 /// The durafs-only rows of one run.
-fn run_solo(ctx: &Ctx, selected: &[Workload], run: usize, runs: usize, s: &mut Samples) -> Result<()> {
+fn run_solo(
+    ctx: &Ctx,
+    selected: &[Workload],
+    run: usize,
+    runs: usize,
+    s: &mut Samples,
+) -> Result<()> {
     if selected.contains(&Workload::Memory) {
         let m = solo::memory(ctx, run)?;
         progress(
@@ -435,16 +449,12 @@ fn run_group(
                 .peers
                 .get(i)
                 .ok_or_else(|| err(format!("no peer number {i}")))?;
-            let log = ctx
-                .root
-                .join("out")
-                .join(format!("{}-{}-{run}.log", group[0].name(), peer.name));
-            let vol = PeerMount::mount(
-                peer,
-                &ctx.root.join("backing"),
-                &ctx.root.join("mnt"),
-                &log,
-            )?;
+            let log =
+                ctx.root
+                    .join("out")
+                    .join(format!("{}-{}-{run}.log", group[0].name(), peer.name));
+            let vol =
+                PeerMount::mount(peer, &ctx.root.join("backing"), &ctx.root.join("mnt"), &log)?;
             let figures = run_in(ctx, group, selected, &name, run, vol.path())?;
             vol.unmount()?;
             Ok(figures)
@@ -485,4 +495,33 @@ fn run_in(
         }
     }
     Ok(figures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_side_goes_first_equally_often() {
+        let two = Side::all(0);
+        assert_eq!(rotation(&two, 1), [Side::Durafs, Side::Native]);
+        assert_eq!(rotation(&two, 2), [Side::Native, Side::Durafs]);
+        assert_eq!(rotation(&two, 3), [Side::Durafs, Side::Native]);
+        let four = Side::all(2);
+        let firsts: Vec<Side> = (1..=4).map(|r| rotation(&four, r)[0]).collect();
+        assert_eq!(
+            firsts,
+            [Side::Durafs, Side::Native, Side::Peer(0), Side::Peer(1)]
+        );
+        for run in 1..=4 {
+            let mut order = rotation(&four, run);
+            assert_eq!(order.len(), 4);
+            order.sort_by_key(|s| s.index());
+            assert_eq!(
+                order,
+                [Side::Native, Side::Durafs, Side::Peer(0), Side::Peer(1)]
+            );
+        }
+        assert!(rotation::<Side>(&[], 3).is_empty());
+    }
 }

@@ -140,7 +140,9 @@ fn check_name(name: &str) -> Result<()> {
         )));
     }
     if name == "native" || name == "durafs" {
-        return Err(usage(format!("--peer: {name:?} is already a side; name the peer otherwise")));
+        return Err(usage(format!(
+            "--peer: {name:?} is already a side; name the peer otherwise"
+        )));
     }
     Ok(())
 }
@@ -349,7 +351,9 @@ impl PeerMount {
                     Ok(Some(st)) if st.success() => self.child = None,
                     Ok(Some(st)) => {
                         self.child = None;
-                        return Err(self.failed(&format!("`{command}` exited ({st}) before mounting")));
+                        return Err(
+                            self.failed(&format!("`{command}` exited ({st}) before mounting"))
+                        );
                     }
                     Ok(None) => {}
                     Err(e) => return Err(self.failed(&format!("waiting for `{command}`: {e}"))),
@@ -374,7 +378,10 @@ impl PeerMount {
         err(if tail.is_empty() {
             format!("peer {}: mounting at {at}: {what}", self.name)
         } else {
-            format!("peer {}: mounting at {at}: {what} (it said: {tail})", self.name)
+            format!(
+                "peer {}: mounting at {at}: {what} (it said: {tail})",
+                self.name
+            )
         })
     }
 
@@ -455,14 +462,20 @@ mod tests {
 
     #[test]
     fn peer_specs_parse_into_passthrough_or_a_command() {
-        assert_eq!(parse("passthrough_ll").unwrap(), PeerArg::PassthroughLl(None));
+        assert_eq!(
+            parse("passthrough_ll").unwrap(),
+            PeerArg::PassthroughLl(None)
+        );
         assert_eq!(
             parse("passthrough_ll=/opt/pll").unwrap(),
             PeerArg::PassthroughLl(Some("/opt/pll".into()))
         );
         assert_eq!(
             parse("self='/x/durafs' mount --threads 2 {backing} '{mnt}'").unwrap(),
-            cmd("self", &["/x/durafs", "mount", "--threads", "2", "{backing}", "{mnt}"])
+            cmd(
+                "self",
+                &["/x/durafs", "mount", "--threads", "2", "{backing}", "{mnt}"]
+            )
         );
         assert_eq!(
             parse("p=bindfs \"-o a b\" {backing} {mnt}").unwrap(),
@@ -471,7 +484,10 @@ mod tests {
         // A command named passthrough_ll stays a command (and gets targets).
         assert_eq!(
             parse("passthrough_ll=/p -f -o source={backing} {mnt}").unwrap(),
-            cmd(PASSTHROUGH_LL, &["/p", "-f", "-o", "source={backing}", "{mnt}"])
+            cmd(
+                PASSTHROUGH_LL,
+                &["/p", "-f", "-o", "source={backing}", "{mnt}"]
+            )
         );
     }
 
@@ -491,7 +507,10 @@ mod tests {
             let e = parse(spec).unwrap_err().to_string();
             assert!(e.contains(says), "{spec}: {e}");
         }
-        let twice = ["passthrough_ll".to_string(), "passthrough_ll=/p".to_string()];
+        let twice = [
+            "passthrough_ll".to_string(),
+            "passthrough_ll=/p".to_string(),
+        ];
         let e = parse_all(&twice).unwrap_err().to_string();
         assert!(e.contains("given twice"), "{e}");
         let two = ["passthrough_ll".into(), "b=m {backing} {mnt}".into()];
@@ -520,7 +539,10 @@ mod tests {
         assert!(is_fresh(t, Some(later)) && is_fresh(t, Some(t)));
         assert!(!is_fresh(later, Some(t)) && !is_fresh(t, None));
         let exe = Path::new("/w/target/release/durafs");
-        assert_eq!(cache_dir(exe, Path::new("/tmp")), Path::new("/w/target/peers"));
+        assert_eq!(
+            cache_dir(exe, Path::new("/tmp")),
+            Path::new("/w/target/peers")
+        );
         let elsewhere = Path::new("/usr/local/bin/durafs");
         assert_eq!(
             cache_dir(elsewhere, Path::new("/var/tmp")),
@@ -528,7 +550,10 @@ mod tests {
         );
         let missing = build_passthrough_ll(Path::new("/nonexistent"), Path::new("/tmp"));
         let e = missing.unwrap_err().to_string();
-        assert!(e.contains(ENV_THIRD_PARTY) && e.contains("passthrough_ll=PATH"), "{e}");
+        assert!(
+            e.contains(ENV_THIRD_PARTY) && e.contains("passthrough_ll=PATH"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -537,10 +562,22 @@ mod tests {
         let (b, m, log) = (d.path().join("b"), d.path().join("m"), d.path().join("log"));
         let p = Peer {
             name: "bad".into(),
-            argv: vec!["sh".into(), "-c".into(), "echo no such device >&2; exit 3".into(), "{backing}".into(), "{mnt}".into()],
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo no such device >&2; exit 3".into(),
+                "{backing}".into(),
+                "{mnt}".into(),
+            ],
         };
-        let e = PeerMount::mount(&p, &b, &m, &log).err().expect("an error").to_string();
-        assert!(e.contains("peer bad") && e.contains("before mounting"), "{e}");
+        let e = PeerMount::mount(&p, &b, &m, &log)
+            .err()
+            .expect("an error")
+            .to_string();
+        assert!(
+            e.contains("peer bad") && e.contains("before mounting"),
+            "{e}"
+        );
         assert!(e.contains("no such device"), "{e}");
         assert!(b.is_dir() && fs::read_dir(&b).unwrap().count() == 0);
     }

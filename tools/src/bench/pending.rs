@@ -60,7 +60,11 @@ fn once(ctx: &Ctx, files: usize) -> Result<PendingFigures> {
     create(&vol.path().join("pending"), files)?;
     let rss_after = volume::rss(pid)?;
     let status_seconds = timed(ctx, &["status", "--json"], vol.path())?;
-    let cut_seconds = timed(ctx, &["cut", "--policy", "random", "--seed", "1"], vol.path())?;
+    let cut_seconds = timed(
+        ctx,
+        &["cut", "--policy", "random", "--seed", "1"],
+        vol.path(),
+    )?;
     vol.unmount()?;
     Ok(PendingFigures {
         files,
@@ -73,9 +77,8 @@ fn once(ctx: &Ctx, files: usize) -> Result<PendingFigures> {
 
 /// Creates `dir` and `n` files of [`FILE_BYTES`] bytes in it.
 fn create(dir: &Path, n: usize) -> Result<()> {
-    let e = |op: &str, p: &Path, x: std::io::Error| {
-        err(format!("pending: {op} {}: {x}", p.display()))
-    };
+    let e =
+        |op: &str, p: &Path, x: std::io::Error| err(format!("pending: {op} {}: {x}", p.display()));
     fs::create_dir(dir).map_err(|x| e("creating", dir, x))?;
     let data = [b'p'; FILE_BYTES];
     for i in 0..n {

@@ -228,9 +228,8 @@ impl Explore {
         if samples.is_empty() {
             return None;
         }
-        let of = |f: &dyn Fn(&ExploreRun) -> f64| {
-            median(&samples.iter().map(f).collect::<Vec<f64>>())
-        };
+        let of =
+            |f: &dyn Fn(&ExploreRun) -> f64| median(&samples.iter().map(f).collect::<Vec<f64>>());
         let some = |f: &dyn Fn(&ExploreRun) -> Option<f64>| {
             let v: Option<Vec<f64>> = samples.iter().map(f).collect();
             v.map(|v| median(&v))
@@ -297,10 +296,149 @@ pub fn median(v: &[f64]) -> f64 {
 
 /// a / b; 0 when b measured nothing (never met).
 pub fn ratio(a: f64, b: f64) -> f64 {
-    if b > 0.0 && a.is_finite() {
-        a / b
-    } else {
-        0.0
-    }
+    if b > 0.0 && a.is_finite() { a / b } else { 0.0 }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::super::pending::PendingFigures;
+    use super::super::solo::ExploreSample;
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&[7.0]), 7.0);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn ratios_and_targets_against_native_and_each_peer() {
+        let r = Row::new(
+            Workload::SeqWrite,
+            vec![100.0, 300.0, 200.0],
+            vec![140.0, 150.0, 10.0],
+            vec![
+                ("passthrough_ll".into(), vec![100.0, 120.0, 110.0]),
+                ("other".into(), vec![280.0]),
+            ],
+        );
+        assert_eq!((r.native, r.durafs), (200.0, 140.0));
+        assert!((r.ratio - 0.7).abs() < 1e-12 && r.met, "0.7 meets >= 0.7");
+        let p = &r.peers[0];
+        assert_eq!((p.median, p.target), (110.0, Some(1.2)));
+        assert!((p.ratio - 140.0 / 110.0).abs() < 1e-12 && p.met == Some(true));
+        let o = &r.peers[1];
+        assert_eq!((o.ratio, o.target, o.met), (0.5, None, None));
+        let r = Row::new(
+            Workload::SeqWrite,
+            vec![200.0],
+            vec![139.0],
+            vec![("passthrough_ll".into(), vec![116.0])],
+        );
+        assert!(
+            !r.met && r.peers[0].met == Some(false),
+            "1.198 misses >= 1.2"
+        );
+        let r = Row::new(Workload::Append, vec![100.0], vec![250.0], Vec::new());
+        assert!(r.met && r.target == 2.0 && r.unit == "IOPS" && r.peers.is_empty());
+        let r = Row::new(
+            Workload::Metadata,
+            vec![0.0],
+            vec![5.0],
+            vec![("passthrough_ll".into(), vec![0.0])],
+        );
+        assert!(r.ratio == 0.0 && !r.met && r.peers[0].met == Some(false));
+    }
+
+    fn figures(files: usize, status: f64, cut: f64, grown: u64) -> PendingFigures {
+        PendingFigures {
+            files,
+            status_seconds: status,
+            cut_seconds: cut,
+            rss_before: 1 << 20,
+            rss_after: (1 << 20) + grown,
+        }
+    }
+
+    #[test]
+    fn pending_ratios_limits_and_memory_per_file() {
+        let run = |small_status: f64, big_cut: f64, grown: u64| PendingSample {
+            runs: [
+                figures(10_000, small_status, 0.1, 0),
+                figures(100_000, 0.5, big_cut, grown),
+            ],
+        };
+        // Per file: 1,100 bytes grown = 900 beyond its 200 bytes.
+        let p = Pending::median(&[run(0.05, 1.0, 110_000_000)]).expect("a sample");
+        assert_eq!((p.small.files, p.big.files), (10_000, 100_000));
+        assert!((p.status_ratio - 10.0).abs() < 1e-9 && (p.cut_ratio - 10.0).abs() < 1e-9);
+        assert!((p.big.bytes_per_file - 900.0).abs() < 1e-9);
+        assert!(p.ratio_met && p.seconds_met && p.memory_met && p.met);
+        // status x12.5, cut 2.5 s and 1,300 bytes per file: each missed.
+        let p = Pending::median(&[run(0.04, 2.5, 150_000_000)]).expect("a sample");
+        assert!(!p.ratio_met && !p.seconds_met && !p.memory_met && !p.met);
+        // Medians over runs, per field.
+        let p = Pending::median(&[run(0.05, 1.0, 0), run(0.10, 9.0, 0), run(0.20, 1.5, 0)]);
+        let p = p.expect("samples");
+        assert_eq!((p.small.status_seconds, p.big.cut_seconds), (0.10, 1.5));
+        assert!(Pending::median(&[]).is_none());
+    }
+
+    fn explore_run(sps: f64, check: f64, split: Option<(f64, f64)>) -> ExploreRun {
+        ExploreRun {
+            explore: ExploreSample {
+                states: 77,
+                seconds: 77.0 / sps,
+                states_per_second: sps,
+                durafs_ms_per_state: split.map(|s| s.0),
+                check_ms_per_state: split.map(|s| s.1),
+            },
+            check_per_second: check,
+        }
+    }
+
+    #[test]
+    fn explore_rows_are_medians_next_to_the_check_alone() {
+        let runs = [
+            explore_run(50.0, 60.0, None),
+            explore_run(200.0, 210.0, None),
+            explore_run(100.0, 105.0, None),
+        ];
+        let e = Explore::median(Workload::Explore, &runs).expect("samples");
+        assert_eq!((e.states_per_second, e.check_per_second), (100.0, 105.0));
+        assert!((e.check_ratio - 100.0 / 105.0).abs() < 1e-12);
+        assert_eq!((e.target, e.check_ratio_target), (Some(100.0), Some(0.9)));
+        assert!(e.met && e.durafs_ms_per_state.is_none());
+        // 0.89 of the check alone misses the 0.9.
+        let e = Explore::median(Workload::Explore, &[explore_run(178.0, 200.0, None)]);
+        assert!(e.is_some_and(|e| !e.met));
+        // explore-sqlite: the ratio only; the split when every run has it.
+        let s = Explore::median(
+            Workload::ExploreSqlite,
+            &[
+                explore_run(10.0, 10.5, Some((0.5, 190.0))),
+                explore_run(12.0, 12.5, Some((0.7, 170.0))),
+            ],
+        );
+        let s = s.expect("samples");
+        assert!(s.target.is_none() && s.met);
+        assert_eq!(
+            (s.durafs_ms_per_state, s.check_ms_per_state),
+            (Some(0.6), Some(180.0))
+        );
+        let mixed = [
+            explore_run(10.0, 10.0, Some((0.5, 1.0))),
+            explore_run(10.0, 10.0, None),
+        ];
+        let m = Explore::median(Workload::ExploreSqlite, &mixed).expect("samples");
+        assert!(m.durafs_ms_per_state.is_none());
+        // explore-ext4: states/s only (a 64 MiB image).
+        let b = Explore::median(Workload::ExploreExt4, &[explore_run(25.0, 80.0, None)]);
+        assert!(b.is_some_and(|b| b.met && b.check_ratio_target.is_none()));
+        let b = Explore::median(Workload::ExploreExt4, &[explore_run(19.9, 20.0, None)]);
+        assert!(b.is_some_and(|b| !b.met), "19.9 misses >= 20");
+        assert!(Explore::median(Workload::Explore, &[]).is_none());
+    }
+}

@@ -137,7 +137,10 @@ mod tests {
                 "durafs_ms_per_state": 0.4, "check_ms_per_state": 300.5}"#,
         )
         .unwrap();
-        assert_eq!((s.durafs_ms_per_state, s.check_ms_per_state), (Some(0.4), Some(300.5)));
+        assert_eq!(
+            (s.durafs_ms_per_state, s.check_ms_per_state),
+            (Some(0.4), Some(300.5))
+        );
         assert!(parse_explore("").is_err());
         assert!(parse_explore(r#"{"states_tried": 3}"#).is_err());
     }

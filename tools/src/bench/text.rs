@@ -95,13 +95,17 @@ fn workload_cells(rows: &[Row]) -> Vec<Vec<String>> {
         .peers
         .iter()
         .map(|p| {
-            let targeted = rows
-                .iter()
-                .any(|r| r.peers.iter().any(|q| q.name == p.name && q.target.is_some()));
+            let targeted = rows.iter().any(|r| {
+                r.peers
+                    .iter()
+                    .any(|q| q.name == p.name && q.target.is_some())
+            });
             (p.name.as_str(), targeted)
         })
         .collect();
-    let mut head: Vec<String> = ["workload", "unit", "native", "durafs"].map(String::from).into();
+    let mut head: Vec<String> = ["workload", "unit", "native", "durafs"]
+        .map(String::from)
+        .into();
     head.extend(peers.iter().map(|(n, _)| n.to_string()));
     head.extend(["durafs/native", "target", "met"].map(String::from));
     for (n, targeted) in &peers {
@@ -112,7 +116,12 @@ fn workload_cells(rows: &[Row]) -> Vec<Vec<String>> {
     }
     let mut cells = vec![head];
     for w in rows {
-        let mut c = vec![w.name.to_string(), w.unit.to_string(), num(w.native), num(w.durafs)];
+        let mut c = vec![
+            w.name.to_string(),
+            w.unit.to_string(),
+            num(w.native),
+            num(w.durafs),
+        ];
         c.extend(w.peers.iter().map(|p| num(p.median)));
         c.push(format!("{:.2}", w.ratio));
         c.push(format!(">= {:.2}", w.target));
@@ -159,7 +168,7 @@ fn pending(p: &Pending) -> String {
 
 fn explore_cells(rows: &[(&str, &Option<Explore>)]) -> Vec<Vec<String>> {
     let head = [
-        "explore row",
+        "row",
         "states",
         "seconds",
         "states/s",
@@ -220,4 +229,170 @@ fn table(rows: &[Vec<String>]) -> String {
 /// How each unit reads in a progress line.
 pub fn progress_figure(unit: Unit, x: f64) -> String {
     format!("{} {}", num(x), unit.label())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::plan::Workload;
+    use super::super::report::{Header, PeerInfo};
+    use super::*;
+
+    fn header(peers: Vec<PeerInfo>) -> Header {
+        Header {
+            date: "d".into(),
+            kernel: "k".into(),
+            cores: 2,
+            fs: "ext4".into(),
+            dir: "/var/tmp".into(),
+            runs: 1,
+            quick: true,
+            mount_options: "--threads 2".into(),
+            peers,
+        }
+    }
+
+    fn report(workloads: Vec<Row>, peers: Vec<PeerInfo>) -> Report {
+        Report {
+            header: header(peers),
+            workloads,
+            memory: None,
+            pending: None,
+            explore: None,
+            explore_sqlite: None,
+            explore_ext4: None,
+            notes: vec!["n".into()],
+        }
+    }
+
+    #[test]
+    fn text_table_is_aligned() {
+        let r = report(
+            vec![
+                Row::new(Workload::SeqWrite, vec![1000.0], vec![500.0], Vec::new()),
+                Row::new(Workload::Metadata, vec![9.0], vec![3.0], Vec::new()),
+            ],
+            Vec::new(),
+        );
+        let t = text(&r);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].contains("1 run, quick sizes"), "{t}");
+        assert!(
+            lines[2].starts_with("workload ") && lines[2].ends_with("met"),
+            "{t}"
+        );
+        assert!(
+            lines[3].starts_with("seqwrite-128k") && lines[3].ends_with("NO"),
+            "{t}"
+        );
+        assert!(lines[4].ends_with("yes"), "{t}");
+        assert_eq!(lines[2].len(), lines[4].len(), "{t}");
+        assert!(t.ends_with("note: n\n"));
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["workloads"][1]["name"], "metadata");
+        assert_eq!(j["fs"], "ext4");
+        assert!(j.get("memory").is_none() && j.get("explore").is_none());
+        assert!(j.get("peers").is_none() && j["workloads"][0].get("peers").is_none());
+    }
+
+    #[test]
+    fn each_peer_has_its_median_and_ratio_and_passthrough_its_targets() {
+        let peers = || {
+            vec![
+                ("passthrough_ll".to_string(), vec![400.0]),
+                ("self".to_string(), vec![1000.0]),
+            ]
+        };
+        let r = report(
+            vec![
+                Row::new(Workload::SeqWrite, vec![1000.0], vec![500.0], peers()),
+                Row::new(Workload::Append, vec![100.0], vec![300.0], peers()),
+            ],
+            vec![PeerInfo {
+                name: "self".into(),
+                command: "durafs mount {backing} {mnt}".into(),
+            }],
+        );
+        let t = text(&r);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[1], "peer self: durafs mount {backing} {mnt}", "{t}");
+        let head: Vec<&str> = lines[3].split_whitespace().collect();
+        assert_eq!(
+            head,
+            [
+                "workload",
+                "unit",
+                "native",
+                "durafs",
+                "passthrough_ll",
+                "self",
+                "durafs/native",
+                "target",
+                "met",
+                "durafs/passthrough_ll",
+                "target",
+                "met",
+                "durafs/self"
+            ],
+            "{t}"
+        );
+        let seq: Vec<&str> = lines[4].split_whitespace().collect();
+        assert_eq!(
+            seq[4..],
+            [
+                "400", "1000", "0.50", ">=", "0.70", "NO", "1.25", ">=", "1.20", "yes", "0.50"
+            ],
+            "{t}"
+        );
+        // append has no passthrough target: its cells are blank, the
+        // columns still aligned.
+        assert_eq!(lines[5].len(), lines[4].len(), "{t}");
+        assert!(lines[5].ends_with("0.30"), "{t}");
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["peers"][0]["name"], "self");
+        let p = &j["workloads"][0]["peers"][0];
+        assert_eq!(
+            (p["name"].as_str(), p["ratio"].as_f64()),
+            (Some("passthrough_ll"), Some(1.25))
+        );
+        assert_eq!(
+            (p["target"].as_f64(), p["met"].as_bool()),
+            (Some(1.2), Some(true))
+        );
+        assert!(j["workloads"][0]["peers"][1]["target"].is_null());
+    }
+
+    #[test]
+    fn explore_rows_show_n_a_without_the_time_split() {
+        use super::super::solo::{ExploreRun, ExploreSample};
+        let run = |split: Option<f64>| ExploreRun {
+            explore: ExploreSample {
+                states: 300,
+                seconds: 1.5,
+                states_per_second: 200.0,
+                durafs_ms_per_state: split,
+                check_ms_per_state: split,
+            },
+            check_per_second: 210.0,
+        };
+        let mut r = report(Vec::new(), Vec::new());
+        r.explore = Explore::median(Workload::Explore, &[run(None)]);
+        r.explore_sqlite = Explore::median(Workload::ExploreSqlite, &[run(Some(0.25))]);
+        let t = text(&r);
+        let row = |name: &str| {
+            t.lines()
+                .find(|l| l.starts_with(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("no {name} row: {t}"))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            row("explore")[1..],
+            [
+                "300", "1.50", "200", ">=", "100", "210", "0.95", ">=", "0.9", "n/a", "n/a", "yes"
+            ],
+            "{t}"
+        );
+        assert_eq!(row("explore-sqlite")[8..], ["0.25", "0.25", "yes"], "{t}");
+        assert!(!t.contains("explore-ext4"), "{t}");
+    }
 }
