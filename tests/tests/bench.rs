@@ -109,8 +109,7 @@ const PASSTHROUGH_TARGETS: [&str; 5] = [
 
 /// Every compared workload on native, durafs and two peers (libfuse's C
 /// passthrough_ll built from the third-party directory, and durafs itself
-/// through the generic mount command, which daemonises), with memory and
-/// pending.
+/// through the generic mount command), with memory and pending.
 #[test]
 fn quick_bench_with_peers_reports_every_figure_and_leaves_nothing_behind() {
     durafs_tests::tools::require("fio", "fio");
@@ -118,7 +117,9 @@ fn quick_bench_with_peers_reports_every_figure_and_leaves_nothing_behind() {
     durafs_tests::tools::require("cc", "gcc");
     durafs_tests::tools::require("/usr/include/fuse3/fuse_lowlevel.h", "libfuse3-dev");
     let only = COMPARED.join(",") + ",memory,pending";
-    let self_peer = format!("self={EXE} mount {{backing}} {{mnt}}");
+    // In the foreground, so that the harness reaps it: a daemonised durafs
+    // still writes its backing after the unmount returns.
+    let self_peer = format!("self={EXE} mount --foreground {{backing}} {{mnt}}");
     let r = quick_bench(&[
         "--only",
         &only,
@@ -211,6 +212,25 @@ fn quick_bench_with_peers_reports_every_figure_and_leaves_nothing_behind() {
         "{p}"
     );
     assert!(r.get("explore").is_none(), "--only leaves explore out: {r}");
+}
+
+/// A mount command that returns once mounted (as daemonising FUSE
+/// filesystems do): a bind mount of the backing directory, measured, then
+/// unmounted.
+#[test]
+fn a_peer_whose_command_exits_after_mounting_is_measured_and_unmounted() {
+    let r = quick_bench(&[
+        "--only",
+        "metadata",
+        "--peer",
+        "bind=mount --bind {backing} {mnt}",
+    ]);
+    let row = &r["workloads"][0];
+    assert_eq!(row["name"], "metadata", "{r}");
+    let p = &row["peers"][0];
+    assert_eq!(p["name"], "bind", "{r}");
+    positive(&p["median"], "bind median");
+    assert!(p["target"].is_null(), "{r}");
 }
 
 /// The explore rows, each next to its check alone, and states/s.
