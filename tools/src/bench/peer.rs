@@ -249,9 +249,10 @@ pub fn build_passthrough_ll(third_party: &Path, cache: &Path) -> Result<PathBuf>
         .map_err(|e| install_hint(&format!("running pkg-config: {e}")))?;
     if !flags.status.success() {
         let said = String::from_utf8_lossy(&flags.stderr);
+        let said: Vec<&str> = said.split_whitespace().collect();
         return Err(install_hint(&format!(
             "`pkg-config fuse3` failed: {}",
-            said.trim()
+            said.join(" ")
         )));
     }
     let flags = String::from_utf8_lossy(&flags.stdout).into_owned();
