@@ -29,12 +29,14 @@ mod commit;
 pub mod crash;
 mod data;
 pub mod enumerate;
+mod extent_map;
 pub mod fsync_fail;
 pub(crate) mod hidden;
 pub mod journal;
 mod names;
 mod namespace;
 pub mod op;
+mod oplog;
 pub mod overlay;
 pub mod pages;
 pub mod profile;
@@ -108,7 +110,7 @@ pub(crate) struct Node {
     pub base_end: u64,
     pub overlay: overlay::Overlay,
     /// Unsynced data and attribute operations on this inode, by sequence.
-    pub pending: BTreeMap<u64, Op>,
+    pub pending: oplog::OpLog,
     /// Live extended attributes (the durable ones are in the store; the
     /// difference is the pending [`Op::SetXattr`] operations).
     pub xattrs: BTreeMap<Name, Bytes>,
@@ -219,7 +221,7 @@ impl Model {
                 }),
                 base_end: size,
                 overlay: overlay::Overlay::default(),
-                pending: BTreeMap::new(),
+                pending: oplog::OpLog::default(),
                 xattrs: i.xattrs.clone(),
                 gone: false,
                 truncated_to_zero: false,

@@ -50,7 +50,7 @@ impl Model {
             durable: None,
             base_end: 0,
             overlay: Default::default(),
-            pending: BTreeMap::new(),
+            pending: super::oplog::OpLog::default(),
             xattrs: BTreeMap::new(),
             gone: false,
             truncated_to_zero: false,
