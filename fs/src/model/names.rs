@@ -321,11 +321,9 @@ fn relink(
     match (mv.exchange, mv.dst) {
         (true, Some((d, dkind))) => {
             ns.insert(parent, name, d, dkind);
-            if dkind == Kind::Dir {
-                if parent != newparent {
-                    held.adjust_nlink(parent, 1);
-                    held.adjust_nlink(newparent, -1);
-                }
+            if dkind == Kind::Dir && parent != newparent {
+                held.adjust_nlink(parent, 1);
+                held.adjust_nlink(newparent, -1);
             }
             src_change.target = dst_init.map(|i| (d, i));
         }
@@ -335,11 +333,9 @@ fn relink(
         _ => {}
     }
     ns.insert(newparent, newname, mv.src, mv.src_kind);
-    if mv.src_kind == Kind::Dir {
-        if parent != newparent {
-            held.adjust_nlink(parent, -1);
-            held.adjust_nlink(newparent, 1);
-        }
+    if mv.src_kind == Kind::Dir && parent != newparent {
+        held.adjust_nlink(parent, -1);
+        held.adjust_nlink(newparent, 1);
     }
     held.set_nlink(mv.src, |l| l, now);
     held.touch(parent, now);
