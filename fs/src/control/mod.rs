@@ -334,8 +334,13 @@ pub fn status_reply(fs: &DuraFs) -> Vec<u8> {
         volume: fs.info(),
         faults: fs.faults().list(),
     };
-    match serde_json::to_value(&r) {
-        Ok(v) => reply(v),
+    // Serialised straight from the report: a `Value` tree first cost as
+    // much again, one map per file (issue 21).
+    match serde_json::to_vec(&r) {
+        Ok(mut out) => {
+            out.push(b'\n');
+            out
+        }
         Err(e) => failure(libc::EIO, &format!("status: {e}")).reply,
     }
 }

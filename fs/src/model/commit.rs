@@ -218,7 +218,7 @@ impl Model {
             return;
         };
         let mut size = durable.size;
-        for op in n.pending.range(..seq).map(|(_, op)| op) {
+        for op in n.pending.below(seq).map(|(_, op)| op) {
             match op {
                 Op::Write { offset, data, .. } => {
                     size = size.max(offset + data.len() as u64);

@@ -29,11 +29,14 @@ mod commit;
 pub mod crash;
 mod data;
 pub mod enumerate;
+mod extent_map;
 pub mod fsync_fail;
 pub(crate) mod hidden;
 pub mod journal;
 mod names;
+mod namespace;
 pub mod op;
+mod oplog;
 pub mod overlay;
 pub mod pages;
 pub mod profile;
@@ -61,6 +64,7 @@ pub use store::{FileData, Image, ImageInode, MemStore, SparseNode, Tree, TreeNod
 pub use types::*;
 
 use bytes::Bytes;
+use namespace::Namespace;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -106,7 +110,7 @@ pub(crate) struct Node {
     pub base_end: u64,
     pub overlay: overlay::Overlay,
     /// Unsynced data and attribute operations on this inode, by sequence.
-    pub pending: BTreeMap<u64, Op>,
+    pub pending: oplog::OpLog,
     /// Live extended attributes (the durable ones are in the store; the
     /// difference is the pending [`Op::SetXattr`] operations).
     pub xattrs: BTreeMap<Name, Bytes>,
@@ -138,17 +142,6 @@ impl Node {
             target: self.target.clone(),
         }
     }
-}
-
-/// The live namespace and the unsynced namespace operations.
-#[derive(Debug, Default)]
-pub(crate) struct Namespace {
-    /// Entries of every live directory.
-    pub dirs: HashMap<Ino, BTreeMap<Name, (Ino, Kind)>>,
-    /// Live parent and name of every directory but the root.
-    pub parent: HashMap<Ino, (Ino, Name)>,
-    /// Unsynced namespace operations, by sequence.
-    pub pending: BTreeMap<u64, Op>,
 }
 
 /// The durability model. All methods take `&self` and are safe to call from
@@ -191,19 +184,19 @@ impl Model {
         let nodes = DashMap::new();
         let mut nlinks: HashMap<Ino, u32> = HashMap::new();
         let mut ns = Namespace::default();
+        for dir in image.entries.keys() {
+            ns.add_dir(*dir);
+        }
         for (dir, entries) in &image.entries {
-            let mut live = BTreeMap::new();
             for (name, ino) in entries {
                 let kind = image.inodes.get(ino).map(|i| i.kind).ok_or("dangling")?;
-                live.insert(name.clone(), (*ino, kind));
+                ns.insert(*dir, name, *ino, kind);
                 if kind == Kind::Dir {
-                    ns.parent.insert(*ino, (*dir, name.clone()));
                     *nlinks.entry(*dir).or_insert(0) += 1;
                 } else {
                     *nlinks.entry(*ino).or_insert(0) += 1;
                 }
             }
-            ns.dirs.insert(*dir, live);
         }
         for (ino, i) in &image.inodes {
             let nlink = if i.kind == Kind::Dir {
@@ -228,7 +221,7 @@ impl Model {
                 }),
                 base_end: size,
                 overlay: overlay::Overlay::default(),
-                pending: BTreeMap::new(),
+                pending: oplog::OpLog::default(),
                 xattrs: i.xattrs.clone(),
                 gone: false,
                 truncated_to_zero: false,
@@ -378,7 +371,7 @@ impl Model {
         ns: &'n Namespace,
         dir: Ino,
     ) -> FsResult<&'n BTreeMap<Name, (Ino, Kind)>> {
-        ns.dirs.get(&dir).ok_or_else(|| self.not_dir_or_gone(dir))
+        ns.dir(dir).ok_or_else(|| self.not_dir_or_gone(dir))
     }
 
     fn not_dir_or_gone(&self, ino: Ino) -> FsError {
@@ -414,7 +407,7 @@ impl Model {
             return Ok(ROOT);
         }
         let ns = self.ns.lock();
-        ns.parent.get(&dir).map(|p| p.0).ok_or(FsError::NotFound)
+        ns.parent(dir).map(|p| p.0).ok_or(FsError::NotFound)
     }
 
     /// The target of symlink `ino`.
@@ -479,8 +472,8 @@ impl Model {
     }
 
     /// A path of `ino` in the live namespace, for reports (`None` if it has
-    /// no name). Directories resolve through parent links; other inodes by
-    /// searching their parent directories.
+    /// no name): O(depth), through the namespace's parent and reverse
+    /// links.
     pub fn path_of(&self, ino: Ino) -> Option<String> {
         let ns = self.ns.lock();
         report::path_in(&ns, ino)

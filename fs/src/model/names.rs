@@ -50,7 +50,7 @@ impl Model {
             durable: None,
             base_end: 0,
             overlay: Default::default(),
-            pending: BTreeMap::new(),
+            pending: super::oplog::OpLog::default(),
             xattrs: BTreeMap::new(),
             gone: false,
             truncated_to_zero: false,
@@ -63,13 +63,10 @@ impl Model {
         // The call's time: the caller stamps a new inode's times with it.
         held.touch(parent, attrs.ctime);
         if kind == Kind::Dir {
-            ns.dirs.insert(ino, BTreeMap::new());
-            ns.parent.insert(ino, (parent, name.to_vec()));
+            ns.add_dir(ino);
             held.adjust_nlink(parent, 1);
         }
-        if let Some(d) = ns.dirs.get_mut(&parent) {
-            d.insert(name.to_vec(), (ino, kind));
-        }
+        ns.insert(parent, name, ino, kind);
         let what = match kind {
             Kind::File => NsKind::Create,
             Kind::Dir => NsKind::Mkdir,
@@ -110,11 +107,11 @@ impl Model {
         if n.nlink >= u32::from(u16::MAX) {
             return Err(FsError::TooManyLinks);
         }
-        let dir = ns.dirs.get_mut(&newparent).ok_or(FsError::NotFound)?;
+        let dir = ns.dir(newparent).ok_or(FsError::NotFound)?;
         if dir.contains_key(newname) {
             return Err(FsError::Exists);
         }
-        dir.insert(newname.to_vec(), (ino, n.kind));
+        ns.insert(newparent, newname, ino, n.kind);
         n.nlink += 1;
         n.attrs.ctime = now;
         let init = n.init();
@@ -154,7 +151,7 @@ impl Model {
         match (want_dir, kind == Kind::Dir) {
             (false, true) => return Err(FsError::IsDir),
             (true, false) => return Err(FsError::NotDir),
-            (true, true) if ns.dirs.get(&ino).is_some_and(|d| !d.is_empty()) => {
+            (true, true) if ns.dir(ino).is_some_and(|d| !d.is_empty()) => {
                 return Err(FsError::NotEmpty);
             }
             _ => {}
@@ -265,7 +262,7 @@ impl Model {
                 match (src_kind == Kind::Dir, dkind == Kind::Dir) {
                     (true, false) => return Err(FsError::NotDir),
                     (false, true) => return Err(FsError::IsDir),
-                    (true, true) if ns.dirs.get(&d).is_some_and(|e| !e.is_empty()) => {
+                    (true, true) if ns.dir(d).is_some_and(|e| !e.is_empty()) => {
                         return Err(FsError::NotEmpty);
                     }
                     _ => {}
@@ -316,24 +313,17 @@ fn relink(
     now: Timestamp,
 ) -> EntryChange {
     let ((parent, name), (newparent, newname)) = (mv.from, mv.to);
-    if let Some(dm) = ns.dirs.get_mut(&parent) {
-        dm.remove(name);
-    }
+    ns.remove(parent, name);
     let mut src_change = EntryChange {
         name: name.to_vec(),
         target: None,
     };
     match (mv.exchange, mv.dst) {
         (true, Some((d, dkind))) => {
-            if let Some(dm) = ns.dirs.get_mut(&parent) {
-                dm.insert(name.to_vec(), (d, dkind));
-            }
-            if dkind == Kind::Dir {
-                ns.parent.insert(d, (parent, name.to_vec()));
-                if parent != newparent {
-                    held.adjust_nlink(parent, 1);
-                    held.adjust_nlink(newparent, -1);
-                }
+            ns.insert(parent, name, d, dkind);
+            if dkind == Kind::Dir && parent != newparent {
+                held.adjust_nlink(parent, 1);
+                held.adjust_nlink(newparent, -1);
             }
             src_change.target = dst_init.map(|i| (d, i));
         }
@@ -342,15 +332,10 @@ fn relink(
         }
         _ => {}
     }
-    if let Some(dm) = ns.dirs.get_mut(&newparent) {
-        dm.insert(newname.to_vec(), (mv.src, mv.src_kind));
-    }
-    if mv.src_kind == Kind::Dir {
-        ns.parent.insert(mv.src, (newparent, newname.to_vec()));
-        if parent != newparent {
-            held.adjust_nlink(parent, -1);
-            held.adjust_nlink(newparent, 1);
-        }
+    ns.insert(newparent, newname, mv.src, mv.src_kind);
+    if mv.src_kind == Kind::Dir && parent != newparent {
+        held.adjust_nlink(parent, -1);
+        held.adjust_nlink(newparent, 1);
     }
     held.set_nlink(mv.src, |l| l, now);
     held.touch(parent, now);
@@ -490,12 +475,9 @@ fn drop_entry(
     kind: Kind,
     now: Timestamp,
 ) {
-    if let Some(d) = ns.dirs.get_mut(&parent) {
-        d.remove(name);
-    }
+    ns.remove(parent, name);
     if kind == Kind::Dir {
-        ns.dirs.remove(&ino);
-        ns.parent.remove(&ino);
+        ns.remove_dir(ino);
         held.adjust_nlink(parent, -1);
         held.set_nlink(ino, |_| 0, now);
     } else {
@@ -509,7 +491,7 @@ fn is_within(ns: &Namespace, mut dir: Ino, ancestor: Ino) -> bool {
         if dir == ancestor {
             return true;
         }
-        match ns.parent.get(&dir) {
+        match ns.parent(dir) {
             Some((p, _)) => dir = *p,
             None => return false,
         }

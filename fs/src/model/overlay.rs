@@ -7,9 +7,11 @@
 //! write it came from, so the overlay and the pending-operation list together
 //! hold each written byte once.
 
+use super::extent_map::ExtentMap;
 use super::op::PAGE;
 use bytes::Bytes;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::ops::Bound::{Excluded, Included, Unbounded};
 
 /// What an extent reads as.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,7 +71,7 @@ impl Segment {
 /// A file's unsynced extents.
 #[derive(Clone, Debug, Default)]
 pub struct Overlay {
-    map: BTreeMap<u64, Extent>,
+    map: ExtentMap<Extent>,
     bytes: u64,
     /// Pages (indices of [`PAGE`]-byte pages) a failed fsync marked clean
     /// without making them durable ([`super::fsync_fail`]): their bytes
@@ -253,13 +255,13 @@ impl Overlay {
         }
         let first = self
             .map
-            .range(..from)
+            .range((Unbounded, Excluded(from)))
             .next_back()
             .filter(|(s, e)| **s + e.len > from)
             .map(|(s, _)| *s)
             .unwrap_or(from);
         self.map
-            .range(first..to)
+            .range((Included(first), Excluded(to)))
             .map(|(s, e)| {
                 let (a, b) = ((*s).max(from), (*s + e.len).min(to));
                 (a, b - a, e.slice(a - s, b - s).fill)
@@ -283,7 +285,7 @@ impl Overlay {
     /// The merged ranges covered by extents.
     pub fn ranges(&self) -> Vec<(u64, u64)> {
         let mut out: Vec<(u64, u64)> = Vec::new();
-        for (s, e) in &self.map {
+        for (s, e) in self.map.iter() {
             let end = s + e.len;
             match out.last_mut() {
                 Some(last) if last.1 == *s => last.1 = end,
@@ -300,12 +302,12 @@ impl Overlay {
         let mut pos = offset;
         let first = self
             .map
-            .range(..=offset)
+            .range((Unbounded, Included(offset)))
             .next_back()
             .filter(|(s, e)| **s + e.len > offset)
             .map(|(s, _)| *s)
             .unwrap_or(offset);
-        for (s, e) in self.map.range(first..end) {
+        for (s, e) in self.map.range((Included(first), Excluded(end))) {
             let (s, e_end) = (*s, *s + e.len);
             if s > pos {
                 gap(&mut out, pos, s, base_end);
@@ -343,14 +345,18 @@ impl Overlay {
         }
         let start_key = self
             .map
-            .range(..from)
+            .range((Unbounded, Excluded(from)))
             .next_back()
             .filter(|(s, e)| **s + e.len > from)
             .map(|(s, _)| *s)
             .unwrap_or(from);
-        let keys: Vec<u64> = self.map.range(start_key..to).map(|(s, _)| *s).collect();
+        let keys: Vec<u64> = self
+            .map
+            .range((Included(start_key), Excluded(to)))
+            .map(|(s, _)| *s)
+            .collect();
         for s in keys {
-            let Some(e) = self.map.remove(&s) else {
+            let Some(e) = self.map.remove(s) else {
                 continue;
             };
             if let Fill::Data(_) = e.fill {

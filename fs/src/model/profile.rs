@@ -215,7 +215,11 @@ pub fn flushes_keep_sizes(
     pending: &[PendingOp],
     kept: Vec<(usize, Survival)>,
 ) -> (Vec<(usize, Survival)>, usize) {
-    let flushed: Vec<(usize, Ino)> = kept
+    // The last kept flush of each inode: a write is sized by a flush after
+    // it exactly when it comes before its inode's last one (one lookup per
+    // write, not a scan of the flushes).
+    let mut last_flush: std::collections::HashMap<Ino, usize> = std::collections::HashMap::new();
+    let flushed = kept
         .iter()
         .filter_map(|(i, _)| match pending.get(*i).map(|p| &p.op) {
             Some(Op::Names {
@@ -227,9 +231,11 @@ pub fn flushes_keep_sizes(
                 .find_map(|c| c.target.as_ref().map(|(ino, _)| (*i, *ino))),
             Some(Op::CloseFlush { ino }) => Some((*i, *ino)),
             _ => None,
-        })
-        .collect();
-    if flushed.is_empty() {
+        });
+    for (i, ino) in flushed {
+        last_flush.insert(ino, i);
+    }
+    if last_flush.is_empty() {
         return (kept, 0);
     }
     let sized = |j: usize| match pending.get(j).map(|p| &p.op) {
@@ -239,7 +245,7 @@ pub fn flushes_keep_sizes(
             data,
             size_before,
         }) if offset + data.len() as u64 > *size_before => {
-            flushed.iter().any(|(i, f)| j < *i && f == ino)
+            last_flush.get(ino).is_some_and(|i| j < *i)
         }
         _ => false,
     };

@@ -95,7 +95,6 @@ impl Model {
             }
         }
         rep.pending_ops = ns.pending.len();
-        let index = entry_index(&ns);
         let mut inos: Vec<Ino> = self.nodes.iter().map(|e| *e.key()).collect();
         inos.sort_unstable();
         for ino in inos {
@@ -149,8 +148,7 @@ impl Model {
             rep.unsynced_bytes += unsynced_bytes;
             rep.files.push(FileReport {
                 ino,
-                path: path_indexed(&ns, &index, ino)
-                    .unwrap_or_else(|| format!("<unlinked #{ino}>")),
+                path: path_in(&ns, ino).unwrap_or_else(|| format!("<unlinked #{ino}>")),
                 ranges,
                 unsynced_bytes,
                 size: n.size,
@@ -267,46 +265,19 @@ fn dir_path(ns: &Namespace, dir: Ino) -> String {
     path_in(ns, dir).unwrap_or_else(|| format!("<removed dir #{dir}>"))
 }
 
-/// The entry each non-directory inode is first found under: the lowest
-/// directory number, then the first name in it (what [`path_in`]'s scan
-/// finds), built in one pass over the namespace so that a report naming
-/// every file costs O(entries), not O(files × entries).
-pub(crate) fn entry_index(ns: &Namespace) -> std::collections::HashMap<Ino, (Ino, &Name)> {
-    let mut dirs: Vec<Ino> = ns.dirs.keys().copied().collect();
-    dirs.sort_unstable();
-    let mut index = std::collections::HashMap::new();
-    for d in dirs {
-        for (name, (ino, _)) in ns.dirs.get(&d).into_iter().flatten() {
-            index.entry(*ino).or_insert((d, name));
-        }
-    }
-    index
-}
-
-/// [`path_in`] with an [`entry_index`] of the same namespace.
-pub(crate) fn path_indexed(
-    ns: &Namespace,
-    index: &std::collections::HashMap<Ino, (Ino, &Name)>,
-    ino: Ino,
-) -> Option<String> {
-    if ino == ROOT || ns.parent.contains_key(&ino) {
-        return path_in(ns, ino);
-    }
-    let (d, name) = index.get(&ino)?;
-    Some(join(&dir_path(ns, *d), name))
-}
-
-/// A live path of `ino` relative to the root.
+/// A live path of `ino` relative to the root: a directory's through its
+/// parent links, another inode's through its first link
+/// ([`Namespace::first_link`]); O(depth).
 pub(crate) fn path_in(ns: &Namespace, ino: Ino) -> Option<String> {
     if ino == ROOT {
         return Some(String::new());
     }
-    if let Some((p, name)) = ns.parent.get(&ino) {
+    if let Some((p, name)) = ns.parent(ino) {
         let mut parts = vec![name.clone()];
         let mut cur = *p;
         let mut guard = 0;
         while cur != ROOT {
-            let (pp, n) = ns.parent.get(&cur)?;
+            let (pp, n) = ns.parent(cur)?;
             parts.push(n.clone());
             cur = *pp;
             guard += 1;
@@ -321,13 +292,8 @@ pub(crate) fn path_in(ns: &Namespace, ino: Ino) -> Option<String> {
             .collect();
         return Some(strs.join("/"));
     }
-    let mut dirs: Vec<Ino> = ns.dirs.keys().copied().collect();
-    dirs.sort_unstable();
-    dirs.into_iter().find_map(|d| {
-        let entries = ns.dirs.get(&d)?;
-        let (name, _) = entries.iter().find(|(_, (i, _))| *i == ino)?;
-        Some(join(&dir_path(ns, d), name))
-    })
+    let (d, name) = ns.first_link(ino)?;
+    Some(join(&dir_path(ns, d), name))
 }
 
 #[cfg(test)]
