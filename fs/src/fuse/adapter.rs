@@ -18,7 +18,7 @@ use std::time::Duration;
 /// only cost of a short TTL is a revalidating round trip.
 pub(super) const TTL: Duration = Duration::from_secs(24 * 3600);
 /// Largest write the kernel sends in one request.
-const MAX_WRITE: u32 = 1 << 20;
+pub(crate) const MAX_WRITE: u32 = 1 << 20;
 
 /// Open flags of regular files. `KEEP_CACHE`: the kernel keeps a file's
 /// page cache across opens. Sound because every change to a file's bytes
