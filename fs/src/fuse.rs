@@ -21,7 +21,7 @@ use std::time::SystemTime;
 mod adapter;
 mod convert;
 mod errno;
-pub(crate) use adapter::{Adapter, MAX_WRITE, Notify};
+pub(crate) use adapter::{Adapter, Notify};
 use adapter::{FILE_OPEN_FLAGS, TTL};
 use convert::{
     Bad, attr, fallocate_mode, file_type, mknod_kind, rename_flags, seek, time_of, xattr_mode,

@@ -193,8 +193,10 @@ pub const HEAP_PAD: i32 = 16 << 20;
 /// Free bytes at the top of the heap past which it shrinks.
 pub const HEAP_TRIM: i32 = 32 << 20;
 /// Allocations at least this large get their own mapping; every write
-/// buffer (at most [`crate::fuse::MAX_WRITE`]) stays below it.
+/// buffer (at most the adapter's `max_write`, 1 MiB) stays below it.
 pub const OWN_MAPPING: i32 = 4 << 20;
+// The heap never shrinks below what it grows by at once.
+const _: () = assert!(HEAP_TRIM >= HEAP_PAD);
 
 /// Sets glibc's allocator for the daemon's write path, once per process.
 ///
@@ -476,12 +478,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_allocator_takes_every_setting_and_write_buffers_stay_in_the_heap() {
+    fn the_allocator_takes_every_setting() {
         assert!(tune_allocator());
         assert!(tune_allocator(), "the second call answers the same");
-        // The largest write buffer is below the size that gets its own
-        // mapping (an mmap and a munmap per write).
-        assert!(OWN_MAPPING as u32 > crate::fuse::MAX_WRITE);
-        assert!(HEAP_TRIM >= HEAP_PAD);
     }
 }
