@@ -98,6 +98,8 @@ fn open_dev_fuse() -> io::Result<OwnedFd> {
 /// Returns once the kernel's INIT handshake is done: the mount is usable.
 pub fn mount(fs: Arc<DuraFs>, mountpoint: &Path, opts: &MountOptions) -> io::Result<Mounted> {
     use std::os::fd::AsRawFd;
+    // Only speed depends on it (logged when refused).
+    let _ = tune_allocator();
     let dev = open_dev_fuse()?;
     let target = cstring(mountpoint)?;
     let (uid, gid) = sys::effective_ids();
@@ -183,6 +185,58 @@ pub fn mount(fs: Arc<DuraFs>, mountpoint: &Path, opts: &MountOptions) -> io::Res
             ))
         }
     }
+}
+
+/// Bytes the heap grows by at once, and keeps when it shrinks
+/// ([`tune_allocator`]).
+pub const HEAP_PAD: i32 = 16 << 20;
+/// Free bytes at the top of the heap past which it shrinks.
+pub const HEAP_TRIM: i32 = 32 << 20;
+/// Allocations at least this large get their own mapping; every write
+/// buffer (at most the adapter's `max_write`, 1 MiB) stays below it.
+pub const OWN_MAPPING: i32 = 4 << 20;
+// The heap never shrinks below what it grows by at once.
+const _: () = assert!(HEAP_TRIM >= HEAP_PAD);
+
+/// Sets glibc's allocator for the daemon's write path, once per process.
+///
+/// Every write copies its bytes into one new allocation, kept until the
+/// write is durable. With glibc's defaults each serving thread allocates
+/// from its own arena, which grows one page at a time with an `mprotect`
+/// per growth: one more system call per 4 KiB write, taking the process's
+/// `mmap_lock` against the other threads' page faults (measured: 9,365
+/// `mprotect` for 8,736 requests). One arena grown by `brk` in steps of
+/// [`HEAP_PAD`] does without. The memory held beyond the live data stays
+/// bounded by [`HEAP_TRIM`] (the heap shrinks past it) and [`HEAP_PAD`].
+/// Call it before the process starts threads: a thread that allocated
+/// before keeps an arena of its own, which the serving threads may then
+/// be given (measured: one of the two still grew its arena by `mprotect`).
+/// [`mount`] calls it too, for processes that mount in-process. Only speed
+/// depends on this: a refused setting is logged. Returns whether every
+/// setting was taken.
+pub fn tune_allocator() -> bool {
+    static TUNED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TUNED.get_or_init(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            let mut all = true;
+            for (name, param, value) in [
+                ("M_ARENA_MAX", libc::M_ARENA_MAX, 1),
+                ("M_TOP_PAD", libc::M_TOP_PAD, HEAP_PAD),
+                ("M_TRIM_THRESHOLD", libc::M_TRIM_THRESHOLD, HEAP_TRIM),
+                ("M_MMAP_THRESHOLD", libc::M_MMAP_THRESHOLD, OWN_MAPPING),
+            ] {
+                // SAFETY: mallopt takes any values and reports a refusal as 0.
+                if unsafe { libc::mallopt(param, value) } == 0 {
+                    log::warn!("durafs: mallopt({name}, {value}) refused");
+                    all = false;
+                }
+            }
+            all
+        }
+        #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+        true
+    })
 }
 
 /// Share of the system's dirty-page limit this mount's cached writes may
@@ -416,5 +470,16 @@ impl Drop for Mounted {
             );
             detach(&self.mountpoint);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_allocator_takes_every_setting() {
+        assert!(tune_allocator());
+        assert!(tune_allocator(), "the second call answers the same");
     }
 }

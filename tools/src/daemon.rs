@@ -117,6 +117,9 @@ fn spawn_daemon(args: &MountArgs) -> Result<()> {
 }
 
 fn serve(args: &MountArgs, persistence: Persistence) -> Result<()> {
+    // IMPORTANT: before any thread starts: a thread that allocated before
+    // keeps an arena of its own, which serving threads may then share.
+    let _ = mount::tune_allocator();
     let ready = |r: &Result<()>| {
         if args.daemonized {
             let line = match r {

@@ -648,3 +648,53 @@ fn a_failed_batch_deletes_the_orphans_it_made() {
     assert!(left.is_empty(), "{left:?}");
     assert!(b.orphans().is_empty());
 }
+
+/// A run of writes to one file (an fsync of many 4 KiB writes) asks the
+/// file's size once, not once a write; any other effect in between makes
+/// the next write ask again. The bytes and size are those of asking each
+/// time, random order and a gap included.
+#[test]
+fn a_run_of_writes_to_one_file_asks_its_size_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (b, _) = Backing::open(dir.path(), BackingOptions::default()).expect("open");
+    let init = NewInode {
+        kind: Kind::File,
+        attrs: attrs(0o644),
+        target: None,
+    };
+    let link = Effect::Link {
+        dir: ROOT,
+        name: b"f".to_vec(),
+        ino: 2,
+        init,
+    };
+    b.apply(&[link]).expect("name");
+    let write = |block: u64| Effect::Write {
+        ino: 2,
+        offset: block * 4096,
+        data: Bytes::from(vec![block as u8 + 1; 4096]),
+    };
+    // Blocks 0..64 but 40, in a scrambled order.
+    let mut batch: Vec<Effect> = (0..64u64)
+        .map(|i| (i * 37) % 64)
+        .filter(|&i| i != 40)
+        .map(write)
+        .collect();
+    let probes = |b: &Backing| b.state.lock().size_probes;
+    let before = probes(&b);
+    b.apply(&batch).expect("writes");
+    assert_eq!(probes(&b) - before, 1);
+    let mut want: Vec<u8> = (0..64u64)
+        .flat_map(|i| vec![if i == 40 { 0 } else { i as u8 + 1 }; 4096])
+        .collect();
+    assert_eq!(fs::read(dir.path().join("f")).expect("read"), want);
+    // A truncate between two writes: the second asks again.
+    batch = vec![write(70), Effect::Truncate { ino: 2, size: 8192 }, write(3)];
+    let before = probes(&b);
+    b.apply(&batch).expect("writes and truncate");
+    assert_eq!(probes(&b) - before, 2);
+    want.truncate(8192);
+    want.resize(4 * 4096, 0);
+    want[3 * 4096..].fill(4);
+    assert_eq!(fs::read(dir.path().join("f")).expect("read"), want);
+}

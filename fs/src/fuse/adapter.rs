@@ -19,6 +19,10 @@ use std::time::Duration;
 pub(super) const TTL: Duration = Duration::from_secs(24 * 3600);
 /// Largest write the kernel sends in one request.
 const MAX_WRITE: u32 = 1 << 20;
+// The largest write buffer stays in the heap (`mount::tune_allocator`):
+// below the size that gets a mapping of its own (an mmap and a munmap per
+// write).
+const _: () = assert!((MAX_WRITE as i64) < crate::mount::OWN_MAPPING as i64);
 
 /// Open flags of regular files. `KEEP_CACHE`: the kernel keeps a file's
 /// page cache across opens. Sound because every change to a file's bytes
