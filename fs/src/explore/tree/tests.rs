@@ -77,9 +77,12 @@ fn states() -> Vec<SparseSnapshot> {
         .collect()
 }
 
-/// Everything a state defines of the tree under `dir`: per path, the
-/// kind and permission bits, the bytes (or target) and the xattrs.
-fn contents(dir: &Path) -> BTreeMap<Vec<u8>, (u32, Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>)> {
+/// Per path: the kind and permission bits, the bytes (or target) and the
+/// xattrs.
+type Contents = BTreeMap<Vec<u8>, (u32, Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>)>;
+
+/// Everything a state defines of the tree under `dir`.
+fn contents(dir: &Path) -> Contents {
     let mut out = BTreeMap::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
@@ -192,7 +195,9 @@ fn patching_writes_only_the_entries_that_differ() {
 }
 
 /// Changes a check could make to the first state's tree in `dir`.
-fn tampers() -> Vec<(&'static str, fn(&Path))> {
+type Tamper = (&'static str, fn(&Path));
+
+fn tampers() -> Vec<Tamper> {
     vec![
         ("same-size overwrite, mtime restored", |d| {
             let p = d.join("d/a");
