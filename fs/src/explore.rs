@@ -27,6 +27,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+pub use tree::Tree;
 
 /// Where crashes are placed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -484,39 +485,53 @@ impl Content for Vec<u8> {
 
 /// Writes `entries` into `dir`, which must exist and be empty.
 fn materialise<F: Content>(entries: &[SnapEntry<F>], dir: &Path) -> io::Result<()> {
-    let at = |p: &[u8]| -> PathBuf { dir.join(std::ffi::OsStr::from_bytes(p)) };
     let mut dirs = Vec::new();
     for e in entries {
-        let path = at(&e.path);
-        match &e.node {
-            SnapNode::File(data) => {
-                data.create(&path)?;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(e.mode))?;
-            }
-            SnapNode::HardLink(p) => std::fs::hard_link(at(p), &path)?,
-            SnapNode::Dir => {
-                std::fs::create_dir(&path)?;
-                dirs.push((path.clone(), e.mode));
-            }
-            SnapNode::Symlink(t) => {
-                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(t), &path)?
-            }
-            SnapNode::Special(Kind::Fifo) => {
-                let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-                    .map_err(io::Error::other)?;
-                // SAFETY: a valid NUL-terminated path.
-                if unsafe { libc::mkfifo(c.as_ptr(), e.mode as libc::mode_t) } != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            SnapNode::Special(_) => continue,
-        }
-        for (name, value) in &e.xattrs {
-            crate::backing::xattrs::lset(&path, name, Some(value))?;
-        }
+        create_entry(dir, e, &mut dirs)?;
     }
-    // Modes last, deepest first: a read-only directory still got its
-    // children.
+    set_dir_modes(dirs)
+}
+
+/// Creates entry `e` under `dir` (its parent exists, its path does not),
+/// with its xattrs; a directory's mode is pushed on `dirs` for
+/// [`set_dir_modes`] instead, so that a read-only one still gets its
+/// children. Sockets and device nodes are left out.
+fn create_entry<F: Content>(
+    dir: &Path,
+    e: &SnapEntry<F>,
+    dirs: &mut Vec<(PathBuf, u32)>,
+) -> io::Result<()> {
+    let at = |p: &[u8]| -> PathBuf { dir.join(std::ffi::OsStr::from_bytes(p)) };
+    let path = at(&e.path);
+    match &e.node {
+        SnapNode::File(data) => {
+            data.create(&path)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(e.mode))?;
+        }
+        SnapNode::HardLink(p) => std::fs::hard_link(at(p), &path)?,
+        SnapNode::Dir => {
+            std::fs::create_dir(&path)?;
+            dirs.push((path.clone(), e.mode));
+        }
+        SnapNode::Symlink(t) => std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(t), &path)?,
+        SnapNode::Special(Kind::Fifo) => {
+            let c =
+                std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+            // SAFETY: a valid NUL-terminated path.
+            if unsafe { libc::mkfifo(c.as_ptr(), e.mode as libc::mode_t) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        SnapNode::Special(_) => return Ok(()),
+    }
+    for (name, value) in &e.xattrs {
+        crate::backing::xattrs::lset(&path, name, Some(value))?;
+    }
+    Ok(())
+}
+
+/// Sets the directory modes [`create_entry`] collected, deepest first.
+fn set_dir_modes(dirs: Vec<(PathBuf, u32)>) -> io::Result<()> {
     for (path, mode) in dirs.into_iter().rev() {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
     }
@@ -527,3 +542,4 @@ pub mod explain;
 mod sparse;
 #[cfg(test)]
 mod tests;
+pub mod tree;

@@ -407,7 +407,10 @@ pub fn run_check_timed(
     capture: bool,
     timeout: Option<std::time::Duration>,
 ) -> Result<CheckRun> {
-    let mut cmd = Command::new("sh");
+    // A path, not `sh`: with PATH set for the child, std resolves a bare
+    // name by fork + exec, whose copy of this process's page tables costs
+    // more than a trivial check; a path lets it use posix_spawn (vfork).
+    let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(check)
         .current_dir(cwd)

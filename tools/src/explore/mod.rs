@@ -17,7 +17,7 @@ use crate::workload::{
 use crate::{CliError, ExploreArgs, Result, err, signals, usage};
 use durafs::explore::explain::{Findings, Vulnerability};
 use durafs::explore::{
-    CrashPoints, Duplicate, ExploreOptions, OpFate, SparseState as State, Stats,
+    CrashPoints, Duplicate, ExploreOptions, OpFate, SparseState as State, Stats, Tree,
     sparse_states_and_duplicates as states,
 };
 use durafs::fs::FsOptions;
@@ -72,12 +72,59 @@ pub struct NoLoss {
 
 /// Where an exploration's time went: generating states (one thread, wall
 /// time not spent waiting for a free checker) and, summed over the
-/// checkers, materialising states and running the check.
+/// checkers, materialising states, running the check, and the rest of a
+/// checker's loop (see [`PerState`]).
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Timings {
     pub generate_seconds: f64,
     pub materialise_seconds: f64,
     pub check_seconds: f64,
+    /// Checkers taking a state off the queue and recording its verdict.
+    pub schedule_seconds: f64,
+    /// Checkers waiting for the generator (an empty queue): not durafs's
+    /// cost per state, which `generate_seconds` already holds.
+    pub wait_seconds: f64,
+    /// States written into an empty directory.
+    pub trees_fresh: usize,
+    /// States made by patching the tree of the checker's previous state.
+    pub trees_patched: usize,
+}
+
+/// Durafs's own time per checked state, apart from the check's, in
+/// milliseconds: each figure is a sum of times (over the checkers, with
+/// `--jobs` > 1) divided by the states checked, so a cost per state, not
+/// wall time. `durafs` = `enumerate` + `materialise` + `schedule`.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct PerState {
+    /// The generating thread's time (`Timings::generate_seconds`).
+    pub enumerate: f64,
+    /// Checkers writing (or patching) the state's tree and marks file,
+    /// and removing what was left.
+    pub materialise: f64,
+    /// Checkers taking the state off the queue (when one was ready) and
+    /// recording its verdict.
+    pub schedule: f64,
+}
+
+impl PerState {
+    fn of(t: &Timings, states: usize) -> PerState {
+        let ms = |s: f64| {
+            if states == 0 {
+                0.0
+            } else {
+                s * 1e3 / states as f64
+            }
+        };
+        PerState {
+            enumerate: ms(t.generate_seconds),
+            materialise: ms(t.materialise_seconds),
+            schedule: ms(t.schedule_seconds),
+        }
+    }
+
+    pub fn durafs(&self) -> f64 {
+        self.enumerate + self.materialise + self.schedule
+    }
 }
 
 /// Nanoseconds accumulated by several threads.
@@ -86,7 +133,10 @@ struct Clock(std::sync::atomic::AtomicU64);
 
 impl Clock {
     fn add(&self, since: Instant) {
-        let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.add_span(since.elapsed());
+    }
+    fn add_span(&self, d: std::time::Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.0.fetch_add(ns, Ordering::Relaxed);
     }
     fn seconds(&self) -> f64 {
@@ -128,6 +178,13 @@ pub struct Exploration {
     pub stats: Stats,
     pub seconds: f64,
     pub states_per_second: f64,
+    /// Durafs's own milliseconds per checked state (enumeration,
+    /// materialisation, scheduling; see [`PerState`]).
+    pub durafs_ms_per_state: f64,
+    /// The check's milliseconds per checked state (its wall time from
+    /// spawn to exit, summed over the checkers, divided by the states).
+    pub check_ms_per_state: f64,
+    pub durafs_breakdown_ms_per_state: PerState,
     /// Where the time went.
     pub timings: Timings,
     /// Processes the program left running on the recording volume (killed
@@ -223,6 +280,7 @@ pub fn explore(args: &ExploreArgs) -> Result<Code> {
     let seconds = checking.elapsed().as_secs_f64();
     checked.sort_by_key(|c| (c.point, c.dropped, c.state));
     let tried = checked.len();
+    let per_state = PerState::of(&timings, tried);
     let findings = if args.only.is_some() || workload::interrupted() {
         Findings::default()
     } else {
@@ -258,6 +316,13 @@ pub fn explore(args: &ExploreArgs) -> Result<Code> {
         } else {
             0.0
         },
+        durafs_ms_per_state: per_state.durafs(),
+        check_ms_per_state: if tried == 0 {
+            0.0
+        } else {
+            timings.check_seconds * 1e3 / tried as f64
+        },
+        durafs_breakdown_ms_per_state: per_state,
         timings,
         left_running,
         interrupted: stopped.map(signals::name),
@@ -471,31 +536,30 @@ fn check_all(
     let failed = AtomicUsize::new(0);
     let progress = crate::progress::Progress::stderr("durafs explore", "crash states", 0);
     let only = args.only;
-    let (materialise, check, waiting) = (Clock::default(), Clock::default(), Clock::default());
+    let (clocks, waiting, job) = (Clocks::default(), Clock::default(), AtomicUsize::new(0));
     let generating = Instant::now();
     let stats = std::thread::scope(|s| {
         for _ in 0..jobs {
             s.spawn(|| {
-                loop {
-                    let next = match rx.lock() {
-                        Ok(r) => r.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok(state) = next else { return };
+                let probe = scratch.join(format!("probe{}", job.fetch_add(1, Ordering::Relaxed)));
+                let mut tree = Tree::new(probe);
+                while let Some(state) = next_state(&rx, &clocks) {
                     // After a set-up error, drain the queue so generation ends.
                     if interrupted() || first_error.lock().map_or(true, |e| e.is_some()) {
                         continue;
                     }
-                    match check_one(args, state, scratch, &materialise, &check) {
+                    match check_one(args, state, scratch, &mut tree, &clocks) {
                         // A check the interrupt killed has no verdict.
                         Ok(_) if interrupted() => {}
                         Ok(c) => {
+                            let t = Instant::now();
                             let f = failed.fetch_add(usize::from(!c.passed), Ordering::Relaxed)
                                 + usize::from(!c.passed);
                             progress.inc(&format!("{f} failed"));
                             if let Ok(mut r) = results.lock() {
                                 r.push(c);
                             }
+                            clocks.schedule.add(t);
                         }
                         Err(e) => {
                             if let Ok(mut slot) = first_error.lock() {
@@ -504,6 +568,13 @@ fn check_all(
                         }
                     }
                 }
+                let t = Instant::now();
+                tree.clear();
+                clocks.materialise.add(t);
+                clocks.fresh.fetch_add(tree.counts.fresh, Ordering::Relaxed);
+                clocks
+                    .patched
+                    .fetch_add(tree.counts.patched, Ordering::Relaxed);
             });
         }
         let stats = states(
@@ -530,8 +601,12 @@ fn check_all(
     let (stats, generated) = stats;
     let timings = Timings {
         generate_seconds: (generated - waiting.seconds()).max(0.0),
-        materialise_seconds: materialise.seconds(),
-        check_seconds: check.seconds(),
+        materialise_seconds: clocks.materialise.seconds(),
+        check_seconds: clocks.check.seconds(),
+        schedule_seconds: clocks.schedule.seconds(),
+        wait_seconds: clocks.wait.seconds(),
+        trees_fresh: clocks.fresh.into_inner(),
+        trees_patched: clocks.patched.into_inner(),
     };
     progress.finish();
     if let Some(e) = first_error.into_inner().ok().flatten() {
@@ -547,23 +622,57 @@ fn in_shard(shard: Option<(usize, usize)>, id: usize) -> bool {
     shard.is_none_or(|(i, n)| (id + n - i) % n == 0)
 }
 
-/// Materialises `state`, runs the check there, and cleans up (keeping the
-/// state under `--keep` when it failed or was asked for by `--only`).
+/// The checkers' clocks and tree counts, summed over them.
+#[derive(Default)]
+struct Clocks {
+    materialise: Clock,
+    check: Clock,
+    schedule: Clock,
+    wait: Clock,
+    fresh: AtomicUsize,
+    patched: AtomicUsize,
+}
+
+/// The next state off the queue (`None` once it is closed and empty).
+/// Time spent waiting for the generator (or for a checker waiting for it)
+/// is `wait`; taking a ready state is `schedule`.
+fn next_state(rx: &Mutex<mpsc::Receiver<State>>, clocks: &Clocks) -> Option<State> {
+    let t = Instant::now();
+    let r = rx.lock().ok()?;
+    let locked = Instant::now();
+    match r.try_recv() {
+        Ok(state) => {
+            clocks.wait.add_span(locked - t);
+            clocks.schedule.add(locked);
+            Some(state)
+        }
+        Err(mpsc::TryRecvError::Disconnected) => None,
+        Err(mpsc::TryRecvError::Empty) => {
+            let state = r.recv().ok();
+            clocks.wait.add(t);
+            state
+        }
+    }
+}
+
+/// Materialises `state` in `tree` (patching the checker's previous state
+/// when the check left it untouched), runs the check there, and keeps the
+/// state under `--keep` when it failed or was asked for by `--only`. The
+/// tree stays until the checker's next state.
 fn check_one(
     args: &ExploreArgs,
     state: State,
     scratch: &Path,
-    materialise: &Clock,
-    check: &Clock,
+    tree: &mut Tree,
+    clocks: &Clocks,
 ) -> Result<Checked> {
     let t = Instant::now();
     let dir = scratch.join(format!("s{}", state.id));
     let marks = scratch.join(format!("s{}.marks", state.id));
     let setup = |e: std::io::Error| err(format!("materialising state {}: {e}", state.id));
-    fs::create_dir(&dir).map_err(setup)?;
-    state.snapshot.materialise(&dir).map_err(setup)?;
+    tree.prepare(&dir, &state.snapshot).map_err(setup)?;
     write_marks(&marks, &state.marks)?;
-    materialise.add(t);
+    clocks.materialise.add(t);
     let t = Instant::now();
     let run = run_check_timed(
         &args.check,
@@ -572,11 +681,10 @@ fn check_one(
         true,
         Some(std::time::Duration::from_secs_f64(args.check_timeout)),
     )?;
-    check.add(t);
+    clocks.check.add(t);
     let t = Instant::now();
-    let _ = fs::remove_dir_all(&dir);
     let _ = fs::remove_file(&marks);
-    materialise.add(t);
+    clocks.materialise.add(t);
     if let Some(keep) = &args.keep {
         if !run.passed() || args.only.is_some() {
             keep_state(keep, &state)?;

@@ -268,6 +268,20 @@ pub fn text(args: &ExploreArgs, r: &Exploration) -> String {
         );
     }
     out.push('\n');
+    if r.states_tried > 0 {
+        let b = &r.durafs_breakdown_ms_per_state;
+        let _ = writeln!(
+            out,
+            "durafs explore: per state, durafs {:.3} ms (enumerate {:.3}, materialise {:.3}, schedule {:.3}) and the check {:.3} ms; {} trees patched, {} written afresh",
+            r.durafs_ms_per_state,
+            b.enumerate,
+            b.materialise,
+            b.schedule,
+            r.check_ms_per_state,
+            r.timings.trees_patched,
+            r.timings.trees_fresh
+        );
+    }
     if let Some(sig) = &r.interrupted {
         let _ = writeln!(
             out,
