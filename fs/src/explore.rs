@@ -319,7 +319,10 @@ pub(crate) fn tree(
     }
     store.apply_all(&effects);
     let snapshot = SparseSnapshot::of(&store);
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    // The key only deduplicates states within one run: a fast
+    // non-keyed hash of the bytes suffices (SipHash was most of the time
+    // spent enumerating a state of a 512 KiB workload).
+    let mut h = twox_hash::XxHash3_64::new();
     snapshot.hash(&mut h);
     marks.hash(&mut h);
     (snapshot, h.finish())
