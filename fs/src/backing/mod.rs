@@ -459,11 +459,15 @@ impl State {
         }
         let at = self.loc(ino)?;
         let f = Arc::new(at::open_file(at.fd(), at.name())?);
+        self.cache_file(ino, Arc::clone(&f));
+        Ok(f)
+    }
+
+    fn cache_file(&mut self, ino: Ino, f: Arc<File>) {
         if self.files.len() >= MAX_OPEN_FILES {
             self.files.clear();
         }
-        self.files.insert(ino, Arc::clone(&f));
-        Ok(f)
+        self.files.insert(ino, f);
     }
 
     fn apply_batch(&mut self, effects: &[Effect]) -> io::Result<()> {
@@ -509,7 +513,7 @@ impl State {
             Effect::Unlink { dir, name } => self.unlink(*dir, name),
             Effect::Write { ino, offset, data } => {
                 let end = offset + data.len() as u64;
-                self.grow(*ino, end)?;
+                self.grow(*ino, *offset, end)?;
                 self.with_file(*ino, |f| f.write_all_at(data, *offset))
             }
             Effect::WriteKeepSize { ino, offset, data } => {
@@ -527,7 +531,7 @@ impl State {
                 self.hidden.remove(ino);
                 self.with_file(*ino, |f| f.set_len(*size))
             }
-            Effect::Extend { ino, size } => self.grow(*ino, *size),
+            Effect::Extend { ino, size } => self.grow(*ino, *size, *size),
             Effect::Zero { ino, offset, len } => {
                 self.with_file(*ino, |f| zero_range(f, *offset, *len))
             }
@@ -558,12 +562,14 @@ impl State {
 
     /// Runs `f` on regular file `ino`; skipped when it does not exist.
     /// Grows file `ino` to at least `size`, writing the hidden bytes the
-    /// growth shows.
-    fn grow(&mut self, ino: Ino, size: u64) -> io::Result<()> {
+    /// growth shows. The caller then writes `[written, size)`: when that
+    /// starts at or below the old end, the write itself grows the file and
+    /// no `set_len` is made (the bytes it covers are the same either way).
+    fn grow(&mut self, ino: Ino, written: u64, size: u64) -> io::Result<()> {
         let mut old = size;
         self.with_file(ino, |f| {
             old = f.metadata()?.len();
-            if old < size {
+            if old < size && written > old {
                 f.set_len(size)?;
             }
             Ok(())
@@ -602,7 +608,9 @@ impl State {
         }
         // The number may have named a directory the cache still holds.
         self.forget_dir(ino);
-        create_node(&at, init)?;
+        if let Some(f) = create_node(&at, init)? {
+            self.cache_file(ino, Arc::new(f));
+        }
         self.note_created(ino);
         self.nodes.insert(
             ino,

@@ -113,7 +113,8 @@ pub(crate) struct Node {
     pub pending: oplog::OpLog,
     /// Live extended attributes (the durable ones are in the store; the
     /// difference is the pending [`Op::SetXattr`] operations).
-    pub xattrs: BTreeMap<Name, Bytes>,
+    /// `None` when there are none (most files: one word instead of a map).
+    pub xattrs: Option<Box<BTreeMap<Name, Bytes>>>,
     /// Dropped by [`Model::forget`]. A call that took the inode from the
     /// map before that and locks it after finds this set and fails as if
     /// it had come later, so nothing is done to a node no one can see.
@@ -222,7 +223,7 @@ impl Model {
                 base_end: size,
                 overlay: overlay::Overlay::default(),
                 pending: oplog::OpLog::default(),
-                xattrs: i.xattrs.clone(),
+                xattrs: (!i.xattrs.is_empty()).then(|| Box::new(i.xattrs.clone())),
                 gone: false,
                 truncated_to_zero: false,
             };
