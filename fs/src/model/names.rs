@@ -45,7 +45,7 @@ impl Model {
             },
             nlink: if kind == Kind::Dir { 2 } else { 1 },
             size,
-            target: target.clone(),
+            target: target.clone().map(Box::new),
             durable: None,
             base_end: 0,
             overlay: Default::default(),
