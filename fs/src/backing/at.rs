@@ -37,7 +37,15 @@ pub(super) fn cname(name: &[u8]) -> io::Result<CString> {
     CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
+#[cfg(test)]
+thread_local! {
+    /// `openat` calls made on this thread (tests count them).
+    pub(super) static OPENS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 fn openat(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
+    #[cfg(test)]
+    OPENS.with(|n| n.set(n.get() + 1));
     let flags = flags | libc::O_CLOEXEC;
     loop {
         // SAFETY: a valid descriptor and NUL-terminated name.
@@ -116,10 +124,30 @@ pub(super) fn unlock(f: &File) -> io::Result<()> {
     cvt(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) })
 }
 
-/// Creates the empty regular file `dir/name` (it must not exist).
-pub(super) fn create_file(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
-    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
-    openat(dir, name, flags, mode).map(drop)
+/// Creates the empty regular file `dir/name` (it must not exist), opened
+/// for reading and writing.
+pub(super) fn create_file(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<File> {
+    let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+    openat(dir, name, flags, mode).map(File::from)
+}
+
+/// Sets the owner of the open file `f`.
+pub(super) fn fchown(f: &File, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: a valid open descriptor.
+    cvt(unsafe { libc::fchown(f.as_raw_fd(), uid, gid) })
+}
+
+/// Sets the permission bits of the open file `f`.
+pub(super) fn fchmod(f: &File, mode: u32) -> io::Result<()> {
+    // SAFETY: a valid open descriptor.
+    cvt(unsafe { libc::fchmod(f.as_raw_fd(), mode as libc::mode_t) })
+}
+
+/// Sets atime and mtime of the open file `f`.
+pub(super) fn futimens(f: &File, atime: libc::timespec, mtime: libc::timespec) -> io::Result<()> {
+    let times = [atime, mtime];
+    // SAFETY: a valid open descriptor and two timespecs.
+    cvt(unsafe { libc::futimens(f.as_raw_fd(), times.as_ptr()) })
 }
 
 pub(super) fn mkdir(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
@@ -359,7 +387,7 @@ mod tests {
             mkdir(cur.as_fd(), &long, 0o755).expect("mkdir");
             cur = walk(cur.as_fd(), &long).expect("walk");
         }
-        create_file(cur.as_fd(), c"f", 0o644).expect("create");
+        drop(create_file(cur.as_fd(), c"f", 0o644).expect("create"));
         symlink(c"f", cur.as_fd(), c"l").expect("symlink");
         link(cur.as_fd(), c"f", cur.as_fd(), c"g").expect("link");
         assert_eq!(readlink(cur.as_fd(), c"l").expect("readlink"), b"f");

@@ -14,6 +14,7 @@
 use super::{State, at};
 use crate::model::{Attrs, Ino, Kind, NewInode, ROOT, Timestamp};
 use std::ffi::{CStr, CString};
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
@@ -151,11 +152,17 @@ pub(super) fn not_found(ino: Ino) -> io::Error {
     )
 }
 
-/// Creates `at` as a fresh inode described by `init` (empty content).
-pub(super) fn create_node(at: &Loc, init: &NewInode) -> io::Result<()> {
+/// Creates `at` as a fresh inode described by `init` (empty content); a
+/// regular file is returned open, its attributes set through that
+/// descriptor (no lookup of its name after the create).
+pub(super) fn create_node(at: &Loc, init: &NewInode) -> io::Result<Option<File>> {
     let mode = init.attrs.mode & 0o7777;
     match init.kind {
-        Kind::File => at::create_file(at.fd(), at.name(), mode)?,
+        Kind::File => {
+            let f = at::create_file(at.fd(), at.name(), mode)?;
+            set_file_attrs(&f, &init.attrs)?;
+            return Ok(Some(f));
+        }
         Kind::Dir => at::mkdir(at.fd(), at.name(), mode)?,
         Kind::Symlink => {
             let t = init.target.as_deref().unwrap_or_default();
@@ -171,7 +178,28 @@ pub(super) fn create_node(at: &Loc, init: &NewInode) -> io::Result<()> {
             at::mknod(at.fd(), at.name(), fmt | mode, u64::from(init.attrs.rdev))?;
         }
     }
-    set_attrs(at, init.kind, &init.attrs)
+    set_attrs(at, init.kind, &init.attrs).map(|()| None)
+}
+
+/// [`set_attrs`] on an open regular file.
+pub(super) fn set_file_attrs(f: &File, a: &Attrs) -> io::Result<()> {
+    let mut md = f.metadata()?;
+    if md.uid() != a.uid || md.gid() != a.gid {
+        at::fchown(f, a.uid, a.gid)?;
+        // IMPORTANT: the host's chown cleared set-user-ID and set-group-ID.
+        md = f.metadata()?;
+    }
+    if md.mode() & 0o7777 != a.mode & 0o7777 {
+        at::fchmod(f, a.mode & 0o7777)?;
+    }
+    at::futimens(f, timespec(a.atime), timespec(a.mtime))
+}
+
+fn timespec(t: Timestamp) -> libc::timespec {
+    libc::timespec {
+        tv_sec: t.secs as libc::time_t,
+        tv_nsec: libc::c_long::from(t.nanos.min(999_999_999) as i32),
+    }
 }
 
 /// Sets owner, mode, atime and mtime of `at` (never following a symlink).
@@ -191,9 +219,10 @@ pub(super) fn set_attrs(at: &Loc, kind: Kind, a: &Attrs) -> io::Result<()> {
 
 /// Sets atime and mtime of `at` (never following a symlink).
 pub(super) fn set_times(at: &Loc, atime: Timestamp, mtime: Timestamp) -> io::Result<()> {
-    let t = |t: Timestamp| libc::timespec {
-        tv_sec: t.secs as libc::time_t,
-        tv_nsec: libc::c_long::from(t.nanos.min(999_999_999) as i32),
-    };
-    at::utimens(at.fd(), at.name(), t(atime), t(mtime))
+    at::utimens(at.fd(), at.name(), timespec(atime), timespec(mtime))
+}
+
+/// [`set_times`] on an open file.
+pub(super) fn set_file_times(f: &File, atime: Timestamp, mtime: Timestamp) -> io::Result<()> {
+    at::futimens(f, timespec(atime), timespec(mtime))
 }

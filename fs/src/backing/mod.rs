@@ -469,11 +469,15 @@ impl State {
         }
         let at = self.loc(ino)?;
         let f = Arc::new(at::open_file(at.fd(), at.name())?);
+        self.cache_file(ino, Arc::clone(&f));
+        Ok(f)
+    }
+
+    fn cache_file(&mut self, ino: Ino, f: Arc<File>) {
         if self.files.len() >= MAX_OPEN_FILES {
             self.files.clear();
         }
-        self.files.insert(ino, Arc::clone(&f));
-        Ok(f)
+        self.files.insert(ino, f);
     }
 
     fn apply_batch(&mut self, effects: &[Effect]) -> io::Result<()> {
@@ -535,7 +539,7 @@ impl State {
                 self.hidden.remove(ino);
                 self.with_file(*ino, |f| f.set_len(*size))
             }
-            Effect::Extend { ino, size } => self.grow(*ino, *size).map(|_| ()),
+            Effect::Extend { ino, size } => self.grow(*ino, *size, *size).map(|_| ()),
             Effect::Zero { ino, offset, len } => {
                 self.with_file(*ino, |f| zero_range(f, *offset, *len))
             }
@@ -565,13 +569,16 @@ impl State {
     }
 
     /// Grows file `ino` to at least `size`, writing the hidden bytes the
-    /// growth shows; returns its size after.
-    fn grow(&mut self, ino: Ino, size: u64) -> io::Result<u64> {
+    /// growth shows; returns its size once the caller wrote `[written,
+    /// size)`. When that starts at or below the old end, the write itself
+    /// grows the file and no `set_len` is made (the bytes it covers are the
+    /// same either way).
+    fn grow(&mut self, ino: Ino, written: u64, size: u64) -> io::Result<u64> {
         let mut old = size;
         self.size_probes += 1;
         self.with_file(ino, |f| {
             old = f.metadata()?.len();
-            if old < size {
+            if old < size && written > old {
                 f.set_len(size)?;
             }
             Ok(())
@@ -603,7 +610,7 @@ impl State {
         let end = offset + data.len() as u64;
         let size = match known {
             Some((i, size)) if i == ino && !self.hidden.contains_key(&ino) => size.max(end),
-            _ => self.grow(ino, end)?,
+            _ => self.grow(ino, offset, end)?,
         };
         self.with_file(ino, |f| f.write_all_at(data, offset))?;
         self.written_size = Some((ino, size));
@@ -633,7 +640,9 @@ impl State {
         }
         // The number may have named a directory the cache still holds.
         self.forget_dir(ino);
-        create_node(&at, init)?;
+        if let Some(f) = create_node(&at, init)? {
+            self.cache_file(ino, Arc::new(f));
+        }
         self.note_created(ino);
         self.nodes.insert(
             ino,

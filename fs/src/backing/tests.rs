@@ -698,3 +698,47 @@ fn a_run_of_writes_to_one_file_asks_its_size_once() {
     want[3 * 4096..].fill(4);
     assert_eq!(fs::read(dir.path().join("f")).expect("read"), want);
 }
+
+/// A new file and its first write cost two `openat`s: the lookup of a
+/// stale orphan of its number, and its creation (open, attributes set
+/// through the descriptor, kept open for the write). Four before: a lookup
+/// for the attributes and a reopen for the write.
+#[test]
+fn a_new_file_is_created_open_and_written_through_that_descriptor() {
+    const N: u64 = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _) = Backing::open(dir.path(), BackingOptions::default()).unwrap();
+    let effects: Vec<Effect> = (0..N)
+        .flat_map(|i| {
+            let ino = 100 + i;
+            let init = NewInode {
+                kind: Kind::File,
+                attrs: attrs(0o640),
+                target: None,
+            };
+            [
+                Effect::Link {
+                    dir: ROOT,
+                    name: format!("f{i}").into_bytes(),
+                    ino,
+                    init,
+                },
+                Effect::Write {
+                    ino,
+                    offset: 0,
+                    data: Bytes::from_static(&[7; 200]),
+                },
+            ]
+        })
+        .collect();
+    let before = at::OPENS.with(std::cell::Cell::get);
+    b.apply(&effects).unwrap();
+    let opens = at::OPENS.with(std::cell::Cell::get) - before;
+    assert!(opens <= 2 * N + 4, "{opens} openat calls for {N} new files");
+    for i in 0..N {
+        let md = fs::symlink_metadata(dir.path().join(format!("f{i}"))).unwrap();
+        let data = fs::read(dir.path().join(format!("f{i}"))).unwrap();
+        assert_eq!(data, [7; 200]);
+        assert_eq!(std::os::unix::fs::MetadataExt::mode(&md) & 0o7777, 0o640);
+    }
+}

@@ -14,7 +14,7 @@
 //! [`State::disturbed`]: super::State
 
 use super::State;
-use super::loc::set_times;
+use super::loc::{set_file_times, set_times};
 use crate::model::{Attrs, Ino};
 use std::io;
 
@@ -34,7 +34,10 @@ impl State {
             let Some((atime, mtime)) = self.nodes.get(&ino).and_then(|n| n.times) else {
                 continue;
             };
-            set_times(&self.loc(ino)?, atime, mtime)?;
+            match self.files.get(&ino) {
+                Some(f) => set_file_times(f, atime, mtime)?,
+                None => set_times(&self.loc(ino)?, atime, mtime)?,
+            }
         }
         Ok(())
     }

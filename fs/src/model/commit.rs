@@ -106,9 +106,9 @@ impl Model {
             };
             let mut n = node.lock();
             let dirty = !n.pending.is_empty()
-                || n.durable
+                || n.durable()
                     .is_none_or(|d| d.size != n.size || d.attrs != n.attrs);
-            if dirty && (n.nlink > 0 || n.durable.is_some()) {
+            if dirty && (n.nlink > 0 || n.durable().is_some()) {
                 if let Err(e) = self.flush_applied(ino, &mut n, true, Vec::new(), &mut apply) {
                     return Ok(Err(e));
                 }
@@ -173,7 +173,7 @@ impl Model {
         for (ino, durable, base_end) in undo.nodes.into_iter().rev() {
             if let Some(node) = self.nodes.get(&ino).map(|n| Arc::clone(n.value())) {
                 let mut n = node.lock();
-                n.durable = durable;
+                n.set_durable(durable);
                 n.base_end = base_end;
             }
         }
@@ -185,16 +185,17 @@ impl Model {
         let node = self.nodes.get(&ino).map(|n| Arc::clone(n.value()));
         if let Some(node) = node {
             let mut n = node.lock();
-            if n.durable.is_none() {
-                undo.nodes.push((ino, n.durable, n.base_end));
+            if n.durable().is_none() {
+                undo.nodes.push((ino, n.durable(), n.base_end));
                 out.push(Effect::Alloc {
                     ino,
                     init: n.init(),
                 });
-                n.durable = Some(DurableMeta {
+                let d = DurableMeta {
                     attrs: n.attrs,
                     size: if n.kind == Kind::File { 0 } else { n.size },
-                });
+                };
+                n.set_durable(Some(d));
                 n.base_end = 0;
             }
         }
@@ -214,7 +215,7 @@ impl Model {
             return;
         };
         let mut n = node.lock();
-        let Some(durable) = n.durable else {
+        let Some(durable) = n.durable() else {
             return;
         };
         let mut size = durable.size;
@@ -230,8 +231,8 @@ impl Model {
         if size <= durable.size {
             return;
         }
-        undo.nodes.push((ino, n.durable, n.base_end));
-        n.durable = Some(DurableMeta { size, ..durable });
+        undo.nodes.push((ino, n.durable(), n.base_end));
+        n.set_durable(Some(DurableMeta { size, ..durable }));
         out.push(Effect::Extend { ino, size });
     }
 
@@ -240,17 +241,18 @@ impl Model {
     fn mark_durable(&self, ino: Ino, init: &NewInode, undo: &mut NamesUndo) {
         if let Some(node) = self.nodes.get(&ino).map(|n| Arc::clone(n.value())) {
             let mut n = node.lock();
-            if n.durable.is_none() {
-                undo.nodes.push((ino, n.durable, n.base_end));
+            if n.durable().is_none() {
+                undo.nodes.push((ino, n.durable(), n.base_end));
                 let size = if n.kind == Kind::File {
                     0
                 } else {
                     init.target.as_ref().map_or(0, |t| t.len() as u64)
                 };
-                n.durable = Some(DurableMeta {
+                let d = DurableMeta {
                     attrs: init.attrs,
                     size,
-                });
+                };
+                n.set_durable(Some(d));
                 n.base_end = 0;
             }
         }

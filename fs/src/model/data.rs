@@ -327,7 +327,7 @@ impl Model {
                 let new_dir = self
                     .nodes
                     .get(dir)
-                    .is_some_and(|n| n.value().lock().durable.is_none());
+                    .is_some_and(|n| n.value().lock().durable().is_none());
                 if new_dir {
                     more.extend(
                         ns.pending
@@ -397,8 +397,8 @@ impl Model {
         out: &mut Vec<Effect>,
     ) {
         let had_data = n.pending.values().any(|op| op.is_data());
-        let needs_attrs = with_attrs && n.durable.is_some_and(|d| d.attrs != n.attrs);
-        let dur = match n.durable {
+        let needs_attrs = with_attrs && n.durable().is_some_and(|d| d.attrs != n.attrs);
+        let dur = match n.durable() {
             Some(d) => d,
             None => {
                 out.push(Effect::Alloc {
@@ -409,7 +409,7 @@ impl Model {
                     attrs: n.attrs,
                     size: if n.kind == Kind::File { 0 } else { n.size },
                 };
-                n.durable = Some(d);
+                n.set_durable(Some(d));
                 d
             }
         };
@@ -473,10 +473,11 @@ impl Model {
         if needs_attrs {
             out.push(Effect::SetAttrs { ino, attrs });
         }
-        n.durable = Some(DurableMeta {
+        let d = DurableMeta {
             attrs,
             size: durable_size,
-        });
+        };
+        n.set_durable(Some(d));
     }
 
     /// Writes back the data of the inode dirtied longest ago (as a kernel

@@ -342,7 +342,7 @@ impl Model {
         if dirty.is_empty() {
             return FailedFsync::default();
         }
-        let old_durable = n.durable.map_or(0, |d| d.size);
+        let old_durable = n.durable().map_or(0, |d| d.size);
         let picks = rules.written(&dirty, seed);
         let (mut written, mut failed) = (Vec::new(), Vec::new());
         for (p, w) in dirty.iter().zip(picks) {
@@ -417,7 +417,7 @@ impl Model {
     pub(super) fn dirty_again(&self, ino: Ino, n: &mut Node, from: u64, to: u64) {
         let pages = n.overlay.take_clean(from, to);
         if !pages.is_empty() {
-            let durable = n.durable.map_or(0, |d| d.size);
+            let durable = n.durable().map_or(0, |d| d.size);
             self.pend_pages(ino, n, &pages, durable);
         }
     }

@@ -12,7 +12,6 @@ use super::sync::{Mutex, MutexGuard};
 use super::types::*;
 use super::{Model, Namespace, Node};
 use bytes::Bytes;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 impl Model {
@@ -46,12 +45,12 @@ impl Model {
             },
             nlink: if kind == Kind::Dir { 2 } else { 1 },
             size,
-            target: target.clone(),
+            target: target.clone().map(Box::new),
             durable: None,
             base_end: 0,
             overlay: Default::default(),
             pending: super::oplog::OpLog::default(),
-            xattrs: BTreeMap::new(),
+            xattrs: None,
             gone: false,
             truncated_to_zero: false,
         };

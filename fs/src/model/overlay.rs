@@ -73,10 +73,18 @@ impl Segment {
 pub struct Overlay {
     map: ExtentMap<Extent>,
     bytes: u64,
+    /// What a failed fsync left ([`super::fsync_fail`]); `None` (one word
+    /// per file) until an fsync of this file fails, which few ever do.
+    fail: Option<Box<FailMarks>>,
+}
+
+/// The marks a failed fsync leaves on a file's overlay.
+#[derive(Clone, Debug, Default)]
+struct FailMarks {
     /// Pages (indices of [`PAGE`]-byte pages) a failed fsync marked clean
-    /// without making them durable ([`super::fsync_fail`]): their bytes
-    /// here are live but not pending, and no durability point writes them
-    /// until a write dirties the page again. Empty unless an fsync failed.
+    /// without making them durable: their bytes in the overlay are live but
+    /// not pending, and no durability point writes them until a write
+    /// dirties the page again.
     clean: BTreeSet<u64>,
     /// How a later flush moves the durable size while a failed append's
     /// pages are clean past it (`FailRules::later_size`).
@@ -86,6 +94,9 @@ pub struct Overlay {
     /// flush marks them clean again (`FailRules::appended_unwritten`).
     unwritten: BTreeSet<u64>,
 }
+
+/// The clean pages of an overlay without [`FailMarks`].
+static NO_PAGES: BTreeSet<u64> = BTreeSet::new();
 
 impl Overlay {
     /// Bytes of written data held (zero extents count nothing).
@@ -102,39 +113,52 @@ impl Overlay {
     pub fn clear(&mut self) {
         self.map.clear();
         self.bytes = 0;
-        self.clean.clear();
-        self.cap = None;
-        self.unwritten.clear();
+        self.fail = None;
     }
 
     /// Sets how later flushes move the durable size (a failed append).
     pub fn set_cap(&mut self, cap: super::fsync_fail::LaterSize) {
-        self.cap = Some(cap);
+        self.marks().cap = Some(cap);
     }
 
     /// How later flushes move the durable size, if a failed append set it.
     pub fn cap(&self) -> Option<super::fsync_fail::LaterSize> {
-        self.cap
+        self.fail.as_ref().and_then(|f| f.cap)
+    }
+
+    /// The failure marks, made on first use.
+    fn marks(&mut self) -> &mut FailMarks {
+        self.fail.get_or_insert_with(Box::default)
+    }
+
+    /// The pages marked clean, ascending.
+    fn clean(&self) -> &BTreeSet<u64> {
+        self.fail.as_ref().map_or(&NO_PAGES, |f| &f.clean)
     }
 
     /// Marks `pages` as never to be written back (ext4's unwritten extent
     /// of a failed append).
     pub fn stick(&mut self, pages: &[u64]) {
-        self.unwritten.extend(pages.iter().copied());
+        self.marks().unwritten.extend(pages.iter().copied());
     }
 
     /// Marks clean again the unwritten pages a write dirtied since: what a
     /// flush must not make durable.
     pub fn restick(&mut self) {
-        let again: Vec<u64> = self
+        let Some(f) = self.fail.as_ref() else {
+            return;
+        };
+        let again: Vec<u64> = f
             .unwritten
             .iter()
             .copied()
             .filter(|p| {
-                !self.clean.contains(p) && !self.extents_in(p * PAGE, (p + 1) * PAGE).is_empty()
+                !f.clean.contains(p) && !self.extents_in(p * PAGE, (p + 1) * PAGE).is_empty()
             })
             .collect();
-        self.clean.extend(again);
+        if !again.is_empty() {
+            self.marks().clean.extend(again);
+        }
     }
 
     /// Records `data` at `offset`, replacing what overlapped.
@@ -170,33 +194,38 @@ impl Overlay {
     /// wholly past it.
     pub fn truncate(&mut self, size: u64) {
         self.remove_range(size, u64::MAX);
-        self.clean.retain(|p| p * PAGE < size);
-        self.unwritten.retain(|p| p * PAGE < size);
+        if let Some(f) = self.fail.as_mut() {
+            f.clean.retain(|p| p * PAGE < size);
+            f.unwritten.retain(|p| p * PAGE < size);
+        }
     }
 
     /// The pages marked clean, ascending.
     pub fn clean_pages(&self) -> &BTreeSet<u64> {
-        &self.clean
+        self.clean()
     }
 
     /// Marks `pages` clean: their bytes stay live, no durability point
     /// writes them.
     pub fn mark_clean(&mut self, pages: &[u64]) {
-        self.clean.extend(pages.iter().copied());
+        self.marks().clean.extend(pages.iter().copied());
     }
 
     /// Unmarks and returns the clean pages that `[from, to)` touches.
     pub fn take_clean(&mut self, from: u64, to: u64) -> Vec<u64> {
-        if self.clean.is_empty() || from >= to {
+        let Some(f) = self.fail.as_mut() else {
+            return Vec::new();
+        };
+        if f.clean.is_empty() || from >= to {
             return Vec::new();
         }
-        let pages: Vec<u64> = self
+        let pages: Vec<u64> = f
             .clean
             .range(from / PAGE..to.div_ceil(PAGE))
             .copied()
             .collect();
         for p in &pages {
-            self.clean.remove(p);
+            f.clean.remove(p);
         }
         pages
     }
@@ -204,7 +233,7 @@ impl Overlay {
     /// The extents not on a clean page, clipped at the clean pages, as
     /// `(offset, len, fill)`: the bytes a durability point writes.
     pub fn dirty_extents(&self) -> Vec<(u64, u64, Fill)> {
-        if self.clean.is_empty() {
+        if self.clean().is_empty() {
             return self
                 .map
                 .iter()
@@ -214,7 +243,7 @@ impl Overlay {
         let mut out = Vec::new();
         let mut from = 0;
         for p in self
-            .clean
+            .clean()
             .iter()
             .copied()
             .chain(std::iter::once(u64::MAX / PAGE))
@@ -228,12 +257,12 @@ impl Overlay {
     /// Drops every byte not on a clean page (a durability point made them
     /// durable); the clean pages' bytes stay.
     pub fn clear_dirty(&mut self) {
-        if self.clean.is_empty() {
+        if self.clean().is_empty() {
             self.clear();
             return;
         }
         let mut from = 0;
-        let clean: Vec<u64> = self.clean.iter().copied().collect();
+        let clean: Vec<u64> = self.clean().iter().copied().collect();
         for p in clean {
             self.remove_range(from, p * PAGE);
             from = (p + 1) * PAGE;

@@ -105,7 +105,7 @@ impl Model {
             let Some(node) = node else { continue };
             let n = node.lock();
             rep.pending_ops += n.pending.len();
-            let dsize = n.durable.map_or(0, |d| d.size);
+            let dsize = n.durable().map_or(0, |d| d.size);
             let mut ranges = n.overlay.ranges();
             // Durable bytes cut by a shrink and not rewritten read as zeros
             // now: they changed. Past the durable size, unwritten bytes are a
@@ -115,12 +115,12 @@ impl Model {
                 ranges.push((n.base_end, cut_end));
             }
             let ranges = merge(ranges);
-            let size_change = match n.durable {
+            let size_change = match n.durable() {
                 Some(d) if d.size != n.size => Some((d.size, n.size)),
                 None if n.kind == Kind::File && n.size > 0 => Some((0, n.size)),
                 _ => None,
             };
-            let attrs_pending = n.durable.is_some_and(|d| {
+            let attrs_pending = n.durable().is_some_and(|d| {
                 if n.kind == Kind::Dir {
                     (d.attrs.mode, d.attrs.uid, d.attrs.gid)
                         != (n.attrs.mode, n.attrs.uid, n.attrs.gid)
@@ -155,7 +155,7 @@ impl Model {
                 size_change,
                 attrs_pending,
                 xattrs_pending,
-                new_inode: n.durable.is_none(),
+                new_inode: n.durable().is_none(),
             });
         }
         rep

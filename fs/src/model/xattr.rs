@@ -17,7 +17,11 @@ impl Model {
         let node = self.node(ino)?;
         let n = node.lock();
         self.usable(&n)?;
-        n.xattrs.get(name).cloned().ok_or(FsError::NoData)
+        n.xattrs
+            .as_ref()
+            .and_then(|m| m.get(name))
+            .cloned()
+            .ok_or(FsError::NoData)
     }
 
     /// The names of the extended attributes of `ino`, in byte order.
@@ -25,7 +29,7 @@ impl Model {
         let node = self.node(ino)?;
         let n = node.lock();
         self.usable(&n)?;
-        Ok(n.xattrs.keys().cloned().collect())
+        Ok(n.xattrs.iter().flat_map(|m| m.keys()).cloned().collect())
     }
 
     /// Sets extended attribute `name` of `ino` to `value` (live at once,
@@ -45,12 +49,15 @@ impl Model {
         let node = self.node(ino)?;
         let mut n = node.lock();
         self.usable(&n)?;
-        match (mode, n.xattrs.contains_key(name)) {
+        let exists = n.xattrs.as_ref().is_some_and(|m| m.contains_key(name));
+        match (mode, exists) {
             (XattrMode::Create, true) => return Err(FsError::Exists),
             (XattrMode::Replace, false) => return Err(FsError::NoData),
             _ => {}
         }
-        n.xattrs.insert(name.to_vec(), value.clone());
+        n.xattrs
+            .get_or_insert_with(Box::default)
+            .insert(name.to_vec(), value.clone());
         self.record_xattr(ino, &mut n, name, Some(value), now);
         Ok(())
     }
@@ -61,8 +68,14 @@ impl Model {
         let node = self.node(ino)?;
         let mut n = node.lock();
         self.usable(&n)?;
-        if n.xattrs.remove(name).is_none() {
+        let Some(m) = n.xattrs.as_mut() else {
             return Err(FsError::NoData);
+        };
+        if m.remove(name).is_none() {
+            return Err(FsError::NoData);
+        }
+        if m.is_empty() {
+            n.xattrs = None;
         }
         self.record_xattr(ino, &mut n, name, None, now);
         Ok(())
