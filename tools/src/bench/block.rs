@@ -12,7 +12,6 @@ use crate::workload::{ENV_STATE, check_interrupted};
 use crate::{Result, err};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Instant;
 
 const TRACE_SCRIPT: &str = include_str!("../../fixtures/ext4-image-trace.sh");
 const CHECK_SCRIPT: &str = include_str!("../../fixtures/ext4-read-check.sh");
@@ -134,19 +133,7 @@ fn check_alone(ctx: &Ctx, trace: &Path, dir: &Path) -> Result<f64> {
                 .map_err(|e| err(format!("explore-ext4: copying the image: {e}")))
         })
         .collect::<Result<_>>()?;
-    let started = Instant::now();
-    let results: Vec<Result<()>> = std::thread::scope(|s| {
-        let handles: Vec<_> = copies.iter().map(|d| s.spawn(move || checks(d))).collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(err("a check thread panicked")))
-            })
-            .collect()
-    });
-    let seconds = started.elapsed().as_secs_f64();
-    results.into_iter().collect::<Result<Vec<()>>>()?;
+    let seconds = super::explore::timed_in_parallel(&copies, |d| checks(d))?;
     Ok((CHECKS_PER_JOB * ctx.cores) as f64 / seconds.max(1e-9))
 }
 

@@ -149,13 +149,23 @@ fn check_alone(ctx: &Ctx, name: &str, workload: &str, check: &str, states: u64) 
         })
         .collect::<Result<_>>()?;
     let counts = spread(states, copies.len());
+    let jobs: Vec<(&PathBuf, u64)> = copies.iter().zip(counts).collect();
+    let seconds = timed_in_parallel(&jobs, |&(d, n)| checks(name, check, d, n));
+    let _ = std::fs::remove_dir_all(&fixed);
+    Ok(states as f64 / seconds?.max(1e-9))
+}
+
+/// Runs `check` `n` times on the state in `dir`, as explore runs it.
+/// Runs `job` on each of `jobs` at once, one thread each; the seconds
+/// they took together, or the first error.
+pub fn timed_in_parallel<T: Sync>(
+    jobs: &[T],
+    job: impl Fn(&T) -> Result<()> + Sync,
+) -> Result<f64> {
     let started = Instant::now();
     let results: Vec<Result<()>> = std::thread::scope(|s| {
-        let handles: Vec<_> = copies
-            .iter()
-            .zip(&counts)
-            .map(|(d, &n)| s.spawn(move || checks(name, check, d, n)))
-            .collect();
+        let job = &job;
+        let handles: Vec<_> = jobs.iter().map(|j| s.spawn(move || job(j))).collect();
         handles
             .into_iter()
             .map(|h| {
@@ -165,12 +175,10 @@ fn check_alone(ctx: &Ctx, name: &str, workload: &str, check: &str, states: u64) 
             .collect()
     });
     let seconds = started.elapsed().as_secs_f64();
-    let _ = std::fs::remove_dir_all(&fixed);
     results.into_iter().collect::<Result<Vec<()>>>()?;
-    Ok(states as f64 / seconds.max(1e-9))
+    Ok(seconds)
 }
 
-/// Runs `check` `n` times on the state in `dir`, as explore runs it.
 fn checks(name: &str, check: &str, dir: &Path, n: u64) -> Result<()> {
     let marks = dir.with_extension("marks");
     std::fs::write(&marks, "").map_err(|e| err(format!("{}: {e}", marks.display())))?;

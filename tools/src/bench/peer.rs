@@ -428,11 +428,7 @@ impl PeerMount {
                 }
             }
         }
-        let emptied = match fs::remove_dir_all(&self.backing) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => fs::create_dir_all(&self.backing),
-        };
-        if let Err(e) = emptied {
+        if let Err(e) = super::volume::empty_dir(&self.backing) {
             first_error.get_or_insert(err(format!("emptying {}: {e}", self.backing.display())));
         }
         first_error.map_or(Ok(()), Err)

@@ -158,11 +158,7 @@ impl Volume {
                 }
             }
         }
-        let emptied = match fs::remove_dir_all(&self.backing) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => fs::create_dir_all(&self.backing),
-        };
-        if let Err(e) = emptied {
+        if let Err(e) = empty_dir(&self.backing) {
             first_error.get_or_insert(err(format!("emptying {}: {e}", self.backing.display())));
         }
         first_error.map_or(Ok(()), Err)
@@ -177,6 +173,14 @@ impl Drop for Volume {
                 log::warn!("durafs bench: {e}");
             }
         }
+    }
+}
+
+/// Leaves `dir` existing and empty (a side's backing directory after a run).
+pub fn empty_dir(dir: &Path) -> std::io::Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => fs::create_dir_all(dir),
     }
 }
 
