@@ -8,9 +8,9 @@
 //! Soundness rests on the inode change time (ctime). The kernel sets it to
 //! the current time on every change of an inode's data or metadata (write,
 //! truncate, chmod, chown, xattr, link count, rename), and user space
-//! cannot set it. After writing a state, `prepare` records a [`Stamp`] of
+//! cannot set it. After writing a state, `prepare` records a `Stamp` of
 //! every entry (inode, type and mode, size, link count, ctime), then
-//! changes a probe file beside the tree ([`touch`]), so that the probe's
+//! changes a probe file beside the tree (`touch`), so that the probe's
 //! ctime is the current time just before the check starts, and later than
 //! the entries' where the kernel allows. Timestamps handed out later are
 //! no earlier than the probe's (the clock the kernel stamps with is
@@ -26,7 +26,7 @@
 //! - entries created or removed show in the walk's names, an entry
 //!   replaced by another in its inode number or ctime.
 //!
-//! On any difference (or a racy entry, or a tree [`patchable`] rules out)
+//! On any difference (or a racy entry, or a tree `patchable` rules out)
 //! the tree is removed and the state written from scratch, as without
 //! reuse. The reused tree holds exactly what a fresh one would: the same
 //! names, kinds, bytes (holes where a fresh write leaves holes), modes and
@@ -35,7 +35,7 @@
 //! has the time of writing).
 //!
 //! Reuse is limited to filesystems known to keep POSIX ctime
-//! ([`reliable_ctime`]); elsewhere every state is written afresh.
+//! (`reliable_ctime`); elsewhere every state is written afresh.
 
 use super::{SnapNode, SparseEntry, SparseSnapshot, create_entry, materialise, set_dir_modes};
 use crate::model::Kind;
