@@ -48,6 +48,12 @@ fn control_file_is_hidden_protected_and_reports_status() {
     assert_eq!(file["ranges"], serde_json::json!([[12, 26]]));
     assert_eq!(file["unsynced_bytes"], 14);
 
+    // `volume`: the same settings and counters, without the report.
+    let (sent, vol) = exchange(&v, "volume");
+    assert_eq!(sent.expect("volume is a command"), "volume".len());
+    assert_eq!(vol["volume"], st["volume"]);
+    assert!(vol.get("status").is_none(), "{vol}");
+
     for r in [
         fs::remove_file(v.p(".durafs")),
         fs::rename(v.p(".durafs"), v.p("x")),

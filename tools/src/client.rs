@@ -3,8 +3,8 @@
 use crate::render::bar::Look;
 use crate::{CutArgs, MountArgs, Result, daemon, err, render};
 use durafs::META_DIR;
-use durafs::control::{CONTROL_NAME, CutReply, StatusReply};
-use durafs::fs::CutSummary;
+use durafs::control::{CONTROL_NAME, CutReply, StatusReply, VolumeReply};
+use durafs::fs::{CutSummary, VolumeInfo};
 use std::fs::{File, OpenOptions};
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::Path;
@@ -139,13 +139,9 @@ fn super_option_in(info: &str, mnt: &str, opt: &str) -> bool {
         .is_some_and(|opts| opts.split(',').any(|o| o == opt))
 }
 
-fn daemon_pid(status: &StatusReply) -> Result<i32> {
-    i32::try_from(status.volume.pid).map_err(|_| {
-        err(format!(
-            "the status names no valid pid: {}",
-            status.volume.pid
-        ))
-    })
+fn daemon_pid(volume: &VolumeInfo) -> Result<i32> {
+    i32::try_from(volume.pid)
+        .map_err(|_| err(format!("the volume names no valid pid: {}", volume.pid)))
 }
 
 /// `durafs fault MNT WORDS...`: the control file's `fault WORDS...`,
@@ -180,8 +176,8 @@ pub fn fault(mnt: &Path, words: &[String], json: bool) -> Result<()> {
 /// True when a volume that was not cut serves `mnt`.
 fn serving(mnt: &Path) -> bool {
     Control::open(mnt)
-        .and_then(|mut c| c.request_as::<StatusReply>("status"))
-        .is_ok_and(|st| !st.volume.cut)
+        .and_then(|mut c| c.request_as::<VolumeReply>("volume"))
+        .is_ok_and(|v| !v.volume.cut)
 }
 
 /// `durafs wait MNT`: returns once a volume that was not cut serves
@@ -224,8 +220,9 @@ pub fn wait_mounted(mnt: &Path, timeout: Duration) -> Result<()> {
 pub fn cut(args: CutArgs) -> Result<()> {
     let mnt = args.mountpoint.as_path();
     let mut ctl = Control::open(mnt)?;
-    let st: StatusReply = ctl.request_as("status")?;
-    let pid = daemon_pid(&st)?;
+    // `volume`, not `status`: no report of every pending file (issue 21).
+    let st: VolumeReply = ctl.request_as("volume")?;
+    let pid = daemon_pid(&st.volume)?;
     // Read before the mount dies: the remount keeps it.
     let allow_other = has_super_option(mnt, "allow_other");
     let cmd = args.cut.command_line();
@@ -294,8 +291,8 @@ pub fn umount(mnt: &Path, lazy: bool) -> Result<()> {
         return Ok(());
     }
     let mut ctl = Control::open(mnt)?;
-    let st: StatusReply = ctl.request_as("status")?;
-    let pid = daemon_pid(&st)?;
+    let st: VolumeReply = ctl.request_as("volume")?;
+    let pid = daemon_pid(&st.volume)?;
     if let Err(why) = ctl.request("sync") {
         return persist_failed(ctl, pid, mnt, lazy, &why.to_string());
     }

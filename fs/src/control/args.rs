@@ -121,6 +121,9 @@ pub struct Line {
 pub enum Verb {
     /// The unsynced report and the volume's counters.
     Status,
+    /// The volume's settings and counters alone (no report: cheap with
+    /// any number of pending files).
+    Volume,
     /// Make everything durable.
     Sync,
     /// Cut the power now.

@@ -30,6 +30,8 @@
 //!
 //! ```text
 //! status                       {"ok":true,"status":<report>,"volume":<info>}
+//! volume                       {"ok":true,"volume":<info>}  the settings and
+//!                              counters alone: no report, cheap at any size
 //! sync                         {"ok":true}         everything made durable
 //! cut [--policy P] [--seed N] [--sector BYTES] [--probability F] [--garbage]
 //!                              {"ok":true,"cut":<summary>}
@@ -71,6 +73,8 @@ pub const MAX_COMMAND: usize = 4096;
 pub enum Command {
     /// `status`: the unsynced report and the volume's counters.
     Status,
+    /// `volume`: the volume's settings and counters alone.
+    Volume,
     /// `sync`: everything made durable.
     Sync,
     /// The options, and whether the seed was given.
@@ -120,7 +124,7 @@ impl Command {
         match text.split_whitespace().next() {
             None => {
                 return Err(bad(
-                    "empty command (expected status, sync, cut, fault or mark)",
+                    "empty command (expected status, volume, sync, cut, fault or mark)",
                 ));
             }
             Some("mark") => return mark(text.trim_start()["mark".len()..].trim()),
@@ -140,6 +144,7 @@ impl Command {
         };
         Ok(match line.command {
             args::Verb::Status => Command::Status,
+            args::Verb::Volume => Command::Volume,
             args::Verb::Sync => Command::Sync,
             args::Verb::Cut(c) => {
                 Command::Cut(c.crash.options(c.seed.unwrap_or(0)), c.seed.is_some())
@@ -237,6 +242,7 @@ fn run_exempt(fs: &DuraFs, input: &[u8]) -> Outcome {
             errno: None,
             cut: false,
         },
+        Command::Volume => ok(serde_json::json!({"ok": true, "volume": fs.info()})),
         Command::Help(text) => Outcome {
             reply: reply(serde_json::json!({"ok": true, "help": text})),
             errno: None,
@@ -318,6 +324,14 @@ pub struct StatusReply {
     pub faults: Vec<FaultStatus>,
 }
 
+/// The reply to `volume`, typed: `{"ok":true,"volume":...}`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VolumeReply {
+    pub ok: bool,
+    /// The volume's settings and counters.
+    pub volume: VolumeInfo,
+}
+
 /// The reply to `cut`, typed: `{"ok":true,"cut":...}`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CutReply {
@@ -355,6 +369,7 @@ mod tests {
     #[test]
     fn parses_every_command_and_option() {
         assert_eq!(Command::parse(b"status\n"), Ok(Command::Status));
+        assert_eq!(Command::parse(b"volume"), Ok(Command::Volume));
         assert_eq!(Command::parse(b"  sync "), Ok(Command::Sync));
         let Ok(Command::Cut(o, seeded)) = Command::parse(
             b"cut --policy torn --seed 7 --sector 4096 --probability 0.25 --garbage\n",
@@ -468,6 +483,9 @@ mod tests {
         assert_eq!(st["status"]["unsynced_bytes"], 5);
         assert_eq!(st["status"]["files"][0]["path"], "f");
         assert_eq!(st["volume"]["model"], "posix");
+        let v: VolumeReply = serde_json::from_slice(&run(&fs, b"volume").reply).unwrap();
+        assert_eq!(v.volume, fs.info(), "volume: the same info as status's");
+        assert!(json(&run(&fs, b"volume")).get("status").is_none());
 
         let s = run(&fs, b"sync\n");
         assert_eq!((s.errno, s.cut), (None, false));
