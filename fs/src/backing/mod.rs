@@ -634,14 +634,22 @@ impl State {
             return Ok(());
         }
         let at = self.orphan_loc(ino);
-        match at::remove_all(at.fd(), at.name()) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
         // The number may have named a directory the cache still holds.
         self.forget_dir(ino);
-        if let Some(f) = create_node(&at, init)? {
+        // An earlier run may have left something under this number (a kill
+        // -9 before its rename): removed only when the create finds it, so
+        // a new inode costs no lookup of a name that is almost never there.
+        let created = match create_node(&at, init) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                at::remove_all(at.fd(), at.name())?;
+                create_node(&at, init)?
+            }
+            r => r?,
+        };
+        if let Some(f) = created {
             self.cache_file(ino, Arc::new(f));
+            // The next effect (a new file's first write) needs no size probe.
+            self.written_size = Some((ino, 0));
         }
         self.note_created(ino);
         self.nodes.insert(

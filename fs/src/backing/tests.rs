@@ -734,11 +734,60 @@ fn a_new_file_is_created_open_and_written_through_that_descriptor() {
     let before = at::OPENS.with(std::cell::Cell::get);
     b.apply(&effects).unwrap();
     let opens = at::OPENS.with(std::cell::Cell::get) - before;
-    assert!(opens <= 2 * N + 4, "{opens} openat calls for {N} new files");
+    // One `openat` per new file: no lookup of its orphan name first.
+    assert!(opens <= N + 4, "{opens} openat calls for {N} new files");
+    assert_eq!(
+        b.state.lock().size_probes,
+        0,
+        "a new file's first write asked its size"
+    );
     for i in 0..N {
         let md = fs::symlink_metadata(dir.path().join(format!("f{i}"))).unwrap();
         let data = fs::read(dir.path().join(format!("f{i}"))).unwrap();
         assert_eq!(data, [7; 200]);
         assert_eq!(std::os::unix::fs::MetadataExt::mode(&md) & 0o7777, 0o640);
     }
+}
+
+/// Regression (issue 21): a new inode is created without first removing
+/// its orphan name; whatever an earlier run left under that number (a file,
+/// or a directory with entries) is still replaced.
+#[test]
+fn a_leftover_under_a_new_inodes_orphan_name_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _) = Backing::open(dir.path(), BackingOptions::default()).unwrap();
+    let orphans = dir.path().join(crate::backing::META_DIR).join("orphans");
+    fs::write(orphans.join("100"), b"stale").unwrap();
+    fs::create_dir_all(orphans.join("101/sub")).unwrap();
+    fs::write(orphans.join("101/sub/x"), b"stale").unwrap();
+    let effects: Vec<Effect> = [(100, Kind::File), (101, Kind::File)]
+        .into_iter()
+        .flat_map(|(ino, kind)| {
+            [
+                Effect::Link {
+                    dir: ROOT,
+                    name: format!("f{ino}").into_bytes(),
+                    ino,
+                    init: NewInode {
+                        kind,
+                        attrs: attrs(0o600),
+                        target: None,
+                    },
+                },
+                Effect::Write {
+                    ino,
+                    offset: 0,
+                    data: Bytes::from_static(b"new"),
+                },
+            ]
+        })
+        .collect();
+    b.apply(&effects).unwrap();
+    for ino in [100, 101] {
+        assert_eq!(
+            fs::read(dir.path().join(format!("f{ino}"))).unwrap(),
+            b"new"
+        );
+    }
+    assert!(!orphans.join("101").exists());
 }
