@@ -661,9 +661,11 @@ impl DuraFs {
             log::warn!("durafs: cut requested twice; the first cut stands");
             return Ok(prev.clone());
         }
+        let started = std::time::Instant::now();
         let pending = self.model.cut();
         // Calls frozen by a trigger may go on now: the model refuses them.
         self.hooks.gate.release();
+        let collected = started.elapsed();
         let state = self.forced(&pending, choose(&pending));
         // IMPORTANT: a degraded volume persists nothing more (`degraded`).
         let state = match self.degraded() {
@@ -677,10 +679,21 @@ impl DuraFs {
         let effects = state.effects(&pending);
         let dropped = state.dropped();
         let loss = Loss::of(&pending, &state, |op| self.model.describe(op));
+        let chosen = started.elapsed();
         self.apply("cut", &effects)?;
+        let applied = started.elapsed();
         self.store
             .after_crash()
             .map_err(|e| backing_err("cut: settling the backing store", e))?;
+        log::debug!(
+            "durafs: cut of {} pending operations: collected at {:?}, state and loss at {:?}, \
+             applied at {:?}, settled at {:?}",
+            pending.len(),
+            collected,
+            chosen,
+            applied,
+            started.elapsed()
+        );
         // Nothing touches BACKING after the cut: a remount may take it over
         // while this volume still answers `EIO` to files left open.
         self.store.release();

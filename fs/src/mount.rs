@@ -407,8 +407,10 @@ impl Mounted {
         // and its cache at once; only a mount kept by open files needs each
         // inode invalidated (one notification each: 100,000 system calls
         // for 100,000 files), before the detach leaves those files a way in.
+        let started = std::time::Instant::now();
         match umount(&self.mountpoint) {
             Ok(true) => {
+                log::debug!("durafs: cut mount unmounted in {:?}", started.elapsed());
                 if let Err(e) = join(session) {
                     log::warn!("durafs: session ended with {e}");
                 }

@@ -187,13 +187,21 @@ fn serve_until_end(mounted: Mounted) -> Option<Vec<Vec<String>>> {
             log::info!("durafs: power cut: tearing the mount down");
             let fs = Arc::clone(mounted.fs());
             mounted.die();
-            fs.remount_requested().then(|| {
+            log::debug!("durafs: cut mount torn down");
+            let remount = fs.remount_requested().then(|| {
                 fs.faults()
                     .armed_specs()
                     .iter()
                     .filter_map(|s| shlex::split(s))
                     .collect()
-            })
+            });
+            if remount.is_none() {
+                // IMPORTANT: the process exits next and the kernel takes
+                // the model's memory back at once; dropping it would walk
+                // every pending inode first (a cut's client waits for it).
+                std::mem::forget(fs);
+            }
+            remount
         }
         MountEvent::Unmounted => {
             log::info!("durafs: unmounted");

@@ -84,6 +84,8 @@ impl Log for Logger {
 pub fn init(default_filter: &str) {
     let inner =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
+            // Milliseconds: a daemon's log times a cut's phases.
+            .format_timestamp_millis()
             .build();
     let max = inner.filter();
     if log::set_boxed_logger(Box::new(Logger {
