@@ -200,6 +200,10 @@ fn quick_bench_with_peers_reports_every_figure_and_leaves_nothing_behind() {
     for size in ["small", "big"] {
         positive(&p[size]["status_seconds"], "pending status");
         positive(&p[size]["cut_seconds"], "pending cut");
+        positive(&p[size]["native_seconds"], "pending cut's native floor");
+        let kept = positive(&p[size]["kept_files"], "files a random cut kept");
+        let files = p[size]["files"].as_f64().unwrap_or(0.0);
+        assert!(kept < files, "a random cut keeps some files, not all: {p}");
         assert!(p[size]["bytes_per_file"].is_number(), "{p}");
     }
     let sr = positive(&p["status_ratio"], "pending status ratio");

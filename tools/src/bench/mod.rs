@@ -380,8 +380,9 @@ fn run_solo(
                 run,
                 runs,
                 &format!(
-                    "pending durafs: {} files: status {:.2} s, cut {:.2} s",
-                    f.files, f.status_seconds, f.cut_seconds
+                    "pending durafs: {} files: status {:.2} s, cut {:.2} s \
+                     (native floor {:.2} s for its {} files)",
+                    f.files, f.status_seconds, f.cut_seconds, f.native_seconds, f.kept_files
                 ),
             );
         }

@@ -7,6 +7,13 @@
 //! pending file takes beyond its data is `(after - before) / N - 200`.
 //! Done at a small and a big N: the big/small time ratio shows how the
 //! cost grows.
+//!
+//! A cut writes the files that survive it into the backing directory, so
+//! its time has a floor that is the backing filesystem's own: after each
+//! cut, as many files of the same size are created natively in a fresh
+//! directory beside the backing (same filesystem) and timed. On a disk
+//! filesystem that floor can be most of the cut (ext4 allocating inodes
+//! among many recently deleted ones scans its bitmaps: `recently_deleted`).
 
 use super::Ctx;
 use super::volume;
@@ -29,6 +36,10 @@ pub struct PendingFigures {
     pub cut_seconds: f64,
     pub rss_before: u64,
     pub rss_after: u64,
+    /// Files the cut left in the backing directory.
+    pub kept_files: usize,
+    /// Seconds to create `kept_files` files natively beside the backing.
+    pub native_seconds: f64,
 }
 
 impl PendingFigures {
@@ -65,6 +76,11 @@ fn once(ctx: &Ctx, files: usize) -> Result<PendingFigures> {
         &["cut", "--policy", "random", "--seed", "1"],
         vol.path(),
     )?;
+    let kept = vol.backing().join("pending");
+    let kept_files = fs::read_dir(&kept)
+        .map_err(|e| err(format!("pending: listing {}: {e}", kept.display())))?
+        .count();
+    let native_seconds = native_floor(vol.backing(), kept_files)?;
     vol.unmount()?;
     Ok(PendingFigures {
         files,
@@ -72,7 +88,22 @@ fn once(ctx: &Ctx, files: usize) -> Result<PendingFigures> {
         cut_seconds,
         rss_before,
         rss_after,
+        kept_files,
+        native_seconds,
     })
+}
+
+/// Seconds to create `n` files of [`FILE_BYTES`] natively in a fresh
+/// directory beside `backing` (removed after).
+fn native_floor(backing: &Path, n: usize) -> Result<f64> {
+    let parent = backing.parent().unwrap_or(backing);
+    let dir = tempfile::Builder::new()
+        .prefix("native-floor")
+        .tempdir_in(parent)
+        .map_err(|e| err(format!("pending: a directory in {}: {e}", parent.display())))?;
+    let started = Instant::now();
+    create(&dir.path().join("pending"), n)?;
+    Ok(started.elapsed().as_secs_f64())
 }
 
 /// Creates `dir` and `n` files of [`FILE_BYTES`] bytes in it.
@@ -126,6 +157,8 @@ mod tests {
             cut_seconds: 0.0,
             rss_before: 10_000_000,
             rss_after: 11_000_000,
+            kept_files: 0,
+            native_seconds: 0.0,
         };
         assert_eq!(f.bytes_per_file(), 800.0);
         let shrank = PendingFigures {
@@ -143,5 +176,15 @@ mod tests {
         assert_eq!(fs::read(dir.join("f2")).unwrap().len(), FILE_BYTES);
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 3);
         assert!(create(&dir, 1).is_err(), "the directory must be fresh");
+    }
+
+    #[test]
+    fn the_native_floor_creates_its_files_beside_the_backing_and_removes_them() {
+        let d = tempfile::tempdir().unwrap();
+        let backing = d.path().join("backing");
+        fs::create_dir(&backing).unwrap();
+        assert!(native_floor(&backing, 50).unwrap() > 0.0);
+        let left: Vec<_> = fs::read_dir(d.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "only the backing is left");
     }
 }

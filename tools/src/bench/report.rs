@@ -131,6 +131,11 @@ pub struct PendingSize {
     pub files: usize,
     pub status_seconds: f64,
     pub cut_seconds: f64,
+    /// Files the cut left (median).
+    pub kept_files: f64,
+    /// The cut's floor: creating its kept files natively on the backing's
+    /// filesystem.
+    pub native_seconds: f64,
     /// The daemon's memory per pending file beyond its bytes.
     pub bytes_per_file: f64,
 }
@@ -174,6 +179,8 @@ impl Pending {
                 files: first.runs[i].files,
                 status_seconds: of(&|s| s.runs[i].status_seconds),
                 cut_seconds: of(&|s| s.runs[i].cut_seconds),
+                kept_files: of(&|s| s.runs[i].kept_files as f64),
+                native_seconds: of(&|s| s.runs[i].native_seconds),
                 bytes_per_file: of(&|s| s.runs[i].bytes_per_file()),
             }
         };
@@ -359,6 +366,8 @@ mod tests {
             cut_seconds: cut,
             rss_before: 1 << 20,
             rss_after: (1 << 20) + grown,
+            kept_files: files / 2,
+            native_seconds: cut / 4.0,
         }
     }
 

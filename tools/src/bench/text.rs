@@ -142,6 +142,8 @@ fn pending(p: &Pending) -> String {
     let (s, b) = (&p.small, &p.big);
     format!(
         "pending: {} files: status {:.3} s, cut {:.3} s; {} files: status {:.3} s, cut {:.3} s\n  \
+         the cut's floor, creating the {:.0} files it kept natively on the backing's filesystem: \
+         {:.3} s\n  \
          {}/{}: status x{:.1}, cut x{:.1} (target < {}): {}; at {} files status < {} s, cut < {} s: {}; \
          daemon memory {:.0} B per pending file beyond its data (target < {}): {}\n",
         s.files,
@@ -150,6 +152,8 @@ fn pending(p: &Pending) -> String {
         b.files,
         b.status_seconds,
         b.cut_seconds,
+        b.kept_files,
+        b.native_seconds,
         b.files,
         s.files,
         p.status_ratio,

@@ -87,6 +87,11 @@ impl Volume {
         &self.mnt
     }
 
+    /// The backing directory (after a cut: the post-crash state).
+    pub fn backing(&self) -> &Path {
+        &self.backing
+    }
+
     /// The daemon's `status` reply (see `durafs::control`).
     pub fn status(&self) -> Result<Value> {
         let path = self.mnt.join(CONTROL_NAME);
