@@ -10,10 +10,13 @@
 //!
 //! A cut writes the files that survive it into the backing directory, so
 //! its time has a floor that is the backing filesystem's own: after each
-//! cut, as many files of the same size are created natively in a fresh
-//! directory beside the backing (same filesystem) and timed. On a disk
-//! filesystem that floor can be most of the cut (ext4 allocating inodes
-//! among many recently deleted ones scans its bitmaps: `recently_deleted`).
+//! cut, as many files of the same size are created natively in the
+//! directory where the cut created them (`BACKING/.durafs/orphans/`, from
+//! which each was renamed into place), timed, and removed. The same
+//! directory matters: a journal-less ext4 allocates a new inode by scanning
+//! its directory's block group past every inode deleted in the last 5 to
+//! 35 seconds (`find_inode_bit` -> `recently_deleted`), so a fresh
+//! directory elsewhere can be ten times faster than the one the cut used.
 
 use super::Ctx;
 use super::volume;
@@ -80,7 +83,8 @@ fn once(ctx: &Ctx, files: usize) -> Result<PendingFigures> {
     let kept_files = fs::read_dir(&kept)
         .map_err(|e| err(format!("pending: listing {}: {e}", kept.display())))?
         .count();
-    let native_seconds = native_floor(vol.backing(), kept_files)?;
+    let orphans = vol.backing().join(durafs::META_DIR).join("orphans");
+    let native_seconds = native_floor(&orphans, kept_files)?;
     vol.unmount()?;
     Ok(PendingFigures {
         files,
@@ -93,30 +97,34 @@ fn once(ctx: &Ctx, files: usize) -> Result<PendingFigures> {
     })
 }
 
-/// Seconds to create `n` files of [`FILE_BYTES`] natively in a fresh
-/// directory beside `backing` (removed after).
-fn native_floor(backing: &Path, n: usize) -> Result<f64> {
-    let parent = backing.parent().unwrap_or(backing);
-    let dir = tempfile::Builder::new()
-        .prefix("native-floor")
-        .tempdir_in(parent)
-        .map_err(|e| err(format!("pending: a directory in {}: {e}", parent.display())))?;
+/// Seconds to create `n` files of [`FILE_BYTES`] natively in the existing
+/// directory `dir`; they are removed after.
+fn native_floor(dir: &Path, n: usize) -> Result<f64> {
     let started = Instant::now();
-    create(&dir.path().join("pending"), n)?;
-    Ok(started.elapsed().as_secs_f64())
+    let made = fill(dir, "native-floor-", n);
+    let seconds = started.elapsed().as_secs_f64();
+    for i in 0..n {
+        let _ = fs::remove_file(dir.join(format!("native-floor-{i}")));
+    }
+    made.map(|()| seconds)
 }
 
 /// Creates `dir` and `n` files of [`FILE_BYTES`] bytes in it.
 fn create(dir: &Path, n: usize) -> Result<()> {
+    fs::create_dir(dir).map_err(|x| err(format!("pending: creating {}: {x}", dir.display())))?;
+    fill(dir, "f", n)
+}
+
+/// Creates `n` new files of [`FILE_BYTES`] bytes, `PREFIX0`..., in `dir`.
+fn fill(dir: &Path, prefix: &str, n: usize) -> Result<()> {
     let e =
         |op: &str, p: &Path, x: std::io::Error| err(format!("pending: {op} {}: {x}", p.display()));
-    fs::create_dir(dir).map_err(|x| e("creating", dir, x))?;
     let data = [b'p'; FILE_BYTES];
     for i in 0..n {
         if i % 1000 == 0 {
             check_interrupted()?;
         }
-        let p = dir.join(format!("f{i}"));
+        let p = dir.join(format!("{prefix}{i}"));
         let mut f = fs::File::create_new(&p).map_err(|x| e("creating", &p, x))?;
         f.write_all(&data).map_err(|x| e("writing", &p, x))?;
     }
@@ -179,12 +187,12 @@ mod tests {
     }
 
     #[test]
-    fn the_native_floor_creates_its_files_beside_the_backing_and_removes_them() {
+    fn the_native_floor_creates_its_files_in_the_directory_and_removes_them() {
         let d = tempfile::tempdir().unwrap();
-        let backing = d.path().join("backing");
-        fs::create_dir(&backing).unwrap();
-        assert!(native_floor(&backing, 50).unwrap() > 0.0);
+        fs::write(d.path().join("kept"), b"").unwrap();
+        assert!(native_floor(d.path(), 50).unwrap() > 0.0);
         let left: Vec<_> = fs::read_dir(d.path()).unwrap().collect();
-        assert_eq!(left.len(), 1, "only the backing is left");
+        assert_eq!(left.len(), 1, "only what was there is left");
+        assert!(native_floor(&d.path().join("missing"), 1).is_err());
     }
 }

@@ -142,7 +142,7 @@ fn pending(p: &Pending) -> String {
     let (s, b) = (&p.small, &p.big);
     format!(
         "pending: {} files: status {:.3} s, cut {:.3} s; {} files: status {:.3} s, cut {:.3} s\n  \
-         the cut's floor, creating the {:.0} files it kept natively on the backing's filesystem: \
+         the cut's floor, creating the {:.0} files it kept natively where it created them: \
          {:.3} s\n  \
          {}/{}: status x{:.1}, cut x{:.1} (target < {}): {}; at {} files status < {} s, cut < {} s: {}; \
          daemon memory {:.0} B per pending file beyond its data (target < {}): {}\n",
