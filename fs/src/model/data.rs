@@ -2,6 +2,7 @@
 //! takes only the inode's own lock, except fsync under the journal model,
 //! which also commits the namespace.
 
+use super::dirty;
 use super::op::{Effect, Op, PAGE};
 use super::overlay::{Fill, Segment};
 use super::types::*;
@@ -30,6 +31,21 @@ impl Model {
     }
 
     fn write_locked(
+        &self,
+        ino: Ino,
+        n: &mut Node,
+        offset: u64,
+        data: Bytes,
+        now: Timestamp,
+    ) -> FsResult<u32> {
+        let guard = self.index_guard(n);
+        let written = self.write_unindexed(ino, n, offset, data, now);
+        self.index_after(ino, n, guard);
+        written
+    }
+
+    /// [`Model::write_locked`] without the dirty index.
+    fn write_unindexed(
         &self,
         ino: Ino,
         n: &mut Node,
@@ -84,6 +100,9 @@ impl Model {
         let node = self.node(ino)?;
         let mut n = node.lock();
         self.usable(&n)?;
+        // Taken before the truncate's number; every error below comes
+        // before any operation is recorded.
+        let guard = self.index_guard(&n);
         if let Some(size) = set.size {
             if n.kind == Kind::Dir {
                 return Err(FsError::IsDir);
@@ -128,6 +147,7 @@ impl Model {
             let attrs = n.attrs;
             n.pending.insert(seq, Op::SetAttrs { ino, attrs });
         }
+        self.index_after(ino, &mut n, guard);
         Ok(n.stat(ino))
     }
 
@@ -151,6 +171,7 @@ impl Model {
         }
         let writes = n.pending.values().any(|op| matches!(op, Op::Write { .. }));
         if writes && self.cfg.persistence.rules().auto_da_alloc {
+            // Pending writes: the index holds the inode already.
             n.pending.insert(self.next_seq(), Op::CloseFlush { ino });
         }
         true
@@ -173,6 +194,8 @@ impl Model {
             return Err(FsError::Invalid);
         }
         let end = offset.checked_add(len).ok_or(FsError::TooBig)?;
+        // Every error below comes before any operation is recorded.
+        let guard = self.index_guard(&n);
         match mode {
             Fallocate::KeepSize => {}
             Fallocate::Default => {
@@ -211,6 +234,7 @@ impl Model {
                 }
             }
         }
+        self.index_after(ino, &mut n, guard);
         Ok(())
     }
 
@@ -383,6 +407,8 @@ impl Model {
             let freed = before.saturating_sub(pending_bytes(n));
             *n = saved;
             self.dirty_bytes.fetch_add(freed, Ordering::Relaxed);
+        } else {
+            self.reindex(ino, n);
         }
         res
     }
@@ -500,38 +526,34 @@ impl Model {
         apply: impl FnOnce(&[Effect]) -> Result<(), E>,
     ) -> FsResult<Option<(Ino, Result<(), E>)>> {
         self.check_cut()?;
-        // IMPORTANT: the scan visits inodes one at a time while writers go
-        // on, so it only weighs operations numbered before it began: it
-        // sees every one of those, and they stay older than anything added
-        // meanwhile, so the inode it picks is still the oldest dirty one
-        // when it is flushed (regression test
+        // IMPORTANT: only operations numbered before this call began are
+        // weighed, and every one of those is in the dirty index (`dirty.rs`):
+        // the inode picked is still the oldest dirty one when it is flushed
+        // (regression test
         // `shuttle_writeback_picks_the_inode_oldest_when_it_flushes`).
-        let start = self.seq.load(Ordering::SeqCst);
-        let mut oldest: Option<(u64, Ino)> = None;
-        for e in self.nodes.iter() {
-            let n = e.value().lock();
-            let first = n
-                .pending
-                .iter()
-                .find(|(_, op)| op.is_data())
-                .map(|(s, _)| *s)
-                .filter(|s| *s < start);
-            if let Some(s) = first {
-                if oldest.is_none_or(|(o, _)| s < o) {
-                    oldest = Some((s, *e.key()));
-                }
+        let mut start = None;
+        while let Some((seq, ino)) = self.take_oldest_dirty(&mut start) {
+            // A forgotten inode's entry, or one another call replaced.
+            let Ok(node) = self.node(ino) else { continue };
+            let mut n = node.lock();
+            if n.index_mark != seq {
+                continue;
             }
+            n.index_mark = 0;
+            let first = dirty::first_data_seq(&n);
+            if first != Some(seq) {
+                self.reindex(ino, &mut n);
+                continue;
+            }
+            if let Err(e) = self.usable(&n) {
+                self.reindex(ino, &mut n);
+                return Err(e);
+            }
+            let res = self.flush_applied(ino, &mut n, false, Vec::new(), apply);
+            self.reindex(ino, &mut n);
+            return Ok(Some((ino, res)));
         }
-        let Some((_, ino)) = oldest else {
-            return Ok(None);
-        };
-        let node = self.node(ino)?;
-        let mut n = node.lock();
-        self.usable(&n)?;
-        Ok(Some((
-            ino,
-            self.flush_applied(ino, &mut n, false, Vec::new(), apply),
-        )))
+        Ok(None)
     }
 }
 

@@ -28,6 +28,7 @@
 mod commit;
 pub mod crash;
 mod data;
+mod dirty;
 pub mod enumerate;
 mod extent_map;
 pub mod fsync_fail;
@@ -127,6 +128,9 @@ pub(crate) struct Node {
     /// `EXT4_STATE_DA_ALLOC_CLOSE`, set in `ext4_truncate`): the next close
     /// starts its writeback ([`Model::release`]).
     pub truncated_to_zero: bool,
+    /// The sequence number under which the model's dirty index holds this
+    /// inode, 0 when it holds none (`dirty.rs`).
+    pub index_mark: u64,
 }
 
 impl Node {
@@ -172,6 +176,9 @@ pub struct Model {
     ns: Mutex<Namespace>,
     cut: AtomicBool,
     dirty_bytes: AtomicU64,
+    /// The inodes with pending data, by their oldest data operation
+    /// (`dirty.rs`).
+    dirty_index: dirty::DirtyIndex,
 }
 
 impl Model {
@@ -242,6 +249,7 @@ impl Model {
                 xattrs: (!i.xattrs.is_empty()).then(|| Box::new(i.xattrs.clone())),
                 gone: false,
                 truncated_to_zero: false,
+                index_mark: 0,
             };
             nodes.insert(*ino, Arc::new(Mutex::new(node)));
         }
@@ -254,6 +262,7 @@ impl Model {
             ns: Mutex::new(ns),
             cut: AtomicBool::new(false),
             dirty_bytes: AtomicU64::new(0),
+            dirty_index: dirty::DirtyIndex::default(),
         })
     }
 
@@ -445,6 +454,10 @@ impl Model {
             .remove_if(&ino, |_, n| {
                 let mut n = n.lock();
                 n.gone = n.nlink == 0 && n.pending.is_empty();
+                if n.gone {
+                    // A stale entry (a failed fsync's flush leaves one).
+                    self.reindex(ino, &mut n);
+                }
                 n.gone
             })
             .is_some()

@@ -53,6 +53,7 @@ impl Model {
             xattrs: None,
             gone: false,
             truncated_to_zero: false,
+            index_mark: 0,
         };
         let init = node.init();
         let stat = node.stat(ino);
