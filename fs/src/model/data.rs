@@ -38,21 +38,9 @@ impl Model {
         data: Bytes,
         now: Timestamp,
     ) -> FsResult<u32> {
+        // Taken before the writes' numbers; every early return below comes
+        // before any operation is recorded.
         let guard = self.index_guard(n);
-        let written = self.write_unindexed(ino, n, offset, data, now);
-        self.index_after(ino, n, guard);
-        written
-    }
-
-    /// [`Model::write_locked`] without the dirty index.
-    fn write_unindexed(
-        &self,
-        ino: Ino,
-        n: &mut Node,
-        offset: u64,
-        data: Bytes,
-        now: Timestamp,
-    ) -> FsResult<u32> {
         check_file(n)?;
         let len = data.len() as u64;
         let end = offset.checked_add(len).ok_or(FsError::TooBig)?;
@@ -77,6 +65,7 @@ impl Model {
             };
             n.pending.insert(self.next_seq(), op);
         }
+        self.index_after(ino, n, guard);
         self.dirty_bytes.fetch_add(len, Ordering::Relaxed);
         u32::try_from(len).map_err(|_| FsError::Invalid)
     }

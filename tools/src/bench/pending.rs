@@ -14,9 +14,10 @@
 //! directory where the cut created them (`BACKING/.durafs/orphans/`, from
 //! which each was renamed into place), timed, and removed. The same
 //! directory matters: a journal-less ext4 allocates a new inode by scanning
-//! its directory's block group past every inode deleted in the last 5 to
-//! 35 seconds (`find_inode_bit` -> `recently_deleted`), so a fresh
-//! directory elsewhere can be ten times faster than the one the cut used.
+//! its directory's block group past every inode deleted in the last 60
+//! seconds, 360 while its inode table block is dirty (`find_inode_bit` ->
+//! `recently_deleted`), so a fresh directory elsewhere can be ten times
+//! faster than the one the cut used.
 
 use super::Ctx;
 use super::volume;
@@ -41,7 +42,8 @@ pub struct PendingFigures {
     pub rss_after: u64,
     /// Files the cut left in the backing directory.
     pub kept_files: usize,
-    /// Seconds to create `kept_files` files natively beside the backing.
+    /// Seconds to create `kept_files` files natively in the directory the
+    /// cut created them in.
     pub native_seconds: f64,
 }
 
