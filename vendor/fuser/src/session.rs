@@ -139,6 +139,8 @@ pub struct Session<FS: Filesystem> {
     /// The field is set to `Some` when the init message is received.
     pub(crate) proto_version: Option<Version>,
     pub(crate) config: Config,
+    /// durafs fork: the rings' shared state, once INIT took io_uring.
+    pub(crate) uring: Option<Arc<crate::uring::Shared>>,
 }
 
 impl<FS: Filesystem> AsFd for Session<FS> {
@@ -185,6 +187,7 @@ impl<FS: Filesystem> Session<FS> {
             allowed: options.acl,
             session_owner: geteuid(),
             proto_version: None,
+            uring: None,
             config: options.clone(),
         };
 
@@ -213,6 +216,7 @@ impl<FS: Filesystem> Session<FS> {
             allowed: acl,
             session_owner: geteuid(),
             proto_version: None,
+            uring: None,
             config,
         };
 
@@ -225,6 +229,7 @@ impl<FS: Filesystem> Session<FS> {
     /// the filesystem is unmounted and the given session ends.
     pub fn spawn(self) -> io::Result<BackgroundSession> {
         let sender = self.ch.sender();
+        let uring = self.uring.clone();
         // Take the fuse_session, so that we can unmount it
         let mount = std::mem::take(&mut *self.mount.mount.lock());
         let guard = thread::Builder::new()
@@ -234,6 +239,7 @@ impl<FS: Filesystem> Session<FS> {
             guard,
             sender,
             mount,
+            uring,
         })
     }
 
@@ -252,6 +258,7 @@ impl<FS: Filesystem> Session<FS> {
             session_owner,
             proto_version: _,
             config,
+            uring,
         } = self;
 
         let n_threads = config.n_threads.unwrap_or(1);
@@ -289,6 +296,25 @@ impl<FS: Filesystem> Session<FS> {
         channels.push(ch);
 
         let mut threads = Vec::with_capacity(n_threads);
+        let mut rings = Vec::new();
+        if let Some(shared) = &uring {
+            let dev = std::os::fd::AsRawFd::as_raw_fd(&AsFd::as_fd(&channels[0]));
+            for qid in 0..shared.queues() {
+                let thread_name = format!("fuser-ring-{qid}");
+                let event_loop = SessionEventLoop {
+                    thread_name: thread_name.clone(),
+                    filesystem: filesystem.clone(),
+                    ch: channels[0].clone(),
+                    allowed,
+                    session_owner,
+                };
+                let shared = Arc::clone(shared);
+                let qid = u16::try_from(qid).map_err(io::Error::other)?;
+                rings.push(thread::Builder::new().name(thread_name).spawn(move || {
+                    crate::uring::serve(&event_loop, dev, qid, &shared)
+                })?);
+            }
+        }
 
         for (i, ch) in channels.into_iter().enumerate() {
             let thread_name = format!("fuser-{i}");
@@ -307,7 +333,17 @@ impl<FS: Filesystem> Session<FS> {
         }
 
         let mut reply: io::Result<()> = Ok(());
-        for thread in threads {
+        // The classic threads end with the connection; then the rings go.
+        let n_classic = threads.len();
+        threads.extend(rings);
+        for (i, thread) in threads.into_iter().enumerate() {
+            if i == n_classic {
+                if let Some(shared) = &uring {
+                    // The classic threads return Ok only once /dev/fuse
+                    // says the connection is gone (ENODEV).
+                    shared.stop(reply.is_ok());
+                }
+            }
             let res = match thread.join() {
                 Ok(res) => res,
                 Err(_) => {
@@ -427,6 +463,25 @@ impl<FS: Filesystem> Session<FS> {
                 <ReplyRaw as Reply>::new(request.unique(), ReplySender::Channel(self.ch.sender()))
                     .send_ll(&ResponseErrno(errno));
                 return Err(error);
+            }
+
+            // durafs fork: take FUSE over io_uring when asked for and offered.
+            if let Some(uring) = self.config.io_uring {
+                if init.capabilities().contains(InitFlags::FUSE_OVER_IO_URING) {
+                    config.requested |= InitFlags::FUSE_OVER_IO_URING;
+                    let page = page_size::get();
+                    // The kernel's ring payload: max(8192, max_write,
+                    // max_pages * PAGE_SIZE); 32 pages without FUSE_MAX_PAGES.
+                    let payload = (config.max_write as usize)
+                        .max(usize::from(config.max_pages()) * page)
+                        .max(32 * page);
+                    self.uring = Some(Arc::new(crate::uring::Shared::new(uring, payload)?));
+                } else {
+                    warn!(
+                        "FUSE over io_uring asked for, but the kernel does not offer it \
+                         (/sys/module/fuse/parameters/enable_uring off, or Linux before 6.14)"
+                    );
+                }
             }
 
             // Remember the ABI version supported by kernel and mark the session initialized.
@@ -564,9 +619,32 @@ pub struct BackgroundSession {
     sender: ChannelSender,
     /// Ensures the filesystem is unmounted when the session ends
     mount: Option<Mount>,
+    /// durafs fork: the rings' shared state, when INIT took io_uring.
+    uring: Option<Arc<crate::uring::Shared>>,
 }
 
 impl BackgroundSession {
+    /// durafs fork: with [`Config::io_uring`] set, waits until every
+    /// queue's ring has registered its entries, so the kernel serves
+    /// requests through the rings. `None`: not asked for, or the kernel did
+    /// not offer it at INIT (then requests stay on `/dev/fuse`).
+    pub fn wait_io_uring(&self) -> Option<io::Result<crate::IoUringStats>> {
+        self.uring.as_ref().map(|u| u.wait_started())
+    }
+
+    /// durafs fork: requests served through the rings so far (`None`
+    /// without rings).
+    pub fn io_uring_stats(&self) -> Option<crate::IoUringStats> {
+        self.uring.as_ref().map(|u| u.stats())
+    }
+
+    /// durafs fork: a handle reading [`BackgroundSession::io_uring_stats`]
+    /// that outlives the session (`None` without rings).
+    pub fn io_uring_stats_fn(&self) -> Option<impl Fn() -> crate::IoUringStats + Send + Sync + 'static> {
+        let shared = Arc::clone(self.uring.as_ref()?);
+        Some(move || shared.stats())
+    }
+
     /// Unmount the filesystem and join the background thread.
     pub fn umount_and_join(mut self) -> io::Result<()> {
         if let Some(mount) = self.mount.take() {

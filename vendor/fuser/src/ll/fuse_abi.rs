@@ -1,3 +1,4 @@
+#![allow(dead_code)] // durafs fork: the ABI mirror keeps structs fuser does not use
 //! FUSE kernel interface.
 //!
 //! Types and definitions used for communication between the kernel driver and the userspace

@@ -18,6 +18,12 @@ pub struct Config {
     /// This enables more efficient request processing
     /// when multiple threads are used. Requires Linux 4.5+.
     pub clone_fd: bool,
+    /// durafs fork: serve requests over FUSE-over-io_uring rings (Linux
+    /// 6.14+, `/sys/module/fuse/parameters/enable_uring` set), beside the
+    /// event loop threads, which keep `/dev/fuse` for what the rings do not
+    /// carry. Without kernel support the session stays on `/dev/fuse`:
+    /// [`crate::BackgroundSession::wait_io_uring`] says which.
+    pub io_uring: Option<crate::IoUringConfig>,
 }
 
 /// Mount options accepted by the FUSE filesystem type
