@@ -638,13 +638,6 @@ impl BackgroundSession {
         self.uring.as_ref().map(|u| u.stats())
     }
 
-    /// durafs fork: a handle reading [`BackgroundSession::io_uring_stats`]
-    /// that outlives the session (`None` without rings).
-    pub fn io_uring_stats_fn(&self) -> Option<impl Fn() -> crate::IoUringStats + Send + Sync + 'static> {
-        let shared = Arc::clone(self.uring.as_ref()?);
-        Some(move || shared.stats())
-    }
-
     /// Unmount the filesystem and join the background thread.
     pub fn umount_and_join(mut self) -> io::Result<()> {
         if let Some(mount) = self.mount.take() {
