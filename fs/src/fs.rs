@@ -168,6 +168,9 @@ pub struct VolumeInfo {
     /// A journal failure degraded the volume (read-only, shut down).
     #[serde(default)]
     pub degraded: Option<String>,
+    /// How requests travel: `dev` or `uring` (`durafs::transport`).
+    #[serde(default)]
+    pub transport: String,
 }
 
 /// One durafs volume.
@@ -305,6 +308,7 @@ impl DuraFs {
             backing_fsyncs: self.store.fsyncs(),
             cut: self.model.is_cut(),
             degraded: self.degraded().map(|d| d.describe().to_string()),
+            transport: self.transport().to_string(),
         }
     }
 

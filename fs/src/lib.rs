@@ -45,5 +45,6 @@ pub mod stacks;
 pub mod sys;
 pub mod testing;
 pub mod trace;
+pub mod transport;
 
 pub use backing::{BackingError, META_DIR};

@@ -12,6 +12,7 @@ use crate::fs::{CutSummary, DuraFs};
 use crate::fuse::{Adapter, Notify};
 use crate::model::crash::CrashOptions;
 use crate::sys::{self, cstring};
+use crate::transport::{self, Transport};
 use fuser::{BackgroundSession, Config, INodeNo, Notifier, SessionACL};
 use std::ffi::CString;
 use std::io;
@@ -47,6 +48,11 @@ pub struct MountOptions {
     /// (`default_permissions`, always on). The control file stays the
     /// mounting user's (and root's) only. Off: only the mounting user.
     pub allow_other: bool,
+    /// How requests travel ([`Transport`]); `None`: the one
+    /// [`transport::TRANSPORT_ENV`] names, else `/dev/fuse`. With io_uring
+    /// the [`MountOptions::threads`] still serve what the rings do not
+    /// carry (forgets, interrupts), beside one ring thread per CPU.
+    pub transport: Option<Transport>,
 }
 
 impl Default for MountOptions {
@@ -55,6 +61,7 @@ impl Default for MountOptions {
             threads: 2,
             writeback_cache: false,
             allow_other: false,
+            transport: None,
         }
     }
 }
@@ -68,6 +75,7 @@ pub struct Mounted {
     session: Option<BackgroundSession>,
     events: Receiver<MountEvent>,
     sender: Sender<MountEvent>,
+    transport: Transport,
 }
 
 fn open_dev_fuse() -> io::Result<OwnedFd> {
@@ -100,6 +108,11 @@ pub fn mount(fs: Arc<DuraFs>, mountpoint: &Path, opts: &MountOptions) -> io::Res
     use std::os::fd::AsRawFd;
     // Only speed depends on it (logged when refused).
     let _ = tune_allocator();
+    let transport = Transport::resolve(opts.transport)?;
+    if transport == Transport::Uring {
+        // IMPORTANT: the kernel decides at INIT, sent by mount(2) below.
+        transport::enable_uring()?;
+    }
     let dev = open_dev_fuse()?;
     let target = cstring(mountpoint)?;
     let (uid, gid) = sys::effective_ids();
@@ -155,6 +168,9 @@ pub fn mount(fs: Arc<DuraFs>, mountpoint: &Path, opts: &MountOptions) -> io::Res
     let adapter = Adapter::new(Arc::clone(&fs), notify, uid, gid, opts.writeback_cache);
     let mut cfg = Config::default();
     cfg.n_threads = Some(opts.threads.max(1));
+    if transport == Transport::Uring {
+        cfg.io_uring = Some(fuser::IoUringConfig::default());
+    }
     // The kernel already refuses other users without `allow_other`; the
     // session's ACL repeats that choice (fuser checks each request's uid).
     let acl = if opts.allow_other {
@@ -162,9 +178,12 @@ pub fn mount(fs: Arc<DuraFs>, mountpoint: &Path, opts: &MountOptions) -> io::Res
     } else {
         SessionACL::Owner
     };
-    let started = fuser::Session::from_fd(adapter, dev, acl, cfg).and_then(|s| s.spawn());
+    let started = fuser::Session::from_fd(adapter, dev, acl, cfg)
+        .and_then(|s| s.spawn())
+        .and_then(|s| rings_started(s, transport));
     match started {
         Ok(session) => {
+            fs.set_transport(transport);
             if opts.writeback_cache {
                 raise_dirty_share(mountpoint);
             }
@@ -174,6 +193,7 @@ pub fn mount(fs: Arc<DuraFs>, mountpoint: &Path, opts: &MountOptions) -> io::Res
                 session: Some(session),
                 events,
                 sender,
+                transport,
             })
         }
         Err(e) => {
@@ -184,6 +204,35 @@ pub fn mount(fs: Arc<DuraFs>, mountpoint: &Path, opts: &MountOptions) -> io::Res
                 format!("starting the FUSE session at {}: {e}", mountpoint.display()),
             ))
         }
+    }
+}
+
+/// With io_uring, waits until every CPU's ring serves requests; a session
+/// the kernel kept on `/dev/fuse` is an error, not a silent fallback.
+fn rings_started(
+    session: BackgroundSession,
+    transport: Transport,
+) -> io::Result<BackgroundSession> {
+    if transport != Transport::Uring {
+        return Ok(session);
+    }
+    match session.wait_io_uring() {
+        Some(Ok(stats)) => {
+            log::info!(
+                "durafs: serving over FUSE io_uring: {} rings of {} entries",
+                stats.queues,
+                fuser::IoUringConfig::default().queue_depth
+            );
+            Ok(session)
+        }
+        Some(Err(e)) => Err(e),
+        None => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "the kernel did not offer FUSE over io_uring at INIT ({} off?)",
+                transport::ENABLE_URING
+            ),
+        )),
     }
 }
 
@@ -279,14 +328,15 @@ fn umount(path: &Path) -> io::Result<bool> {
 }
 
 /// True when `path` is a FUSE mount whose daemon is gone (`statfs` fails
-/// with `ENOTCONN`; `stat` alone may still answer from the kernel's cache).
+/// with `ENOTCONN`, [`sys::is_disconnected`]; `stat` alone may still answer
+/// from the kernel's cache).
 pub fn is_dead_mount(path: &Path) -> bool {
     let Ok(c) = cstring(path) else { return false };
     // SAFETY: all-zero is a valid statfs to be overwritten.
     let mut s: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: a valid path and out-pointer.
     let rc = unsafe { libc::statfs(c.as_ptr(), &mut s) };
-    rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOTCONN)
+    rc != 0 && sys::is_disconnected(&io::Error::last_os_error())
 }
 
 /// Detaches the mount at `path` lazily (it dies once nothing uses it).
@@ -305,6 +355,17 @@ impl Mounted {
     /// Where it is mounted.
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
+    }
+
+    /// How its requests travel.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Requests served through the io_uring rings so far (`None` on the
+    /// `/dev/fuse` transport).
+    pub fn io_uring_requests(&self) -> Option<u64> {
+        self.session.as_ref()?.io_uring_stats().map(|s| s.requests)
     }
 
     /// A sender for [`MountEvent::Stop`] (e.g. from a signal thread).
@@ -466,6 +527,7 @@ impl Drop for Mounted {
                 session: self.session.take(),
                 events: mpsc::channel().1,
                 sender: self.sender.clone(),
+                transport: self.transport,
             };
             m.die();
             return;

@@ -47,9 +47,31 @@ pub fn is_busy(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::EBUSY)
 }
 
+/// True when `e` says a FUSE mount's daemon is gone: `ENOTCONN`, or, for
+/// a call made while the kernel was still ending the connection,
+/// `ECONNABORTED`, or `ECANCELED` over FUSE io_uring (the rings hold
+/// `/dev/fuse` until their asynchronous teardown; a request on its way to a
+/// dead daemon's ring is cancelled: seen on Linux 6.18).
+pub fn is_disconnected(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOTCONN | libc::ECONNABORTED | libc::ECANCELED)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_daemon_shows_as_any_of_the_kernels_disconnect_errors() {
+        for e in [libc::ENOTCONN, libc::ECONNABORTED, libc::ECANCELED] {
+            assert!(is_disconnected(&io::Error::from_raw_os_error(e)), "{e}");
+        }
+        for e in [libc::EIO, libc::ENOENT, libc::EBUSY] {
+            assert!(!is_disconnected(&io::Error::from_raw_os_error(e)), "{e}");
+        }
+    }
 
     #[test]
     fn paths_with_nul_and_missing_mounts_are_errors_not_panics() {

@@ -101,6 +101,11 @@ impl Vol {
         self.mnt.join(rel)
     }
 
+    /// The mount (panics after a cut, until [`Vol::remount`]).
+    pub fn mounted(&self) -> &Mounted {
+        self.mounted.as_ref().expect("mounted")
+    }
+
     /// The volume behind the mount.
     pub fn fs(&self) -> &Arc<DuraFs> {
         self.mounted.as_ref().expect("mounted").fs()

@@ -174,7 +174,8 @@ fn kill_9_then_mount_again_shows_the_drop_all_state() {
     fs::write(d.p("durable"), b"overwritten, unsynced").expect("overwrite");
     fs::write(d.p("new"), b"never synced").expect("write new");
     durafs_tests::kill_and_wait(d.pid());
-    assert!(fails(&["status", &d.m()]).contains("gone"));
+    let e = fails(&["status", &d.m()]);
+    assert!(e.contains("gone"), "{e}");
     let (b, m) = (d.s(&d.backing()), d.m());
     ok(&["mount", &b, &m]);
     assert_eq!(fs::read(d.p("durable")).expect("durable"), b"synced");
@@ -195,6 +196,8 @@ fn clear_errors_and_nothing_left_mounted() {
     assert!(e.contains("does not exist"), "{e}");
     let e = fails(&["mount", "--model", "ext9", &s(&b), &s(&full)]);
     assert!(e.contains("ext9") && e.contains("btrfs"), "{e}");
+    let e = fails(&["mount", "--transport", "tcp", &s(&b), &s(&full)]);
+    assert!(e.contains("tcp") && e.contains("uring"), "{e}");
     assert!(!is_mount(&full));
 
     let d = Daemon::mount(&[]);
@@ -493,4 +496,42 @@ fn demo_keeps_logs_plain_and_summarises_engine_warnings() {
         .count();
     assert_eq!(shown, counted, "{err}");
     assert!(!err.contains("warnings: recovery found"), "{err}");
+}
+
+/// The daemon's threads serving a FUSE io_uring queue (`fuser-ring-N`).
+fn ring_threads(pid: i32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the daemon's threads")
+        .filter_map(|t| fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.starts_with("fuser-ring-"))
+        .count()
+}
+
+/// CPUs the kernel may run a caller on: one FUSE io_uring queue each.
+fn cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) as usize }
+}
+
+/// `mount --transport uring`: the daemon serves through its rings, says so
+/// in the status, and a cut's remount keeps the transport.
+#[test]
+fn a_daemon_over_io_uring_serves_through_its_rings_and_remounts_on_them() {
+    let d = Daemon::mount(&["--transport", "uring"]);
+    fs::write(d.p("f"), vec![7u8; 64 << 10]).expect("write");
+    durafs_tests::fsync_file(&d.p("f"));
+    durafs_tests::fsync_dir(&d.mnt());
+    assert_eq!(d.status()["volume"]["transport"], "uring");
+    assert_eq!(ring_threads(d.pid()), cpus(), "a ring thread per CPU");
+    assert!(ok(&["status", &d.m()]).contains("served over FUSE io_uring"));
+    ok(&["cut", &d.m(), "--policy", "drop-all", "--remount"]);
+    assert_eq!(
+        d.status()["volume"]["transport"],
+        "uring",
+        "the remount keeps io_uring"
+    );
+    assert_eq!(ring_threads(d.pid()), cpus());
+    assert_eq!(fs::read(d.p("f")).expect("read").len(), 64 << 10);
+    ok(&["umount", &d.m()]);
+    assert!(!is_mount(&d.mnt()));
 }

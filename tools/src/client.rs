@@ -30,7 +30,7 @@ impl Control {
         let path = mnt.join(CONTROL_NAME);
         match OpenOptions::new().read(true).write(true).open(&path) {
             Ok(file) => Ok(Control { file }),
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(dead_mount(mnt)),
+            Err(e) if durafs::sys::is_disconnected(&e) => Err(dead_mount(mnt)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(err(format!(
                 "{} is not a durafs mount (no control file {})",
                 mnt.display(),
@@ -250,6 +250,8 @@ pub fn cut(args: CutArgs) -> Result<()> {
             threads: 2,
             writeback_cache: false,
             allow_other,
+            // The remount serves requests as the cut mount did.
+            transport: vol.transport.parse().ok(),
             daemonized: false,
             backing: vol.backing.clone().into(),
             mountpoint: mnt.to_path_buf(),

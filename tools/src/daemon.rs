@@ -69,6 +69,9 @@ fn spawn_daemon(args: &MountArgs) -> Result<()> {
     if args.allow_other {
         cmd.arg("--allow-other");
     }
+    if let Some(t) = args.transport {
+        cmd.arg("--transport").arg(t.to_string());
+    }
     if let Some(f) = &args.faults {
         let f =
             std::path::absolute(f).map_err(|e| err(format!("--faults {}: {e}", f.display())))?;
@@ -326,6 +329,7 @@ fn start(
             threads: args.threads.max(1),
             writeback_cache: args.writeback_cache,
             allow_other: args.allow_other,
+            transport: args.transport,
         },
     )
     .map_err(|e| err(e.to_string()))

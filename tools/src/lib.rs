@@ -494,6 +494,11 @@ pub struct BenchArgs {
     /// Threads serving FUSE requests in each mount.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// The durafs side's transport: dev or uring (`durafs mount
+    /// --transport`); add `--peer durafs-dev` or `--peer durafs-uring` to
+    /// measure the other in the same run.
+    #[arg(long, value_name = "dev|uring")]
+    pub transport: Option<durafs::transport::Transport>,
     /// Parent of the scratch directory; native files and the backing
     /// directory both go there, so both sides use the same filesystem.
     #[arg(default_value = "/var/tmp")]
@@ -545,6 +550,11 @@ pub struct MountArgs {
     /// mounting user's. Default: only the mounting user.
     #[arg(long)]
     pub allow_other: bool,
+    /// How FUSE requests travel: dev (read and writev on /dev/fuse) or
+    /// uring (FUSE over io_uring, Linux 6.14+; durafs turns the kernel's
+    /// enable_uring switch on). Default: $DURAFS_TRANSPORT, else dev.
+    #[arg(long, value_name = "dev|uring")]
+    pub transport: Option<durafs::transport::Transport>,
     /// Internal: this process is the background daemon; report readiness
     /// on stdout.
     #[arg(long, hide = true)]

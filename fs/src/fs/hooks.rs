@@ -85,6 +85,8 @@ pub(super) struct Hooks {
     pub(super) gate: Gate,
     ops: AtomicU64,
     marks: Mutex<Vec<String>>,
+    /// How the mount serving the volume carries requests.
+    transport: OnceLock<crate::transport::Transport>,
 }
 
 impl fmt::Debug for Hooks {
@@ -109,6 +111,20 @@ fn rooted(p: Option<String>, fallback: impl FnOnce() -> String) -> String {
 }
 
 impl DuraFs {
+    /// Records how the mount serving this volume carries requests (set once,
+    /// by [`crate::mount::mount`]), for [`DuraFs::info`].
+    pub fn set_transport(&self, transport: crate::transport::Transport) {
+        if self.hooks.transport.set(transport).is_err() {
+            log::debug!("durafs: the volume's transport was set already");
+        }
+    }
+
+    /// How the mount serving this volume carries requests (`dev` before a
+    /// mount set it).
+    pub fn transport(&self) -> crate::transport::Transport {
+        self.hooks.transport.get().copied().unwrap_or_default()
+    }
+
     /// Starts recording every state-changing call (see [`crate::trace`]),
     /// keeping the trace in memory when `keep` and appending it to `file`
     /// when given. Must be called before anything changed.

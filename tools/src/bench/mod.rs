@@ -224,7 +224,18 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let exe = std::env::current_exe()
         .map_err(|e| err(format!("cannot find the durafs executable: {e}")))?;
     // Before any run: a peer that cannot be built fails now.
-    let peers = peer::resolve(&peer_args, &peer::cache_dir(&exe, &args.dir))?;
+    let opts = MountOpts {
+        writeback_cache: args.writeback_cache,
+        real_fsync: false,
+        threads: args.threads,
+        transport: args.transport,
+    };
+    let peers = peer::resolve(
+        &peer_args,
+        &peer::cache_dir(&exe, &args.dir),
+        &exe,
+        &opts.args(),
+    )?;
     let mut notes = Vec::new();
     if selected.contains(&Workload::SeqReadCold) {
         if let Err(why) = can_drop_caches() {
@@ -242,11 +253,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let ctx = Ctx {
         exe,
         root: scratch.root.clone(),
-        opts: MountOpts {
-            writeback_cache: args.writeback_cache,
-            real_fsync: false,
-            threads: args.threads,
-        },
+        opts,
         sizes: Sizes::new(args.quick),
         cores: host::cores(),
         peers,

@@ -7,6 +7,9 @@
 //! `--peer passthrough_ll[=PATH]` is libfuse's C `passthrough_ll`, run in
 //! the foreground as `PATH -f -o source={backing} {mnt}`; without a path it
 //! is built from the third-party directory (see [`build_passthrough_ll`]).
+//! `--peer durafs-dev` and `--peer durafs-uring` are durafs itself, mounted
+//! with the bench's mount options over `/dev/fuse` or FUSE over io_uring
+//! (`durafs mount --transport`), to compare the transports in one run.
 //!
 //! [`PeerMount`] owns one mount: the command runs in its own process group
 //! (a Ctrl-C meant for the benchmark does not kill it half way), the mount
@@ -18,6 +21,7 @@
 
 use super::host;
 use crate::{Result, err, usage};
+use durafs::transport::Transport;
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -26,6 +30,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// The peer that gets targets (`Workload::peer_target`).
 pub const PASSTHROUGH_LL: &str = "passthrough_ll";
+/// The durafs peers' names: `durafs-` and a transport.
+const DURAFS_PEER: &str = "durafs-";
 /// The environment variable naming the third-party directory.
 pub const ENV_THIRD_PARTY: &str = "DURAFS_THIRD_PARTY";
 /// The passthrough_ll sources, under the third-party directory.
@@ -44,6 +50,8 @@ pub enum PeerArg {
     PassthroughLl(Option<PathBuf>),
     /// `NAME=MOUNT-CMD`: the command's words, placeholders unsubstituted.
     Command { name: String, argv: Vec<String> },
+    /// `durafs-dev` or `durafs-uring`: durafs over that transport.
+    Durafs(Transport),
 }
 
 /// A peer ready to mount.
@@ -99,9 +107,15 @@ pub fn parse(spec: &str) -> Result<PeerArg> {
         if name == PASSTHROUGH_LL {
             return Ok(PeerArg::PassthroughLl(None));
         }
+        if let Some(t) = name.strip_prefix(DURAFS_PEER) {
+            return t
+                .parse()
+                .map(PeerArg::Durafs)
+                .map_err(|e| usage(format!("--peer {name}: {e}")));
+        }
         return Err(usage(format!(
             "--peer {name}: give its mount command, --peer {name}='MOUNT-CMD {{backing}} {{mnt}}' \
-             (only {PASSTHROUGH_LL} may be named alone)"
+             (only {PASSTHROUGH_LL}, {DURAFS_PEER}dev and {DURAFS_PEER}uring may be named alone)"
         )));
     };
     let is_path = !rest.contains(char::is_whitespace) && !rest.contains('{');
@@ -156,6 +170,7 @@ pub fn parse_all(specs: &[String]) -> Result<Vec<PeerArg>> {
         let name = match &a {
             PeerArg::PassthroughLl(_) => PASSTHROUGH_LL.to_string(),
             PeerArg::Command { name, .. } => name.clone(),
+            PeerArg::Durafs(t) => format!("{DURAFS_PEER}{t}"),
         };
         if names.contains(&name) {
             return Err(usage(format!("--peer {name} is given twice")));
@@ -167,8 +182,14 @@ pub fn parse_all(specs: &[String]) -> Result<Vec<PeerArg>> {
 }
 
 /// The peers ready to mount: passthrough_ll built when no path was given
-/// (failing, before any run, with how to get it).
-pub fn resolve(args: &[PeerArg], cache: &Path) -> Result<Vec<Peer>> {
+/// (failing, before any run, with how to get it); a durafs peer is `exe
+/// mount` with `mount_args` (the bench's mount options).
+pub fn resolve(
+    args: &[PeerArg],
+    cache: &Path,
+    exe: &Path,
+    mount_args: &[String],
+) -> Result<Vec<Peer>> {
     args.iter()
         .map(|a| match a {
             PeerArg::PassthroughLl(Some(path)) => {
@@ -188,6 +209,16 @@ pub fn resolve(args: &[PeerArg], cache: &Path) -> Result<Vec<Peer>> {
                 name: name.clone(),
                 argv: argv.clone(),
             }),
+            PeerArg::Durafs(t) => {
+                let mut argv = vec![exe.display().to_string(), "mount".into()];
+                argv.extend(mount_args.iter().cloned());
+                argv.extend(["--transport".into(), t.to_string()]);
+                argv.extend(["{backing}".into(), "{mnt}".into()]);
+                Ok(Peer {
+                    name: format!("{DURAFS_PEER}{t}"),
+                    argv,
+                })
+            }
         })
         .collect()
 }
@@ -455,6 +486,45 @@ mod tests {
             name: name.into(),
             argv: argv.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn durafs_peers_mount_durafs_over_the_named_transport() {
+        let args = parse_all(&["durafs-uring".into(), "durafs-dev".into()]).unwrap();
+        assert_eq!(
+            args,
+            [
+                PeerArg::Durafs(Transport::Uring),
+                PeerArg::Durafs(Transport::Dev)
+            ]
+        );
+        let mount_args = ["--threads".to_string(), "2".to_string()];
+        let peers = resolve(
+            &args,
+            Path::new("/nowhere"),
+            Path::new("/x/durafs"),
+            &mount_args,
+        )
+        .unwrap();
+        assert_eq!(peers[0].name, "durafs-uring");
+        assert_eq!(
+            peers[0].argv_for(Path::new("/b"), Path::new("/m")),
+            [
+                "/x/durafs",
+                "mount",
+                "--threads",
+                "2",
+                "--transport",
+                "uring",
+                "/b",
+                "/m"
+            ]
+        );
+        assert_eq!(peers[1].name, "durafs-dev");
+        let e = parse("durafs-tcp").unwrap_err().to_string();
+        assert!(e.contains("durafs-tcp") && e.contains("uring"), "{e}");
+        let e = parse_all(&["durafs-uring".into(), "durafs-uring".into()]).unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct MountOpts {
     pub writeback_cache: bool,
     pub real_fsync: bool,
     pub threads: usize,
+    /// `--transport`; `None`: durafs's default (`$DURAFS_TRANSPORT`, else
+    /// `/dev/fuse`).
+    pub transport: Option<durafs::transport::Transport>,
 }
 
 impl MountOpts {
@@ -37,6 +40,10 @@ impl MountOpts {
         }
         a.push("--threads".to_string());
         a.push(self.threads.to_string());
+        if let Some(t) = self.transport {
+            a.push("--transport".to_string());
+            a.push(t.to_string());
+        }
         a
     }
 }
@@ -258,10 +265,18 @@ mod tests {
             writeback_cache: true,
             real_fsync: true,
             threads: 3,
+            transport: None,
         };
         assert_eq!(
             o.args(),
             ["--writeback-cache", "--real-fsync", "--threads", "3"]
         );
+        let o = MountOpts {
+            writeback_cache: false,
+            real_fsync: false,
+            threads: 2,
+            transport: Some(durafs::transport::Transport::Uring),
+        };
+        assert_eq!(o.args(), ["--threads", "2", "--transport", "uring"]);
     }
 }

@@ -35,6 +35,11 @@ pub fn status(r: &StatusReply, look: Look) -> String {
         plural(st.names.len(), "pending name", "pending names"),
         plural(st.pending_ops, "pending operation", "pending operations"),
     );
+    // The rings' request count is in `--json` only: the text stays the
+    // same between two calls with nothing changed in between.
+    if vol.transport == "uring" {
+        let _ = writeln!(out, "served over FUSE io_uring (one ring per CPU)");
+    }
     if vol.writebacks > 0 {
         let _ = writeln!(
             out,

@@ -140,3 +140,15 @@ fn cut_lists_what_was_lost_with_human_sizes() {
     };
     assert!(cut(&big).contains("40.0 MiB (41,943,103 bytes) of data"));
 }
+
+#[test]
+fn status_names_the_io_uring_transport() {
+    let mut r = reply(serde_json::json!([]), serde_json::json!([]), 0);
+    assert!(
+        !status(&r, PLAIN).contains("io_uring"),
+        "no line on /dev/fuse"
+    );
+    r.volume.transport = "uring".into();
+    let text = status(&r, PLAIN);
+    assert!(text.contains("served over FUSE io_uring"), "{text}");
+}
