@@ -230,12 +230,13 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         threads: args.threads,
         transport: args.transport,
     };
-    let peers = peer::resolve(
-        &peer_args,
-        &peer::cache_dir(&exe, &args.dir),
-        &exe,
-        &opts.args(),
-    )?;
+    // A durafs peer mounts with the bench's options but its own transport.
+    let peer_opts = MountOpts {
+        transport: None,
+        ..opts
+    };
+    let cache = peer::cache_dir(&exe, &args.dir);
+    let peers = peer::resolve(&peer_args, &cache, &exe, &peer_opts.args())?;
     let mut notes = Vec::new();
     if selected.contains(&Workload::SeqReadCold) {
         if let Err(why) = can_drop_caches() {
