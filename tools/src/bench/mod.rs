@@ -236,7 +236,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         ..opts
     };
     let cache = peer::cache_dir(&exe, &args.dir);
-    let peers = peer::resolve(&peer_args, &cache, &exe, &peer_opts.args())?;
+    let peers = peer::resolve(&peer_args, &cache, &exe, peer_opts)?;
     let mut notes = Vec::new();
     if selected.contains(&Workload::SeqReadCold) {
         if let Err(why) = can_drop_caches() {
@@ -462,8 +462,13 @@ fn run_group(
                 ctx.root
                     .join("out")
                     .join(format!("{}-{}-{run}.log", group[0].name(), peer.name));
-            let vol =
-                PeerMount::mount(peer, &ctx.root.join("backing"), &ctx.root.join("mnt"), &log)?;
+            let peer = peer.for_group(group.iter().any(|w| w.real_fsync()));
+            let vol = PeerMount::mount(
+                &peer,
+                &ctx.root.join("backing"),
+                &ctx.root.join("mnt"),
+                &log,
+            )?;
             let figures = run_in(ctx, group, selected, &name, run, vol.path())?;
             vol.unmount()?;
             Ok(figures)

@@ -20,6 +20,7 @@
 //! command that daemonises (exits 0 once mounted) works too.
 
 use super::host;
+use super::volume::MountOpts;
 use crate::{Result, err, usage};
 use durafs::transport::Transport;
 use std::fs;
@@ -60,9 +61,26 @@ pub struct Peer {
     pub name: String,
     /// The command's words with `{backing}` and `{mnt}` in them.
     pub argv: Vec<String>,
+    /// The command for the groups measured with real fsyncs
+    /// (`append-4k-fsync-real`) where it differs: a durafs peer's adds
+    /// `--real-fsync`, as the durafs side's mount does.
+    pub real_fsync_argv: Option<Vec<String>>,
 }
 
 impl Peer {
+    /// This peer as it mounts for a group with (`true`) or without real
+    /// fsyncs.
+    pub fn for_group(&self, real_fsync: bool) -> Peer {
+        match (&self.real_fsync_argv, real_fsync) {
+            (Some(argv), true) => Peer {
+                name: self.name.clone(),
+                argv: argv.clone(),
+                real_fsync_argv: None,
+            },
+            _ => self.clone(),
+        }
+    }
+
     /// The command for one mount: each placeholder replaced by its path.
     pub fn argv_for(&self, backing: &Path, mnt: &Path) -> Vec<String> {
         let (b, m) = (backing.display().to_string(), mnt.display().to_string());
@@ -92,6 +110,7 @@ impl Peer {
                 "source={backing}".into(),
                 "{mnt}".into(),
             ],
+            real_fsync_argv: None,
         }
     }
 }
@@ -183,13 +202,8 @@ pub fn parse_all(specs: &[String]) -> Result<Vec<PeerArg>> {
 
 /// The peers ready to mount: passthrough_ll built when no path was given
 /// (failing, before any run, with how to get it); a durafs peer is `exe
-/// mount` with `mount_args` (the bench's mount options).
-pub fn resolve(
-    args: &[PeerArg],
-    cache: &Path,
-    exe: &Path,
-    mount_args: &[String],
-) -> Result<Vec<Peer>> {
+/// mount` with `mount` (the bench's mount options) over its own transport.
+pub fn resolve(args: &[PeerArg], cache: &Path, exe: &Path, mount: MountOpts) -> Result<Vec<Peer>> {
     args.iter()
         .map(|a| match a {
             PeerArg::PassthroughLl(Some(path)) => {
@@ -208,15 +222,24 @@ pub fn resolve(
             PeerArg::Command { name, argv } => Ok(Peer {
                 name: name.clone(),
                 argv: argv.clone(),
+                real_fsync_argv: None,
             }),
             PeerArg::Durafs(t) => {
-                let mut argv = vec![exe.display().to_string(), "mount".into()];
-                argv.extend(mount_args.iter().cloned());
-                argv.extend(["--transport".into(), t.to_string()]);
-                argv.extend(["{backing}".into(), "{mnt}".into()]);
+                let argv = |real_fsync| {
+                    let opts = MountOpts {
+                        real_fsync,
+                        transport: Some(*t),
+                        ..mount
+                    };
+                    let mut argv = vec![exe.display().to_string(), "mount".into()];
+                    argv.extend(opts.args());
+                    argv.extend(["{backing}".into(), "{mnt}".into()]);
+                    argv
+                };
                 Ok(Peer {
                     name: format!("{DURAFS_PEER}{t}"),
-                    argv,
+                    argv: argv(mount.real_fsync),
+                    real_fsync_argv: Some(argv(true)),
                 })
             }
         })
@@ -498,14 +521,13 @@ mod tests {
                 PeerArg::Durafs(Transport::Dev)
             ]
         );
-        let mount_args = ["--threads".to_string(), "2".to_string()];
-        let peers = resolve(
-            &args,
-            Path::new("/nowhere"),
-            Path::new("/x/durafs"),
-            &mount_args,
-        )
-        .unwrap();
+        let mount = MountOpts {
+            writeback_cache: false,
+            real_fsync: false,
+            threads: 2,
+            transport: None,
+        };
+        let peers = resolve(&args, Path::new("/nowhere"), Path::new("/x/durafs"), mount).unwrap();
         assert_eq!(peers[0].name, "durafs-uring");
         assert_eq!(
             peers[0].argv_for(Path::new("/b"), Path::new("/m")),
@@ -521,6 +543,26 @@ mod tests {
             ]
         );
         assert_eq!(peers[1].name, "durafs-dev");
+        // Regression: the durafs-dev peer of a --transport uring run
+        // measured append-4k-fsync-real without --real-fsync (16k IOPS
+        // against the durafs side's 2.9k).
+        let real = peers[1].for_group(true);
+        assert_eq!(
+            real.argv_for(Path::new("/b"), Path::new("/m")),
+            [
+                "/x/durafs",
+                "mount",
+                "--real-fsync",
+                "--threads",
+                "2",
+                "--transport",
+                "dev",
+                "/b",
+                "/m"
+            ]
+        );
+        assert_eq!(real.name, "durafs-dev");
+        assert_eq!(peers[1].for_group(false), peers[1]);
         let e = parse("durafs-tcp").unwrap_err().to_string();
         assert!(e.contains("durafs-tcp") && e.contains("uring"), "{e}");
         let e = parse_all(&["durafs-uring".into(), "durafs-uring".into()]).unwrap_err();
@@ -595,7 +637,9 @@ mod tests {
         let p = Peer {
             name: "x".into(),
             argv: vec!["m".into(), "{mnt}/{backing}".into()],
+            real_fsync_argv: None,
         };
+        assert_eq!(p.for_group(true), p);
         assert_eq!(p.argv_for(Path::new("b"), Path::new("m")), ["m", "m/b"]);
     }
 
@@ -636,6 +680,7 @@ mod tests {
                 "{backing}".into(),
                 "{mnt}".into(),
             ],
+            real_fsync_argv: None,
         };
         let e = PeerMount::mount(&p, &b, &m, &log)
             .err()
