@@ -368,6 +368,12 @@ impl Mounted {
         self.session.as_ref()?.io_uring_stats().map(|s| s.requests)
     }
 
+    /// Commits the rings submitted handing their CPU to the caller they
+    /// woke (`SCHED_IDLE` for the submit; `vendor/fuser/src/uring_wake.rs`).
+    pub fn io_uring_hand_offs(&self) -> Option<u64> {
+        self.session.as_ref()?.io_uring_stats().map(|s| s.hand_offs)
+    }
+
     /// A sender for [`MountEvent::Stop`] (e.g. from a signal thread).
     pub fn stopper(&self) -> Sender<MountEvent> {
         self.sender.clone()

@@ -60,12 +60,27 @@ fn io_uring_carries_the_requests_of_its_mount() {
     );
 }
 
+/// The rings submit their commits as `SCHED_IDLE`, so that the caller a
+/// commit wakes stays on its CPU, and return to `SCHED_OTHER` before they
+/// wait (`vendor/fuser/src/uring_wake.rs`).
+#[test]
+fn io_uring_commits_hand_the_cpu_to_the_caller() {
+    let v = vol(Transport::Uring);
+    let f = fs::File::create(v.p("f")).expect("create");
+    for i in 0..64u64 {
+        f.write_all_at(&[1; 4096], i * 4096).expect("write 4 KiB");
+    }
+    let handed = v.mounted().io_uring_hand_offs().expect("a ring counter");
+    assert!(handed >= 1, "no commit handed off its CPU");
+}
+
 #[test]
 fn dev_fuse_mounts_have_no_rings() {
     let v = vol(Transport::Dev);
     assert_eq!(v.mounted().transport(), Transport::Dev);
     fs::write(v.p("f"), b"x").expect("write");
     assert_eq!(v.mounted().io_uring_requests(), None);
+    assert_eq!(v.mounted().io_uring_hand_offs(), None);
     assert_eq!(v.fs().info().transport, "dev");
 }
 

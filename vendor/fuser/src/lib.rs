@@ -104,6 +104,7 @@ mod request_param;
 mod session;
 mod time;
 mod uring;
+mod uring_wake;
 
 /// We generally support async reads
 #[cfg(not(target_os = "macos"))]

@@ -75,6 +75,7 @@ use crate::reply::ReplyEmpty;
 use crate::request::ReplyTo;
 use crate::request::RequestWithSender;
 use crate::session::SessionEventLoop;
+use crate::uring_wake::HandOff;
 
 /// Serving FUSE requests over io_uring rings (Linux 6.14 and later, with
 /// `/sys/module/fuse/parameters/enable_uring` set).
@@ -84,11 +85,17 @@ pub struct IoUringConfig {
     /// holds at once. Each entry has a payload buffer of the negotiated
     /// maximum request size.
     pub queue_depth: u16,
+    /// Submit commits as `SCHED_IDLE`, so that the caller a commit wakes
+    /// stays on its CPU (see `uring_wake`).
+    pub hand_off: bool,
 }
 
 impl Default for IoUringConfig {
     fn default() -> Self {
-        IoUringConfig { queue_depth: 8 }
+        IoUringConfig {
+            queue_depth: 8,
+            hand_off: true,
+        }
     }
 }
 
@@ -99,6 +106,8 @@ pub struct IoUringStats {
     pub queues: usize,
     /// Requests served through the rings so far.
     pub requests: u64,
+    /// Submits of commits made as `SCHED_IDLE` (`IoUringConfig::hand_off`).
+    pub hand_offs: u64,
 }
 
 const HEADER_SIZE: usize = 288;
@@ -125,6 +134,7 @@ pub(crate) struct Shared {
     payload_size: usize,
     queues: usize,
     requests: AtomicU64,
+    hand_offs: AtomicU64,
     stop: OwnedFd,
     /// Set with the stop: the connection is gone, so the kernel no longer
     /// writes into the entries.
@@ -164,6 +174,7 @@ impl Shared {
             payload_size: payload_size.max(8192),
             queues: possible_cpus(),
             requests: AtomicU64::new(0),
+            hand_offs: AtomicU64::new(0),
             stop,
             gone: std::sync::atomic::AtomicBool::new(false),
             ready: Mutex::new(Readiness::default()),
@@ -179,6 +190,7 @@ impl Shared {
         IoUringStats {
             queues: self.queues,
             requests: self.requests.load(Ordering::Relaxed),
+            hand_offs: self.hand_offs.load(Ordering::Relaxed),
         }
     }
 
@@ -600,7 +612,9 @@ pub(crate) fn serve<FS: Filesystem>(
     let mut live = entries.len();
     let mut done = Vec::with_capacity(entries.len() + 1);
     done.extend(early);
+    let mut hand_off = HandOff::new(shared.config.hand_off);
     loop {
+        let served = !done.is_empty();
         for (user_data, res) in done.drain(..) {
             if user_data == STOP {
                 if shared.gone.load(Ordering::Acquire) {
@@ -636,7 +650,15 @@ pub(crate) fn serve<FS: Filesystem>(
                 }
             }
         }
-        match queue.ring.submitter().submit_and_wait(1) {
+        let mut waited = Ok(0);
+        if served {
+            // The commits wake their callers: see uring_wake.
+            waited = hand_off.submit(|| queue.ring.submitter().submit(), &shared.hand_offs);
+        }
+        if waited.is_ok() {
+            waited = queue.ring.submitter().submit_and_wait(1);
+        }
+        match waited {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
