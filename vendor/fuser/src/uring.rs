@@ -614,7 +614,7 @@ pub(crate) fn serve<FS: Filesystem>(
     done.extend(early);
     let mut hand_off = HandOff::new(shared.config.hand_off);
     loop {
-        let served = !done.is_empty();
+        let served = done.len();
         for (user_data, res) in done.drain(..) {
             if user_data == STOP {
                 if shared.gone.load(Ordering::Acquire) {
@@ -651,8 +651,8 @@ pub(crate) fn serve<FS: Filesystem>(
             }
         }
         let mut waited = Ok(0);
-        if served {
-            // The commits wake their callers: see uring_wake.
+        if served == 1 {
+            // The commit wakes its caller: see uring_wake (why only one).
             waited = hand_off.submit(|| queue.ring.submitter().submit(), &shared.hand_offs);
         }
         if waited.is_ok() {
