@@ -9,7 +9,8 @@
 //! is built from the third-party directory (see [`build_passthrough_ll`]).
 //! `--peer durafs-dev` and `--peer durafs-uring` are durafs itself, mounted
 //! with the bench's mount options over `/dev/fuse` or FUSE over io_uring
-//! (`durafs mount --transport`), to compare the transports in one run.
+//! (`durafs mount --foreground --transport`), to compare the transports in
+//! one run.
 //!
 //! [`PeerMount`] owns one mount: the command runs in its own process group
 //! (a Ctrl-C meant for the benchmark does not kill it half way), the mount
@@ -231,7 +232,15 @@ pub fn resolve(args: &[PeerArg], cache: &Path, exe: &Path, mount: MountOpts) -> 
                         transport: Some(*t),
                         ..mount
                     };
-                    let mut argv = vec![exe.display().to_string(), "mount".into()];
+                    // IMPORTANT: in the foreground, so that the harness
+                    // reaps the daemon, which persists its state at the
+                    // unmount, before it empties the backing for the next
+                    // side.
+                    let mut argv = vec![
+                        exe.display().to_string(),
+                        "mount".into(),
+                        "--foreground".into(),
+                    ];
                     argv.extend(opts.args());
                     argv.extend(["{backing}".into(), "{mnt}".into()]);
                     argv
@@ -534,6 +543,7 @@ mod tests {
             [
                 "/x/durafs",
                 "mount",
+                "--foreground",
                 "--threads",
                 "2",
                 "--transport",
@@ -543,6 +553,9 @@ mod tests {
             ]
         );
         assert_eq!(peers[1].name, "durafs-dev");
+        // Regression: a daemonised durafs peer persisted its state at the
+        // unmount while the harness emptied its backing; the next durafs
+        // mount there reported the failure (bench --runs 5, metadata).
         // Regression: the durafs-dev peer of a --transport uring run
         // measured append-4k-fsync-real without --real-fsync (16k IOPS
         // against the durafs side's 2.9k).
@@ -552,6 +565,7 @@ mod tests {
             [
                 "/x/durafs",
                 "mount",
+                "--foreground",
                 "--real-fsync",
                 "--threads",
                 "2",
