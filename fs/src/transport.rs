@@ -8,9 +8,11 @@
 //! - [`Transport::Uring`]: FUSE over io_uring (Linux 6.14 and later). One
 //!   ring per CPU, each served by its own thread; a request and its reply
 //!   share one entry, and one `io_uring_enter` both answers the requests
-//!   served and waits for the next ones. Measured on this project's kernel
-//!   (6.18) with libfuse's own examples: 1.2 to 2.7 x the request rate of
-//!   the classic transport for 4 KiB writes (`docs/fuse-over-io-uring.md`).
+//!   served and waits for the next ones; a lone commit is submitted as
+//!   `SCHED_IDLE` so that the caller it wakes stays on its CPU. Measured on
+//!   this project's kernel (6.18), durafs's own bench: 1.14 to 1.71 x the
+//!   classic transport on the rows that stay in memory, random 4 KiB
+//!   writes 1.32 x (`docs/fuse-over-io-uring.md`).
 //!   Needs `/sys/module/fuse/parameters/enable_uring`, which durafs turns
 //!   on when it may (root) and the kernel has it.
 
