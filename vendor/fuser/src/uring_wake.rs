@@ -44,6 +44,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
 
+use log::error;
 use log::warn;
 
 /// A submit slower than this turns the hand-off off for a while.
@@ -65,14 +66,14 @@ pub(crate) struct HandOff {
 }
 
 impl HandOff {
-    /// For the calling thread: on when `wanted` and the thread runs under
+    /// For the calling thread: on when `wanted`, the thread runs under
     /// `SCHED_OTHER` (a real-time or batch policy chosen by the user is
-    /// left alone).
+    /// left alone) and may leave `SCHED_IDLE` again ([`can_leave_idle`]).
     pub(crate) fn new(wanted: bool) -> HandOff {
         // SAFETY: sched_getscheduler(0) reads the calling thread's policy.
         let policy = unsafe { libc::sched_getscheduler(0) };
         HandOff {
-            enabled: wanted && policy == libc::SCHED_OTHER,
+            enabled: wanted && policy == libc::SCHED_OTHER && can_leave_idle(),
             off_until: None,
             backoff: BACKOFF_MIN,
         }
@@ -97,8 +98,9 @@ impl HandOff {
         let start = Instant::now();
         let result = submit();
         if let Err(e) = set_policy(libc::SCHED_OTHER) {
-            // Staying SCHED_IDLE would starve the queue under load.
-            warn!("io_uring: back to SCHED_OTHER refused ({e}); hand-off off");
+            // can_leave_idle() said it would not be refused: the thread
+            // now stays SCHED_IDLE, and its queue can wait under load.
+            error!("io_uring: back to SCHED_OTHER refused ({e}); this ring thread stays SCHED_IDLE");
             self.enabled = false;
         }
         if start.elapsed() > SLOW_SUBMIT {
@@ -125,6 +127,49 @@ impl HandOff {
     }
 }
 
+/// Whether the kernel lets the calling thread leave `SCHED_IDLE`
+/// (`__sched_setscheduler`: `can_nice` at its nice value, that is
+/// `CAP_SYS_NICE`, or an `RLIMIT_NICE` of at least 20 - nice). Without it
+/// (a non-root daemon, or root in a container without `CAP_SYS_NICE`) a
+/// thread that went `SCHED_IDLE` could not come back.
+pub(crate) fn can_leave_idle() -> bool {
+    has_cap_sys_nice() || nice_limit_allows()
+}
+
+fn has_cap_sys_nice() -> bool {
+    const CAP_SYS_NICE: u32 = 23;
+    let Ok(status) = std::fs::read_to_string("/proc/thread-self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_NICE) != 0)
+}
+
+fn nice_limit_allows() -> bool {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into lim.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NICE, &mut lim) } != 0 {
+        return false;
+    }
+    // SAFETY: gettid has no arguments; getpriority reads this thread's nice
+    // value (-1 is also a valid nice value, so errno decides).
+    let nice = unsafe {
+        *libc::__errno_location() = 0;
+        libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t)
+    };
+    // SAFETY: reads errno.
+    if nice == -1 && unsafe { *libc::__errno_location() } != 0 {
+        return false;
+    }
+    lim.rlim_cur >= (20 - i64::from(nice)) as libc::rlim_t
+}
+
 fn set_policy(policy: libc::c_int) -> io::Result<()> {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: pid 0 is the calling thread; param is a valid sched_param.
@@ -142,6 +187,10 @@ mod tests {
     fn the_thread_is_back_to_its_policy_after_a_submit() {
         let mut h = HandOff::new(true);
         let n = AtomicU64::new(0);
+        if !can_leave_idle() {
+            assert!(!h.enabled, "a thread that could not come back stays");
+            return;
+        }
         assert!(h.enabled, "test threads run SCHED_OTHER");
         assert_eq!(h.submit(|| Ok(3), &n).unwrap(), 3);
         assert_eq!(n.load(Ordering::Relaxed), 1);
@@ -152,8 +201,76 @@ mod tests {
         assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER);
     }
 
+    /// In a throwaway thread: what `can_leave_idle` says, and whether the
+    /// thread could leave `SCHED_IDLE` again.
+    fn guard_and_kernel(drop_sys_nice: bool) -> (bool, bool) {
+        std::thread::spawn(move || {
+            if drop_sys_nice {
+                drop_cap_sys_nice();
+            }
+            let said = can_leave_idle();
+            set_policy(libc::SCHED_IDLE).expect("any thread may go SCHED_IDLE");
+            (said, set_policy(libc::SCHED_OTHER).is_ok())
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// Drops `CAP_SYS_NICE` from the calling thread (capabilities are per
+    /// thread), as a daemon without it (non-root, or root in a container)
+    /// runs.
+    fn drop_cap_sys_nice() {
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let mut h = Header {
+            version: 0x2008_0522,
+            pid: 0,
+        };
+        let mut d = [Data {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        // SAFETY: capget/capset with a v3 header and two data words.
+        unsafe {
+            assert_eq!(libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()), 0);
+            d[0].effective &= !(1 << 23);
+            d[0].permitted &= !(1 << 23);
+            assert_eq!(libc::syscall(libc::SYS_capset, &h, d.as_ptr()), 0);
+        }
+    }
+
+    /// Regression: a thread without `CAP_SYS_NICE` cannot leave
+    /// `SCHED_IDLE` (`can_nice` with the default `RLIMIT_NICE` of 0), so a
+    /// hand-off there would have left the ring thread `SCHED_IDLE` for
+    /// good. The guard agrees with the kernel with and without the
+    /// capability.
+    #[test]
+    fn can_leave_idle_agrees_with_the_kernel() {
+        let (said, came_back) = guard_and_kernel(false);
+        assert_eq!(said, came_back);
+        let (said, came_back) = guard_and_kernel(true);
+        assert_eq!(said, came_back);
+        if !nice_limit_allows() {
+            assert!(!came_back, "without CAP_SYS_NICE the thread stays SCHED_IDLE");
+        }
+    }
+
     #[test]
     fn a_slow_submit_turns_the_hand_off_off_for_a_while() {
+        if !can_leave_idle() {
+            return;
+        }
         let mut h = HandOff::new(true);
         let n = AtomicU64::new(0);
         let slow = || {
