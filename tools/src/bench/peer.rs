@@ -538,6 +538,10 @@ mod tests {
         };
         let peers = resolve(&args, Path::new("/nowhere"), Path::new("/x/durafs"), mount).unwrap();
         assert_eq!(peers[0].name, "durafs-uring");
+        // Regression: a daemonised durafs peer persisted its state at the
+        // unmount while the harness emptied its backing; the next durafs
+        // mount there reported the failure (bench --runs 5, metadata).
+        // `--foreground` lets the harness reap it first.
         assert_eq!(
             peers[0].argv_for(Path::new("/b"), Path::new("/m")),
             [
@@ -553,9 +557,6 @@ mod tests {
             ]
         );
         assert_eq!(peers[1].name, "durafs-dev");
-        // Regression: a daemonised durafs peer persisted its state at the
-        // unmount while the harness emptied its backing; the next durafs
-        // mount there reported the failure (bench --runs 5, metadata).
         // Regression: the durafs-dev peer of a --transport uring run
         // measured append-4k-fsync-real without --real-fsync (16k IOPS
         // against the durafs side's 2.9k).

@@ -136,8 +136,10 @@ pub(crate) fn can_leave_idle() -> bool {
     has_cap_sys_nice() || nice_limit_allows()
 }
 
+/// The capability bit that lets a thread raise its scheduling priority.
+const CAP_SYS_NICE: u32 = 23;
+
 fn has_cap_sys_nice() -> bool {
-    const CAP_SYS_NICE: u32 = 23;
     let Ok(status) = std::fs::read_to_string("/proc/thread-self/status") else {
         return false;
     };
@@ -244,8 +246,8 @@ mod tests {
         // SAFETY: capget/capset with a v3 header and two data words.
         unsafe {
             assert_eq!(libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()), 0);
-            d[0].effective &= !(1 << 23);
-            d[0].permitted &= !(1 << 23);
+            d[0].effective &= !(1 << CAP_SYS_NICE);
+            d[0].permitted &= !(1 << CAP_SYS_NICE);
             assert_eq!(libc::syscall(libc::SYS_capset, &h, d.as_ptr()), 0);
         }
     }
